@@ -1,0 +1,36 @@
+# drover — the front door. `make demo` runs the main job on the simulator; `make test` runs every test.
+.PHONY: demo test lint typecheck unit build lab-up lab-down lab-demo bench setup setup-lab clean
+
+demo: setup
+	npx tsx src/cli/main.ts demo
+
+test: setup-lab
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+setup-lab:
+	bash scripts/setup.sh --lab
+
+lint:
+	npx eslint .
+	npx prettier --check .
+
+typecheck:
+	npx tsc -p tsconfig.json --noEmit
+
+build: setup
+	npx tsc -p tsconfig.build.json
+
+lab-up: setup-lab
+	bash test/lab/lab.sh up
+
+lab-down:
+	bash test/lab/lab.sh down
+
+bench: setup-lab
+	npm run bench
+
+clean:
+	rm -rf dist coverage .test-results.json

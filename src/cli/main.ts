@@ -1,0 +1,22 @@
+// The `drover` command. Each sub-command lives in commands/<name>.ts and registers itself here.
+import { Command } from 'commander';
+
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  badInput: 3,
+  unreachable: 4,
+  notConverged: 5,
+} as const;
+
+const program = new Command();
+program
+  .name('drover')
+  .description('keeps libvirt/KVM clusters balanced and drains hosts with migrations that finish');
+program.showHelpAfterError();
+program.exitOverride((err) => {
+  process.exit(err.exitCode === 0 ? 0 : EXIT.usage);
+});
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,61 @@
+// The Plan: the planner's output (`drover plan --json` prints exactly this).
+import { z } from 'zod';
+import { isoTime, nonEmptyString, nonNegativeNumber, oneOf, parseWith } from './validation.js';
+
+export const MIGRATION_KINDS = ['live', 'block', 'offline'] as const;
+export const PLAN_REASONS = ['rebalance', 'drain'] as const;
+export type MigrationKind = (typeof MIGRATION_KINDS)[number];
+export type PlanReason = (typeof PLAN_REASONS)[number];
+
+export const PredictionSchema = z.strictObject({
+  converges: z.boolean(),
+  durationS: nonNegativeNumber(),
+  downtimeMs: nonNegativeNumber(),
+  transferMiB: nonNegativeNumber(),
+  /** The technique the prediction relies on, when plain pre-copy is not enough. */
+  technique: oneOf(['precopy', 'auto-converge', 'post-copy'] as const).optional(),
+});
+
+export const StepSchema = z.strictObject({
+  vm: nonEmptyString(),
+  from: nonEmptyString(),
+  to: nonEmptyString(),
+  kind: oneOf(MIGRATION_KINDS),
+  why: z.string(),
+  predicted: PredictionSchema,
+  /** The VM's downtime budget (from policy); the watchdog never raises max downtime above it. */
+  downtimeBudgetMs: nonNegativeNumber().optional(),
+});
+
+export const SkipSchema = z.strictObject({ vm: nonEmptyString(), why: z.string() });
+
+export const SpreadSchema = z.strictObject({
+  cpuSpreadPct: nonNegativeNumber(),
+  memSpreadPct: nonNegativeNumber(),
+});
+
+export const PlanSchema = z.strictObject({
+  id: nonEmptyString(),
+  reason: oneOf(PLAN_REASONS),
+  createdAt: isoTime(),
+  steps: z.array(StepSchema),
+  skipped: z.array(SkipSchema),
+  before: SpreadSchema,
+  after: SpreadSchema,
+  /** Why the planner chose no moves, when it chose none. */
+  note: z.string().optional(),
+  /** Expected wall time of the whole plan, from the predictions and the concurrency limits. */
+  etaS: nonNegativeNumber().optional(),
+  /** The snapshot this plan was made from (its takenAt), so stale plans can expire. */
+  snapshotTakenAt: isoTime().optional(),
+});
+
+export type Prediction = z.output<typeof PredictionSchema>;
+export type Step = z.output<typeof StepSchema>;
+export type Skip = z.output<typeof SkipSchema>;
+export type Spread = z.output<typeof SpreadSchema>;
+export type Plan = z.output<typeof PlanSchema>;
+
+export function parsePlan(data: unknown, source = ''): Plan {
+  return parseWith(PlanSchema, data, source);
+}

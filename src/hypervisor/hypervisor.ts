@@ -1,0 +1,205 @@
+// The Hypervisor interface: everything drover needs from a hypervisor, and nothing more.
+// Implementations: libvirt/ (real hosts over drover's libvirt client) and sim/ (in-process cluster).
+// Both must pass test/hypervisor/conformance.test.ts.
+import type { Clock } from '../domain/clock.js';
+import type { MigrationKind } from '../domain/plan.js';
+import type { StorageKind, VmState } from '../domain/snapshot.js';
+
+/** A host as the hypervisor knows it (drover's own host state — maintenance etc. — lives elsewhere). */
+export interface HostInfo {
+  id: string;
+  cpus: number;
+  memMiB: number;
+  cpuModel: string | null;
+  /** Migration link bandwidth, when the hypervisor knows it (the simulator does; libvirt hosts get it from config). */
+  bandwidthMiBps: number | null;
+  labels: Record<string, string>;
+}
+
+/** Cumulative counters: the collector turns deltas of these into utilisation. */
+export interface HostSample {
+  hostId: string;
+  /** Clock time of the reading (ms). */
+  at: number;
+  /** Sum over all CPUs of non-idle CPU time (ns), monotonic. */
+  cpuBusyNs: number;
+  /** Sum over all CPUs of all CPU time (ns), monotonic. */
+  cpuTotalNs: number;
+  memTotalMiB: number;
+  memUsedMiB: number;
+}
+
+export interface DiskInfo {
+  /** Guest device name, e.g. `vda`. */
+  target: string;
+  /** Source path or volume on the host (null for network disks given by name only). */
+  source: string | null;
+  /** True when the disk lives on storage every host sees (NFS, Ceph, iSCSI, ...). */
+  shared: boolean;
+  format: string | null;
+  capacityMiB: number | null;
+}
+
+export interface VmInfo {
+  /** libvirt UUID. */
+  id: string;
+  name: string;
+  hostId: string;
+  state: VmState;
+  /** Defined persistently on this host (not only running there). */
+  persistent: boolean;
+  vcpus: number;
+  memMiB: number;
+  cpuModel: string | null;
+  disks: DiskInfo[];
+  /** `shared` when every disk is on shared storage (a live migration can go); else `local`. */
+  storage: StorageKind;
+  labels: Record<string, string>;
+}
+
+export type DirtyRateStatus = 'none' | 'measuring' | 'measured';
+
+export interface DirtyRateReading {
+  status: DirtyRateStatus;
+  /** MiB/s over the measurement window; null unless status is `measured`. */
+  dirtyMiBps: number | null;
+  /** When the finished measurement started (ms), or null. */
+  startedAt: number | null;
+  windowS: number | null;
+}
+
+export interface VmSample {
+  vmId: string;
+  hostId: string;
+  at: number;
+  state: VmState;
+  /** Cumulative guest CPU time over all vCPUs (ns). */
+  cpuTimeNs: number;
+  vcpus: number;
+  memMiB: number;
+  /** Memory the guest really uses (balloon/RSS), null when the hypervisor cannot tell. */
+  memUsedMiB: number | null;
+  dirtyRate: DirtyRateReading;
+  /** True while a migration job of this VM is active on this host. */
+  migrating: boolean;
+}
+
+export type JobType = 'none' | 'active' | 'completed' | 'failed' | 'cancelled';
+
+/** Progress of a VM's job, in libvirt's job-stats vocabulary and units. */
+export interface JobStats {
+  type: JobType;
+  /** ms since the job started. */
+  time_elapsed: number;
+  /** bytes */
+  memory_total: number;
+  memory_processed: number;
+  memory_remaining: number;
+  /** pages per second */
+  memory_dirty_rate: number;
+  memory_page_size: number;
+  /** pre-copy round, 0-based as drover counts it (round 0 sends all memory) */
+  memory_iteration: number;
+  /** bytes per second */
+  memory_bps: number;
+  /** ms: expected downtime while running, the real one when completed */
+  downtime: number;
+  disk_total: number;
+  disk_processed: number;
+  disk_remaining: number;
+  /** percent of vCPU time taken away by auto-converge */
+  auto_converge_throttle: number;
+  /** true once the migration switched to post-copy */
+  postcopy: boolean;
+}
+
+export interface MigrationRequest {
+  vmId: string;
+  from: string;
+  to: string;
+  kind: MigrationKind;
+  /** Max downtime QEMU may use to switch over (ms). */
+  maxDowntimeMs: number;
+  /** Cap on migration bandwidth (MiB/s); null = the link's full rate. */
+  bandwidthMiBps?: number | null;
+  autoConverge?: boolean;
+  /** Allow a later switch to post-copy (startPostCopy). */
+  postCopy?: boolean;
+  /** Block migration: copy only the top image layer (the destination must have the backing files). */
+  incremental?: boolean;
+}
+
+export type MigrationResult = 'completed' | 'aborted' | 'failed';
+
+export interface MigrationOutcome {
+  result: MigrationResult;
+  /** Set when result is `failed` (or when an abort reached the caller as an error). */
+  error: string | null;
+  /** Completed job stats when the hypervisor could read them. */
+  stats: JobStats | null;
+}
+
+export interface MigrationHandle {
+  readonly request: MigrationRequest;
+  /** Settles when the migration ends; never rejects (failures are an outcome). */
+  readonly done: Promise<MigrationOutcome>;
+}
+
+export type LifecycleEvent =
+  | 'defined'
+  | 'undefined'
+  | 'started'
+  | 'suspended'
+  | 'resumed'
+  | 'stopped'
+  | 'shutdown'
+  | 'pmsuspended'
+  | 'crashed';
+
+export type HypervisorEvent =
+  | { kind: 'lifecycle'; hostId: string; vmId: string; event: LifecycleEvent; detail: number }
+  | { kind: 'migration-iteration'; hostId: string; vmId: string; iteration: number }
+  | { kind: 'job-completed'; hostId: string; vmId: string; stats: JobStats };
+
+/** Where a VM exists on one host. */
+export interface VmPresence {
+  hostId: string;
+  state: VmState;
+  persistent: boolean;
+}
+
+export interface Hypervisor {
+  readonly clock: Clock;
+  listHosts(): Promise<HostInfo[]>;
+  sampleHost(hostId: string): Promise<HostSample>;
+  listVms(hostId: string): Promise<VmInfo[]>;
+  sampleVms(hostId: string): Promise<VmSample[]>;
+  /** Starts a dirty-page-rate measurement; the result appears in sampleVms().dirtyRate when done. */
+  startDirtyRate(hostId: string, vmId: string, windowS: number): Promise<void>;
+  /** Whether the VM's CPU definition can run on the destination host (asks the destination). */
+  cpuCompatible(vmId: string, fromHostId: string, toHostId: string): Promise<boolean>;
+  /** Starts a migration; resolves once it is running (or settled) with a handle whose `done` settles at the end. */
+  migrate(request: MigrationRequest): Promise<MigrationHandle>;
+  /** Current job of the VM on that host (type `none` when there is none). */
+  jobStats(hostId: string, vmId: string): Promise<JobStats>;
+  /** Stats of the VM's last finished job on that host, or null. */
+  completedJobStats(hostId: string, vmId: string): Promise<JobStats | null>;
+  setMaxDowntime(hostId: string, vmId: string, ms: number): Promise<void>;
+  setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void>;
+  startPostCopy(hostId: string, vmId: string): Promise<void>;
+  abortJob(hostId: string, vmId: string): Promise<void>;
+  /** Every host on which the VM is running, paused or defined (for recovery and invariant checks). */
+  locateVm(vmId: string): Promise<VmPresence[]>;
+  suspendVm(hostId: string, vmId: string): Promise<void>;
+  resumeVm(hostId: string, vmId: string): Promise<void>;
+  /** Hard-stops the VM on that host (recovery of a VM running twice; tests). */
+  destroyVm(hostId: string, vmId: string): Promise<void>;
+  /** Subscribes to events from every host; returns the unsubscribe function. */
+  subscribe(listener: (event: HypervisorEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Converts libvirt's dirty rate in pages/s to MiB/s. */
+export function pagesPerSecondToMiBps(pagesPerS: number, pageSizeBytes: number): number {
+  return (pagesPerS * pageSizeBytes) / (1024 * 1024);
+}
