@@ -1,0 +1,34 @@
+// Per-VM migration history: written by the executor after each migration, read by the planner
+// (cooldown, daily budget, quarantine, and the predictor's per-VM correction factor).
+import type { MigrationKind } from './plan.js';
+
+export type MigrationRecordResult = 'completed' | 'aborted' | 'failed';
+
+export interface MigrationRecord {
+  vmId: string;
+  from: string;
+  to: string;
+  kind: MigrationKind;
+  /** When the migration ended (ISO time). */
+  endedAt: string;
+  result: MigrationRecordResult;
+  /** What the planner predicted for this step, when it made one. */
+  predictedDurationS: number | null;
+  measuredDurationS: number;
+  /** Real switch-over downtime (completed migrations only). */
+  downtimeMs: number | null;
+  iterations: number;
+  transferMiB: number;
+  /** The VM's memory and the dirty rate the planner believed, for calibration. */
+  memMiB: number;
+  dirtyMiBps: number | null;
+  bandwidthMiBps: number | null;
+}
+
+export interface VmHistory {
+  vmId: string;
+  /** Newest last; bounded by the store. */
+  records: MigrationRecord[];
+  /** A VM that failed to converge is not planned again before this time (ISO), with back-off. */
+  quarantinedUntil: string | null;
+}
