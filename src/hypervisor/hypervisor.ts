@@ -2,6 +2,7 @@
 // Implementations: libvirt/ (real hosts over drover's libvirt client) and sim/ (in-process cluster).
 // Both must pass test/hypervisor/conformance.test.ts.
 import type { Clock } from '../domain/clock.js';
+import { DroverError } from '../domain/errors.js';
 import type { MigrationKind } from '../domain/plan.js';
 import type { StorageKind, VmState } from '../domain/snapshot.js';
 
@@ -202,4 +203,37 @@ export interface Hypervisor {
 /** Converts libvirt's dirty rate in pages/s to MiB/s. */
 export function pagesPerSecondToMiBps(pagesPerS: number, pageSizeBytes: number): number {
   return (pagesPerS * pageSizeBytes) / (1024 * 1024);
+}
+
+/**
+ * Stable error codes every Hypervisor implementation uses (the conformance suite checks them). Errors are
+ * DroverErrors (`HypervisorError` or a subclass) carrying one of these codes.
+ */
+export const HYPERVISOR_ERROR_CODES = {
+  /** The host id is not one this hypervisor knows. */
+  noHost: 'no_host',
+  /** The VM does not exist on that host (libvirt VIR_ERR_NO_DOMAIN). */
+  noDomain: 'no_domain',
+  /** The host did not answer (down, unreachable, connection lost). */
+  hostUnreachable: 'host_unreachable',
+  /** The VM is not in a state that allows the call (not running, no active job, post-copy already, ...). */
+  operationInvalid: 'operation_invalid',
+  /** A live migration of a VM whose disks are not all on shared storage (libvirt VIR_ERR_MIGRATE_UNSAFE). */
+  migrateUnsafe: 'migrate_unsafe',
+  /** The destination cannot run the VM's CPU definition. */
+  cpuIncompatible: 'cpu_incompatible',
+  /** An argument is out of range (negative downtime, same source and destination, ...). */
+  invalidArgument: 'invalid_argument',
+  /** The hypervisor refused or failed the operation for another reason. */
+  operationFailed: 'operation_failed',
+} as const;
+
+export type HypervisorErrorCode = (typeof HYPERVISOR_ERROR_CODES)[keyof typeof HYPERVISOR_ERROR_CODES];
+
+export class HypervisorError extends DroverError {
+  declare readonly code: HypervisorErrorCode;
+  constructor(code: HypervisorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'HypervisorError';
+  }
 }
