@@ -245,7 +245,7 @@ export function parseYaml(text: string, source: string): unknown {
         const at = e.linePos?.[0];
         return {
           path: at ? `line ${at.line}, column ${at.col}` : '',
-          message: e.message.split('\n')[0] ?? '',
+          message: (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, ''),
         };
       }),
     );
