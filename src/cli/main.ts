@@ -1,5 +1,6 @@
 // The `drover` command. Each sub-command lives in commands/<name>.ts and registers itself here.
 import { Command } from 'commander';
+import { registerWatchdogCommand } from './commands/watchdog.js';
 
 export const EXIT = {
   ok: 0,
@@ -18,5 +19,6 @@ program.showHelpAfterError();
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : EXIT.usage);
 });
+registerWatchdogCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,253 @@
+// The watchdog of one migration: a pure state machine over (time, job-stats samples, schedule).
+// It does no I/O and never waits: the migration runner feeds it samples and carries out the actions it returns,
+// so every decision can be tested on a virtual clock or with hand-made samples.
+import type { JobStats } from '../hypervisor/hypervisor.js';
+import type { WatchdogSchedule } from './watchdog-schedule.js';
+
+export type AbortReason = 'deadline' | 'stalled' | 'operator';
+
+export type WatchdogAction =
+  | { kind: 'set-max-downtime'; maxDowntimeMs: number; reason: 'timed' | 'stalled' }
+  | { kind: 'auto-converge'; graceMs: number }
+  | { kind: 'post-copy'; reason: 'stalled' }
+  | { kind: 'abort'; reason: AbortReason; repeat: boolean }
+  | { kind: 'stuck'; reason: 'unresponsive'; silentMs: number }
+  | { kind: 'unstuck'; silentMs: number };
+
+/** One poll: the job stats when the call answered in time, else null with why. */
+export interface WatchdogSample {
+  /** Clock time of the reading (ms). */
+  atMs: number;
+  stats: JobStats | null;
+  /** Why `stats` is null (the call timed out or failed). */
+  error?: string;
+}
+
+export interface WatchdogOptions {
+  /** No answer for this long marks the migration stuck (unresponsive monitor). */
+  stuckAfterMs: number;
+  /** Re-issue an abort that has not taken effect after this long. */
+  abortRetryMs: number;
+  /** A fall in remaining data counts as progress only when larger than this fraction of the best so far. */
+  progressEpsilon: number;
+}
+
+export const DEFAULT_WATCHDOG_OPTIONS: WatchdogOptions = {
+  stuckAfterMs: 5_000,
+  abortRetryMs: 5_000,
+  progressEpsilon: 0.01,
+};
+
+export type WatchdogPhase = 'watching' | 'auto-converge' | 'post-copy' | 'aborting';
+
+/** What the watchdog knows; exposed read-only for progress reports, logs and tests. */
+export interface WatchdogState {
+  phase: WatchdogPhase;
+  startedAtMs: number;
+  maxDowntimeMs: number;
+  nextTimedStep: number;
+  nextStallStep: number;
+  bestRemainingBytes: number | null;
+  lastProgressAtMs: number;
+  lastProgressIteration: number;
+  iteration: number;
+  lastAnswerAtMs: number;
+  stuck: boolean;
+  abortReason: AbortReason | null;
+  abortIssuedAtMs: number | null;
+  autoConvergeSinceMs: number | null;
+  stalls: number;
+  lastStats: JobStats | null;
+}
+
+export class Watchdog {
+  readonly schedule: WatchdogSchedule;
+  readonly options: WatchdogOptions;
+  private s: WatchdogState;
+
+  /** `startedAtMs`: when the migration started (for an adopted one: now minus its elapsed time). */
+  constructor(schedule: WatchdogSchedule, startedAtMs: number, options: Partial<WatchdogOptions> = {}) {
+    this.schedule = schedule;
+    this.options = { ...DEFAULT_WATCHDOG_OPTIONS, ...options };
+    this.s = {
+      phase: 'watching',
+      startedAtMs,
+      maxDowntimeMs: schedule.initialMaxDowntimeMs,
+      nextTimedStep: 0,
+      nextStallStep: 0,
+      bestRemainingBytes: null,
+      lastProgressAtMs: startedAtMs,
+      lastProgressIteration: 0,
+      iteration: 0,
+      lastAnswerAtMs: startedAtMs,
+      stuck: false,
+      abortReason: null,
+      abortIssuedAtMs: null,
+      autoConvergeSinceMs: null,
+      stalls: 0,
+      lastStats: null,
+    };
+  }
+
+  get state(): Readonly<WatchdogState> {
+    return this.s;
+  }
+
+  /** Max downtime to request when the migration starts. */
+  get initialMaxDowntimeMs(): number {
+    return this.schedule.initialMaxDowntimeMs;
+  }
+
+  /**
+   * For an adopted migration: timed steps already due are applied at once (returned as actions) instead
+   * of being replayed one by one.
+   */
+  catchUp(nowMs: number): WatchdogAction[] {
+    return this.timedSteps(nowMs);
+  }
+
+  /** An operator (or the executor) asked for this migration to stop. */
+  requestAbort(nowMs: number): WatchdogAction[] {
+    return this.abort(nowMs, 'operator');
+  }
+
+  /** Feeds one poll result; returns what to do now (possibly nothing). */
+  observe(sample: WatchdogSample): WatchdogAction[] {
+    const now = sample.atMs;
+    const s = this.s;
+    const actions: WatchdogAction[] = [];
+
+    if (sample.stats === null) {
+      const silentMs = now - s.lastAnswerAtMs;
+      if (!s.stuck && silentMs >= this.options.stuckAfterMs) {
+        s.stuck = true;
+        actions.push({ kind: 'stuck', reason: 'unresponsive', silentMs });
+      }
+      // The deadline holds even when the monitor does not answer.
+      actions.push(...this.checkDeadline(now));
+      return actions;
+    }
+
+    if (s.stuck) {
+      s.stuck = false;
+      actions.push({ kind: 'unstuck', silentMs: now - s.lastAnswerAtMs });
+    }
+    s.lastAnswerAtMs = now;
+    const stats = sample.stats;
+    s.lastStats = stats;
+    if (stats.type !== 'active') return actions;
+
+    if (stats.postcopy && s.phase !== 'post-copy' && s.phase !== 'aborting') s.phase = 'post-copy';
+
+    if (s.phase === 'aborting') {
+      if (s.abortIssuedAtMs !== null && now - s.abortIssuedAtMs >= this.options.abortRetryMs) {
+        s.abortIssuedAtMs = now;
+        actions.push({ kind: 'abort', reason: s.abortReason ?? 'operator', repeat: true });
+      }
+      return actions;
+    }
+
+    this.trackProgress(now, stats);
+    // In post-copy the guest already runs on the destination: nothing to escalate, never abort.
+    if (s.phase === 'post-copy') return actions;
+    actions.push(...this.timedSteps(now));
+    const deadline = this.checkDeadline(now);
+    if (deadline.length > 0) return [...actions, ...deadline];
+    actions.push(...this.checkStall(now));
+    return actions;
+  }
+
+  private trackProgress(now: number, stats: JobStats): void {
+    const s = this.s;
+    s.iteration = Math.max(s.iteration, stats.memory_iteration);
+    const remaining = stats.memory_remaining + stats.disk_remaining;
+    const best = s.bestRemainingBytes;
+    if (best === null || remaining < best * (1 - this.options.progressEpsilon)) {
+      s.bestRemainingBytes = remaining;
+      s.lastProgressAtMs = now;
+      s.lastProgressIteration = s.iteration;
+    }
+  }
+
+  private timedSteps(now: number): WatchdogAction[] {
+    const s = this.s;
+    if (s.phase === 'aborting' || s.phase === 'post-copy') return [];
+    let due: number | null = null;
+    while (s.nextTimedStep < this.schedule.timedSteps.length) {
+      const step = this.schedule.timedSteps[s.nextTimedStep];
+      if (step === undefined || now - s.startedAtMs < step.atMs) break;
+      due = step.maxDowntimeMs;
+      s.nextTimedStep++;
+    }
+    if (due === null || due <= s.maxDowntimeMs) return [];
+    s.maxDowntimeMs = due;
+    return [{ kind: 'set-max-downtime', maxDowntimeMs: due, reason: 'timed' }];
+  }
+
+  private checkDeadline(now: number): WatchdogAction[] {
+    const s = this.s;
+    if (s.phase === 'aborting' || s.phase === 'post-copy') return [];
+    if (now - s.startedAtMs < this.schedule.deadlineMs) return [];
+    return this.abort(now, 'deadline');
+  }
+
+  private abort(now: number, reason: AbortReason): WatchdogAction[] {
+    const s = this.s;
+    // After the switch to post-copy the guest runs on the destination: aborting would lose it.
+    if (s.phase === 'aborting' || s.phase === 'post-copy') return [];
+    s.phase = 'aborting';
+    s.abortReason = reason;
+    s.abortIssuedAtMs = now;
+    return [{ kind: 'abort', reason, repeat: false }];
+  }
+
+  private stalled(now: number): boolean {
+    const s = this.s;
+    const windowMs =
+      s.phase === 'auto-converge' ? this.schedule.autoConvergeGraceMs : this.schedule.stallWindowMs;
+    return (
+      now - s.lastProgressAtMs >= windowMs &&
+      s.iteration - s.lastProgressIteration >= this.schedule.stallMinIterations
+    );
+  }
+
+  /** A fresh window starts after each escalation: the new setting gets its chance. */
+  private restartWindow(now: number): void {
+    this.s.lastProgressAtMs = now;
+    this.s.lastProgressIteration = this.s.iteration;
+  }
+
+  private checkStall(now: number): WatchdogAction[] {
+    const s = this.s;
+    if (!this.stalled(now)) return [];
+    s.stalls++;
+    const budget = this.schedule.downtimeBudgetMs;
+    while (s.phase === 'watching' && s.nextStallStep < this.schedule.stallSteps.length) {
+      const raw = this.schedule.stallSteps[s.nextStallStep++] ?? 0;
+      const value = budget === null ? raw : Math.min(raw, budget);
+      if (value > s.maxDowntimeMs) {
+        s.maxDowntimeMs = value;
+        this.restartWindow(now);
+        return [{ kind: 'set-max-downtime', maxDowntimeMs: value, reason: 'stalled' }];
+      }
+    }
+    // Timed steps still to come are part of the ladder too: wait for them before going further.
+    if (s.phase === 'watching' && s.nextTimedStep < this.schedule.timedSteps.length) {
+      this.restartWindow(now);
+      return [];
+    }
+    if (s.phase === 'watching' && this.schedule.autoConvergeGraceMs > 0) {
+      s.phase = 'auto-converge';
+      s.autoConvergeSinceMs = now;
+      this.restartWindow(now);
+      return [{ kind: 'auto-converge', graceMs: this.schedule.autoConvergeGraceMs }];
+    }
+    if (this.schedule.postCopyOnStall) {
+      s.phase = 'post-copy';
+      return [{ kind: 'post-copy', reason: 'stalled' }];
+    }
+    if (this.schedule.abortOnStall) return this.abort(now, 'stalled');
+    this.restartWindow(now);
+    return [];
+  }
+}

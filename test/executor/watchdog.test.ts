@@ -1,0 +1,216 @@
+// The watchdog's decisions from hand-made job-stats sequences (the simulator-driven cases live in
+// watchdog-sim.test.ts). Every case is a sequence of (time, stats) samples and the actions it must produce.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { JobStats } from '../../src/hypervisor/hypervisor.js';
+import { Watchdog, type WatchdogAction } from '../../src/executor/watchdog.js';
+import { watchdogSchedule, type WatchdogSchedule } from '../../src/executor/watchdog-schedule.js';
+
+const MiB = 1024 * 1024;
+
+function stats(remainingMiB: number, iteration: number, extra: Partial<JobStats> = {}): JobStats {
+  return {
+    type: 'active',
+    time_elapsed: 0,
+    memory_total: 1024 * MiB,
+    memory_processed: 0,
+    memory_remaining: remainingMiB * MiB,
+    memory_dirty_rate: 0,
+    memory_page_size: 4096,
+    memory_iteration: iteration,
+    memory_bps: 100 * MiB,
+    downtime: 0,
+    disk_total: 0,
+    disk_processed: 0,
+    disk_remaining: 0,
+    auto_converge_throttle: 0,
+    postcopy: false,
+    ...extra,
+  };
+}
+
+/** Feeds samples every `pollMs` from `fromMs` to `toMs`, remaining given by `remainingAt`. */
+function run(
+  wd: Watchdog,
+  fromMs: number,
+  toMs: number,
+  pollMs: number,
+  sample: (t: number) => JobStats | null,
+): { atMs: number; action: WatchdogAction }[] {
+  const out: { atMs: number; action: WatchdogAction }[] = [];
+  for (let t = fromMs; t <= toMs; t += pollMs) {
+    for (const action of wd.observe({ atMs: t, stats: sample(t) })) out.push({ atMs: t, action });
+    // Once aborted the migration ends in reality; the repeat of an abort has its own test.
+    if (out.some((a) => a.action.kind === 'abort')) break;
+  }
+  return out;
+}
+
+const prediction = { converges: true, durationS: 40, downtimeMs: 100, transferMiB: 1100 };
+
+describe('Watchdog', () => {
+  it('does nothing while remaining data keeps falling', () => {
+    const wd = new Watchdog(watchdogSchedule({ profile: 'predictive', memMiB: 1024, prediction }), 0);
+    const actions = run(wd, 0, 30_000, 500, (t) => stats(1024 - t / 40, Math.floor(t / 5000)));
+    expect(actions).toEqual([]);
+  });
+
+  it('escalates a stall along the predictive ladder, never above the budget, then aborts', () => {
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction,
+      downtimeBudgetMs: 300,
+    });
+    const wd = new Watchdog(schedule, 0);
+    // Falls to 200 MiB in round 0, then each round goes back up to 250 and down to 200: no new minimum.
+    const sample = (t: number) =>
+      t < 8000
+        ? stats(1024 - t / 10, 0)
+        : stats(250 - ((t % 2000) / 2000) * 50, 1 + Math.floor((t - 8000) / 2000));
+    const actions = run(wd, 0, 200_000, 500, sample);
+    const downtimes = actions.filter((a) => a.action.kind === 'set-max-downtime');
+    expect(downtimes.map((a) => (a.action.kind === 'set-max-downtime' ? a.action.maxDowntimeMs : 0))).toEqual(
+      schedule.stallSteps,
+    );
+    expect(schedule.stallSteps.at(-1)).toBe(300);
+    const abort = actions.find((a) => a.action.kind === 'abort');
+    expect(abort?.action).toEqual({ kind: 'abort', reason: 'stalled', repeat: false });
+    // Each escalation waits one stall window (10 s here) after the previous one.
+    const times = [...downtimes, abort].map((a) => a?.atMs ?? 0);
+    for (let i = 1; i < times.length; i++)
+      expect((times[i] ?? 0) - (times[i - 1] ?? 0)).toBeGreaterThanOrEqual(schedule.stallWindowMs);
+  });
+
+  it('needs completed rounds as well as time before it calls a stall', () => {
+    const schedule = watchdogSchedule({ profile: 'predictive', memMiB: 1024, prediction });
+    const wd = new Watchdog(schedule, 0);
+    // One very long round 1 with remaining flat: time passes but no round completes.
+    const actions = run(wd, 0, 50_000, 500, (t) => (t < 1000 ? stats(1024, 0) : stats(500, 1)));
+    expect(actions.filter((a) => a.action.kind !== 'abort')).toEqual([]);
+  });
+
+  it('aborts at the deadline even while progressing', () => {
+    const schedule = watchdogSchedule({ profile: 'kubevirt', memMiB: 1000 }); // 2 GB -> 300 s
+    const wd = new Watchdog(schedule, 1_000);
+    const actions = run(wd, 1_000, 400_000, 500, (t) => stats(1_000_000 - t / 10, Math.floor(t / 1000)));
+    expect(actions).toEqual([
+      { atMs: 301_000, action: { kind: 'abort', reason: 'deadline', repeat: false } },
+    ]);
+  });
+
+  it('kubevirt aborts after 150 s without a fall in remaining data', () => {
+    const wd = new Watchdog(watchdogSchedule({ profile: 'kubevirt', memMiB: 8192 }), 0);
+    const actions = run(wd, 0, 400_000, 1000, (t) => stats(t < 20_000 ? 8192 - t / 10 : 6192, 3));
+    expect(actions).toEqual([{ atMs: 170_000, action: { kind: 'abort', reason: 'stalled', repeat: false } }]);
+  });
+
+  it('nova raises max downtime on its timetable, catching up when adopted late', () => {
+    const schedule = watchdogSchedule({ profile: 'nova', memMiB: 2048 }); // data_gb 2: delay 150 s
+    const wd = new Watchdog(schedule, 0);
+    const actions = run(wd, 0, 400_000, 1000, (t) => stats(2048 - t / 1000, Math.floor(t / 1000)));
+    expect(
+      actions.map((a) => [a.atMs, a.action.kind === 'set-max-downtime' && a.action.maxDowntimeMs]),
+    ).toEqual([
+      [150_000, 95],
+      [300_000, 140],
+    ]);
+    const adopted = new Watchdog(schedule, 0);
+    expect(adopted.catchUp(460_000)).toEqual([
+      { kind: 'set-max-downtime', maxDowntimeMs: 185, reason: 'timed' },
+    ]);
+  });
+
+  it('switches to post-copy instead of aborting when allowed, and never aborts afterwards', () => {
+    const schedule = watchdogSchedule({
+      profile: 'kubevirt',
+      memMiB: 1000,
+      allowPostCopy: true,
+    });
+    const wd = new Watchdog(schedule, 0);
+    const actions = run(wd, 0, 1_000_000, 1000, (t) =>
+      t < 200_000 ? stats(500, 2) : stats(Math.max(0, 500 - (t - 200_000) / 1000), 3, { postcopy: true }),
+    );
+    expect(actions).toEqual([{ atMs: 150_000, action: { kind: 'post-copy', reason: 'stalled' } }]);
+    expect(wd.requestAbort(1_000_001)).toEqual([]);
+  });
+
+  it('gives auto-converge its grace before aborting', () => {
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction,
+      downtimeBudgetMs: 120,
+      allowAutoConverge: true,
+    });
+    expect(schedule.stallSteps).toEqual([]);
+    const wd = new Watchdog(schedule, 0);
+    const actions = run(wd, 0, 100_000, 500, (t) => stats(300, 1 + Math.floor(t / 1000)));
+    expect(actions.map((a) => [a.atMs, a.action.kind])).toEqual([
+      [10_000, 'auto-converge'],
+      [40_000, 'abort'],
+    ]);
+  });
+
+  it('marks an unresponsive migration stuck, keeps the deadline, and clears it when answers return', () => {
+    const schedule = watchdogSchedule({ profile: 'kubevirt', memMiB: 1000 });
+    const wd = new Watchdog(schedule, 0, { stuckAfterMs: 5000 });
+    const answers = (t: number) => (t >= 10_000 && t < 30_000 ? null : stats(1000 - t / 1000, 1));
+    const early = run(wd, 0, 40_000, 500, answers);
+    expect(early).toEqual([
+      { atMs: 14_500, action: { kind: 'stuck', reason: 'unresponsive', silentMs: 5000 } },
+      { atMs: 30_000, action: { kind: 'unstuck', silentMs: 20_500 } },
+    ]);
+    expect(wd.state.stuck).toBe(false);
+    const late = run(wd, 40_500, 320_000, 500, () => null);
+    expect(late.map((a) => a.action.kind)).toEqual(['stuck', 'abort']);
+    expect(late[1]?.atMs).toBe(300_000);
+  });
+
+  it('repeats an abort that did not take effect', () => {
+    const wd = new Watchdog(watchdogSchedule({ profile: 'kubevirt', memMiB: 1000 }), 0, {
+      abortRetryMs: 5000,
+    });
+    expect(wd.requestAbort(1000)).toEqual([{ kind: 'abort', reason: 'operator', repeat: false }]);
+    const actions = [];
+    for (let t = 2000; t <= 12_000; t += 1000)
+      for (const action of wd.observe({ atMs: t, stats: stats(100, 1) })) actions.push({ atMs: t, action });
+    expect(actions).toEqual([
+      { atMs: 6000, action: { kind: 'abort', reason: 'operator', repeat: true } },
+      { atMs: 11_000, action: { kind: 'abort', reason: 'operator', repeat: true } },
+    ]);
+  });
+
+  it('property: never sets max downtime above the budget and always acts by the deadline', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('predictive' as const, 'nova' as const, 'kubevirt' as const),
+        fc.integer({ min: 256, max: 8192 }),
+        fc.integer({ min: 20, max: 2000 }),
+        fc.array(fc.integer({ min: 0, max: 2000 }), { minLength: 5, maxLength: 50 }),
+        fc.integer({ min: 100, max: 5000 }),
+        (profile, memMiB, budget, remainings, pollMs) => {
+          const schedule: WatchdogSchedule = watchdogSchedule({
+            profile,
+            memMiB,
+            downtimeBudgetMs: budget,
+            prediction: { ...prediction, durationS: memMiB / 100 },
+          });
+          const wd = new Watchdog(schedule, 0);
+          let aborted = false;
+          const step = Math.max(pollMs, Math.ceil(schedule.deadlineMs / 3000));
+          for (let t = 0, i = 0; t <= schedule.deadlineMs + step && !aborted; t += step, i++) {
+            const r = remainings[i % remainings.length] ?? 0;
+            for (const a of wd.observe({ atMs: t, stats: stats(r, Math.floor(i / 3)) })) {
+              if (a.kind === 'set-max-downtime') expect(a.maxDowntimeMs).toBeLessThanOrEqual(budget);
+              if (a.kind === 'abort') aborted = true;
+            }
+          }
+          expect(schedule.initialMaxDowntimeMs).toBeLessThanOrEqual(budget);
+          expect(aborted).toBe(true);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
