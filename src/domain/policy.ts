@@ -1,0 +1,360 @@
+// The Policy: thresholds, limits, migration techniques, the watchdog profile and the rules the planner obeys.
+// Shipped as YAML in policies/; every key has a default so a policy file states only what it changes.
+import { z } from 'zod';
+import { ValidationError } from './errors.js';
+import {
+  nonEmptyString,
+  nonNegativeInt,
+  nonNegativeNumber,
+  oneOf,
+  parseWith,
+  percent,
+  positiveInt,
+  positiveNumber,
+  show,
+} from './validation.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Rules: json-rules-engine's rule format restricted to what drover evaluates (named scalar facts, the ten
+// built-in operators, literal values), with a closed set of events.
+
+/** Facts a rule may name, besides `vm.labels.<key>` and `host.labels.<key>`. `host` is the VM's current host. */
+export const RULE_FACTS = [
+  'vm.id',
+  'vm.name',
+  'vm.state',
+  'vm.vcpus',
+  'vm.memMiB',
+  'vm.memUsedMiB',
+  'vm.cpuPct',
+  'vm.dirtyMiBps',
+  'vm.dirtyPeakMiBps',
+  'vm.storage',
+  'vm.diskMiB',
+  'vm.cpuModel',
+  'host.id',
+  'host.state',
+  'host.cpus',
+  'host.memMiB',
+  'host.memUsedMiB',
+  'host.memUsedPct',
+  'host.cpuPct',
+  'host.bandwidthMiBps',
+  'host.cpuModel',
+] as const;
+export const RULE_LABEL_FACT_PREFIXES = ['vm.labels.', 'host.labels.'] as const;
+
+export const RULE_OPERATORS = [
+  'equal',
+  'notEqual',
+  'in',
+  'notIn',
+  'contains',
+  'doesNotContain',
+  'lessThan',
+  'lessThanInclusive',
+  'greaterThan',
+  'greaterThanInclusive',
+] as const;
+export type RuleOperator = (typeof RULE_OPERATORS)[number];
+
+export const RULE_EVENT_TYPES = [
+  'exclude',
+  'pin',
+  'downtimeBudget',
+  'preferHosts',
+  'avoidHosts',
+  'antiAffinity',
+  'affinity',
+] as const;
+export type RuleEventType = (typeof RULE_EVENT_TYPES)[number];
+
+export type RuleScalar = string | number | boolean | null;
+
+export interface RuleFactCondition {
+  fact: string;
+  operator: RuleOperator;
+  value: RuleScalar | RuleScalar[];
+  priority?: number | undefined;
+}
+export interface RuleAllCondition {
+  all: RuleCondition[];
+  priority?: number | undefined;
+}
+export interface RuleAnyCondition {
+  any: RuleCondition[];
+  priority?: number | undefined;
+}
+export interface RuleNotCondition {
+  not: RuleCondition;
+  priority?: number | undefined;
+}
+export type RuleBooleanCondition = RuleAllCondition | RuleAnyCondition | RuleNotCondition;
+export type RuleCondition = RuleFactCondition | RuleBooleanCondition;
+
+function isRuleFact(name: string): boolean {
+  if ((RULE_FACTS as readonly string[]).includes(name)) return true;
+  return RULE_LABEL_FACT_PREFIXES.some((p) => name.startsWith(p) && name.length > p.length);
+}
+
+const factName = z.string({ error: (i) => `expected a fact name, got ${show(i.input)}` }).refine(isRuleFact, {
+  error: (i) =>
+    `expected one of ${RULE_FACTS.join(', ')}, vm.labels.<key> or host.labels.<key>, got ${show(i.input)}`,
+});
+
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()], {
+  error: (i) => `expected a string, number, boolean or null, got ${show(i.input)}`,
+});
+
+const conditionPriority = positiveInt().optional();
+
+const FactConditionSchema = z
+  .strictObject({
+    fact: factName,
+    operator: oneOf(RULE_OPERATORS),
+    value: z.union([scalar, z.array(scalar)], {
+      error: (i) => `expected a literal value or a list of literals, got ${show(i.input)}`,
+    }),
+    priority: conditionPriority,
+  })
+  .superRefine((c, ctx) => {
+    const listOp = c.operator === 'in' || c.operator === 'notIn';
+    if (listOp && !Array.isArray(c.value)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: `expected a list for operator ${c.operator}, got ${show(c.value)}`,
+      });
+    }
+    if (!listOp && Array.isArray(c.value)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: `expected a single value for operator ${c.operator}, got ${show(c.value)}`,
+      });
+    }
+  });
+
+export const RuleConditionSchema: z.ZodType<RuleCondition> = z.lazy(() =>
+  z.union([AllSchema, AnySchema, NotSchema, FactConditionSchema], {
+    error: (i) =>
+      `expected a condition ({all}, {any}, {not} or {fact, operator, value}), got ${show(i.input)}`,
+  }),
+);
+const AllSchema: z.ZodType<RuleAllCondition> = z.strictObject({
+  all: z.array(z.lazy(() => RuleConditionSchema)),
+  priority: conditionPriority,
+});
+const AnySchema: z.ZodType<RuleAnyCondition> = z.strictObject({
+  any: z.array(z.lazy(() => RuleConditionSchema)),
+  priority: conditionPriority,
+});
+const NotSchema: z.ZodType<RuleNotCondition> = z.strictObject({
+  not: z.lazy(() => RuleConditionSchema),
+  priority: conditionPriority,
+});
+const TopConditionSchema: z.ZodType<RuleBooleanCondition> = z.union([AllSchema, AnySchema, NotSchema], {
+  error: (i) => `expected {all: [...]}, {any: [...]} or {not: {...}}, got ${show(i.input)}`,
+});
+
+const hostSelector = z
+  .strictObject({
+    /** Host ids. */
+    hosts: z.array(nonEmptyString()).optional(),
+    /** Every label listed must match. */
+    labels: z.record(z.string(), z.string()).optional(),
+  })
+  .refine((s) => s.hosts !== undefined || s.labels !== undefined, {
+    error: 'expected hosts or labels',
+  });
+
+const groupSelector = z
+  .strictObject({
+    /** A fixed group name: every VM the rule matches belongs to it. */
+    group: nonEmptyString().optional(),
+    /** One group per value of this VM label among the VMs the rule matches. */
+    byLabel: nonEmptyString().optional(),
+  })
+  .refine((s) => (s.group === undefined) !== (s.byLabel === undefined), {
+    error: 'expected exactly one of group or byLabel',
+  });
+
+export const RuleEventSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({
+      type: z.literal('exclude'),
+      params: z.strictObject({ reason: z.string().optional() }).optional(),
+    }),
+    z.strictObject({
+      type: z.literal('pin'),
+      params: z.strictObject({ reason: z.string().optional() }).optional(),
+    }),
+    z.strictObject({ type: z.literal('downtimeBudget'), params: z.strictObject({ ms: positiveNumber() }) }),
+    z.strictObject({ type: z.literal('preferHosts'), params: hostSelector }),
+    z.strictObject({ type: z.literal('avoidHosts'), params: hostSelector }),
+    z.strictObject({ type: z.literal('antiAffinity'), params: groupSelector }),
+    z.strictObject({ type: z.literal('affinity'), params: groupSelector }),
+  ],
+  { error: (i) => `expected an event type, one of ${RULE_EVENT_TYPES.join(' | ')}, got ${show(i.input)}` },
+);
+
+export const RuleSchema = z.strictObject({
+  name: nonEmptyString(),
+  /** json-rules-engine priority: higher runs first; on conflicting events the higher priority wins. */
+  priority: positiveInt().default(1),
+  conditions: TopConditionSchema,
+  event: RuleEventSchema,
+});
+
+export type RuleEvent = z.output<typeof RuleEventSchema>;
+export type Rule = z.output<typeof RuleSchema>;
+
+// ---------------------------------------------------------------------------------------------------------
+// The policy proper.
+
+export const WATCHDOG_PROFILES = ['predictive', 'nova', 'kubevirt'] as const;
+export type WatchdogProfileName = (typeof WATCHDOG_PROFILES)[number];
+
+const BalanceSchema = z
+  .strictObject({
+    /** Largest allowed difference between the most and the least utilised active host, in points. */
+    targetCpuSpreadPct: percent().default(20),
+    targetMemSpreadPct: percent().default(20),
+    /** A rebalance is not planned sooner than this after the previous one (no ping-pong). */
+    holdTimeS: nonNegativeNumber().default(900),
+    /** A rebalance must lower the worse spread by at least this many points, or nothing moves. */
+    minImprovementPct: nonNegativeNumber().default(2),
+  })
+  .prefault({});
+
+const HostLimitsSchema = z
+  .strictObject({
+    /** A host is not filled above these (percent of its CPUs / memory). */
+    cpuCeilingPct: percent().default(85),
+    memCeilingPct: percent().default(90),
+    /** Kept free on every host whatever the ceiling says. */
+    cpuReservePct: percent().default(0),
+    memReserveMiB: nonNegativeNumber().default(4096),
+  })
+  .prefault({});
+
+const LimitsSchema = z
+  .strictObject({
+    maxMovesPerRun: positiveInt().default(20),
+    /** Concurrent migrations per host (outbound and inbound each) and in the whole cluster. */
+    perHostConcurrency: positiveInt().default(2),
+    perClusterConcurrency: positiveInt().default(8),
+  })
+  .prefault({});
+
+const VmLimitsSchema = z
+  .strictObject({
+    /** A VM is not moved again by a rebalance sooner than this after its last migration. */
+    cooldownS: nonNegativeNumber().default(3600),
+    /** At most this many migrations of one VM in any 24 hours (rebalance only; drains always go). */
+    maxMigrationsPerDay: positiveInt().default(4),
+    /** Max downtime allowed at switch-over unless a rule sets another. */
+    defaultDowntimeBudgetMs: positiveNumber().default(300),
+  })
+  .prefault({});
+
+const MigrationSchema = z
+  .strictObject({
+    allowAutoConverge: z.boolean().default(false),
+    allowPostCopy: z.boolean().default(false),
+    allowBlockMigration: z.boolean().default(true),
+    /** Link bandwidth assumed for hosts that report none. */
+    defaultBandwidthMiBps: positiveNumber().default(1150),
+    /** A migration predicted to take longer than this is not planned. */
+    maxDurationS: positiveNumber().default(900),
+    /** Pre-copy rounds after which a migration is considered not converging. */
+    maxIterations: positiveInt().default(30),
+    /** Dirty rate assumed when a running VM's was not measured; null: such VMs are not moved by rebalance. */
+    assumeDirtyMiBpsWhenUnknown: nonNegativeNumber().nullable().default(null),
+    /** Fixed costs the model adds: connection and setup, and device state at switch-over. */
+    setupS: nonNegativeNumber().default(1),
+    switchoverOverheadMs: nonNegativeNumber().default(20),
+    /** Guest pause when switching to post-copy (device state and dirty bitmap). */
+    postCopySwitchoverMs: nonNegativeNumber().default(60),
+  })
+  .prefault({});
+
+const PredictiveWatchdogSchema = z
+  .strictObject({
+    /** Deadline = predicted duration x factor + margin. */
+    deadlineFactor: positiveNumber().default(2),
+    deadlineMarginS: nonNegativeNumber().default(30),
+    /** A stall is remaining memory not falling over this many predicted rounds (at least minStallWindowS). */
+    stallRounds: positiveNumber().default(3),
+    minStallWindowS: positiveNumber().default(10),
+  })
+  .prefault({});
+
+const NovaWatchdogSchema = z
+  .strictObject({
+    /** Nova live_migration_completion_timeout, seconds per GiB. */
+    completionTimeoutPerGiBS: positiveNumber().default(800),
+    /** Nova live_migration_downtime, _steps and _delay (seconds per GiB). */
+    maxDowntimeMs: positiveNumber().default(500),
+    downtimeSteps: positiveInt().default(10),
+    downtimeDelayPerGiBS: positiveNumber().default(75),
+  })
+  .prefault({});
+
+const KubevirtWatchdogSchema = z
+  .strictObject({
+    /** KubeVirt completionTimeoutPerGiB (per 10^9 bytes) and progressTimeout. */
+    completionTimeoutPerGiBS: positiveNumber().default(150),
+    progressTimeoutS: positiveNumber().default(150),
+    maxDowntimeMs: positiveNumber().default(900),
+  })
+  .prefault({});
+
+const WatchdogSchema = z
+  .strictObject({
+    profile: oneOf(WATCHDOG_PROFILES).default('predictive'),
+    pollIntervalMs: positiveInt().default(500),
+    /** Steps by which the watchdog may raise max downtime (never above the VM's budget). */
+    downtimeRaiseSteps: nonNegativeInt().default(3),
+    predictive: PredictiveWatchdogSchema,
+    nova: NovaWatchdogSchema,
+    kubevirt: KubevirtWatchdogSchema,
+  })
+  .prefault({});
+
+export const PolicySchema = z.strictObject({
+  version: z.literal(1, { error: (i) => `expected 1, got ${show(i.input)}` }).default(1),
+  balance: BalanceSchema,
+  hosts: HostLimitsSchema,
+  limits: LimitsSchema,
+  vms: VmLimitsSchema,
+  migration: MigrationSchema,
+  watchdog: WatchdogSchema,
+  rules: z.array(RuleSchema).default([]),
+});
+
+export type Policy = z.output<typeof PolicySchema>;
+/** What a policy file may contain (every key optional). */
+export type PolicyInput = z.input<typeof PolicySchema>;
+
+/** Validates a policy (already parsed from YAML/JSON), filling defaults; errors name each field's path. */
+export function parsePolicy(data: unknown, source = ''): Policy {
+  const policy = parseWith(PolicySchema, data ?? {}, source);
+  const names = new Map<string, number>();
+  const issues: { path: string; message: string }[] = [];
+  policy.rules.forEach((r, i) => {
+    const first = names.get(r.name);
+    if (first !== undefined)
+      issues.push({
+        path: `rules[${i}].name`,
+        message: `duplicate rule name ${show(r.name)} (rules[${first}])`,
+      });
+    else names.set(r.name, i);
+  });
+  if (issues.length > 0) throw new ValidationError(source, issues);
+  return policy;
+}
+
+/** The built-in defaults (what an empty policy file means). */
+export const DEFAULT_POLICY: Policy = parsePolicy({});

@@ -1,0 +1,22 @@
+// The predictor's public surface.
+export {
+  AUTO_CONVERGE,
+  chooseTechnique,
+  simulateMigration,
+  type PrecopyInput,
+  type PrecopyLimits,
+  type PrecopyOutcome,
+  type Technique,
+} from './precopy-model.js';
+export {
+  historyCorrection,
+  plannedDirtyMiBps,
+  precopyLimits,
+  predictiveWatchdogPlan,
+  predictVmMigration,
+  round0MiB,
+  type LinkShare,
+  type PredictiveWatchdogPlan,
+  type PredictOptions,
+  type VmForecast,
+} from './predict-vm.js';

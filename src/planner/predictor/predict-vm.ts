@@ -1,0 +1,233 @@
+// The predictor as the planner and the executor use it: a snapshot VM, a link and a policy in, a Prediction
+// out (with the reason when the VM cannot be moved), corrected by the VM's own migration history.
+import type { MigrationKind, Prediction } from '../../domain/plan.js';
+import type { Policy } from '../../domain/policy.js';
+import type { Vm } from '../../domain/snapshot.js';
+import type { VmHistory } from '../../domain/history.js';
+import {
+  chooseTechnique,
+  simulateMigration,
+  type PrecopyLimits,
+  type PrecopyOutcome,
+} from './precopy-model.js';
+
+export interface LinkShare {
+  /** The migration link's bandwidth (the slower end of source and destination). */
+  bandwidthMiBps: number;
+  /** Migrations sharing that link at once; each gets bandwidth / concurrency. */
+  concurrency: number;
+}
+
+export interface VmForecast {
+  prediction: Prediction;
+  /** Pre-copy passes before the switch-over. */
+  iterations: number;
+  roundsS: number[];
+  /** Bandwidth the model used: the share, divided by the history correction when that is above 1. */
+  effectiveBandwidthMiBps: number;
+  /** The history correction factor applied (1 without history). */
+  correction: number;
+  /** Set when the VM is predicted not to finish: the reason, with its numbers. */
+  reason?: string;
+}
+
+export function precopyLimits(policy: Policy): PrecopyLimits {
+  const m = policy.migration;
+  return {
+    maxIterations: m.maxIterations,
+    maxDurationS: m.maxDurationS,
+    setupS: m.setupS,
+    switchoverOverheadMs: m.switchoverOverheadMs,
+    postCopySwitchoverMs: m.postCopySwitchoverMs,
+  };
+}
+
+/**
+ * The dirty rate the model plans with: the peak when the collector measured one (to be safe), else the mean,
+ * else what the policy says to assume; null when none of these is known.
+ */
+export function plannedDirtyMiBps(vm: Vm, policy: Policy): number | null {
+  return vm.dirtyPeakMiBps ?? vm.dirtyMiBps ?? policy.migration.assumeDirtyMiBpsWhenUnknown;
+}
+
+/**
+ * Memory round 0 has to send. QEMU sends never-written (zero) pages as a flag of a few bytes, so what crosses
+ * the wire in round 0 is close to the memory the guest has actually written, which `memUsedMiB` measures;
+ * without a measurement, the whole `memMiB` (the safe upper bound).
+ */
+export function round0MiB(vm: Vm): number {
+  return vm.memUsedMiB !== null && vm.memUsedMiB > 0 ? Math.min(vm.memUsedMiB, vm.memMiB) : vm.memMiB;
+}
+
+const HISTORY_SAMPLES = 5;
+const MIN_CORRECTION = 0.5;
+const MAX_CORRECTION = 4;
+
+/**
+ * Ratio of measured to modelled duration over the VM's last completed migrations (median of up to 5),
+ * clamped to [0.5, 4]; 1 without usable history. The model is re-run on each record's own inputs, so the
+ * factor does not feed on itself.
+ */
+export function historyCorrection(history: VmHistory | undefined, policy: Policy): number {
+  if (!history) return 1;
+  const ratios: number[] = [];
+  const limits = { ...precopyLimits(policy), maxDurationS: Number.POSITIVE_INFINITY };
+  for (let i = history.records.length - 1; i >= 0 && ratios.length < HISTORY_SAMPLES; i -= 1) {
+    const r = history.records[i];
+    if (!r || r.result !== 'completed' || !(r.measuredDurationS > 0) || r.kind === 'offline') continue;
+    let modelS: number | null = null;
+    if (r.bandwidthMiBps !== null && r.bandwidthMiBps > 0) {
+      const out = simulateMigration(
+        {
+          memMiB: r.memMiB,
+          dirtyMiBps: r.dirtyMiBps ?? 0,
+          bandwidthMiBps: r.bandwidthMiBps,
+          downtimeBudgetMs: Math.max(r.downtimeMs ?? 0, policy.vms.defaultDowntimeBudgetMs),
+        },
+        limits,
+        'precopy',
+      );
+      if (out.converges) modelS = out.durationS;
+    }
+    modelS ??= r.predictedDurationS;
+    if (modelS !== null && modelS > 0) ratios.push(r.measuredDurationS / modelS);
+  }
+  if (ratios.length === 0) return 1;
+  ratios.sort((a, b) => a - b);
+  const mid = Math.floor(ratios.length / 2);
+  const median =
+    ratios.length % 2 === 1 ? (ratios[mid] ?? 1) : ((ratios[mid - 1] ?? 1) + (ratios[mid] ?? 1)) / 2;
+  return Math.min(MAX_CORRECTION, Math.max(MIN_CORRECTION, median));
+}
+
+export interface PredictOptions {
+  kind: MigrationKind;
+  downtimeBudgetMs: number;
+  history?: VmHistory | undefined;
+  /** Overrides the policy's technique permissions (e.g. the executor asking "plain pre-copy only"). */
+  allowAutoConverge?: boolean;
+  allowPostCopy?: boolean;
+}
+
+const fmt = (n: number): string => (n >= 100 ? Math.round(n).toString() : String(Math.round(n * 10) / 10));
+
+/** Predicts one VM's migration over a link share. */
+export function predictVmMigration(
+  vm: Vm,
+  link: LinkShare,
+  policy: Policy,
+  opts: PredictOptions,
+): VmForecast {
+  const limits = precopyLimits(policy);
+  const correction = historyCorrection(opts.history, policy);
+  const share = link.bandwidthMiBps / Math.max(1, link.concurrency);
+  if (opts.kind === 'offline' || vm.state === 'shutoff') {
+    // Only the definition moves.
+    return {
+      prediction: { converges: true, durationS: limits.setupS, downtimeMs: 0, transferMiB: 0 },
+      iterations: 0,
+      roundsS: [],
+      effectiveBandwidthMiBps: share,
+      correction,
+    };
+  }
+  const dirty = plannedDirtyMiBps(vm, policy);
+  const bw = share / Math.max(1, correction);
+  if (dirty === null) {
+    return {
+      prediction: { converges: false, durationS: 0, downtimeMs: 0, transferMiB: 0 },
+      iterations: 0,
+      roundsS: [],
+      effectiveBandwidthMiBps: bw,
+      correction,
+      reason: 'dirty rate not measured (set migration.assumeDirtyMiBpsWhenUnknown to plan such VMs)',
+    };
+  }
+  const out: PrecopyOutcome = chooseTechnique(
+    {
+      memMiB: round0MiB(vm),
+      dirtyMiBps: dirty,
+      bandwidthMiBps: bw,
+      downtimeBudgetMs: opts.downtimeBudgetMs,
+      diskMiB: opts.kind === 'block' ? (vm.diskMiB ?? 0) : 0,
+    },
+    limits,
+    {
+      allowAutoConverge: opts.allowAutoConverge ?? policy.migration.allowAutoConverge,
+      allowPostCopy: opts.allowPostCopy ?? policy.migration.allowPostCopy,
+    },
+  );
+  // A VM that migrated faster than modelled keeps the bandwidth for the convergence test, but its duration
+  // is scaled down (correction < 1 only ever shortens the estimate).
+  const durationS = correction < 1 ? out.durationS * correction : out.durationS;
+  const prediction: Prediction = {
+    converges: out.converges,
+    durationS: round(durationS, 2),
+    downtimeMs: round(out.downtimeMs, 1),
+    transferMiB: round(out.transferMiB, 0),
+  };
+  if (out.technique !== 'precopy') prediction.technique = out.technique;
+  const forecast: VmForecast = {
+    prediction,
+    iterations: out.iterations,
+    roundsS: out.roundsS,
+    effectiveBandwidthMiBps: bw,
+    correction,
+  };
+  if (!out.converges) {
+    let reason = out.failure ?? 'does not converge';
+    if (link.concurrency > 1)
+      reason += ` (${fmt(link.bandwidthMiBps)} MiB/s link shared by ${link.concurrency} migrations)`;
+    if (correction > 1) reason += ` (bandwidth corrected by x${fmt(correction)} from this VM's history)`;
+    forecast.reason = reason;
+  }
+  return forecast;
+}
+
+function round(n: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+export interface PredictiveWatchdogPlan {
+  converges: boolean;
+  technique: 'precopy' | 'auto-converge' | 'post-copy';
+  expectedDurationS: number;
+  expectedIterations: number;
+  /** Abort when the migration is still running this long after it started. */
+  deadlineS: number;
+  /** A stall: remaining memory reaching no new low for this long. */
+  stallWindowS: number;
+  downtimeBudgetMs: number;
+  /** Why it is predicted not to finish, when it is. */
+  reason?: string;
+}
+
+/**
+ * What the `predictive` watchdog profile needs for one VM on one link: the expected duration, a deadline
+ * (expected x deadlineFactor + deadlineMarginS) and a stall window (stallRounds x the longest predicted
+ * round after round 0, at least minStallWindowS).
+ */
+export function predictiveWatchdogPlan(
+  vm: Vm,
+  link: LinkShare,
+  policy: Policy,
+  opts: PredictOptions,
+): PredictiveWatchdogPlan {
+  const f = predictVmMigration(vm, link, policy, opts);
+  const p = policy.watchdog.predictive;
+  const later = f.roundsS.slice(1);
+  const longestRoundS = later.length > 0 ? Math.max(...later) : (f.roundsS[0] ?? 0) / 4;
+  const expected = f.prediction.durationS;
+  const plan: PredictiveWatchdogPlan = {
+    converges: f.prediction.converges,
+    technique: f.prediction.technique ?? 'precopy',
+    expectedDurationS: expected,
+    expectedIterations: f.iterations,
+    deadlineS: round(expected * p.deadlineFactor + p.deadlineMarginS, 1),
+    stallWindowS: round(Math.max(p.minStallWindowS, p.stallRounds * longestRoundS), 1),
+    downtimeBudgetMs: opts.downtimeBudgetMs,
+  };
+  if (f.reason !== undefined) plan.reason = f.reason;
+  return plan;
+}
