@@ -1,0 +1,271 @@
+// Plans and their lifecycle in Redis, where every drover process (and the API on any of them) sees them.
+//
+// pending ──approve──► approved ──► running ──► completed | failed
+//    │                    │            │
+//    ├──cancel──► cancelled ◄──────────┘ (cancel stops what has not started)
+//    └──expire──► expired   (its snapshot got too old before it ran)
+//
+// Status changes are compare-and-set in one Lua script, so two processes (or two operators) cannot both
+// approve or cancel the same plan. Writes the leader makes carry its lease as a fence: a process that lost
+// the lease cannot store plans any more.
+import type { Cluster, Redis } from 'ioredis';
+import { z } from 'zod';
+import { DroverError, ValidationError } from '../domain/errors.js';
+import { PlanSchema, type Plan } from '../domain/plan.js';
+import { isoTime, nonEmptyString, oneOf, parseWith } from '../domain/validation.js';
+import { AUTOMATION_LEVELS, type AutomationLevel } from './config.js';
+import type { Fence } from './leader-election.js';
+
+export const PLAN_STATUSES = [
+  'pending',
+  'approved',
+  'running',
+  'completed',
+  'failed',
+  'cancelled',
+  'expired',
+] as const;
+export type PlanStatus = (typeof PLAN_STATUSES)[number];
+export const FINAL_PLAN_STATUSES: readonly PlanStatus[] = ['completed', 'failed', 'cancelled', 'expired'];
+
+const PlanEventSchema = z.strictObject({
+  at: isoTime(),
+  status: oneOf(PLAN_STATUSES),
+  by: z.string(),
+  note: z.string().optional(),
+});
+
+export const PlanRecordSchema = z.strictObject({
+  plan: PlanSchema,
+  status: oneOf(PLAN_STATUSES),
+  /** Who asked for it: `schedule`, `api:<token name>`. */
+  createdBy: nonEmptyString(),
+  /** The automation level in force when it was made. */
+  automation: oneOf(AUTOMATION_LEVELS),
+  /** The drained host, for drain plans. */
+  host: z.string().optional(),
+  updatedAt: isoTime(),
+  events: z.array(PlanEventSchema),
+});
+
+export type PlanEvent = z.output<typeof PlanEventSchema>;
+export type PlanRecord = z.output<typeof PlanRecordSchema>;
+
+export class PlanNotFound extends DroverError {
+  constructor(id: string) {
+    super('not_found', `no plan with id ${id}`);
+    this.name = 'PlanNotFound';
+  }
+}
+
+/** A status change that the plan's current status does not allow. */
+export class PlanConflict extends DroverError {
+  readonly status: PlanStatus;
+  constructor(id: string, status: PlanStatus, wanted: PlanStatus) {
+    super('conflict', `plan ${id} is ${status}; it cannot become ${wanted}`);
+    this.name = 'PlanConflict';
+    this.status = status;
+  }
+}
+
+export class NotLeader extends DroverError {
+  constructor(what: string) {
+    super('not_leader', `${what}: this process does not hold the leader lease`);
+    this.name = 'NotLeader';
+  }
+}
+
+/** The status a new plan starts in under an automation level. */
+export function initialStatus(reason: Plan['reason'], level: AutomationLevel): 'pending' | 'approved' {
+  if (level === 'full') return 'approved';
+  if (level === 'partial' && reason === 'drain') return 'approved';
+  return 'pending';
+}
+
+/** A plan is too old to run when the snapshot it was made from is older than maxAgeS. */
+export function planExpired(plan: Plan, nowMs: number, maxAgeS: number): boolean {
+  const basis = Date.parse(plan.snapshotTakenAt ?? plan.createdAt);
+  return nowMs - basis > maxAgeS * 1000;
+}
+
+// KEYS: plan key, index key, [lease key]. ARGV: record JSON, createdAt ms, plan id, keep, [fence value].
+const SAVE = `
+if #KEYS == 3 and redis.call('GET', KEYS[3]) ~= ARGV[5] then
+  return redis.error_reply('NOT_LEADER')
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('EXISTS')
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if extra > 0 then
+  return redis.call('ZRANGE', KEYS[2], 0, extra - 1)
+end
+return {}
+`;
+
+// KEYS: plan key. ARGV: allowed current statuses (comma list), new status, event JSON, updatedAt.
+const TRANSITION = `
+local text = redis.call('GET', KEYS[1])
+if not text then return redis.error_reply('NOT_FOUND') end
+local rec = cjson.decode(text)
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == rec.status then ok = true end
+end
+if not ok then return {0, rec.status} end
+rec.status = ARGV[2]
+rec.updatedAt = ARGV[4]
+table.insert(rec.events, cjson.decode(ARGV[3]))
+local out = cjson.encode(rec)
+redis.call('SET', KEYS[1], out)
+return {1, out}
+`;
+
+export interface PlanStoreOptions {
+  /** Plans kept (the oldest beyond this are dropped). */
+  keep?: number;
+}
+
+const ALLOWED_FROM: Record<PlanStatus, readonly PlanStatus[]> = {
+  pending: [],
+  approved: ['pending'],
+  running: ['approved'],
+  completed: ['running'],
+  failed: ['approved', 'running'],
+  cancelled: ['pending', 'approved', 'running'],
+  expired: ['pending', 'approved'],
+};
+
+export class PlanStore {
+  readonly indexKey: string;
+  private readonly keep: number;
+
+  constructor(
+    private readonly redis: Redis | Cluster,
+    private readonly prefix: string,
+    options: PlanStoreOptions = {},
+  ) {
+    this.indexKey = `${prefix}:plans`;
+    this.keep = options.keep ?? 500;
+  }
+
+  private key(id: string): string {
+    return `${this.prefix}:plan:${id}`;
+  }
+
+  /** Stores a new plan. With a fence, only while that fence still holds the leader lease. */
+  async create(
+    plan: Plan,
+    init: { status: 'pending' | 'approved'; createdBy: string; automation: AutomationLevel; host?: string },
+    fence?: Fence | null,
+  ): Promise<PlanRecord> {
+    const now = new Date().toISOString();
+    const record: PlanRecord = parseWith(
+      PlanRecordSchema,
+      {
+        plan,
+        status: init.status,
+        createdBy: init.createdBy,
+        automation: init.automation,
+        ...(init.host !== undefined ? { host: init.host } : {}),
+        updatedAt: now,
+        events: [{ at: now, status: init.status, by: init.createdBy }],
+      },
+      'plan record',
+    );
+    const keys = [this.key(plan.id), this.indexKey, ...(fence ? [fence.key] : [])];
+    const args = [JSON.stringify(record), String(Date.parse(plan.createdAt)), plan.id, String(this.keep)];
+    if (fence) args.push(fence.value);
+    let dropped: string[];
+    try {
+      dropped = (await this.redis.eval(SAVE, keys.length, ...keys, ...args)) as string[];
+    } catch (err) {
+      const message = err instanceof Error ? err.message : '';
+      if (message.includes('NOT_LEADER')) throw new NotLeader(`storing plan ${plan.id}`);
+      if (message.includes('EXISTS')) throw new DroverError('conflict', `plan ${plan.id} exists already`);
+      throw err;
+    }
+    if (dropped.length > 0) {
+      await this.redis.zrem(this.indexKey, ...dropped);
+      for (const id of dropped) await this.redis.del(this.key(id));
+    }
+    return record;
+  }
+
+  async get(id: string): Promise<PlanRecord | null> {
+    const text = await this.redis.get(this.key(id));
+    if (text === null) return null;
+    return this.decode(text, id);
+  }
+
+  async require(id: string): Promise<PlanRecord> {
+    const record = await this.get(id);
+    if (!record) throw new PlanNotFound(id);
+    return record;
+  }
+
+  /** Newest first. */
+  async list(options: { status?: PlanStatus; limit?: number } = {}): Promise<PlanRecord[]> {
+    const ids = await this.redis.zrevrange(this.indexKey, 0, -1);
+    const out: PlanRecord[] = [];
+    for (const id of ids) {
+      const record = await this.get(id);
+      if (!record) continue;
+      if (options.status && record.status !== options.status) continue;
+      out.push(record);
+      if (options.limit !== undefined && out.length >= options.limit) break;
+    }
+    return out;
+  }
+
+  /** Moves a plan to `status` if its current status allows it; throws PlanConflict otherwise. */
+  async transition(id: string, status: PlanStatus, by: string, note?: string): Promise<PlanRecord> {
+    const at = new Date().toISOString();
+    const event: PlanEvent = { at, status, by, ...(note !== undefined ? { note } : {}) };
+    let reply: [number, string];
+    try {
+      reply = (await this.redis.eval(
+        TRANSITION,
+        1,
+        this.key(id),
+        ALLOWED_FROM[status].join(','),
+        status,
+        JSON.stringify(event),
+        at,
+      )) as [number, string];
+    } catch (err) {
+      if (err instanceof Error && err.message.includes('NOT_FOUND')) throw new PlanNotFound(id);
+      throw err;
+    }
+    const [ok, value] = reply;
+    if (ok !== 1) throw new PlanConflict(id, parseWith(oneOf(PLAN_STATUSES), value, 'status'), status);
+    return this.decode(value, id);
+  }
+
+  private decode(text: string, id: string): PlanRecord {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw new DroverError('plan_unreadable', `redis key ${this.key(id)}: not JSON`, { cause: err });
+    }
+    // Lua's cjson writes empty arrays as {}: put them back before validating.
+    if (typeof data === 'object' && data !== null && 'plan' in data) {
+      const plan = (data as { plan: Record<string, unknown> }).plan;
+      for (const field of ['steps', 'skipped'] as const) {
+        const v = plan[field];
+        if (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0)
+          plan[field] = [];
+      }
+    }
+    try {
+      return parseWith(PlanRecordSchema, data, `redis key ${this.key(id)}`);
+    } catch (err) {
+      if (err instanceof ValidationError)
+        throw new DroverError('plan_unreadable', err.message, { cause: err });
+      throw err;
+    }
+  }
+}
