@@ -1,0 +1,510 @@
+// The collector: samples the hosts this process owns through a Hypervisor, keeps their smoothed history,
+// starts dirty-rate measurements within the per-host limit, and writes a fresh Snapshot to Redis.
+//
+// Without Redis it samples every host itself and keeps everything in memory (`drover collect --once`).
+// With Redis, every process sharing it takes its share of the hosts (see membership.ts), and the history of
+// each host lives in Redis, so whoever samples a host next continues its deltas and smoothing.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Clock } from '../domain/clock.js';
+import { errorCode, errorMessage } from '../domain/errors.js';
+import { HostSchema, VmSchema, type Snapshot } from '../domain/snapshot.js';
+import { parseWith } from '../domain/validation.js';
+import type { HostInfo, Hypervisor } from '../hypervisor/hypervisor.js';
+import type { DroverMetrics } from '../metrics/metrics.js';
+import {
+  memberTtlMs,
+  parseCollectorOptions,
+  staleAfterMs,
+  type CollectorOptions,
+  type CollectorOptionsInput,
+} from './collector-options.js';
+import { HostSampleInvalid, HostTimeoutError } from './collector-errors.js';
+import { pickDirtyRateProbes, type ProbeCandidate } from './dirty-rate-scheduler.js';
+import { HostStateStore } from './host-state-store.js';
+import {
+  applyHostRound,
+  emptyHostHistory,
+  staleRecord,
+  vmHistory,
+  type HostHistory,
+  type HostRecord,
+} from './host-history.js';
+import { CollectorMembership, ownerOf } from './membership.js';
+import { buildSnapshot, isStale, type DroverHostState } from './snapshot-builder.js';
+import { DEFAULT_KEY_PREFIX, SnapshotStore } from './snapshot-store.js';
+
+/** The few logger methods the collector uses (pino's signature). */
+export interface CollectorLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export interface CollectorDeps {
+  hypervisor: Hypervisor;
+  /** Shared state and the snapshot; without it the collector works alone and in memory. */
+  redis?: Redis;
+  metrics?: DroverMetrics;
+  logger?: CollectorLogger;
+  /** Default: the hypervisor's clock. */
+  clock?: Clock;
+  /** Redis key prefix (hash-tagged so every key lands in one Cluster slot). Default `{drover}`. */
+  keyPrefix?: string;
+  /** This process's id among the collectors; default hostname:pid:random. */
+  memberId?: string;
+}
+
+/** How one host's sampling went in a cycle. */
+export interface HostOutcome {
+  hostId: string;
+  ok: boolean;
+  /** Error code when not ok (`host_timeout`, `host_sample_invalid`, or the hypervisor's). */
+  error: string | null;
+  message: string | null;
+  durationMs: number;
+  probesStarted: string[];
+}
+
+export interface CycleResult {
+  startedAt: number;
+  /** Hosts this process sampled (or tried to). */
+  owned: string[];
+  members: string[];
+  outcomes: HostOutcome[];
+  snapshot: Snapshot;
+  /** CPU time this process used for the cycle (µs, user + system) and the part spent building the snapshot. */
+  cpuUs: number;
+  buildCpuUs: number;
+}
+
+const HostRecordSchema = z.looseObject({ hostId: z.string(), vms: z.array(z.unknown()) });
+const HostPartSchema = HostSchema.pick({ cpuPct: true, memUsedMiB: true });
+
+interface LocalHost {
+  history: HostHistory;
+  record: HostRecord | null;
+}
+
+function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+export class Collector {
+  readonly options: CollectorOptions;
+  readonly memberId: string;
+  private readonly hv: Hypervisor;
+  private readonly clock: Clock;
+  private readonly redis: Redis | undefined;
+  private readonly metrics: DroverMetrics | undefined;
+  private readonly logger: CollectorLogger | undefined;
+  private readonly keyPrefix: string;
+  readonly snapshots: SnapshotStore | undefined;
+  readonly hostStates: HostStateStore | undefined;
+  private readonly membership: CollectorMembership | undefined;
+  private readonly local = new Map<string, LocalHost>();
+  /** Hosts whose earlier sampling has not returned yet: not asked again until it does. */
+  private readonly pending = new Map<string, Promise<unknown>>();
+  private hosts: HostInfo[] = [];
+  private loop: Promise<void> | null = null;
+  private abort: AbortController | null = null;
+  private lastSnapshotAt: number | null = null;
+
+  constructor(deps: CollectorDeps, options: CollectorOptionsInput | CollectorOptions = {}) {
+    this.options = parseCollectorOptions(options, 'collector');
+    this.hv = deps.hypervisor;
+    this.clock = deps.clock ?? deps.hypervisor.clock;
+    this.redis = deps.redis;
+    this.metrics = deps.metrics;
+    this.logger = deps.logger;
+    this.keyPrefix = deps.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.memberId = deps.memberId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    if (this.redis) {
+      this.snapshots = new SnapshotStore(this.redis, this.keyPrefix);
+      this.hostStates = new HostStateStore(this.redis, this.keyPrefix);
+      this.membership = new CollectorMembership(
+        this.redis,
+        this.keyPrefix,
+        this.memberId,
+        this.clock,
+        memberTtlMs(this.options),
+      );
+    }
+  }
+
+  private get historyKey(): string {
+    return `${this.keyPrefix}:collector:history`;
+  }
+  private get recordsKey(): string {
+    return `${this.keyPrefix}:collector:records`;
+  }
+
+  /** One sampling cycle: take this process's share of hosts, sample them, store, write the snapshot. */
+  async runCycle(): Promise<CycleResult> {
+    const cpu0 = cpuUs();
+    const startedAt = this.clock.now();
+    try {
+      this.hosts = await this.withTimeout('(all)', 'listHosts', this.hv.listHosts());
+    } catch (err) {
+      // Keep sampling the hosts known from the last cycle; with none known there is nothing to do.
+      if (this.hosts.length === 0) throw err;
+      this.metrics?.collectorErrors.inc({ host: '(all)', kind: errorCode(err) ?? 'list_hosts' });
+      this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'listing hosts failed');
+    }
+    let members = [this.memberId];
+    if (this.membership) {
+      await this.membership.heartbeat();
+      members = await this.membership.members();
+      if (!members.includes(this.memberId)) members = [...members, this.memberId].sort();
+    }
+    const owned = this.hosts.filter((h) => ownerOf(h.id, members) === this.memberId);
+    const ownedIds = new Set(owned.map((h) => h.id));
+    for (const id of [...this.local.keys()]) if (!ownedIds.has(id)) this.local.delete(id);
+    await this.loadTakenOver(owned);
+
+    const outcomes = await this.mapLimited(owned, this.options.hostConcurrency, (info) =>
+      this.sampleOne(info),
+    );
+    await this.persist(owned);
+
+    const cpuBuild0 = cpuUs();
+    const snapshot = await this.buildAndWrite();
+    const buildCpuUs = cpuUs() - cpuBuild0;
+    this.updateMetrics(owned, outcomes);
+    return {
+      startedAt,
+      owned: owned.map((h) => h.id),
+      members,
+      outcomes,
+      snapshot,
+      cpuUs: cpuUs() - cpu0,
+      buildCpuUs,
+    };
+  }
+
+  /** A snapshot from two cycles primeDelayMs apart (CPU needs two readings). */
+  async collectOnce(): Promise<Snapshot> {
+    await this.runCycle();
+    await this.clock.sleep(this.options.primeDelayMs);
+    return (await this.runCycle()).snapshot;
+  }
+
+  /** Runs cycles on multiples of the interval until stop(); a failed cycle is logged and counted, not fatal. */
+  start(): void {
+    if (this.loop) return;
+    const abort = new AbortController();
+    this.abort = abort;
+    this.loop = this.runLoop(abort.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.abort?.abort();
+    await this.loop;
+    this.loop = null;
+    this.abort = null;
+    await this.membership?.leave();
+  }
+
+  /** The host's last record as this process knows it (its own hosts only). */
+  hostRecord(hostId: string): HostRecord | null {
+    return this.local.get(hostId)?.record ?? null;
+  }
+
+  private async runLoop(signal: AbortSignal): Promise<void> {
+    const intervalMs = this.options.intervalS * 1000;
+    const heartbeatMs = memberTtlMs(this.options) / 3;
+    while (!signal.aborted) {
+      try {
+        await this.runCycle();
+      } catch (err) {
+        this.metrics?.collectorErrors.inc({ host: '(all)', kind: errorCode(err) ?? 'cycle' });
+        this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'collector cycle failed');
+      }
+      // Sleep to the next multiple of the interval, heartbeating on the way so the TTL never lapses.
+      const next = (Math.floor(this.clock.now() / intervalMs) + 1) * intervalMs;
+      try {
+        while (!signal.aborted && this.clock.now() < next) {
+          await this.clock.sleep(Math.min(heartbeatMs, next - this.clock.now()), signal);
+          if (this.clock.now() < next) await this.heartbeat();
+          this.updateSnapshotAge();
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        throw err;
+      }
+    }
+  }
+
+  /** A heartbeat between cycles; a failure is counted and the next one (or the cycle) tries again. */
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.membership?.heartbeat();
+    } catch (err) {
+      this.metrics?.collectorErrors.inc({ host: '(all)', kind: 'heartbeat' });
+      this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'collector heartbeat failed');
+    }
+  }
+
+  /** Hosts this process has just taken over: continue their history from Redis. */
+  private async loadTakenOver(owned: readonly HostInfo[]): Promise<void> {
+    const fresh = owned.filter((h) => !this.local.has(h.id)).map((h) => h.id);
+    if (fresh.length === 0) return;
+    if (!this.redis) {
+      for (const id of fresh) this.local.set(id, { history: emptyHostHistory(id), record: null });
+      return;
+    }
+    const [histories, records] = await Promise.all([
+      this.redis.hmget(this.historyKey, ...fresh),
+      this.redis.hmget(this.recordsKey, ...fresh),
+    ]);
+    fresh.forEach((id, i) => {
+      const history = this.readJson<HostHistory>(histories[i], id, 'history');
+      const record = this.readRecord(records[i], id);
+      this.local.set(id, {
+        history: history && history.hostId === id ? history : emptyHostHistory(id),
+        record,
+      });
+    });
+  }
+
+  /** Parses stored JSON; a corrupt entry is counted and treated as absent (the host starts afresh). */
+  private readJson<T>(text: string | null | undefined, hostId: string, what: string): T | null {
+    if (text === null || text === undefined) return null;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      this.metrics?.collectorErrors.inc({ host: hostId, kind: `corrupt_${what}` });
+      return null;
+    }
+  }
+
+  private readRecord(text: string | null | undefined, hostId: string): HostRecord | null {
+    const data = this.readJson<unknown>(text, hostId, 'record');
+    if (data === null) return null;
+    if (!HostRecordSchema.safeParse(data).success) {
+      this.metrics?.collectorErrors.inc({ host: hostId, kind: 'corrupt_record' });
+      return null;
+    }
+    return data as HostRecord;
+  }
+
+  private async sampleOne(info: HostInfo): Promise<HostOutcome> {
+    const t0 = performance.now();
+    const entry = this.local.get(info.id) ?? { history: emptyHostHistory(info.id), record: null };
+    const outcome: HostOutcome = {
+      hostId: info.id,
+      ok: false,
+      error: null,
+      message: null,
+      durationMs: 0,
+      probesStarted: [],
+    };
+    try {
+      if (this.pending.has(info.id)) {
+        throw new HostTimeoutError(info.id, this.options.hostTimeoutMs, 'the previous sample');
+      }
+      const work = Promise.all([
+        this.hv.sampleHost(info.id),
+        this.hv.listVms(info.id),
+        this.hv.sampleVms(info.id),
+      ]);
+      const tracked = work.finally(() => this.pending.delete(info.id));
+      this.pending.set(info.id, tracked);
+      tracked.catch(() => undefined);
+      const [host, vmInfos, vmSamples] = await this.withTimeout(info.id, 'sample', tracked);
+      const { history, record } = applyHostRound(
+        entry.history,
+        { info, host, vmInfos, vmSamples },
+        this.options,
+      );
+      this.validate(record);
+      entry.history = history;
+      entry.record = record;
+      outcome.ok = true;
+      if (this.options.dirtyRate.enabled)
+        outcome.probesStarted = await this.startProbes(info.id, entry, vmSamples);
+    } catch (err) {
+      outcome.error = errorCode(err) ?? 'error';
+      outcome.message = errorMessage(err);
+      if (!outcome.ok) entry.record = staleRecord(info, entry.record);
+      this.metrics?.collectorErrors.inc({
+        host: info.id,
+        kind: outcome.error === 'host_timeout' ? 'timeout' : outcome.ok ? 'dirty_rate' : outcome.error,
+      });
+      this.logger?.warn(
+        { module: 'collector', host: info.id, code: outcome.error, err: outcome.message },
+        outcome.ok ? 'dirty-rate probe failed' : 'host sample failed',
+      );
+    }
+    this.local.set(info.id, entry);
+    outcome.durationMs = performance.now() - t0;
+    this.metrics?.collectorSampleSeconds.observe({ host: info.id }, outcome.durationMs / 1000);
+    return outcome;
+  }
+
+  /** Makes sure the record can go into a snapshot: a hypervisor's odd answer fails the host, naming the field. */
+  private validate(record: HostRecord): void {
+    try {
+      parseWith(HostPartSchema, { cpuPct: record.cpuPct, memUsedMiB: record.memUsedMiB }, 'host');
+      parseWith(z.array(VmSchema), record.vms, 'vms');
+    } catch (err) {
+      throw new HostSampleInvalid(record.hostId, errorMessage(err), { cause: err });
+    }
+  }
+
+  private async startProbes(
+    hostId: string,
+    entry: LocalHost,
+    vmSamples: readonly {
+      vmId: string;
+      state: ProbeCandidate['state'];
+      migrating: boolean;
+      dirtyRate: { status: string };
+    }[],
+  ): Promise<string[]> {
+    const d = this.options.dirtyRate;
+    const now = this.clock.now();
+    const candidates: ProbeCandidate[] = vmSamples
+      .filter((v) => entry.history.vms[v.vmId] !== undefined)
+      .map((v) => ({
+        vmId: v.vmId,
+        state: v.state,
+        migrating: v.migrating,
+        measuring: v.dirtyRate.status === 'measuring',
+        probeAt: vmHistory(entry.history, v.vmId).probeAt,
+      }));
+    const chosen = pickDirtyRateProbes(candidates, now, {
+      maxPerHost: d.maxPerHost,
+      windowMs: d.windowS * 1000,
+      remeasureMs: d.remeasureS * 1000,
+    });
+    const started: string[] = [];
+    for (const vmId of chosen) {
+      // Look again right before starting: a migration may have begun since the sample.
+      const job = await this.withTimeout(hostId, 'jobStats', this.hv.jobStats(hostId, vmId));
+      if (job.type === 'active') continue;
+      await this.withTimeout(hostId, 'startDirtyRate', this.hv.startDirtyRate(hostId, vmId, d.windowS));
+      const vh = entry.history.vms[vmId];
+      if (vh) vh.probeAt = this.clock.now();
+      started.push(vmId);
+    }
+    return started;
+  }
+
+  private async persist(owned: readonly HostInfo[]): Promise<void> {
+    if (!this.redis || owned.length === 0) return;
+    const histories: string[] = [];
+    const records: string[] = [];
+    for (const h of owned) {
+      const e = this.local.get(h.id);
+      if (!e) continue;
+      histories.push(h.id, JSON.stringify(e.history));
+      if (e.record) records.push(h.id, JSON.stringify(e.record));
+    }
+    const tx = this.redis.multi();
+    if (histories.length > 0) tx.hset(this.historyKey, ...histories);
+    if (records.length > 0) tx.hset(this.recordsKey, ...records);
+    await tx.exec();
+  }
+
+  private async buildAndWrite(): Promise<Snapshot> {
+    const records = new Map<string, HostRecord>();
+    const others: string[] = [];
+    for (const h of this.hosts) {
+      const e = this.local.get(h.id);
+      if (e?.record) records.set(h.id, e.record);
+      else others.push(h.id);
+    }
+    let states: Record<string, DroverHostState> = {};
+    if (this.redis && this.hostStates) {
+      if (others.length > 0) {
+        const texts = await this.redis.hmget(this.recordsKey, ...others);
+        others.forEach((id, i) => {
+          const r = this.readRecord(texts[i], id);
+          if (r) records.set(id, r);
+        });
+      }
+      states = await this.hostStates.all();
+    }
+    const now = this.clock.now();
+    const snapshot = buildSnapshot({
+      hosts: this.hosts,
+      records,
+      states,
+      now,
+      staleAfterMs: staleAfterMs(this.options),
+    });
+    if (this.snapshots) await this.snapshots.write(snapshot);
+    this.lastSnapshotAt = now;
+    return snapshot;
+  }
+
+  private updateMetrics(owned: readonly HostInfo[], outcomes: readonly HostOutcome[]): void {
+    const m = this.metrics;
+    if (!m) return;
+    const now = this.clock.now();
+    const limit = staleAfterMs(this.options);
+    m.hostCpuPct.reset();
+    m.hostMemPct.reset();
+    m.hostStale.reset();
+    if (this.options.perVmMetrics) m.vmDirtyMiBps.reset();
+    for (const h of owned) {
+      const r = this.local.get(h.id)?.record ?? undefined;
+      const stale = isStale(r, now, limit) || outcomes.some((o) => o.hostId === h.id && !o.ok);
+      m.hostStale.set({ host: h.id }, stale ? 1 : 0);
+      if (!r) continue;
+      if (r.cpuEwmaPct !== null) m.hostCpuPct.set({ host: h.id }, r.cpuEwmaPct);
+      if (r.memUsedMiB !== null && r.memMiB > 0)
+        m.hostMemPct.set({ host: h.id }, Math.min(100, (r.memUsedMiB / r.memMiB) * 100));
+      if (this.options.perVmMetrics) {
+        for (const vm of r.vms) {
+          if (vm.dirtyMiBps !== null) m.vmDirtyMiBps.set({ vm: vm.id, host: h.id }, vm.dirtyMiBps);
+        }
+      }
+    }
+    this.updateSnapshotAge();
+  }
+
+  private updateSnapshotAge(): void {
+    if (this.metrics && this.lastSnapshotAt !== null) {
+      this.metrics.snapshotAgeSeconds.set(Math.max(0, (this.clock.now() - this.lastSnapshotAt) / 1000));
+    }
+  }
+
+  /** Races the work against the host timeout on the collector's clock. */
+  private async withTimeout<T>(hostId: string, what: string, work: Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    const timeoutMs = this.options.hostTimeoutMs;
+    const timer = this.clock.sleep(timeoutMs, abort.signal).then(
+      () => {
+        throw new HostTimeoutError(hostId, timeoutMs, what);
+      },
+      () => undefined as never,
+    );
+    try {
+      return await Promise.race([work, timer]);
+    } finally {
+      abort.abort();
+    }
+  }
+
+  private async mapLimited<T, R>(
+    items: readonly T[],
+    limit: number,
+    fn: (item: T) => Promise<R>,
+  ): Promise<R[]> {
+    const out: R[] = new Array<R>(items.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < items.length) {
+        const i = next++;
+        const item = items[i];
+        if (item !== undefined) out[i] = await fn(item);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, () => worker()));
+    return out;
+  }
+}
