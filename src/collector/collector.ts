@@ -144,6 +144,7 @@ export class Collector {
   /** One sampling cycle: take this process's share of hosts, sample them, store, write the snapshot. */
   async runCycle(): Promise<CycleResult> {
     const cpu0 = cpuUs();
+    const wall0 = performance.now();
     const startedAt = this.clock.now();
     try {
       this.hosts = await this.withTimeout('(all)', 'listHosts', this.hv.listHosts());
@@ -173,6 +174,8 @@ export class Collector {
     const snapshot = await this.buildAndWrite();
     const buildCpuUs = cpuUs() - cpuBuild0;
     this.updateMetrics(owned, outcomes);
+    this.metrics?.collectorOwnedHosts.set(owned.length);
+    this.metrics?.collectorCycleSeconds.observe((performance.now() - wall0) / 1000);
     return {
       startedAt,
       owned: owned.map((h) => h.id),
@@ -388,6 +391,7 @@ export class Collector {
       await this.withTimeout(hostId, 'startDirtyRate', this.hv.startDirtyRate(hostId, vmId, d.windowS));
       const vh = entry.history.vms[vmId];
       if (vh) vh.probeAt = this.clock.now();
+      this.metrics?.dirtyRateProbes.inc();
       started.push(vmId);
     }
     return started;

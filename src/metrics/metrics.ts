@@ -12,6 +12,9 @@ export interface DroverMetrics {
   collectorSampleSeconds: Histogram<'host'>;
   collectorErrors: Counter<'host' | 'kind'>;
   snapshotAgeSeconds: Gauge;
+  collectorOwnedHosts: Gauge;
+  collectorCycleSeconds: Histogram;
+  dirtyRateProbes: Counter;
   // planner
   clusterSpreadPct: Gauge<'resource'>;
   plans: Counter<'reason' | 'outcome'>;
@@ -89,6 +92,22 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics & { p
     snapshotAgeSeconds: new Gauge({
       name: 'drover_snapshot_age_seconds',
       help: 'Age of the newest snapshot',
+      registers,
+    }),
+    collectorOwnedHosts: new Gauge({
+      name: 'drover_collector_owned_hosts',
+      help: 'Hosts this process sampled in its last cycle (its share among the collectors)',
+      registers,
+    }),
+    collectorCycleSeconds: new Histogram({
+      name: 'drover_collector_cycle_duration_seconds',
+      help: 'Wall time of one collector cycle (sampling, storing, building the snapshot)',
+      buckets: [0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
+      registers,
+    }),
+    dirtyRateProbes: new Counter({
+      name: 'drover_dirty_rate_probes_total',
+      help: 'Dirty-rate measurements started',
       registers,
     }),
     clusterSpreadPct: new Gauge({
