@@ -8,25 +8,48 @@ import { oneOf, positiveInt, positiveNumber } from '../domain/validation.js';
 export const WATCHDOG_PROFILES = ['predictive', 'nova', 'kubevirt'] as const;
 export type WatchdogProfile = (typeof WATCHDOG_PROFILES)[number];
 
-/** Tuning of the `predictive` profile (the other two follow their projects' documented defaults). */
+/**
+ * Tuning of the profiles. The field names and defaults are the policy's `watchdog` section
+ * (src/domain/policy.ts); nova's and kubevirt's defaults are their projects' documented ones.
+ */
 export const PredictiveTuningSchema = z.strictObject({
-  /** Deadline = this many times the predicted duration... */
-  deadlineFactor: positiveNumber().default(3),
-  /** ...but never shorter than this. */
-  minDeadlineS: positiveNumber().default(60),
-  /** Stall window = a quarter of the predicted duration, clamped to [min, max]. */
-  stallWindowMinS: positiveNumber().default(10),
-  stallWindowMaxS: positiveNumber().default(120),
-  /** A stall also needs this many completed pre-copy rounds without progress. */
-  stallMinIterations: positiveInt().default(2),
+  /** Deadline = predicted duration x factor + margin. */
+  deadlineFactor: positiveNumber().default(2),
+  deadlineMarginS: z.number().min(0).default(30),
+  /** Stall window = this many predicted rounds, at least minStallWindowS. */
+  stallRounds: positiveNumber().default(3),
+  minStallWindowS: positiveNumber().default(10),
   /** Steps from the initial max downtime up to the VM's downtime budget. */
-  escalationSteps: positiveInt().default(3),
+  downtimeRaiseSteps: z.number().int().min(0).default(3),
+  /** A stall also needs this many completed pre-copy rounds without progress. */
+  stallMinIterations: z.number().int().min(0).default(2),
   /** How long QEMU's auto-converge throttle gets to bite once the downtime ladder is exhausted. */
   autoConvergeGraceS: positiveNumber().default(30),
   /** Floor of the initial max downtime (ms). */
   minInitialDowntimeMs: positiveNumber().default(50),
 });
 export type PredictiveTuning = z.output<typeof PredictiveTuningSchema>;
+
+export const NovaTuningSchema = z.strictObject({
+  completionTimeoutPerGiBS: positiveNumber().default(800),
+  maxDowntimeMs: positiveNumber().default(500),
+  downtimeSteps: positiveInt().default(10),
+  downtimeDelayPerGiBS: positiveNumber().default(75),
+});
+export type NovaTuning = z.output<typeof NovaTuningSchema>;
+
+export const KubevirtTuningSchema = z.strictObject({
+  completionTimeoutPerGiBS: positiveNumber().default(150),
+  progressTimeoutS: positiveNumber().default(150),
+  maxDowntimeMs: positiveNumber().default(900),
+});
+export type KubevirtTuning = z.output<typeof KubevirtTuningSchema>;
+
+/** The planner's own watchdog forecast for this VM and link, when it made one (predictiveWatchdogPlan). */
+export interface PredictiveForecast {
+  deadlineS: number;
+  stallWindowS: number;
+}
 
 export const WatchdogScheduleInputSchema = z.strictObject({
   profile: oneOf(WATCHDOG_PROFILES),
@@ -42,7 +65,11 @@ export const WatchdogScheduleInputSchema = z.strictObject({
 export type WatchdogScheduleInput = z.input<typeof WatchdogScheduleInputSchema> & {
   /** The planner's prediction for this VM and link (the `predictive` profile needs it). */
   prediction?: Prediction | null;
+  /** Deadline and stall window the planner computed; else derived from `prediction` and the tuning. */
+  forecast?: PredictiveForecast | null;
   predictive?: Partial<PredictiveTuning>;
+  nova?: Partial<NovaTuning>;
+  kubevirt?: Partial<KubevirtTuning>;
 };
 
 /** A max-downtime change at a fixed time after the migration started. */
@@ -101,10 +128,13 @@ export function novaDataGiB(memMiB: number, diskGiB: number, kind: MigrationKind
  * delay = int(75 s x data_gb); step i in 0..10 at t = delay x i sets int(base + offset x i) ms,
  * base = 500 / 10, offset = (500 - base) / 10.
  */
-export function novaDowntimeSteps(dataGiB: number): TimedDowntimeStep[] {
-  const downtimeMs = 500;
-  const steps = 10;
-  const delayS = Math.trunc(75 * dataGiB);
+export function novaDowntimeSteps(
+  dataGiB: number,
+  tuning: NovaTuning = NovaTuningSchema.parse({}),
+): TimedDowntimeStep[] {
+  const downtimeMs = tuning.maxDowntimeMs;
+  const steps = tuning.downtimeSteps;
+  const delayS = Math.trunc(tuning.downtimeDelayPerGiBS * dataGiB);
   const base = downtimeMs / steps;
   const offset = (downtimeMs - base) / steps;
   const out: TimedDowntimeStep[] = [];
@@ -115,8 +145,8 @@ export function novaDowntimeSteps(dataGiB: number): TimedDowntimeStep[] {
 }
 
 /** Nova's completion timeout: 800 s per GiB of data_gb. */
-export function novaDeadlineMs(dataGiB: number): number {
-  return 800 * dataGiB * 1000;
+export function novaDeadlineMs(dataGiB: number, perGiBS = 800): number {
+  return perGiBS * dataGiB * 1000;
 }
 
 /** KubeVirt counts data in decimal GB, rounded up. */
@@ -126,12 +156,9 @@ export function kubevirtDataGB(memMiB: number, diskGiB: number, kind: MigrationK
 }
 
 /** KubeVirt: completion timeout 150 s x ceil(bytes / 10^9). */
-export function kubevirtDeadlineMs(dataGB: number): number {
-  return 150 * dataGB * 1000;
+export function kubevirtDeadlineMs(dataGB: number, perGBS = 150): number {
+  return perGBS * dataGB * 1000;
 }
-
-export const KUBEVIRT_PROGRESS_TIMEOUT_MS = 150_000;
-export const KUBEVIRT_MAX_DOWNTIME_MS = 900;
 
 export class WatchdogProfileError extends DroverError {
   constructor(message: string) {
@@ -160,8 +187,9 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
   };
   switch (input.profile) {
     case 'nova': {
+      const tuning = NovaTuningSchema.parse(rawInput.nova ?? {});
       const dataGiB = novaDataGiB(input.memMiB, input.diskGiB, input.kind);
-      const steps = novaDowntimeSteps(dataGiB).map((s) => ({
+      const steps = novaDowntimeSteps(dataGiB, tuning).map((s) => ({
         atMs: s.atMs,
         maxDowntimeMs: capped(s.maxDowntimeMs, budget),
       }));
@@ -173,7 +201,7 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
         if (s.maxDowntimeMs > last) timedSteps.push(s);
         last = Math.max(last, s.maxDowntimeMs);
       }
-      const deadlineMs = novaDeadlineMs(dataGiB);
+      const deadlineMs = novaDeadlineMs(dataGiB, tuning.completionTimeoutPerGiBS);
       return {
         ...common,
         profile: 'nova',
@@ -183,7 +211,7 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
         stallSteps: [],
         // Nova does not abort on a stall (its progress timeout is off by default); a stall only leads to
         // post-copy when allowed. The window is one downtime-step delay.
-        stallWindowMs: Math.max(Math.trunc(75 * dataGiB) * 1000, 1000),
+        stallWindowMs: Math.max(Math.trunc(tuning.downtimeDelayPerGiBS * dataGiB) * 1000, 1000),
         stallMinIterations: 2,
         autoConvergeGraceMs: 0,
         abortOnStall: false,
@@ -191,19 +219,20 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
       };
     }
     case 'kubevirt': {
+      const tuning = KubevirtTuningSchema.parse(rawInput.kubevirt ?? {});
       const dataGB = kubevirtDataGB(input.memMiB, input.diskGiB, input.kind);
       return {
         ...common,
         profile: 'kubevirt',
         dataGiB: dataGB,
-        initialMaxDowntimeMs: capped(KUBEVIRT_MAX_DOWNTIME_MS, budget),
+        initialMaxDowntimeMs: capped(tuning.maxDowntimeMs, budget),
         timedSteps: [],
         stallSteps: [],
-        stallWindowMs: KUBEVIRT_PROGRESS_TIMEOUT_MS,
+        stallWindowMs: tuning.progressTimeoutS * 1000,
         stallMinIterations: 0,
         autoConvergeGraceMs: 0,
         abortOnStall: true,
-        deadlineMs: kubevirtDeadlineMs(dataGB),
+        deadlineMs: kubevirtDeadlineMs(dataGB, tuning.completionTimeoutPerGiBS),
       };
     }
     case 'predictive': {
@@ -215,18 +244,23 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
         );
       }
       const predictedMs = prediction.durationS * 1000;
-      const deadlineMs = Math.max(tuning.minDeadlineS * 1000, tuning.deadlineFactor * predictedMs);
-      const stallWindowMs = Math.min(
-        tuning.stallWindowMaxS * 1000,
-        Math.max(tuning.stallWindowMinS * 1000, predictedMs / 4),
-      );
+      const forecast = rawInput.forecast ?? null;
+      // Without the planner's per-round forecast, a tenth of the predicted duration stands in for a round.
+      const deadlineMs =
+        forecast !== null
+          ? forecast.deadlineS * 1000
+          : predictedMs * tuning.deadlineFactor + tuning.deadlineMarginS * 1000;
+      const stallWindowMs =
+        forecast !== null
+          ? forecast.stallWindowS * 1000
+          : Math.max(tuning.minStallWindowS * 1000, (tuning.stallRounds * predictedMs) / 10);
       const initial = Math.ceil(
         capped(Math.max(tuning.minInitialDowntimeMs, prediction.downtimeMs * 1.2), budget),
       );
       const top = budget ?? Math.max(initial, 500);
       const stallSteps: number[] = [];
-      for (let i = 1; i <= tuning.escalationSteps; i++) {
-        const value = Math.round(initial + ((top - initial) * i) / tuning.escalationSteps);
+      for (let i = 1; i <= tuning.downtimeRaiseSteps; i++) {
+        const value = Math.round(initial + ((top - initial) * i) / tuning.downtimeRaiseSteps);
         const prev = stallSteps[stallSteps.length - 1] ?? initial;
         if (value > prev) stallSteps.push(value);
       }

@@ -1,0 +1,234 @@
+// Evidence about where a VM is, a diagnosis, and the recovery actions that follow from it.
+// Used after aborts and failures (automatic, only where the evidence proves which side holds the guest),
+// by the reconciler, and by `drover recover VM` (forcing actions need --force there).
+import type { Hypervisor, JobStats, VmPresence } from '../hypervisor/hypervisor.js';
+import { errorMessage } from '../domain/errors.js';
+import { callWithTimeout } from './call-timeout.js';
+
+export interface HostEvidence {
+  hostId: string;
+  state: VmPresence['state'];
+  persistent: boolean;
+  /** The VM's current job on this host, or null when the call failed (see `error`). */
+  job: JobStats | null;
+  /** The VM's last finished job on this host. */
+  lastJob: JobStats | null;
+  error: string | null;
+}
+
+export type Diagnosis =
+  /** Running on exactly one host, no other copy. */
+  | 'ok'
+  /** A migration is in flight (the destination's paused copy is expected). */
+  | 'migrating'
+  /** Running (not paused) on more than one host. */
+  | 'running-on-several-hosts'
+  /** Paused on every host where it is active, no migration in flight. */
+  | 'paused-on-several-hosts'
+  /** Running on one host, with a stale paused copy elsewhere. */
+  | 'stale-copy'
+  /** Paused on its only host. */
+  | 'paused'
+  /** Not running anywhere (shut off or missing). */
+  | 'not-running';
+
+export type RecoveryActionKind = 'resume' | 'destroy';
+
+export interface RecoveryAction {
+  kind: RecoveryActionKind;
+  hostId: string;
+  why: string;
+  /** True when the evidence does not prove it safe: an operator must force it. */
+  forcing: boolean;
+}
+
+export interface VmEvidence {
+  vmId: string;
+  at: string;
+  hosts: HostEvidence[];
+  diagnosis: Diagnosis;
+  /** Which host holds the guest's true state, when the evidence proves it. */
+  holder: string | null;
+  summary: string;
+  actions: RecoveryAction[];
+}
+
+/** What the caller knows about the VM's last migration (the job's outcome), to prove a side. */
+export interface MigrationHint {
+  from: string;
+  to: string;
+  /** `completed`: the destination holds the guest; `aborted`/`failed`: the source does; null: unknown. */
+  outcome: 'completed' | 'aborted' | 'failed' | null;
+  postCopy?: boolean;
+}
+
+async function safe<T>(
+  hv: Hypervisor,
+  call: string,
+  timeoutMs: number,
+  fn: () => Promise<T>,
+): Promise<{ value: T | null; error: string | null }> {
+  try {
+    return { value: await callWithTimeout(hv.clock, call, timeoutMs, fn()), error: null };
+  } catch (err) {
+    return { value: null, error: errorMessage(err) };
+  }
+}
+
+/** Collects where the VM is and what its jobs say; every call under `timeoutMs`. */
+export async function gatherEvidence(
+  hv: Hypervisor,
+  vmId: string,
+  timeoutMs: number,
+  hint: MigrationHint | null = null,
+): Promise<VmEvidence> {
+  const presences = await callWithTimeout(hv.clock, 'locateVm', timeoutMs, hv.locateVm(vmId));
+  const hosts: HostEvidence[] = [];
+  for (const p of presences) {
+    const job = await safe(hv, 'jobStats', timeoutMs, () => hv.jobStats(p.hostId, vmId));
+    const lastJob = await safe(hv, 'completedJobStats', timeoutMs, () =>
+      hv.completedJobStats(p.hostId, vmId),
+    );
+    hosts.push({
+      hostId: p.hostId,
+      state: p.state,
+      persistent: p.persistent,
+      job: job.value,
+      lastJob: lastJob.value,
+      error: job.error ?? lastJob.error,
+    });
+  }
+  return diagnose(vmId, new Date(hv.clock.now()).toISOString(), hosts, hint);
+}
+
+/** Pure: the diagnosis and actions for a set of host evidence. */
+export function diagnose(
+  vmId: string,
+  at: string,
+  hosts: HostEvidence[],
+  hint: MigrationHint | null,
+): VmEvidence {
+  const active = hosts.filter((h) => h.state === 'running' || h.state === 'paused');
+  const running = active.filter((h) => h.state === 'running');
+  const paused = active.filter((h) => h.state === 'paused');
+  const migrating = active.some((h) => h.job?.type === 'active');
+  const out = (
+    diagnosis: Diagnosis,
+    holder: string | null,
+    summary: string,
+    actions: RecoveryAction[] = [],
+  ): VmEvidence => ({ vmId, at, hosts, diagnosis, holder, summary, actions });
+
+  if (migrating) {
+    const src = active.find((h) => h.job?.type === 'active');
+    return out('migrating', null, `a migration job is active on ${src?.hostId ?? '?'}`);
+  }
+  if (active.length === 0) return out('not-running', null, 'the VM is not running or paused on any host');
+  if (active.length === 1) {
+    const only = active[0];
+    if (only === undefined) return out('not-running', null, 'no host');
+    if (only.state === 'running') return out('ok', only.hostId, `running on ${only.hostId} only`);
+    return out('paused', only.hostId, `paused on ${only.hostId}, its only host`, [
+      { kind: 'resume', hostId: only.hostId, why: 'the only copy of the guest is paused', forcing: true },
+    ]);
+  }
+  if (running.length === 1 && paused.length >= 1) {
+    const holder = running[0]?.hostId ?? null;
+    // Only when every host answered about its jobs (no post-copy hidden behind a failed call) is it safe.
+    const allAnswered = active.every((h) => h.error === null);
+    // The running side executes the guest; a paused copy elsewhere never ran past the switch-over.
+    return out(
+      'stale-copy',
+      holder,
+      `running on ${holder}; stale paused copy on ${paused.map((p) => p.hostId).join(', ')}`,
+      paused.map((p) => ({
+        kind: 'destroy' as const,
+        hostId: p.hostId,
+        why: allAnswered
+          ? `the guest runs on ${holder}; this paused copy is a leftover`
+          : `the guest seems to run on ${holder}, but a job query failed: check for post-copy first`,
+        forcing: !allAnswered,
+      })),
+    );
+  }
+  if (running.length > 1) {
+    return out(
+      'running-on-several-hosts',
+      null,
+      `running on ${running.map((r) => r.hostId).join(' and ')}: split brain, an operator must choose`,
+      running.map((r) => ({
+        kind: 'destroy' as const,
+        hostId: r.hostId,
+        why: 'keep the copy whose disks and clients are authoritative; destroy the other',
+        forcing: true,
+      })),
+    );
+  }
+  // Paused on several hosts: only a proven job outcome says which side holds the guest.
+  const holder = provenHolder(hosts, hint);
+  const summary = `paused on ${paused.map((p) => p.hostId).join(' and ')}`;
+  if (holder === null) {
+    const actions: RecoveryAction[] = [];
+    for (const p of paused) {
+      actions.push({
+        kind: 'resume',
+        hostId: p.hostId,
+        why: 'unproven: resume here only if this side holds the newest guest state',
+        forcing: true,
+      });
+    }
+    return out(
+      'paused-on-several-hosts',
+      null,
+      `${summary}; the job outcome does not prove which side holds the guest: left for an operator`,
+      actions,
+    );
+  }
+  const others = paused.filter((p) => p.hostId !== holder);
+  return out(
+    'paused-on-several-hosts',
+    holder,
+    `${summary}; the job outcome proves ${holder} holds the guest`,
+    [
+      ...others.map((p) => ({
+        kind: 'destroy' as const,
+        hostId: p.hostId,
+        why: `${holder} holds the guest`,
+        forcing: false,
+      })),
+      { kind: 'resume' as const, hostId: holder, why: 'the proven holder of the guest', forcing: false },
+    ],
+  );
+}
+
+/** The side a finished job proves to hold the guest, or null. Post-copy failures prove nothing. */
+function provenHolder(hosts: HostEvidence[], hint: MigrationHint | null): string | null {
+  if (hint !== null && hint.postCopy !== true) {
+    if (hint.outcome === 'completed') return hint.to;
+    if (hint.outcome === 'aborted' || hint.outcome === 'failed') return hint.from;
+  }
+  for (const h of hosts) {
+    const last = h.lastJob;
+    if (last === null || last.postcopy) continue;
+    // The source's finished migration job: completed -> the destination holds it; cancelled -> the source.
+    if (hint !== null && h.hostId === hint.from) {
+      if (last.type === 'completed') return hint.to;
+      if (last.type === 'cancelled' || last.type === 'failed') return hint.from;
+    }
+  }
+  return null;
+}
+
+/** Carries out one action (every call under the timeout). */
+export async function applyRecoveryAction(
+  hv: Hypervisor,
+  vmId: string,
+  action: RecoveryAction,
+  timeoutMs: number,
+): Promise<void> {
+  if (action.kind === 'resume') {
+    await callWithTimeout(hv.clock, 'resumeVm', timeoutMs, hv.resumeVm(action.hostId, vmId));
+  } else {
+    await callWithTimeout(hv.clock, 'destroyVm', timeoutMs, hv.destroyVm(action.hostId, vmId));
+  }
+}
