@@ -1,0 +1,54 @@
+// The shipped alert rules: valid for Prometheus, their promtool unit tests pass, and every metric they use
+// is one drover exports (so renaming a metric cannot silently break an alert).
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { createMetrics } from '../../src/metrics/metrics.js';
+
+const run = promisify(execFile);
+const dir = join(import.meta.dirname, '../../deploy/prometheus');
+
+interface RuleFile {
+  groups: { name: string; rules: { alert: string; expr: string; for?: string }[] }[];
+}
+
+async function rules(): Promise<RuleFile> {
+  return parse(await readFile(join(dir, 'alerts.yml'), 'utf8')) as RuleFile;
+}
+
+describe('deploy/prometheus/alerts.yml', () => {
+  it('passes promtool check rules', async () => {
+    const { stdout } = await run('promtool', ['check', 'rules', 'alerts.yml'], { cwd: dir });
+    expect(stdout).toContain('SUCCESS: 8 rules found');
+  });
+
+  it('passes its promtool unit tests', async () => {
+    const { stdout } = await run('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: dir });
+    expect(stdout).toContain('SUCCESS');
+  });
+
+  it('has the alerts operators rely on, and uses only metrics drover exports', async () => {
+    const file = await rules();
+    const alerts = file.groups.flatMap((g) => g.rules);
+    expect(alerts.map((a) => a.alert).sort()).toEqual([
+      'DroverDrainNotProgressing',
+      'DroverHostOverloaded',
+      'DroverMigrationAbortRateHigh',
+      'DroverMigrationStuck',
+      'DroverNoLeader',
+      'DroverSnapshotStale',
+      'DroverVmMigratedTooOften',
+      'DroverVmOnTwoHosts',
+    ]);
+    const metrics = createMetrics({ perVmSeries: true });
+    const exported = new Set((await metrics.registry.getMetricsAsJSON()).map((m) => m.name));
+    for (const alert of alerts) {
+      const used = alert.expr.match(/\bdrover_[a-z_]+/g) ?? [];
+      expect(used.length, alert.alert).toBeGreaterThan(0);
+      for (const name of used) expect(exported, `${alert.alert} uses ${name}`).toContain(name);
+    }
+  });
+});
