@@ -1,0 +1,657 @@
+// The Hypervisor interface over real libvirt hosts, through drover's own remote-protocol client.
+// One connection per host (reconnected with back-off), peer-to-peer migrations with typed parameters and
+// PERSIST_DEST | UNDEFINE_SOURCE, page-sampling dirty-rate measurements, and domain events.
+import type { Clock } from '../../domain/clock.js';
+import type { VmState } from '../../domain/snapshot.js';
+import {
+  isConnectionLost,
+  isNoDomain,
+  isOperationAborted,
+  isOperationInvalid,
+  LibvirtClientError,
+} from '../../libvirt/errors.js';
+import {
+  numberParam,
+  uuidToString,
+  type LibvirtClient,
+  type ParamRecord,
+} from '../../libvirt/libvirt-client.js';
+import {
+  CpuCompareResult,
+  DirtyRateStatus,
+  DomainPausedReason,
+  DomainState,
+  DomainStatsTypes,
+  DomainXmlFlags,
+  LifecycleEventType,
+  ListDomainsFlags,
+  MigrateFlags,
+  type DomainRef,
+  type TypedParam,
+} from '../../libvirt/remote-protocol.js';
+import { parseLibvirtUri } from '../../libvirt/uri.js';
+import type {
+  DirtyRateReading,
+  DiskInfo,
+  HostInfo,
+  HostSample,
+  Hypervisor,
+  HypervisorEvent,
+  JobStats,
+  LifecycleEvent,
+  MigrationHandle,
+  MigrationOutcome,
+  MigrationRequest,
+  VmInfo,
+  VmPresence,
+  VmSample,
+} from '../hypervisor.js';
+import { parseDomainXml, hostCpuModel } from './domain-xml.js';
+import { HostConnection } from './host-connection.js';
+import {
+  LibvirtHypervisorOptionsSchema,
+  parseHostConfigs,
+  type LibvirtHostConfig,
+  type LibvirtHypervisorOptions,
+  type ParsedLibvirtHostConfig,
+} from './host-config.js';
+import { emptyJobStats, jobTypeName, toJobStats } from './job-stats.js';
+import { parseWith } from '../../domain/validation.js';
+
+/** A host or VM drover asked for does not exist in this hypervisor. */
+export class LibvirtHypervisorError extends LibvirtClientError {
+  constructor(
+    code: 'unknown_host' | 'unknown_vm' | 'migration_not_started',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.name = 'LibvirtHypervisorError';
+  }
+}
+
+const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+        return;
+      }
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+        },
+        { once: true },
+      );
+    }),
+};
+
+const LIFECYCLE_NAMES: Record<number, LifecycleEvent> = {
+  [LifecycleEventType.DEFINED]: 'defined',
+  [LifecycleEventType.UNDEFINED]: 'undefined',
+  [LifecycleEventType.STARTED]: 'started',
+  [LifecycleEventType.SUSPENDED]: 'suspended',
+  [LifecycleEventType.RESUMED]: 'resumed',
+  [LifecycleEventType.STOPPED]: 'stopped',
+  [LifecycleEventType.SHUTDOWN]: 'shutdown',
+  [LifecycleEventType.PMSUSPENDED]: 'pmsuspended',
+  [LifecycleEventType.CRASHED]: 'crashed',
+};
+
+const STATS_GROUPS =
+  DomainStatsTypes.STATE |
+  DomainStatsTypes.CPU_TOTAL |
+  DomainStatsTypes.BALLOON |
+  DomainStatsTypes.VCPU |
+  DomainStatsTypes.DIRTYRATE;
+
+export function vmStateOf(virState: number): VmState {
+  switch (virState) {
+    case DomainState.RUNNING:
+    case DomainState.BLOCKED:
+    case DomainState.SHUTDOWN:
+      return 'running';
+    case DomainState.PAUSED:
+    case DomainState.PMSUSPENDED:
+      return 'paused';
+    default:
+      return 'shutoff';
+  }
+}
+
+const kibToMiB = (kib: number | undefined): number | null => (kib === undefined ? null : kib / 1024);
+
+export class LibvirtHypervisor implements Hypervisor {
+  readonly clock: Clock;
+  private readonly hosts: Map<string, { config: ParsedLibvirtHostConfig; connection: HostConnection }>;
+  private readonly listeners = new Set<(event: HypervisorEvent) => void>();
+  private readonly postCopyStarted = new Set<string>();
+  private readonly abortRequested = new Set<string>();
+  private readonly options: {
+    callTimeoutMs: number;
+    migrationTimeoutMs: number;
+  };
+
+  /**
+   * @param hosts `{ id, uri, bandwidthMiBps?, labels?, peerUri?, migrateUri?, sharedStoragePaths? }` per host
+   * @throws ValidationError naming each bad field (e.g. `hosts[1].uri: transport: "ftp" is not supported`)
+   */
+  constructor(
+    hosts: readonly LibvirtHostConfig[],
+    options: LibvirtHypervisorOptions = {},
+    clock: Clock = systemClock,
+  ) {
+    const parsedHosts = parseHostConfigs(hosts);
+    const opts = parseWith(LibvirtHypervisorOptionsSchema, options, 'libvirt');
+    this.clock = clock;
+    this.options = {
+      callTimeoutMs: opts.callTimeoutMs ?? 30_000,
+      migrationTimeoutMs: opts.migrationTimeoutMs ?? 6 * 3_600_000,
+    };
+    this.hosts = new Map(
+      parsedHosts.map((config) => [
+        config.id,
+        {
+          config,
+          connection: new HostConnection(
+            config.id,
+            config.uri,
+            {
+              callTimeoutMs: this.options.callTimeoutMs,
+              connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+              keepaliveIntervalMs: opts.keepaliveIntervalMs ?? 5_000,
+              reconnectMinMs: opts.reconnectMinMs ?? 250,
+              reconnectMaxMs: opts.reconnectMaxMs ?? 30_000,
+            },
+            (client) => this.wireEvents(config.id, client),
+          ),
+        },
+      ]),
+    );
+  }
+
+  private host(hostId: string) {
+    const host = this.hosts.get(hostId);
+    if (!host) throw new LibvirtHypervisorError('unknown_host', `unknown host ${JSON.stringify(hostId)}`);
+    return host;
+  }
+
+  /** The connected client of a host (connecting if needed). */
+  async client(hostId: string): Promise<LibvirtClient> {
+    return this.host(hostId).connection.get();
+  }
+
+  private async domain(hostId: string, vmId: string): Promise<{ client: LibvirtClient; dom: DomainRef }> {
+    const client = await this.client(hostId);
+    const dom = await client.lookupDomainByUuid(vmId);
+    return { client, dom };
+  }
+
+  // ------------------------------------------------------------------------------------------ hosts
+
+  async listHosts(): Promise<HostInfo[]> {
+    return Promise.all(
+      [...this.hosts.values()].map(async ({ config }) => {
+        const client = await this.client(config.id);
+        const [info, mem, caps] = await Promise.all([
+          client.nodeInfo(),
+          client.nodeMemoryStats(),
+          client.capabilities(),
+        ]);
+        return {
+          id: config.id,
+          cpus: info.cpus,
+          memMiB: Number(mem.get('total') ?? info.memoryKiB) / 1024,
+          cpuModel: hostCpuModel(caps),
+          bandwidthMiBps: config.bandwidthMiBps ?? null,
+          labels: { ...(config.labels ?? {}) },
+        };
+      }),
+    );
+  }
+
+  async sampleHost(hostId: string): Promise<HostSample> {
+    const client = await this.client(hostId);
+    const [cpu, mem] = await Promise.all([client.nodeCpuStats(), client.nodeMemoryStats()]);
+    const get = (m: Map<string, bigint>, k: string) => Number(m.get(k) ?? 0n);
+    const busy = get(cpu, 'kernel') + get(cpu, 'user');
+    const total = busy + get(cpu, 'idle') + get(cpu, 'iowait');
+    const totalKiB = get(mem, 'total');
+    const usedKiB = totalKiB - get(mem, 'free') - get(mem, 'buffers') - get(mem, 'cached');
+    return {
+      hostId,
+      at: this.clock.now(),
+      cpuBusyNs: busy,
+      cpuTotalNs: total,
+      memTotalMiB: totalKiB / 1024,
+      memUsedMiB: Math.max(0, usedKiB) / 1024,
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------ VMs
+
+  async listVms(hostId: string): Promise<VmInfo[]> {
+    const { config } = this.host(hostId);
+    const client = await this.client(hostId);
+    const [all, persistent] = await Promise.all([
+      client.listAllDomains(),
+      client.listAllDomains(ListDomainsFlags.PERSISTENT),
+    ]);
+    const persistentIds = new Set(persistent.map((d) => uuidToString(d.uuid)));
+    const vms = await Promise.all(
+      all.map(async (dom): Promise<VmInfo | null> => {
+        try {
+          const [xml, state] = await Promise.all([client.domainXml(dom), client.domainState(dom)]);
+          const facts = parseDomainXml(xml);
+          const disks: DiskInfo[] = await Promise.all(
+            facts.disks.map(async (d) => {
+              const shared =
+                d.type === 'network' ||
+                d.shareable ||
+                (d.source !== null && (config.sharedStoragePaths ?? []).some((p) => d.source?.startsWith(p)));
+              return {
+                target: d.target,
+                source: d.source,
+                shared,
+                format: d.format,
+                capacityMiB: await this.diskCapacityMiB(client, d.source),
+              };
+            }),
+          );
+          const id = uuidToString(dom.uuid);
+          return {
+            id,
+            name: dom.name,
+            hostId,
+            state: vmStateOf(state.state),
+            persistent: persistentIds.has(id),
+            vcpus: facts.vcpus,
+            memMiB: facts.memMiB,
+            cpuModel: facts.cpuModel,
+            disks,
+            storage: disks.every((d) => d.shared) ? 'shared' : 'local',
+            labels: facts.labels,
+          };
+        } catch (err) {
+          if (isNoDomain(err)) return null; // vanished while we listed (migrated away, undefined)
+          throw err;
+        }
+      }),
+    );
+    return vms.filter((v): v is VmInfo => v !== null);
+  }
+
+  private async diskCapacityMiB(client: LibvirtClient, source: string | null): Promise<number | null> {
+    if (source === null || !source.startsWith('/')) return null;
+    try {
+      const vol = await client.lookupStorageVolByPath(source);
+      const info = await client.storageVolInfo(vol);
+      return Number(info.capacityBytes) / (1024 * 1024);
+    } catch (err) {
+      if (isConnectionLost(err)) throw err;
+      return null; // not in any storage pool: libvirt cannot tell its size
+    }
+  }
+
+  async sampleVms(hostId: string): Promise<VmSample[]> {
+    const client = await this.client(hostId);
+    const records = await client.allDomainStats(STATS_GROUPS);
+    const at = this.clock.now();
+    return Promise.all(
+      records.map(async ({ domain, params }) => {
+        const state = vmStateOf(numberParam(params, 'state.state') ?? DomainState.SHUTOFF);
+        let migrating = false;
+        if (state !== 'shutoff') {
+          try {
+            migrating = jobTypeName((await client.jobStats(domain)).type) === 'active';
+          } catch (err) {
+            if (!isNoDomain(err) && !isOperationInvalid(err)) throw err;
+          }
+        }
+        const memKiB = numberParam(params, 'balloon.maximum') ?? numberParam(params, 'balloon.current');
+        return {
+          vmId: uuidToString(domain.uuid),
+          hostId,
+          at,
+          state,
+          cpuTimeNs: numberParam(params, 'cpu.time') ?? 0,
+          vcpus: numberParam(params, 'vcpu.current') ?? 1,
+          memMiB: kibToMiB(memKiB) ?? 0,
+          memUsedMiB: usedMemMiB(params),
+          dirtyRate: dirtyRateOf(params),
+          migrating,
+        };
+      }),
+    );
+  }
+
+  async startDirtyRate(hostId: string, vmId: string, windowS: number): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.startDirtyRateCalc(dom, Math.max(1, Math.round(windowS)));
+  }
+
+  async cpuCompatible(vmId: string, fromHostId: string, toHostId: string): Promise<boolean> {
+    const { client, dom } = await this.domain(fromHostId, vmId);
+    const facts = parseDomainXml(await client.domainXml(dom, DomainXmlFlags.MIGRATABLE));
+    if (facts.cpuXml === null || /mode=['"]host-passthrough['"]/.test(facts.cpuXml)) {
+      // no CPU model to check (TCG default CPU) / passthrough: libvirt itself checks at migration time
+      return true;
+    }
+    const dest = await this.client(toHostId);
+    const result = await dest.compareHypervisorCpu({
+      emulator: facts.emulator,
+      arch: facts.arch,
+      machine: facts.machine,
+      virttype: facts.type,
+      xmlCpu: facts.cpuXml,
+    });
+    return result !== CpuCompareResult.INCOMPATIBLE;
+  }
+
+  // ------------------------------------------------------------------------------------------ migration
+
+  async migrate(request: MigrationRequest): Promise<MigrationHandle> {
+    const source = this.host(request.from);
+    const dest = this.host(request.to);
+    const { client, dom } = await this.domain(request.from, request.vmId);
+    const key = `${request.from}/${request.vmId}`;
+    this.postCopyStarted.delete(key);
+    this.abortRequested.delete(key);
+
+    let flags = MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE;
+    const params: TypedParam[] = [];
+    if (request.kind === 'offline') {
+      flags |= MigrateFlags.OFFLINE;
+    } else {
+      flags |= MigrateFlags.LIVE;
+      if (request.autoConverge) flags |= MigrateFlags.AUTO_CONVERGE;
+      if (request.postCopy) flags |= MigrateFlags.POSTCOPY;
+      if (request.bandwidthMiBps)
+        params.push({
+          field: 'bandwidth',
+          type: 'ullong',
+          value: BigInt(Math.max(1, Math.round(request.bandwidthMiBps))),
+        });
+      if (dest.config.migrateUri)
+        params.push({ field: 'migrate_uri', type: 'string', value: dest.config.migrateUri });
+      await client.migrateSetMaxDowntime(dom, request.maxDowntimeMs);
+    }
+    if (request.kind === 'block') {
+      flags |= request.incremental ? MigrateFlags.NON_SHARED_INC : MigrateFlags.NON_SHARED_DISK;
+      const facts = parseDomainXml(await client.domainXml(dom));
+      for (const disk of facts.disks) {
+        const shared =
+          disk.type === 'network' ||
+          disk.shareable ||
+          (disk.source !== null &&
+            (source.config.sharedStoragePaths ?? []).some((p) => disk.source?.startsWith(p)));
+        if (!shared && disk.target)
+          params.push({ field: 'migrate_disks', type: 'string', value: disk.target });
+      }
+    }
+    const destUri = dest.config.peerUri ?? dest.config.uri;
+    parseLibvirtUri(destUri);
+
+    const perform = client.migratePerform3Params(dom, destUri, params, flags, {
+      timeoutMs: this.options.migrationTimeoutMs,
+    });
+    const done = perform.then(
+      () => this.completedOutcome(request),
+      (err: unknown) => this.failedOutcome(request, key, err),
+    );
+    // Resolve once the job is visible on the source (or the call already settled).
+    const settled = done.then(() => true);
+    const deadline = this.clock.now() + 10_000;
+    while (this.clock.now() < deadline) {
+      const finished = await Promise.race([settled, this.clock.sleep(50).then(() => false)]);
+      if (finished) break;
+      try {
+        const stats = await client.jobStats(dom);
+        if (jobTypeName(stats.type) === 'active') break;
+      } catch (err) {
+        if (isNoDomain(err)) break; // already gone from the source: the migration finished
+        throw err;
+      }
+    }
+    return { request, done };
+  }
+
+  private async completedOutcome(request: MigrationRequest): Promise<MigrationOutcome> {
+    // The outcome is known; the stats are a nicety, so failing to read them changes nothing.
+    const stats = await this.completedJobStats(request.to, request.vmId).catch(() => null);
+    return { result: 'completed', error: null, stats };
+  }
+
+  private async failedOutcome(
+    request: MigrationRequest,
+    key: string,
+    err: unknown,
+  ): Promise<MigrationOutcome> {
+    const message = err instanceof Error ? err.message : String(err);
+    if (isConnectionLost(err)) return this.followAfterDisconnect(request, key, message);
+    const aborted = this.abortRequested.has(key) || isOperationAborted(err);
+    this.abortRequested.delete(key);
+    const stats = await this.completedJobStats(request.from, request.vmId).catch(() => null);
+    return { result: aborted ? 'aborted' : 'failed', error: message, stats };
+  }
+
+  /**
+   * The connection to the source dropped while it performed the migration. A peer-to-peer migration keeps
+   * running inside the source daemon, so follow it from new connections until the job is gone, then decide
+   * from where the VM is.
+   */
+  private async followAfterDisconnect(
+    request: MigrationRequest,
+    key: string,
+    message: string,
+  ): Promise<MigrationOutcome> {
+    const deadline = this.clock.now() + this.options.migrationTimeoutMs;
+    while (this.clock.now() < deadline) {
+      await this.clock.sleep(1_000);
+      try {
+        const job = await this.jobStats(request.from, request.vmId);
+        if (job.type === 'active') continue;
+      } catch (err) {
+        if (isConnectionLost(err)) continue;
+        if (!isNoDomain(err))
+          return { result: 'failed', error: `${message}; then ${String(err)}`, stats: null };
+      }
+      try {
+        const where = await this.locateVm(request.vmId);
+        const onDest = where.some((p) => p.hostId === request.to && p.state !== 'shutoff');
+        const aborted = this.abortRequested.has(key);
+        this.abortRequested.delete(key);
+        if (onDest) return { result: 'completed', error: null, stats: null };
+        return { result: aborted ? 'aborted' : 'failed', error: message, stats: null };
+      } catch (err) {
+        if (!isConnectionLost(err))
+          return { result: 'failed', error: `${message}; then ${String(err)}`, stats: null };
+      }
+    }
+    return { result: 'failed', error: `${message}; lost track of the migration`, stats: null };
+  }
+
+  async jobStats(hostId: string, vmId: string): Promise<JobStats> {
+    let found;
+    try {
+      found = await this.domain(hostId, vmId);
+    } catch (err) {
+      if (isNoDomain(err)) return emptyJobStats();
+      throw err;
+    }
+    const reply = await found.client.jobStats(found.dom);
+    const type = jobTypeName(reply.type);
+    return toJobStats(type, reply.params, type === 'active' && this.postCopyStarted.has(`${hostId}/${vmId}`));
+  }
+
+  async completedJobStats(hostId: string, vmId: string): Promise<JobStats | null> {
+    let found;
+    try {
+      found = await this.domain(hostId, vmId);
+    } catch (err) {
+      if (isNoDomain(err)) return null;
+      throw err;
+    }
+    const reply = await found.client.jobStats(found.dom, { completed: true, keepCompleted: true });
+    const type = jobTypeName(reply.type);
+    if (type === 'none') return null;
+    const params: ParamRecord = reply.params;
+    return toJobStats(type, params, this.postCopyStarted.has(`${hostId}/${vmId}`));
+  }
+
+  async setMaxDowntime(hostId: string, vmId: string, ms: number): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.migrateSetMaxDowntime(dom, ms);
+  }
+
+  async setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.migrateSetMaxSpeed(dom, Math.max(1, Math.round(mibps)));
+  }
+
+  async startPostCopy(hostId: string, vmId: string): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.migrateStartPostCopy(dom);
+    this.postCopyStarted.add(`${hostId}/${vmId}`);
+  }
+
+  async abortJob(hostId: string, vmId: string): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    this.abortRequested.add(`${hostId}/${vmId}`);
+    await client.abortJob(dom);
+  }
+
+  // ------------------------------------------------------------------------------------------ recovery
+
+  async locateVm(vmId: string): Promise<VmPresence[]> {
+    const found = await Promise.all(
+      [...this.hosts.keys()].map(async (hostId): Promise<VmPresence | null> => {
+        const client = await this.client(hostId);
+        let dom: DomainRef;
+        try {
+          dom = await client.lookupDomainByUuid(vmId);
+        } catch (err) {
+          if (isNoDomain(err)) return null;
+          throw err;
+        }
+        const [state, persistent] = await Promise.all([
+          client.domainState(dom),
+          client.listAllDomains(ListDomainsFlags.PERSISTENT),
+        ]);
+        return {
+          hostId,
+          state: vmStateOf(state.state),
+          persistent: persistent.some((d) => d.uuid.equals(dom.uuid)),
+        };
+      }),
+    );
+    return found.filter((p): p is VmPresence => p !== null);
+  }
+
+  async suspendVm(hostId: string, vmId: string): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.suspend(dom);
+  }
+
+  async resumeVm(hostId: string, vmId: string): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.resume(dom);
+  }
+
+  async destroyVm(hostId: string, vmId: string): Promise<void> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    await client.destroyDomain(dom);
+  }
+
+  /** True when the VM is paused on that host because a post-copy migration switched it over. */
+  async pausedForPostCopy(hostId: string, vmId: string): Promise<boolean> {
+    const { client, dom } = await this.domain(hostId, vmId);
+    const { state, reason } = await client.domainState(dom);
+    return state === DomainState.PAUSED && reason === DomainPausedReason.POSTCOPY;
+  }
+
+  // ------------------------------------------------------------------------------------------ events
+
+  subscribe(listener: (event: HypervisorEvent) => void): () => void {
+    this.listeners.add(listener);
+    for (const { connection } of this.hosts.values()) {
+      connection.enableEvents().catch(() => {
+        // HostConnection keeps retrying in the background
+      });
+    }
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once every host's connection is up with its event registrations (for callers that must not miss events). */
+  async eventsReady(): Promise<void> {
+    await Promise.all(
+      [...this.hosts.values()].map(({ connection }) =>
+        connection.enableEvents().then(() => connection.get()),
+      ),
+    );
+  }
+
+  private emit(event: HypervisorEvent): void {
+    for (const listener of [...this.listeners]) listener(event);
+  }
+
+  private wireEvents(hostId: string, client: LibvirtClient): void {
+    client.events.on('lifecycle', ({ domain, event, detail }) => {
+      const name = LIFECYCLE_NAMES[event];
+      if (name)
+        this.emit({ kind: 'lifecycle', hostId, vmId: uuidToString(domain.uuid), event: name, detail });
+    });
+    client.events.on('migration-iteration', ({ domain, iteration }) => {
+      this.emit({
+        kind: 'migration-iteration',
+        hostId,
+        vmId: uuidToString(domain.uuid),
+        iteration: Math.max(0, iteration - 1),
+      });
+    });
+    client.events.on('job-completed', ({ domain, params }) => {
+      const vmId = uuidToString(domain.uuid);
+      this.emit({
+        kind: 'job-completed',
+        hostId,
+        vmId,
+        stats: toJobStats('completed', params, this.postCopyStarted.has(`${hostId}/${vmId}`)),
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    await Promise.all([...this.hosts.values()].map(({ connection }) => connection.close()));
+  }
+}
+
+function usedMemMiB(params: ParamRecord): number | null {
+  const available = numberParam(params, 'balloon.available');
+  const unused = numberParam(params, 'balloon.unused');
+  if (available !== undefined && unused !== undefined) return (available - unused) / 1024;
+  return kibToMiB(numberParam(params, 'balloon.rss'));
+}
+
+export function dirtyRateOf(params: ParamRecord): DirtyRateReading {
+  const status = numberParam(params, 'dirtyrate.calc_status');
+  if (status === DirtyRateStatus.MEASURED) {
+    const startS = numberParam(params, 'dirtyrate.calc_start_time');
+    return {
+      status: 'measured',
+      dirtyMiBps: numberParam(params, 'dirtyrate.megabytes_per_second') ?? 0,
+      startedAt: startS === undefined ? null : startS * 1000,
+      windowS: numberParam(params, 'dirtyrate.calc_period') ?? null,
+    };
+  }
+  return {
+    status: status === DirtyRateStatus.MEASURING ? 'measuring' : 'none',
+    dirtyMiBps: null,
+    startedAt: null,
+    windowS: null,
+  };
+}
