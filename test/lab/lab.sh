@@ -9,7 +9,7 @@
 # The guest (test/lab/guest/) is a multiboot kernel built here with gcc; guests boot it via <kernel>.
 #
 # usage: lab.sh up | down | status | uri HOST | hosts
-#        lab.sh daemon-stop HOST | daemon-start HOST | daemon-kill HOST
+#        lab.sh daemon-stop HOST | daemon-start HOST | daemon-kill HOST | daemon-pause HOST | daemon-resume HOST
 #        lab.sh link-down HOST | link-up HOST
 #        lab.sh tls-on HOST CERT_DIR   restart HOST's daemon also listening for TLS on 16514 (inside its
 #                                      namespace) with CERT_DIR/{cacert,servercert,serverkey}.pem, and expose
@@ -158,6 +158,7 @@ daemon_stop() { # daemon_stop HOST [SIGNAL]  stops only the libvirtd this lab st
   dir=$(host_dir "$h")
   pid=$(read_pid "$dir/libvirtd.pid")
   if pid_runs "$pid" libvirtd; then
+    kill -CONT "$pid" 2>/dev/null || true
     kill "-$sig" "$pid"
     for _ in $(seq 200); do pid_runs "$pid" libvirtd || break; sleep 0.05; done
     pid_runs "$pid" libvirtd && kill -KILL "$pid"
@@ -282,7 +283,7 @@ EOF
   forwarder_stop "$h"
   holder=$(holder_of "$h")
   # a unix socket outside the namespace that reaches 127.0.0.1:16514 inside it
-  nsenter -t "$holder" -n node "$REPO/test/lab/tls-forward.mjs" "$dir/tls-forward.sock" 16514 \
+  nsenter -t "$holder" -n --wd="$REPO" node --import tsx "$REPO/test/lab/tls-forward.ts" "$dir/tls-forward.sock" 16514 \
     </dev/null >>"$dir/log/tls-forward.log" 2>&1 &
   echo $! >"$dir/tls-forward.pid"
   for _ in $(seq 100); do [ -S "$dir/tls-forward.sock" ] && break; sleep 0.05; done
@@ -309,6 +310,8 @@ case "$action" in
   daemon-stop) known_host "$1"; daemon_stop "$1" ;;
   daemon-kill) known_host "$1"; daemon_stop "$1" KILL ;;
   daemon-start) known_host "$1"; daemon_start "$1" ;;
+  daemon-pause) known_host "$1"; pid=$(read_pid "$(host_dir "$1")/libvirtd.pid"); pid_runs "$pid" libvirtd && kill -STOP "$pid" ;;
+  daemon-resume) known_host "$1"; pid=$(read_pid "$(host_dir "$1")/libvirtd.pid"); pid_runs "$pid" libvirtd && kill -CONT "$pid" ;;
   link-down) known_host "$1"; nsenter -t "$(read_pid "$LAB/switch/holder.pid")" -n ip link set "port-$1" down ;;
   link-up) known_host "$1"; nsenter -t "$(read_pid "$LAB/switch/holder.pid")" -n ip link set "port-$1" up ;;
   tls-on) known_host "$1"; cmd_tls_on "$1" "$2" ;;

@@ -1,12 +1,12 @@
 // drover lab: runs inside a lab host's network namespace and forwards connections made to a unix socket
 // (reachable from outside the namespace) to a TCP port on that namespace's loopback (libvirtd's TLS port).
-// usage: node tls-forward.mjs SOCKET_PATH PORT
+// usage: tsx tls-forward.ts SOCKET_PATH PORT
 import { createServer, connect } from 'node:net';
 import { rmSync } from 'node:fs';
 
 const [socketPath, port] = process.argv.slice(2);
 if (!socketPath || !port) {
-  console.error('usage: tls-forward.mjs SOCKET_PATH PORT');
+  console.error('usage: tls-forward.ts SOCKET_PATH PORT');
   process.exit(2);
 }
 process.title = 'tls-forward';
