@@ -1,13 +1,14 @@
 // The daemon's configuration file (`drover serve --config drover.yaml`): schema, loader and secrets.
 // Every problem is reported at once with the path of its field; unknown keys are errors.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ValidationError, errorMessage, type InputIssue } from '../domain/errors.js';
 import {
-  labels,
   nonEmptyString,
+  nonNegativeInt,
+  nonNegativeNumber,
   oneOf,
   parseWith,
   positiveInt,
@@ -15,6 +16,12 @@ import {
   show,
 } from '../domain/validation.js';
 import { validateDetailed } from 'node-cron';
+import { CollectorOptionsSchema } from '../collector/collector-options.js';
+import { ExecutorOptionsSchema } from '../executor/executor-options.js';
+import { LibvirtHostListSchema, LibvirtHypervisorOptionsSchema } from '../hypervisor/libvirt/host-config.js';
+
+/** Largest config file drover reads; a bigger one is refused before it is read. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
 /** A config file (or its secrets) that failed validation; lists every issue with its path. */
 export class ConfigError extends ValidationError {
@@ -51,34 +58,60 @@ const cronExpression = () =>
 
 const hostPort = z.strictObject({ host: nonEmptyString(), port: port() });
 
-export const LibvirtHostConfigSchema = z.strictObject({
-  /** drover's id for the host (the snapshot's host id). */
-  id: nonEmptyString(),
-  /** libvirt URI, e.g. qemu+tcp://kvm-01.example/system or qemu+tls://…; the host part is also the migration target. */
-  uri: nonEmptyString(),
-  labels: labels().optional(),
-  /** Migration link bandwidth (MiB/s); libvirt does not know it. */
-  bandwidthMiBps: positiveNumber().optional(),
+const workloadMix = z.strictObject({
+  idle: nonNegativeNumber().optional(),
+  web: nonNegativeNumber().optional(),
+  database: nonNegativeNumber().optional(),
+  jvm: nonNegativeNumber().optional(),
 });
 
-export const SimHypervisorConfigSchema = z.strictObject({
-  kind: z.literal('sim', { error: expecting('sim | libvirt') }),
-  /** A built-in simulator scenario name, or the path of a scenario file. */
-  scenario: nonEmptyString().default('demo'),
-  /** Seed for the simulator's random load; same seed, same run. */
-  seed: z
-    .number({ error: expecting('an integer') })
-    .int({ error: expecting('an integer') })
-    .default(1),
-  /** Virtual seconds per real second (1 = real time). */
-  speed: positiveNumber().default(1),
+/** A generated simulated cluster (the simulator's generateCluster options). */
+export const SimGenerateConfigSchema = z.strictObject({
+  hosts: positiveInt(),
+  /** VMs per host: a number or [min, max]. */
+  vmsPerHost: z.union([nonNegativeInt(), z.tuple([nonNegativeInt(), nonNegativeInt()])]),
+  host: z
+    .strictObject({
+      cpus: positiveInt().optional(),
+      memMiB: positiveNumber().optional(),
+      bandwidthMiBps: positiveNumber().optional(),
+      cpuModel: nonEmptyString().optional(),
+    })
+    .optional(),
+  /** Relative weights of the workload presets. */
+  mix: workloadMix.optional(),
+  localStorageFraction: z.number().min(0).max(1).optional(),
+  racks: positiveInt().optional(),
 });
+
+export const SimHypervisorConfigSchema = z
+  .strictObject({
+    kind: z.literal('sim', { error: expecting('sim | libvirt') }),
+    /** A cluster spec file (YAML or JSON: hosts and VMs with workloads), relative to the config file. */
+    cluster: nonEmptyString().optional(),
+    /** Or a generated cluster. */
+    generate: SimGenerateConfigSchema.optional(),
+    /** Seed for generated clusters and bandwidth noise: same seed, same run. */
+    seed: z
+      .number({ error: expecting('an integer') })
+      .int({ error: expecting('an integer') })
+      .default(1),
+    /** Simulated seconds per real second (1 = real time). */
+    speed: positiveNumber().default(1),
+    /** Migration bandwidth noise, percent. */
+    bandwidthNoisePct: nonNegativeNumber().default(0),
+  })
+  .superRefine((value, ctx) => {
+    if ((value.cluster === undefined) === (value.generate === undefined))
+      ctx.addIssue({ code: 'custom', message: 'expected exactly one of cluster, generate' });
+  });
 
 export const LibvirtHypervisorConfigSchema = z.strictObject({
   kind: z.literal('libvirt', { error: expecting('sim | libvirt') }),
-  hosts: z.array(LibvirtHostConfigSchema).min(1, { error: 'expected at least one host' }),
-  /** Time to wait for a host's answer before it counts as unreachable. */
-  callTimeoutMs: positiveInt().default(10_000),
+  /** Each host: id, uri, peerUri?, migrateUri?, bandwidthMiBps?, labels?, sharedStoragePaths?. */
+  hosts: LibvirtHostListSchema,
+  /** Connection tunables: callTimeoutMs, migrationTimeoutMs, connectTimeoutMs, keepaliveIntervalMs, reconnect*. */
+  options: LibvirtHypervisorOptionsSchema.prefault({}),
 });
 
 export const HypervisorConfigSchema = z.discriminatedUnion(
@@ -198,6 +231,10 @@ export const ConfigSchema = z.strictObject({
   api: ApiConfigSchema.prefault({}),
   metrics: MetricsConfigSchema.prefault({}),
   log: z.strictObject({ level: oneOf(LOG_LEVELS).default('info') }).prefault({}),
+  /** The collector's options (sampling interval, timeouts, dirty-rate measurement, smoothing). */
+  collector: CollectorOptionsSchema.prefault({}),
+  /** The executor's options (queue, watchdog poll, timeouts, retries, slots); its key prefix is redis.prefix. */
+  executor: ExecutorOptionsSchema.omit({ prefix: true }).prefault({}),
   shutdown: z
     .strictObject({
       /** How long SIGTERM waits for in-flight work to hand over before exiting anyway. */
@@ -221,6 +258,8 @@ export interface LoadedConfig {
   config: Config;
   /** The config file's path (absolute). */
   path: string;
+  /** Its directory: relative paths in the config are resolved against it. */
+  dir: string;
   policyPath: string;
   tokens: ApiToken[];
 }
@@ -250,7 +289,12 @@ export function parseYaml(text: string, source: string): unknown {
       }),
     );
   }
-  return doc.toJS() as unknown;
+  try {
+    return doc.toJS() as unknown;
+  } catch (err) {
+    // The yaml library refuses alias bombs (and similar resource exhaustion) here, with a plain error.
+    throw new ConfigError(source, [{ path: '', message: `cannot load the YAML: ${errorMessage(err)}` }]);
+  }
 }
 
 async function readTokens(
@@ -305,6 +349,9 @@ export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.
   const absolute = resolve(path);
   let text: string;
   try {
+    const { size } = await stat(absolute);
+    if (size > MAX_CONFIG_FILE_BYTES)
+      throw new Error(`${size} bytes is more than the limit of ${MAX_CONFIG_FILE_BYTES}`);
     text = await readFile(absolute, 'utf8');
   } catch (err) {
     throw new ConfigError(path, [{ path: '', message: `cannot read the config file: ${errorMessage(err)}` }]);
@@ -322,5 +369,5 @@ export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.
   const policyPath = isAbsolute(config.policy.file)
     ? config.policy.file
     : resolve(baseDir, config.policy.file);
-  return { config, path: absolute, policyPath, tokens };
+  return { config, path: absolute, dir: baseDir, policyPath, tokens };
 }

@@ -29,7 +29,7 @@ async function issuesOf(path: string, env: NodeJS.ProcessEnv = {}): Promise<stri
 }
 
 const minimal = `
-hypervisor: { kind: sim }
+hypervisor: { kind: sim, generate: { hosts: 3, vmsPerHost: 2 } }
 policy: { file: policies/balance.yaml }
 api:
   tokens:
@@ -74,6 +74,7 @@ colour: blue
     );
     const issues = await issuesOf(path);
     const paths = issues.map((i) => i.split(': ')[0]);
+    expect(issues.length).toBeGreaterThanOrEqual(12);
     expect(paths).toEqual(
       expect.arrayContaining([
         'hypervisor.hosts[0].bandwidthMiBps',
@@ -100,7 +101,7 @@ colour: blue
     const path = await write(
       'secrets.yaml',
       `
-hypervisor: { kind: sim }
+hypervisor: { kind: sim, generate: { hosts: 3, vmsPerHost: 2 } }
 policy: { file: p.yaml }
 api:
   tokens:
@@ -116,7 +117,7 @@ api:
     const fixed = await write(
       'secrets2.yaml',
       `
-hypervisor: { kind: sim }
+hypervisor: { kind: sim, generate: { hosts: 3, vmsPerHost: 2 } }
 policy: { file: p.yaml }
 api:
   tokens:
@@ -136,7 +137,10 @@ api:
   });
 
   it('requires an admin token while the API is on', async () => {
-    const path = await write('notoken.yaml', 'hypervisor: { kind: sim }\npolicy: { file: p.yaml }\n');
+    const path = await write(
+      'notoken.yaml',
+      'hypervisor: { kind: sim, generate: { hosts: 3, vmsPerHost: 2 } }\npolicy: { file: p.yaml }\n',
+    );
     expect(await issuesOf(path)).toEqual([
       'api.tokens: expected at least one admin token while the API is enabled',
     ]);
@@ -147,6 +151,29 @@ api:
     const issues = await issuesOf(path);
     expect(issues[0]).toMatch(/^line \d+, column \d+: /);
     expect((await issuesOf(join(dir, 'nope.yaml')))[0]).toMatch(/cannot read the config file/);
+  });
+
+  it('embeds the collector and executor option schemas and requires a sim cluster source', async () => {
+    const path = await write(
+      'embedded.yaml',
+      `
+hypervisor: { kind: sim }
+policy: { file: p.yaml }
+collector: { intervalS: -1, dirtyRate: { windowS: 99 } }
+executor: { pollIntervalMs: 0, prefix: "{x}" }
+api: { tokens: [{ name: ops, role: admin, value: "0123456789abcdef0123" }] }
+`,
+    );
+    const paths = (await issuesOf(path)).map((i) => i.split(': ')[0]);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'hypervisor',
+        'collector.intervalS',
+        'collector.dirtyRate.windowS',
+        'executor.pollIntervalMs',
+        'executor.prefix',
+      ]),
+    );
   });
 
   it('rejects an unknown hypervisor kind naming the field', async () => {
