@@ -1,6 +1,7 @@
 // The `drover` command. Each sub-command lives in commands/<name>.ts and registers itself here.
 import { Command } from 'commander';
 import { registerWatchdogCommand } from './commands/watchdog.js';
+import { registerCollectCommand } from './commands/collect.js';
 
 export const EXIT = {
   ok: 0,
@@ -20,5 +21,6 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : EXIT.usage);
 });
 registerWatchdogCommand(program);
+registerCollectCommand(program);
 
 await program.parseAsync(process.argv);

@@ -187,10 +187,18 @@ export class Collector {
     };
   }
 
-  /** A snapshot from two cycles primeDelayMs apart (CPU needs two readings). */
+  /**
+   * A snapshot from two cycles: CPU needs two readings, primeDelayMs apart; with dirty rates on, the gap is at
+   * least one measurement window (plus 0.5 s for the hypervisor to finish it), so the VMs probed in the
+   * first cycle (maxPerHost per host) have a rate in the second. The others' rates are null.
+   */
   async collectOnce(): Promise<Snapshot> {
     await this.runCycle();
-    await this.clock.sleep(this.options.primeDelayMs);
+    const d = this.options.dirtyRate;
+    const gapMs = d.enabled
+      ? Math.max(this.options.primeDelayMs, d.windowS * 1000 + 500)
+      : this.options.primeDelayMs;
+    await this.clock.sleep(gapMs);
     return (await this.runCycle()).snapshot;
   }
 

@@ -56,9 +56,9 @@ export class CollectorMembership {
       .exec();
   }
 
-  /** Live members, sorted. */
+  /** Live members (heartbeat less than the TTL ago), sorted. */
   async members(): Promise<string[]> {
-    const ids = await this.redis.zrangebyscore(this.key, this.clock.now() - this.ttlMs, '+inf');
+    const ids = await this.redis.zrangebyscore(this.key, `(${this.clock.now() - this.ttlMs}`, '+inf');
     return ids.sort();
   }
 

@@ -67,7 +67,7 @@ describe('CollectorMembership', () => {
     await a.heartbeat();
     await c.leave();
     expect(await b.members()).toEqual(['a', 'b']);
-    await clock.advance(10_001); // b's last heartbeat is now older than the TTL
+    await clock.advance(10_000); // b's last heartbeat is now older than the TTL
     expect(await a.members()).toEqual(['a']);
     await b.heartbeat();
     expect(await a.members()).toEqual(['a', 'b']);
