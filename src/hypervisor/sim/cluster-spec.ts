@@ -12,7 +12,7 @@ import {
   positiveInt,
   positiveNumber,
 } from '../../domain/validation.js';
-import { Prng } from './prng.js';
+import { Prng, weightedPicker } from './prng.js';
 import {
   WORKLOAD_PRESET_NAMES,
   WorkloadSpecSchema,
@@ -110,8 +110,15 @@ export type ParsedVmSpec = z.output<typeof SimVmSpecSchema>;
 export type ParsedHostSpec = z.output<typeof SimHostSpecSchema>;
 export type ParsedDiskSpec = z.output<typeof SimDiskSpecSchema>;
 
+/**
+ * Specs made by generateCluster() are valid by construction; remembering them lets a 150,000-VM cluster
+ * skip validation (treat a generated spec as immutable).
+ */
+const generatedSpecs = new WeakSet<object>();
+
 /** Validates a cluster spec, including cross-field rules (unique ids, VMs on known hosts). */
 export function parseClusterSpec(data: unknown, source = 'cluster'): ParsedClusterSpec {
+  if (typeof data === 'object' && data !== null && generatedSpecs.has(data)) return data as ParsedClusterSpec;
   const spec = parseWith(ClusterSpecSchema, data, source);
   const issues: { path: string; message: string }[] = [];
   const hostIds = new Set<string>();
@@ -161,10 +168,7 @@ const DEFAULT_SIZES: VmSize[] = [
 ];
 
 /** Builds a reproducible cluster: the same options give the same spec, ids included. */
-export function generateCluster(options: GenerateClusterOptions): ClusterSpec & {
-  hosts: SimHostSpec[];
-  vms: SimVmSpec[];
-} {
+export function generateCluster(options: GenerateClusterOptions): ParsedClusterSpec {
   const rng = new Prng(options.seed);
   const sizes = options.sizes ?? DEFAULT_SIZES;
   const mix: Record<string, number> = {
@@ -175,10 +179,11 @@ export function generateCluster(options: GenerateClusterOptions): ClusterSpec & 
     ...options.mix,
     trace: options.traceWeight ?? 0,
   };
+  const pickKind = weightedPicker(mix);
   const racks = options.racks ?? 4;
   const width = String(options.hosts).length < 3 ? 3 : String(options.hosts).length;
-  const hosts: SimHostSpec[] = [];
-  const vms: SimVmSpec[] = [];
+  const hosts: ParsedHostSpec[] = [];
+  const vms: ParsedVmSpec[] = [];
   for (let h = 0; h < options.hosts; h++) {
     const id = `kvm-${String(h + 1).padStart(width, '0')}`;
     hosts.push({
@@ -187,16 +192,17 @@ export function generateCluster(options: GenerateClusterOptions): ClusterSpec & 
       memMiB: options.host?.memMiB ?? 524288,
       bandwidthMiBps: options.host?.bandwidthMiBps ?? 1150,
       cpuModel: options.host?.cpuModel ?? 'Cascadelake-Server',
+      reservedMemMiB: 0,
       labels: { rack: `r${(h % racks) + 1}` },
     });
     const count = Array.isArray(options.vmsPerHost)
       ? rng.int(options.vmsPerHost[0], options.vmsPerHost[1])
       : options.vmsPerHost;
     for (let v = 0; v < count; v++) {
-      const kind = rng.weighted(mix);
+      const kind = pickKind(rng);
       const size = rng.pick(sizes);
       const local = rng.next() < (options.localStorageFraction ?? 0.1);
-      let workload: WorkloadSpec;
+      let workload: ParsedVmSpec['workload'];
       if (kind === 'trace') {
         workload = {
           kind: 'trace',
@@ -207,7 +213,7 @@ export function generateCluster(options: GenerateClusterOptions): ClusterSpec & 
           wwsMiB: Math.round(size.memMiB / 2),
         };
       } else {
-        workload = presetWorkload(kind as WorkloadPresetName, rng);
+        workload = presetWorkload(kind as WorkloadPresetName, rng) as ParsedVmSpec['workload'];
       }
       const name = `${kind}-${String(vms.length + 1).padStart(5, '0')}`;
       vms.push({
@@ -217,6 +223,8 @@ export function generateCluster(options: GenerateClusterOptions): ClusterSpec & 
         vcpus: size.vcpus,
         memMiB: size.memMiB,
         memUsedMiB: Math.round(size.memMiB * rng.uniform(0.5, 0.95)),
+        state: 'running',
+        persistent: true,
         disks: [
           {
             target: 'vda',
@@ -225,6 +233,7 @@ export function generateCluster(options: GenerateClusterOptions): ClusterSpec & 
             format: local ? 'qcow2' : 'raw',
             capacityMiB: 20480,
             allocatedMiB: Math.round(rng.uniform(2048, 20480)),
+            topLayerMiB: Math.round(rng.uniform(256, 2048)),
           },
         ],
         labels: { app: kind },
@@ -232,5 +241,7 @@ export function generateCluster(options: GenerateClusterOptions): ClusterSpec & 
       });
     }
   }
-  return { seed: options.seed, hosts, vms };
+  const spec: ParsedClusterSpec = { seed: options.seed, hosts, vms };
+  generatedSpecs.add(spec);
+  return spec;
 }

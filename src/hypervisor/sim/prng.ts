@@ -37,30 +37,45 @@ export class Prng {
 
   /** Picks a key with probability proportional to its weight. */
   weighted<K extends string>(weights: Readonly<Record<K, number>>): K {
-    const entries = Object.entries(weights) as [K, number][];
-    const total = entries.reduce((sum, [, w]) => sum + Math.max(0, w), 0);
-    let r = this.next() * total;
-    for (const [key, w] of entries) {
-      r -= Math.max(0, w);
-      if (r < 0) return key;
-    }
-    const last = entries[entries.length - 1];
-    if (!last) throw new RangeError('weighted pick from no weights');
-    return last[0];
+    return weightedPicker(weights)(this);
   }
 
   /** A random (version 4 layout) UUID drawn from this generator. */
   uuid(): string {
-    const hex: string[] = [];
-    for (let i = 0; i < 16; i++) hex.push(this.int(0, 255).toString(16).padStart(2, '0'));
-    hex[6] = ((Number.parseInt(hex[6] ?? '0', 16) & 0x0f) | 0x40).toString(16).padStart(2, '0');
-    hex[8] = ((Number.parseInt(hex[8] ?? '0', 16) & 0x3f) | 0x80).toString(16).padStart(2, '0');
-    const h = hex.join('');
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    const w = (): string =>
+      Math.floor(this.next() * 4294967296)
+        .toString(16)
+        .padStart(8, '0');
+    const a = w();
+    const b = w();
+    const c = w();
+    const d = w();
+    const version = `4${b.slice(5, 8)}`;
+    const variant = ((Number.parseInt(c.slice(0, 1), 16) & 0x3) | 0x8).toString(16) + c.slice(1, 4);
+    return `${a}-${b.slice(0, 4)}-${version}-${variant}-${c.slice(4, 8)}${d}`;
   }
 
   /** A new generator whose sequence depends on this one's seed and `salt` (for independent streams). */
   fork(salt: number): Prng {
     return new Prng(Math.floor(this.next() * 4294967296) ^ Math.imul(salt + 1, 0x9e3779b1));
   }
+}
+
+/** Precomputes a weighted choice over `weights`' keys; the returned function draws one key from `rng`. */
+export function weightedPicker<K extends string>(weights: Readonly<Record<K, number>>): (rng: Prng) => K {
+  const keys: K[] = [];
+  const cumulative: number[] = [];
+  let total = 0;
+  for (const [key, w] of Object.entries(weights) as [K, number][]) {
+    if (!(w > 0)) continue;
+    total += w;
+    keys.push(key);
+    cumulative.push(total);
+  }
+  if (keys.length === 0) throw new RangeError('weighted pick from no positive weights');
+  return (rng) => {
+    const r = rng.next() * total;
+    for (let i = 0; i < cumulative.length; i++) if (r < (cumulative[i] ?? 0)) return keys[i] as K;
+    return keys[keys.length - 1] as K;
+  };
 }
