@@ -18,7 +18,6 @@ import {
   WorkloadSpecSchema,
   presetWorkload,
   type WorkloadPresetName,
-  type WorkloadSpec,
 } from './workloads.js';
 
 /** Named CPU models by vendor, oldest first: a host runs any model of its vendor up to its own. */
