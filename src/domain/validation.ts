@@ -88,7 +88,15 @@ export function zodIssues(error: z.ZodError): InputIssue[] {
 
 /** Parses `data` with `schema`, or throws a ValidationError listing every issue with its path. */
 export function parseWith<S extends z.ZodType>(schema: S, data: unknown, source = ''): z.output<S> {
-  const result = schema.safeParse(data, { reportInput: true });
+  let result: z.ZodSafeParseResult<z.output<S>>;
+  try {
+    result = schema.safeParse(data, { reportInput: true });
+  } catch (err) {
+    // A recursive schema fed a hostile, deeply nested document overflows the stack: refuse the input.
+    if (err instanceof RangeError)
+      throw new ValidationError(source, [{ path: '', message: `cannot validate: ${err.message}` }]);
+    throw err;
+  }
   if (!result.success) throw new ValidationError(source, zodIssues(result.error));
   return result.data;
 }

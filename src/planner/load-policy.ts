@@ -1,9 +1,12 @@
 // Reads a policy file (YAML or JSON). The one planner module that touches the filesystem; everything else in
 // src/planner is pure.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { DroverError, ValidationError } from '../domain/errors.js';
+import { DroverError, ValidationError, errorMessage } from '../domain/errors.js';
 import { parsePolicy, type Policy } from '../domain/policy.js';
+
+/** Largest policy file drover reads; a bigger one is refused before it is read. */
+export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
 
 /** Parses policy text; YAML syntax errors are reported with their line and column. */
 export function parsePolicyText(text: string, source: string): Policy {
@@ -21,15 +24,29 @@ export function parsePolicyText(text: string, source: string): Policy {
       }),
     );
   }
-  return parsePolicy(doc.toJS() as unknown, source);
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (err) {
+    // The yaml library refuses alias bombs (and similar resource exhaustion) here, with a plain error.
+    throw new ValidationError(source, [{ path: '', message: `cannot load the YAML: ${errorMessage(err)}` }]);
+  }
+  return parsePolicy(data, source);
 }
 
 /** Reads and validates a policy file; errors name the file and each offending field. */
 export async function loadPolicy(path: string): Promise<Policy> {
   let text: string;
   try {
+    const { size } = await stat(path);
+    if (size > MAX_POLICY_FILE_BYTES)
+      throw new DroverError(
+        'policy_too_large',
+        `${path}: policy file of ${size} bytes is more than the limit of ${MAX_POLICY_FILE_BYTES}`,
+      );
     text = await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof DroverError) throw err;
     throw new DroverError('policy_unreadable', `${path}: cannot read policy file`, { cause: err });
   }
   return parsePolicyText(text, path);
