@@ -131,6 +131,8 @@ export class LibvirtHypervisor implements Hypervisor {
   private readonly listeners = new Set<(event: HypervisorEvent) => void>();
   private readonly postCopyStarted = new Set<string>();
   private readonly abortRequested = new Set<string>();
+  /** When drover started the last dirty-rate measurement of host/vm (libvirt reports QEMU's own clock). */
+  private readonly dirtyRateStartedAt = new Map<string, number>();
   private readonly options: {
     callTimeoutMs: number;
     migrationTimeoutMs: number;
@@ -313,8 +315,9 @@ export class LibvirtHypervisor implements Hypervisor {
           }
         }
         const memKiB = numberParam(params, 'balloon.maximum') ?? numberParam(params, 'balloon.current');
+        const vmId = uuidToString(domain.uuid);
         return {
-          vmId: uuidToString(domain.uuid),
+          vmId,
           hostId,
           at,
           state,
@@ -322,7 +325,7 @@ export class LibvirtHypervisor implements Hypervisor {
           vcpus: numberParam(params, 'vcpu.current') ?? 1,
           memMiB: kibToMiB(memKiB) ?? 0,
           memUsedMiB: usedMemMiB(params),
-          dirtyRate: dirtyRateOf(params),
+          dirtyRate: dirtyRateOf(params, this.dirtyRateStartedAt.get(`${hostId}/${vmId}`) ?? null),
           migrating,
         };
       }),
@@ -331,7 +334,9 @@ export class LibvirtHypervisor implements Hypervisor {
 
   async startDirtyRate(hostId: string, vmId: string, windowS: number): Promise<void> {
     const { client, dom } = await this.domain(hostId, vmId);
+    const startedAt = this.clock.now();
     await client.startDirtyRateCalc(dom, Math.max(1, Math.round(windowS)));
+    this.dirtyRateStartedAt.set(`${hostId}/${vmId}`, startedAt);
   }
 
   async cpuCompatible(vmId: string, fromHostId: string, toHostId: string): Promise<boolean> {
@@ -637,14 +642,17 @@ function usedMemMiB(params: ParamRecord): number | null {
   return kibToMiB(numberParam(params, 'balloon.rss'));
 }
 
-export function dirtyRateOf(params: ParamRecord): DirtyRateReading {
+/**
+ * The DIRTYRATE stats group as a reading. `dirtyrate.calc_start_time` is on QEMU's own (monotonic) clock, so
+ * the start time comes from the caller: when drover asked for the measurement, or null if it did not.
+ */
+export function dirtyRateOf(params: ParamRecord, startedAt: number | null): DirtyRateReading {
   const status = numberParam(params, 'dirtyrate.calc_status');
   if (status === DirtyRateStatus.MEASURED) {
-    const startS = numberParam(params, 'dirtyrate.calc_start_time');
     return {
       status: 'measured',
       dirtyMiBps: numberParam(params, 'dirtyrate.megabytes_per_second') ?? 0,
-      startedAt: startS === undefined ? null : startS * 1000,
+      startedAt,
       windowS: numberParam(params, 'dirtyrate.calc_period') ?? null,
     };
   }
