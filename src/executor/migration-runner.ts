@@ -453,6 +453,8 @@ export class MigrationRunner {
         try {
           stats = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
         } catch (err) {
+          // The VM left the source: the migration is over (the outcome is read from the hosts).
+          if (errorCode(err) === 'no_domain') break;
           error = errorMessage(err);
         }
         if (settled !== null) break;

@@ -38,6 +38,8 @@ export const DEFAULT_WATCHDOG_OPTIONS: WatchdogOptions = {
   progressEpsilon: 0.01,
 };
 
+const RECENT_SAMPLES = 4;
+
 export type WatchdogPhase = 'watching' | 'auto-converge' | 'post-copy' | 'aborting';
 
 /** What the watchdog knows; exposed read-only for progress reports, logs and tests. */
@@ -47,7 +49,11 @@ export interface WatchdogState {
   maxDowntimeMs: number;
   nextTimedStep: number;
   nextStallStep: number;
+  /** Lowest progress level seen (bytes): a round level, or a sample for the kubevirt profile. */
   bestRemainingBytes: number | null;
+  /** Highest and lowest remaining data seen in the current round (bytes). */
+  roundPeakBytes: number | null;
+  roundLowBytes: number;
   lastProgressAtMs: number;
   lastProgressIteration: number;
   iteration: number;
@@ -64,6 +70,8 @@ export class Watchdog {
   readonly schedule: WatchdogSchedule;
   readonly options: WatchdogOptions;
   private s: WatchdogState;
+  /** Remaining data of the last few samples (bytes), for round levels when rounds are shorter than a poll. */
+  private readonly recent: number[] = [];
 
   /** `startedAtMs`: when the migration started (for an adopted one: now minus its elapsed time). */
   constructor(schedule: WatchdogSchedule, startedAtMs: number, options: Partial<WatchdogOptions> = {}) {
@@ -76,6 +84,8 @@ export class Watchdog {
       nextTimedStep: 0,
       nextStallStep: 0,
       bestRemainingBytes: null,
+      roundPeakBytes: null,
+      roundLowBytes: Number.POSITIVE_INFINITY,
       lastProgressAtMs: startedAtMs,
       lastProgressIteration: 0,
       iteration: 0,
@@ -157,16 +167,53 @@ export class Watchdog {
     return actions;
   }
 
+  /**
+   * Progress. Remaining data is a sawtooth: it falls while a round sends and jumps back at each sync, so a
+   * single sample says little. The `kubevirt` profile follows KubeVirt's rule (any new low of remaining
+   * data). The others judge at iteration granularity: when a round ends, its level (the highest remaining
+   * seen in it and in the last few samples) must be a new low; round 0 progresses while it keeps falling.
+   */
   private trackProgress(now: number, stats: JobStats): void {
     const s = this.s;
-    s.iteration = Math.max(s.iteration, stats.memory_iteration);
     const remaining = stats.memory_remaining + stats.disk_remaining;
-    const best = s.bestRemainingBytes;
-    if (best === null || remaining < best * (1 - this.options.progressEpsilon)) {
-      s.bestRemainingBytes = remaining;
-      s.lastProgressAtMs = now;
-      s.lastProgressIteration = s.iteration;
+    const eps = this.options.progressEpsilon;
+    const iteration = stats.memory_iteration;
+    if (this.schedule.profile === 'kubevirt') {
+      s.iteration = Math.max(s.iteration, iteration);
+      const best = s.bestRemainingBytes;
+      if (best === null || remaining < best * (1 - eps)) {
+        s.bestRemainingBytes = remaining;
+        this.markProgress(now);
+      }
+      return;
     }
+    if (iteration > s.iteration || s.roundPeakBytes === null) {
+      if (s.roundPeakBytes !== null) {
+        const level = Math.max(s.roundPeakBytes, ...this.recent);
+        const best = s.bestRemainingBytes;
+        if (best === null || s.iteration === 0 || level < best * (1 - eps)) {
+          s.bestRemainingBytes = level;
+          s.iteration = iteration;
+          this.markProgress(now);
+        }
+      }
+      s.iteration = Math.max(s.iteration, iteration);
+      s.roundPeakBytes = remaining;
+      s.roundLowBytes = remaining;
+    } else {
+      s.roundPeakBytes = Math.max(s.roundPeakBytes, remaining);
+      if (iteration === 0 && remaining < s.roundLowBytes * (1 - eps)) {
+        s.roundLowBytes = remaining;
+        this.markProgress(now);
+      }
+    }
+    this.recent.push(remaining);
+    if (this.recent.length > RECENT_SAMPLES) this.recent.shift();
+  }
+
+  private markProgress(now: number): void {
+    this.s.lastProgressAtMs = now;
+    this.s.lastProgressIteration = this.s.iteration;
   }
 
   private timedSteps(now: number): WatchdogAction[] {

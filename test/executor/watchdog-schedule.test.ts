@@ -35,6 +35,28 @@ describe('nova profile', () => {
     });
   }
 
+  it('takes tuned values (policy watchdog.nova) into the same formulas', () => {
+    const s = watchdogSchedule({
+      profile: 'nova',
+      memMiB: 4096,
+      nova: {
+        maxDowntimeMs: 1000,
+        downtimeSteps: 4,
+        downtimeDelayPerGiBS: 10,
+        completionTimeoutPerGiBS: 100,
+      },
+    });
+    // base 250, offset 187.5; delay int(10 x 4) = 40 s
+    expect(s.initialMaxDowntimeMs).toBe(250);
+    expect(s.timedSteps).toEqual([
+      { atMs: 40_000, maxDowntimeMs: 437 },
+      { atMs: 80_000, maxDowntimeMs: 625 },
+      { atMs: 120_000, maxDowntimeMs: 812 },
+      { atMs: 160_000, maxDowntimeMs: 1000 },
+    ]);
+    expect(s.deadlineMs).toBe(400_000);
+  });
+
   it('caps the ladder at the downtime budget and drops steps that change nothing', () => {
     const s = watchdogSchedule({ profile: 'nova', memMiB: 4096, downtimeBudgetMs: 200 });
     expect(s.timedSteps.map((t) => t.maxDowntimeMs)).toEqual([95, 140, 185, 200]);
@@ -77,20 +99,30 @@ describe('predictive profile', () => {
       downtimeBudgetMs: 400,
       prediction,
     });
-    expect(s.deadlineMs).toBe(300_000); // 3 x 100 s
-    expect(s.stallWindowMs).toBe(25_000); // a quarter of 100 s
+    expect(s.deadlineMs).toBe(230_000); // 2 x 100 s + 30 s
+    expect(s.stallWindowMs).toBe(30_000); // 3 rounds of a tenth of 100 s
     expect(s.initialMaxDowntimeMs).toBe(120);
     expect(s.stallSteps).toEqual([213, 307, 400]);
     expect(s.stallSteps.every((ms) => ms <= 400)).toBe(true);
   });
-  it('clamps the stall window and the deadline for short predictions', () => {
+  it('keeps the stall window at least minStallWindowS for short predictions', () => {
     const s = watchdogSchedule({
       profile: 'predictive',
       memMiB: 512,
       prediction: { ...prediction, durationS: 2 },
     });
-    expect(s.deadlineMs).toBe(60_000);
+    expect(s.deadlineMs).toBe(34_000);
     expect(s.stallWindowMs).toBe(10_000);
+  });
+  it("uses the planner's forecast when there is one", () => {
+    const s = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 512,
+      prediction,
+      forecast: { deadlineS: 77, stallWindowS: 12.5 },
+    });
+    expect(s.deadlineMs).toBe(77_000);
+    expect(s.stallWindowMs).toBe(12_500);
   });
   it('refuses to run without a prediction', () => {
     expect(() => watchdogSchedule({ profile: 'predictive', memMiB: 512 })).toThrow(WatchdogProfileError);

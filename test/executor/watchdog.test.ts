@@ -82,6 +82,42 @@ describe('Watchdog', () => {
       expect((times[i] ?? 0) - (times[i - 1] ?? 0)).toBeGreaterThanOrEqual(schedule.stallWindowMs);
   });
 
+  it('judges sawtooth remaining data by round levels, not by single samples', () => {
+    // Rounds of 300 ms polled every 500 ms: each sample lands somewhere in a round that falls from its
+    // pending level towards zero. Only the round levels say whether the migration converges.
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction,
+      downtimeBudgetMs: 400,
+    });
+    const phase = (t: number) => ((t * 7919) % 300) / 300; // deterministic pseudo-random phase in a round
+    const round0Ms = 4000;
+    const sawtooth = (level: (round: number) => number) => (t: number) => {
+      if (t < round0Ms) return stats(1024 - (t / round0Ms) * 1000, 0);
+      const round = 1 + Math.floor((t - round0Ms) / 300);
+      return stats(level(round) * (1 - phase(t)), round);
+    };
+    const flat = new Watchdog(schedule, 0);
+    const stalled = run(
+      flat,
+      0,
+      30_000,
+      500,
+      sawtooth(() => 300),
+    );
+    expect(stalled[0]?.action).toMatchObject({ kind: 'set-max-downtime', reason: 'stalled' });
+    const falling = new Watchdog(schedule, 0);
+    const converging = run(
+      falling,
+      0,
+      30_000,
+      500,
+      sawtooth((r) => 300 * 0.97 ** r),
+    );
+    expect(converging).toEqual([]);
+  });
+
   it('needs completed rounds as well as time before it calls a stall', () => {
     const schedule = watchdogSchedule({ profile: 'predictive', memMiB: 1024, prediction });
     const wd = new Watchdog(schedule, 0);
@@ -147,8 +183,8 @@ describe('Watchdog', () => {
     const wd = new Watchdog(schedule, 0);
     const actions = run(wd, 0, 100_000, 500, (t) => stats(300, 1 + Math.floor(t / 1000)));
     expect(actions.map((a) => [a.atMs, a.action.kind])).toEqual([
-      [10_000, 'auto-converge'],
-      [40_000, 'abort'],
+      [13_000, 'auto-converge'],
+      [43_000, 'abort'],
     ]);
   });
 

@@ -1,0 +1,356 @@
+// The executor: a Plan's steps as BullMQ jobs (one per VM), workers that take per-host and cluster slots
+// before migrating, share each host's link between its migrations, retry transient failures, report
+// progress through BullMQ, record history, and adopt the migrations of crashed workers.
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import { errorCode, errorMessage } from '../domain/errors.js';
+import type { MigrationRecord } from '../domain/history.js';
+import type { Plan } from '../domain/plan.js';
+import type { Hypervisor } from '../hypervisor/hypervisor.js';
+import type { DroverMetrics } from '../metrics/metrics.js';
+import { callWithTimeout } from './call-timeout.js';
+import type { ExecutionPolicy, ExecutorOptions } from './executor-options.js';
+import type { HistoryStore } from './history-store.js';
+import {
+  MigrationRunner,
+  isTransient,
+  type MigrationJobData,
+  type MigrationProgress,
+  type MigrationReport,
+  type RunHooks,
+} from './migration-runner.js';
+import { SlotStore, bandwidthShareMiBps, type SlotClaim } from './slot-store.js';
+import type { AbortReason } from './watchdog.js';
+import type { PredictiveForecast } from './watchdog-schedule.js';
+
+/** What a finished job returns (BullMQ returnvalue). */
+export type MigrationJobResult =
+  { status: 'skipped'; reason: string } | { status: MigrationReport['outcome']; report: MigrationReport };
+
+export interface MigrationStatus {
+  jobId: string;
+  vmId: string;
+  planId: string;
+  from: string;
+  to: string;
+  kind: string;
+  state: string;
+  attemptsMade: number;
+  progress: MigrationProgress | null;
+  result: MigrationJobResult | null;
+  failedReason: string | null;
+}
+
+export interface EnqueueResult {
+  /** VM ids whose step became a job. */
+  enqueued: string[];
+  /** VM ids that already had a job waiting or running (at most one job per VM). */
+  alreadyQueued: string[];
+}
+
+export interface ExecutorDeps {
+  /** Connection for the executor's own keys and BullMQ's queue (workers duplicate it for blocking calls). */
+  redis: Redis;
+  hypervisor: Hypervisor;
+  options: ExecutorOptions;
+  history?: HistoryStore;
+  logger?: Logger;
+  metrics?: DroverMetrics;
+  /** drover's own host state: a destination that is not active makes the step skip. */
+  isHostActive?: (hostId: string) => Promise<boolean>;
+  /** Benchmarks: clock times of the migration call and of each abort. */
+  onMigrateCall?: (vmId: string, atMs: number) => void;
+  onAbortIssued?: (vmId: string, atMs: number, reason: AbortReason) => void;
+}
+
+/** BullMQ job ids may not contain ':'; VM ids (UUIDs) never do, but names could. */
+export function jobIdFor(vmId: string): string {
+  return `vm-${vmId.replace(/:/g, '_')}`;
+}
+
+const LIVE_STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'] as const;
+
+export class Executor {
+  readonly queue: Queue<MigrationJobData, MigrationJobResult>;
+  readonly slots: SlotStore;
+  private readonly deps: ExecutorDeps;
+  private readonly options: ExecutorOptions;
+  private readonly log: Logger;
+  private readonly runner: MigrationRunner;
+  private readonly workers: Worker<MigrationJobData, MigrationJobResult>[] = [];
+  private readonly detach = new AbortController();
+
+  constructor(deps: ExecutorDeps) {
+    this.deps = deps;
+    this.options = deps.options;
+    this.log = (deps.logger ?? pino({ level: 'silent' })).child({ module: 'executor' });
+    this.queue = new Queue<MigrationJobData, MigrationJobResult>(this.options.queueName, {
+      connection: deps.redis,
+      prefix: this.options.prefix,
+    });
+    this.slots = new SlotStore(deps.redis, this.options.prefix, this.options.slotLeaseMs);
+    const runnerDeps = {
+      hypervisor: deps.hypervisor,
+      options: this.options,
+      logger: deps.logger ?? pino({ level: 'silent' }),
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    };
+    this.runner = new MigrationRunner(runnerDeps);
+  }
+
+  private key(name: string, vmId: string): string {
+    return `${this.options.prefix}:${name}:${vmId}`;
+  }
+
+  /**
+   * Turns the plan's steps into jobs. A VM that already has a waiting or running job keeps it; a finished
+   * job of the same VM is replaced.
+   */
+  async enqueuePlan(
+    plan: Plan,
+    policy: ExecutionPolicy,
+    forecasts: Readonly<Record<string, PredictiveForecast>> = {},
+  ): Promise<EnqueueResult> {
+    const result: EnqueueResult = { enqueued: [], alreadyQueued: [] };
+    for (const step of plan.steps) {
+      const jobId = jobIdFor(step.vm);
+      const existing = await this.queue.getJob(jobId);
+      if (existing) {
+        const state = await existing.getState();
+        if ((LIVE_STATES as readonly string[]).includes(state)) {
+          result.alreadyQueued.push(step.vm);
+          continue;
+        }
+        await existing.remove();
+      }
+      const data: MigrationJobData = {
+        planId: plan.id,
+        step,
+        policy,
+        forecast: forecasts[step.vm] ?? null,
+        enqueuedAt: new Date().toISOString(),
+      };
+      const job = await this.queue.add('migrate', data, {
+        jobId,
+        attempts: this.options.attempts,
+        backoff: { type: 'exponential', delay: this.options.backoffMs },
+        removeOnComplete: { count: this.options.keepJobs },
+        removeOnFail: { count: this.options.keepJobs },
+      });
+      // add() returns the existing job when another enqueuer won the race: still one job per VM.
+      if (job.data.planId === plan.id && job.data.step.to === step.to) result.enqueued.push(step.vm);
+      else result.alreadyQueued.push(step.vm);
+    }
+    return result;
+  }
+
+  /** Starts `count` workers in this process (each runs up to workerConcurrency jobs). */
+  startWorkers(count = 1): void {
+    for (let i = 0; i < count; i++) {
+      const worker = new Worker<MigrationJobData, MigrationJobResult>(
+        this.options.queueName,
+        (job, token) => this.process(job, token),
+        {
+          connection: this.deps.redis,
+          prefix: this.options.prefix,
+          concurrency: this.options.workerConcurrency,
+          lockDuration: this.options.lockDurationMs,
+          stalledInterval: this.options.stalledIntervalMs,
+          maxStalledCount: this.options.maxStalledCount,
+        },
+      );
+      worker.on('error', (err) => this.log.error({ err: errorMessage(err) }, 'worker error'));
+      this.workers.push(worker);
+    }
+  }
+
+  /** Stops the workers. Running migrations keep running: they are adopted by the next worker. */
+  async close(): Promise<void> {
+    this.detach.abort();
+    await Promise.all(this.workers.map((w) => w.close()));
+    this.workers.length = 0;
+    await this.queue.close();
+  }
+
+  /**
+   * Stops a VM's migration: a waiting job is removed; a running one is asked to abort (its watchdog issues
+   * the abort within a poll or two and confirms the VM is back on its source).
+   */
+  async abortVm(vmId: string): Promise<'removed' | 'abort-requested' | 'none'> {
+    const job = await this.queue.getJob(jobIdFor(vmId));
+    if (!job) return 'none';
+    const state = await job.getState();
+    if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
+      try {
+        await job.remove();
+        return 'removed';
+      } catch {
+        // picked up meanwhile: fall through to the abort request
+      }
+    } else if (state !== 'active') {
+      return 'none';
+    }
+    await this.deps.redis.set(this.key('abort', vmId), '1', 'PX', 3_600_000);
+    return 'abort-requested';
+  }
+
+  /** Jobs waiting, running and recently finished, with their progress. */
+  async list(): Promise<MigrationStatus[]> {
+    const jobs = await this.queue.getJobs([...LIVE_STATES, 'completed', 'failed']);
+    const out: MigrationStatus[] = [];
+    for (const job of jobs) {
+      if (!job.id) continue;
+      const progress =
+        typeof job.progress === 'object' ? (job.progress as unknown as MigrationProgress) : null;
+      out.push({
+        jobId: job.id,
+        vmId: job.data.step.vm,
+        planId: job.data.planId,
+        from: job.data.step.from,
+        to: job.data.step.to,
+        kind: job.data.step.kind,
+        state: await job.getState(),
+        attemptsMade: job.attemptsMade,
+        progress,
+        result: job.returnvalue ?? null,
+        failedReason: job.failedReason ?? null,
+      });
+    }
+    return out;
+  }
+
+  /** The worker's processor: slots, run record, the runner, history, clean-up. */
+  private async process(
+    job: Job<MigrationJobData, MigrationJobResult>,
+    token: string | undefined,
+  ): Promise<MigrationJobResult> {
+    const data = job.data;
+    const { step } = data;
+    const claim: SlotClaim = { vmId: step.vm, from: step.from, to: step.to };
+    const redis = this.deps.redis;
+    const runKey = this.key('run', step.vm);
+    const log = this.log.child({ planId: data.planId, vm: step.vm, jobId: job.id });
+    const resumed = (await redis.exists(runKey)) === 1;
+
+    if (!resumed && this.deps.history && (await this.deps.history.isQuarantined(step.vm))) {
+      const q = await this.deps.history.quarantine(step.vm);
+      return { status: 'skipped', reason: `${step.vm} is quarantined until ${q.until ?? '?'}` };
+    }
+    // Slots: a resumed job may be adopting a running migration, which holds its link whatever the count.
+    const got = await this.slots.acquire(claim, data.policy.limits, resumed);
+    if (!got.ok) {
+      if (!token) throw new Error('no lock token: cannot wait for a slot');
+      await job.moveToDelayed(Date.now() + this.options.slotRetryMs, token);
+      throw new DelayedError();
+    }
+
+    const links = await this.links(step.from, step.to, data.policy.defaultBandwidthMiBps);
+    let share = bandwidthShareMiBps(links.from, links.to, got);
+    let abortRequested: AbortReason | null = null;
+    let detached = false;
+    let lastProgressAt = 0;
+    const heartbeat = setInterval(
+      () => {
+        void (async () => {
+          const counts = await this.slots.renew(claim);
+          share = bandwidthShareMiBps(links.from, links.to, counts);
+          if ((await redis.exists(this.key('abort', step.vm))) === 1) abortRequested = 'operator';
+        })().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot renewal failed'));
+      },
+      Math.max(200, Math.min(1_000, this.options.slotLeaseMs / 3)),
+    );
+    const hooks: RunHooks = {
+      signal: this.detach.signal,
+      resumed,
+      abortRequested: () => abortRequested,
+      bandwidthShareMiBps: () => share,
+      beforeMigrate: async () => {
+        await redis.hset(runKey, {
+          jobId: job.id ?? '',
+          planId: data.planId,
+          from: step.from,
+          to: step.to,
+          startedAt: new Date().toISOString(),
+          attempt: String(job.attemptsMade + 1),
+        });
+      },
+      onProgress: (p) => {
+        const now = Date.now();
+        if (now - lastProgressAt < this.options.progressIntervalMs) return;
+        lastProgressAt = now;
+        job.updateProgress(p as unknown as object).catch((err: unknown) => {
+          log.warn({ err: errorMessage(err) }, 'progress update failed');
+        });
+      },
+      ...(this.deps.isHostActive ? { isHostActive: this.deps.isHostActive } : {}),
+      ...(this.deps.onMigrateCall
+        ? { onMigrateCall: (at: number) => this.deps.onMigrateCall?.(step.vm, at) }
+        : {}),
+      ...(this.deps.onAbortIssued
+        ? { onAbortIssued: (at: number, r: AbortReason) => this.deps.onAbortIssued?.(step.vm, at, r) }
+        : {}),
+    };
+    try {
+      const report = await this.runner.run(data, hooks);
+      await this.recordHistory(data, report).catch((err: unknown) => {
+        log.error({ err: errorMessage(err) }, 'could not record the migration history');
+      });
+      return { status: report.outcome, report };
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'step_skipped') {
+        log.info({ reason: errorMessage(err) }, 'step skipped');
+        return { status: 'skipped', reason: errorMessage(err) };
+      }
+      if (code === 'runner_detached') {
+        detached = true;
+        throw err;
+      }
+      if (isTransient(err)) throw err;
+      throw new UnrecoverableError(`${code ?? 'error'}: ${errorMessage(err)}`);
+    } finally {
+      clearInterval(heartbeat);
+      if (!detached) {
+        await Promise.all([this.slots.release(claim), redis.del(runKey, this.key('abort', step.vm))]).catch(
+          (err: unknown) => log.warn({ err: errorMessage(err) }, 'clean-up failed'),
+        );
+      }
+    }
+  }
+
+  private async links(from: string, to: string, fallback: number): Promise<{ from: number; to: number }> {
+    const hv = this.deps.hypervisor;
+    try {
+      const hosts = await callWithTimeout(hv.clock, 'listHosts', this.options.callTimeoutMs, hv.listHosts());
+      const bw = (id: string) => hosts.find((h) => h.id === id)?.bandwidthMiBps ?? fallback;
+      return { from: bw(from), to: bw(to) };
+    } catch {
+      return { from: fallback, to: fallback };
+    }
+  }
+
+  private async recordHistory(data: MigrationJobData, report: MigrationReport): Promise<void> {
+    const history = this.deps.history;
+    if (!history) return;
+    const rec: MigrationRecord = {
+      vmId: report.vmId,
+      from: report.from,
+      to: report.to,
+      kind: report.kind,
+      endedAt: new Date(report.endedAtMs).toISOString(),
+      result: report.outcome === 'stuck' ? 'failed' : report.outcome,
+      predictedDurationS: data.step.predicted.durationS,
+      measuredDurationS: report.durationS,
+      downtimeMs: report.downtimeMs,
+      iterations: report.iterations,
+      transferMiB: Math.round(report.transferMiB * 10) / 10,
+      memMiB: report.memMiB,
+      dirtyMiBps: null,
+      bandwidthMiBps: report.bandwidthMiBps,
+    };
+    const failedToConverge =
+      report.outcome === 'aborted' && (report.abortReason === 'stalled' || report.abortReason === 'deadline');
+    await history.record(rec, failedToConverge);
+  }
+}

@@ -1,0 +1,112 @@
+// Per-VM migration history in Redis: the executor appends a record after each migration; the planner reads
+// it (cooldown, daily budget, quarantine, the predictor's correction). A VM that failed to converge is
+// quarantined with exponential back-off; a completed migration lifts the quarantine.
+import type { Redis } from 'ioredis';
+import type { Clock } from '../domain/clock.js';
+import { DroverError } from '../domain/errors.js';
+import type { MigrationRecord, VmHistory } from '../domain/history.js';
+
+export interface HistoryStoreOptions {
+  maxRecords: number;
+  quarantineBaseS: number;
+  quarantineMaxS: number;
+}
+
+export interface QuarantineState {
+  failures: number;
+  until: string | null;
+}
+
+export class HistoryStore {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly options: HistoryStoreOptions;
+  private readonly clock: Clock;
+
+  constructor(redis: Redis, prefix: string, options: HistoryStoreOptions, clock: Clock) {
+    this.redis = redis;
+    this.prefix = prefix;
+    this.options = options;
+    this.clock = clock;
+  }
+
+  private recordsKey(vmId: string): string {
+    return `${this.prefix}:history:${vmId}`;
+  }
+
+  private quarantineKey(vmId: string): string {
+    return `${this.prefix}:quarantine:${vmId}`;
+  }
+
+  /**
+   * Appends a record. `failedToConverge` (an abort for a stall or a deadline) extends the quarantine:
+   * base x 2^(failures - 1), at most max. A completed migration clears it. Returns the quarantine state.
+   */
+  async record(rec: MigrationRecord, failedToConverge: boolean): Promise<QuarantineState> {
+    const key = this.recordsKey(rec.vmId);
+    const qKey = this.quarantineKey(rec.vmId);
+    await this.redis.multi().rpush(key, JSON.stringify(rec)).ltrim(key, -this.options.maxRecords, -1).exec();
+    if (rec.result === 'completed') {
+      await this.redis.del(qKey);
+      return { failures: 0, until: null };
+    }
+    if (!failedToConverge) return this.quarantine(rec.vmId);
+    const failures = await this.redis.hincrby(qKey, 'failures', 1);
+    const backoffS = Math.min(
+      this.options.quarantineMaxS,
+      this.options.quarantineBaseS * 2 ** Math.max(0, failures - 1),
+    );
+    const until = new Date(this.clock.now() + backoffS * 1000).toISOString();
+    await this.redis.hset(qKey, 'until', until);
+    return { failures, until };
+  }
+
+  async quarantine(vmId: string): Promise<QuarantineState> {
+    const h = await this.redis.hgetall(this.quarantineKey(vmId));
+    return { failures: Number(h.failures ?? 0), until: h.until ?? null };
+  }
+
+  /** True while the VM must not be migrated (planner and executor both check). */
+  async isQuarantined(vmId: string): Promise<boolean> {
+    const q = await this.quarantine(vmId);
+    return q.until !== null && Date.parse(q.until) > this.clock.now();
+  }
+
+  async get(vmId: string): Promise<VmHistory> {
+    const [records, q] = await Promise.all([
+      this.redis.lrange(this.recordsKey(vmId), 0, -1),
+      this.quarantine(vmId),
+    ]);
+    return { vmId, records: records.map((r) => parseRecord(r, vmId)), quarantinedUntil: q.until };
+  }
+
+  /** Histories of many VMs in one round trip (the planner reads the whole fleet). */
+  async getMany(vmIds: readonly string[]): Promise<Map<string, VmHistory>> {
+    const out = new Map<string, VmHistory>();
+    if (vmIds.length === 0) return out;
+    const pipe = this.redis.pipeline();
+    for (const id of vmIds) {
+      pipe.lrange(this.recordsKey(id), 0, -1);
+      pipe.hget(this.quarantineKey(id), 'until');
+    }
+    const replies = (await pipe.exec()) ?? [];
+    vmIds.forEach((id, i) => {
+      const recs = replies[2 * i]?.[1];
+      const until = replies[2 * i + 1]?.[1];
+      out.set(id, {
+        vmId: id,
+        records: Array.isArray(recs) ? recs.map((r) => parseRecord(String(r), id)) : [],
+        quarantinedUntil: typeof until === 'string' ? until : null,
+      });
+    });
+    return out;
+  }
+}
+
+function parseRecord(text: string, vmId: string): MigrationRecord {
+  try {
+    return JSON.parse(text) as MigrationRecord;
+  } catch (err) {
+    throw new DroverError('history_corrupt', `history of ${vmId}: a record is not JSON`, { cause: err });
+  }
+}

@@ -1,0 +1,153 @@
+// Concurrency slots in Redis: a migration holds one outbound slot on its source, one inbound slot on its
+// destination and one cluster slot, taken together atomically (one Lua script) or not at all. Slots are
+// leases (sorted-set members scored by expiry): a worker that dies stops renewing and its slots lapse.
+// Every key shares the executor's hash-tagged prefix, so the script runs on one Redis Cluster slot.
+import type { Redis } from 'ioredis';
+import type { ConcurrencyLimits } from './executor-options.js';
+
+// KEYS: out, in, cluster. ARGV: member, nowMs, leaseUntilMs, limitOut, limitIn, limitCluster, force.
+// Returns {1, outCount, inCount, clusterCount} when taken, {0, which-is-full, count} when not.
+const ACQUIRE = `
+local member = ARGV[1]
+local now = tonumber(ARGV[2])
+local untilMs = tonumber(ARGV[3])
+local limits = { tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]) }
+local force = ARGV[7] == '1'
+local names = { 'outbound', 'inbound', 'cluster' }
+for i = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+end
+if not force then
+  for i = 1, 3 do
+    if not redis.call('ZSCORE', KEYS[i], member) then
+      local n = redis.call('ZCARD', KEYS[i])
+      if n >= limits[i] then return { 0, names[i], n } end
+    end
+  end
+end
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], untilMs, member)
+  redis.call('PEXPIRE', KEYS[i], math.max(1, untilMs - now) * 4)
+end
+return { 1, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]) }
+`;
+
+// KEYS: out, in, cluster. ARGV: member, nowMs, leaseUntilMs. Re-adds lapsed members (the migration runs).
+const RENEW = `
+for i = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', tonumber(ARGV[2]))
+  redis.call('ZADD', KEYS[i], tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], math.max(1, tonumber(ARGV[3]) - tonumber(ARGV[2])) * 4)
+end
+return { redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]) }
+`;
+
+export interface SlotClaim {
+  vmId: string;
+  from: string;
+  to: string;
+}
+
+export type AcquireResult =
+  | { ok: true; outbound: number; inbound: number; cluster: number }
+  | { ok: false; full: 'outbound' | 'inbound' | 'cluster'; count: number };
+
+export interface SlotCounts {
+  outbound: number;
+  inbound: number;
+}
+
+type ScriptRedis = Redis & {
+  droverSlotAcquire(...args: (string | number)[]): Promise<(string | number)[]>;
+  droverSlotRenew(...args: (string | number)[]): Promise<number[]>;
+};
+
+export class SlotStore {
+  private readonly redis: ScriptRedis;
+  private readonly prefix: string;
+  private readonly leaseMs: number;
+
+  /** `prefix` must be hash-tagged (e.g. `{drover}`); `leaseMs` is real time. */
+  constructor(redis: Redis, prefix: string, leaseMs: number) {
+    redis.defineCommand('droverSlotAcquire', { numberOfKeys: 3, lua: ACQUIRE });
+    redis.defineCommand('droverSlotRenew', { numberOfKeys: 3, lua: RENEW });
+    this.redis = redis as ScriptRedis;
+    this.prefix = prefix;
+    this.leaseMs = leaseMs;
+  }
+
+  private keys(claim: SlotClaim): [string, string, string] {
+    return [
+      `${this.prefix}:slots:out:${claim.from}`,
+      `${this.prefix}:slots:in:${claim.to}`,
+      `${this.prefix}:slots:cluster`,
+    ];
+  }
+
+  /**
+   * Takes all three slots or none. `force` takes them even over the limits: for adopting a migration that
+   * already runs (it occupies the link whatever the counters say).
+   */
+  async acquire(claim: SlotClaim, limits: ConcurrencyLimits, force = false): Promise<AcquireResult> {
+    const now = Date.now();
+    const reply = await this.redis.droverSlotAcquire(
+      ...this.keys(claim),
+      claim.vmId,
+      now,
+      now + this.leaseMs,
+      limits.perHostOutbound,
+      limits.perHostInbound,
+      limits.cluster,
+      force ? '1' : '0',
+    );
+    if (Number(reply[0]) === 1) {
+      return { ok: true, outbound: Number(reply[1]), inbound: Number(reply[2]), cluster: Number(reply[3]) };
+    }
+    const full = String(reply[1]);
+    return {
+      ok: false,
+      full: full === 'outbound' || full === 'inbound' ? full : 'cluster',
+      count: Number(reply[2]),
+    };
+  }
+
+  /** Extends the lease; returns the current outbound and inbound counts (for the bandwidth share). */
+  async renew(claim: SlotClaim): Promise<SlotCounts> {
+    const now = Date.now();
+    const [outbound, inbound] = await this.redis.droverSlotRenew(
+      ...this.keys(claim),
+      claim.vmId,
+      now,
+      now + this.leaseMs,
+    );
+    return { outbound: Number(outbound ?? 1), inbound: Number(inbound ?? 1) };
+  }
+
+  async release(claim: SlotClaim): Promise<void> {
+    const [out, inbound, cluster] = this.keys(claim);
+    await this.redis.multi().zrem(out, claim.vmId).zrem(inbound, claim.vmId).zrem(cluster, claim.vmId).exec();
+  }
+
+  /** Current holders (live leases) per key: for tests and `list`. */
+  async holders(kind: 'out' | 'in', hostId: string): Promise<string[]> {
+    const key = `${this.prefix}:slots:${kind}:${hostId}`;
+    return this.redis.zrangebyscore(key, Date.now(), '+inf');
+  }
+
+  async clusterHolders(): Promise<string[]> {
+    return this.redis.zrangebyscore(`${this.prefix}:slots:cluster`, Date.now(), '+inf');
+  }
+}
+
+/** A host's link shared equally by its concurrent migrations; a migration gets the smaller of its two shares. */
+export function bandwidthShareMiBps(
+  fromLinkMiBps: number | null,
+  toLinkMiBps: number | null,
+  counts: SlotCounts,
+): number | null {
+  const shares: number[] = [];
+  if (fromLinkMiBps !== null) shares.push(fromLinkMiBps / Math.max(1, counts.outbound));
+  if (toLinkMiBps !== null) shares.push(toLinkMiBps / Math.max(1, counts.inbound));
+  if (shares.length === 0) return null;
+  return Math.floor(Math.min(...shares));
+}

@@ -1,0 +1,331 @@
+// MigrationRunner on the simulator's virtual clock: every watchdog decision, pre-checks, stuck states,
+// recovery and adoption. Deterministic: the whole cluster and the runner share one VirtualClock.
+import { describe, expect, it } from 'vitest';
+import { StepSkipped } from '../../src/domain/errors.js';
+import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
+import {
+  MigrationRunner,
+  RunnerDetached,
+  type MigrationReport,
+} from '../../src/executor/migration-runner.js';
+import { VMS, job, policy, simCluster, step, testOptions } from './support/sim-cluster.js';
+
+/** A prediction long enough (deadline 2 x 20 s + 30 s) for the stall ladder to play out first. */
+const slow = { converges: true, durationS: 20, downtimeMs: 50, transferMiB: 8000 };
+
+function where(report: MigrationReport) {
+  return report.watchdog.map((r) => r.action.kind);
+}
+
+describe('MigrationRunner on the simulator', () => {
+  it('migrates an idle VM, verifies it runs on the destination only and reports the measurements', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const progress: number[] = [];
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.idle)), { onProgress: (p) => progress.push(p.percent) }),
+    );
+    expect(report.outcome).toBe('completed');
+    expect(report.problems).toEqual([]);
+    expect(report.adopted).toBe(false);
+    expect(report.downtimeMs).not.toBeNull();
+    expect(report.downtimeMs ?? Infinity).toBeLessThanOrEqual(report.maxDowntimeMs);
+    expect(report.transferMiB).toBeGreaterThanOrEqual(4096);
+    expect(report.durationS).toBeGreaterThan(3); // 4 GiB at 1000 MiB/s
+    expect(report.durationS).toBeLessThan(10);
+    expect(await hv.locateVm(VMS.idle)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
+    expect(progress.length).toBeGreaterThan(3);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  });
+
+  it('kubevirt: aborts a migration that makes no progress for 150 s; the VM stays on the source only', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const aborts: number[] = [];
+    const startedAt = clock.now();
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.hot), policy({ profile: 'kubevirt' })), {
+        onAbortIssued: (at) => aborts.push(at - startedAt),
+      }),
+    );
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('stalled');
+    expect(report.maxDowntimeMs).toBe(400); // 900 capped by the budget
+    // Round 0 ends after ~4 s, the lowest remaining is reached soon after; 150 s later (one poll of slack).
+    // KubeVirt's rule counts any new low of remaining data, so samples at new points of the round's
+    // sawtooth delay the verdict; it must still come at least 150 s in and before the 750 s deadline.
+    expect(aborts).toHaveLength(1);
+    expect(aborts[0]).toBeGreaterThan(150_000);
+    expect(aborts[0]).toBeLessThan(750_000);
+    expect(report.problems).toEqual([]);
+    expect(report.evidence?.diagnosis).toBe('ok');
+    expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+  });
+
+  it('predictive: raises max downtime in steps up to the budget, never above, then aborts a stall', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const seen: number[] = [];
+    const unsubscribe = hv.subscribe(() => undefined);
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.hot, { downtimeBudgetMs: 250, predicted: slow })), {
+        onProgress: (p) => seen.push(p.maxDowntimeMs),
+      }),
+    );
+    unsubscribe();
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('stalled');
+    const raises = report.watchdog.filter((r) => r.action.kind === 'set-max-downtime');
+    expect(raises.length).toBe(3);
+    expect(Math.max(...seen)).toBe(250);
+    expect(where(report).at(-1)).toBe('abort');
+    // Each raise waited one stall window (10 s) after the previous escalation.
+    for (let i = 1; i < report.watchdog.length; i++) {
+      const gap = (report.watchdog[i]?.atMs ?? 0) - (report.watchdog[i - 1]?.atMs ?? 0);
+      expect(gap).toBeGreaterThanOrEqual(10_000);
+    }
+    expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+  });
+
+  it('predictive: a raise within the budget lets a stubborn migration converge', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const report = await clock.runUntil(runner.run(job(step(VMS.stubborn, { downtimeBudgetMs: 400 }))));
+    expect(report.outcome).toBe('completed');
+    expect(where(report)).toContain('set-max-downtime');
+    expect(report.downtimeMs ?? Infinity).toBeLessThanOrEqual(400);
+    expect(report.downtimeMs ?? 0).toBeGreaterThan(250);
+  });
+
+  it('nova: follows the timetable and aborts at the completion timeout (800 s x data_gb)', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const startedAt = clock.now();
+    const aborts: number[] = [];
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.hot, { downtimeBudgetMs: 1000 }), policy({ profile: 'nova' })), {
+        onAbortIssued: (at) => aborts.push(at - startedAt),
+      }),
+    );
+    // data_gb = 4: delay 300 s, deadline 3200 s; steps at 300 s, 600 s, ... up to 500 ms.
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('deadline');
+    expect(aborts[0]).toBeGreaterThanOrEqual(3_200_000);
+    expect(aborts[0]).toBeLessThanOrEqual(3_200_000 + 500);
+    const raises = report.watchdog
+      .filter((r) => r.action.kind === 'set-max-downtime')
+      .map((r) => [
+        Math.round((r.atMs - startedAt) / 1000),
+        r.action.kind === 'set-max-downtime' ? r.action.maxDowntimeMs : 0,
+      ]);
+    expect(raises.map((r) => r[1])).toEqual([95, 140, 185, 230, 275, 320, 365, 410, 455, 500]);
+    raises.forEach((r, i) => {
+      expect(r[0]).toBeGreaterThanOrEqual(300 * (i + 1));
+      expect(r[0]).toBeLessThanOrEqual(300 * (i + 1) + 1);
+    });
+  });
+
+  it('switches to post-copy when the policy allows it, and the VM ends on the destination', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.hot, { predicted: slow }), policy({ allowPostCopy: true }))),
+    );
+    expect(where(report)).toContain('post-copy');
+    expect(where(report)).not.toContain('abort');
+    expect(report.outcome).toBe('completed');
+    expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
+  });
+
+  it('with auto-converge allowed, QEMU throttling finishes a migration pre-copy alone cannot', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const report = await clock.runUntil(runner.run(job(step(VMS.hot), policy({ allowAutoConverge: true }))));
+    expect(report.outcome).toBe('completed');
+    expect(report.watchdog.some((r) => r.action.kind === 'abort')).toBe(false);
+  });
+
+  it('an operator abort stops the migration and leaves the VM on the source', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const startedAt = clock.now();
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.hot)), {
+        abortRequested: () => (clock.now() - startedAt > 3000 ? 'operator' : null),
+      }),
+    );
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('operator');
+    expect(report.durationS).toBeLessThan(5);
+    expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+  });
+
+  it('marks an unresponsive monitor stuck without blocking another migration, and recovers', async () => {
+    const { hv, clock } = simCluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    let release: (() => void) | null = null;
+    const stuckStates: boolean[] = [];
+    const hung = runner.run(job(step(VMS.stubborn, { downtimeBudgetMs: 400 })), {
+      onProgress: (p) => {
+        stuckStates.push(p.stuck);
+        if (release === null && p.elapsedS >= 1) release = hv.faults.hangProgress(VMS.stubborn);
+      },
+    });
+    const other = runner.run(job(step(VMS.idle2, { to: 'h3' })));
+    const otherReport = await clock.runUntil(other);
+    expect(otherReport.outcome).toBe('completed');
+    await clock.advance(20_000);
+    expect(stuckStates.includes(true)).toBe(true);
+    (release as (() => void) | null)?.();
+    const report = await clock.runUntil(hung);
+    expect(report.watchdog.map((r) => r.action.kind)).toEqual(expect.arrayContaining(['stuck', 'unstuck']));
+    expect(stuckStates.at(-1)).toBe(false);
+    expect(['completed', 'aborted'], report.reason).toContain(report.outcome);
+    const located = await hv.locateVm(VMS.stubborn);
+    expect(located).toHaveLength(1);
+    expect(located[0]?.state).toBe('running');
+  });
+
+  it('paused on both ends after a failed switch-over: the failed outcome proves the source, which is resumed', async () => {
+    const { hv, clock } = simCluster();
+    hv.faults.pausedOnBothEnds(VMS.idle);
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    const report = await clock.runUntil(runner.run(job(step(VMS.idle))));
+    expect(report.outcome).toBe('failed');
+    expect(report.evidence?.diagnosis).toBe('ok');
+    expect(report.problems).toEqual([]);
+    expect(await hv.locateVm(VMS.idle)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+  });
+
+  describe('pre-checks skip a step whose world changed', () => {
+    const cases: {
+      name: string;
+      vm: string;
+      prepare?: (sim: ReturnType<typeof simCluster>) => void;
+      over?: Parameters<typeof step>[1];
+      match: RegExp;
+      pol?: Record<string, unknown>;
+    }[] = [
+      { name: 'VM no longer on the source', vm: VMS.idle, over: { from: 'h3' }, match: /no longer on h3/ },
+      { name: 'VM shut off', vm: VMS.off, match: /shutoff on h1, not running/ },
+      {
+        name: 'destination without enough free memory now',
+        vm: VMS.idle,
+        prepare: ({ hv }) => hv.faults.setHostLoad('h2', { memUsedMiB: 63000 }),
+        match: /h2 has \d+ MiB free/,
+      },
+      { name: 'CPU the destination cannot run', vm: VMS.newCpu, match: /cannot run the CPU model/ },
+      {
+        name: 'live migration of local disks',
+        vm: VMS.local,
+        match: /needs shared storage; local disks: vda/,
+      },
+      {
+        name: 'block migration of shared disks',
+        vm: VMS.idle,
+        over: { kind: 'block' },
+        match: /copy shared disks onto themselves/,
+      },
+      {
+        name: 'block migration forbidden',
+        vm: VMS.local,
+        over: { kind: 'block' },
+        pol: { allowBlockMigration: false },
+        match: /forbids block/,
+      },
+      { name: 'unknown destination', vm: VMS.idle, over: { to: 'h9' }, match: /not a known host/ },
+      {
+        name: 'destination not answering',
+        vm: VMS.idle,
+        prepare: ({ hv }) => hv.faults.hostDown('h2'),
+        match: /h2 does not answer/,
+      },
+    ];
+    for (const c of cases) {
+      it(c.name, async () => {
+        const sim = simCluster();
+        c.prepare?.(sim);
+        const runner = new MigrationRunner({ hypervisor: sim.hv, options: testOptions() });
+        const run = sim.clock.runUntil(runner.run(job(step(c.vm, c.over ?? {}), policy(c.pol ?? {}))));
+        await expect(run).rejects.toThrow(StepSkipped);
+        await expect(run).rejects.toThrow(c.match);
+        expect(sim.hv.activeMigrations()).toBe(0);
+      });
+    }
+    it('a block migration of local disks passes and copies them', async () => {
+      const { hv, clock } = simCluster();
+      const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      const report = await clock.runUntil(runner.run(job(step(VMS.local, { kind: 'block' }))));
+      expect(report.outcome).toBe('completed');
+      expect(report.transferMiB).toBeGreaterThanOrEqual(2048 + 2048);
+    });
+    it('an offline migration moves the definition of a shut-off VM', async () => {
+      const { hv, clock } = simCluster();
+      const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      const report = await clock.runUntil(runner.run(job(step(VMS.off, { kind: 'offline' }))));
+      expect(report.outcome).toBe('completed');
+      expect(report.problems).toEqual([]);
+      expect(await hv.locateVm(VMS.off)).toEqual([{ hostId: 'h2', state: 'shutoff', persistent: true }]);
+    });
+  });
+
+  describe('adoption by a fresh runner (the first one stopped watching, as a crashed worker would)', () => {
+    async function startThenDetach(vm: string, detachAfterMs: number) {
+      const sim = simCluster();
+      const events: HypervisorEvent[] = [];
+      sim.hv.subscribe((e) => events.push(e));
+      const first = new MigrationRunner({ hypervisor: sim.hv, options: testOptions() });
+      const stop = new AbortController();
+      const s = step(vm, { downtimeBudgetMs: 400 });
+      const running = first.run(job(s), { signal: stop.signal });
+      running.catch(() => undefined);
+      await sim.clock.advance(detachAfterMs);
+      stop.abort();
+      await expect(sim.clock.runUntil(running)).rejects.toThrow(RunnerDetached);
+      return { ...sim, s, events };
+    }
+
+    it('adopts a migration still in flight and never starts a second one', async () => {
+      const { hv, clock, s, events } = await startThenDetach(VMS.stubborn, 2000);
+      expect(hv.activeMigrations()).toBe(1);
+      const second = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      const report = await clock.runUntil(second.run(job(s), { resumed: true }));
+      expect(report.adopted).toBe(true);
+      expect(report.outcome, report.reason).toBe('completed');
+      const starts = events.filter(
+        (e) => e.kind === 'lifecycle' && e.event === 'started' && e.hostId === 'h2',
+      );
+      expect(starts).toHaveLength(1);
+      expect(await hv.locateVm(VMS.stubborn)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
+    });
+
+    it('keeps the adopted migration on its deadline and aborts it when stuck', async () => {
+      const { hv, clock, s } = await startThenDetach(VMS.hot, 5000);
+      const second = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      const report = await clock.runUntil(
+        second.run(job(s, policy({ profile: 'kubevirt' })), { resumed: true }),
+      );
+      expect(report.adopted).toBe(true);
+      expect(report.outcome).toBe('aborted');
+      expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+    });
+
+    it('finalises a migration that finished while nobody watched', async () => {
+      const { hv, clock, s } = await startThenDetach(VMS.idle, 1000);
+      await clock.advance(30_000);
+      expect(hv.activeMigrations()).toBe(0);
+      const second = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      const report = await clock.runUntil(second.run(job(s), { resumed: true }));
+      expect(report.adopted).toBe(true);
+      expect(report.outcome).toBe('completed');
+      expect(report.problems).toEqual([]);
+    });
+
+    it('a fresh (not resumed) job for a VM already on its destination is skipped', async () => {
+      const { hv, clock, s } = await startThenDetach(VMS.idle, 1000);
+      await clock.advance(30_000);
+      const second = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      await expect(clock.runUntil(second.run(job(s)))).rejects.toThrow(/already runs on h2/);
+    });
+  });
+});
