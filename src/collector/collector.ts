@@ -215,7 +215,13 @@ export class Collector {
     await this.loop;
     this.loop = null;
     this.abort = null;
-    await this.membership?.leave();
+    try {
+      await this.membership?.leave();
+    } catch (err) {
+      // The others still take this process's hosts over once its heartbeat is older than the TTL.
+      this.metrics?.collectorErrors.inc({ host: '(all)', kind: 'leave' });
+      this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'collector could not leave');
+    }
   }
 
   /** The host's last record as this process knows it (its own hosts only). */
@@ -248,8 +254,11 @@ export class Collector {
     }
   }
 
-  /** A heartbeat between cycles; a failure is counted and the next one (or the cycle) tries again. */
-  private async heartbeat(): Promise<void> {
+  /**
+   * Tells the other collectors this process is alive (the loop does it every TTL/3 between cycles). A failure
+   * is counted and logged; the next heartbeat or cycle tries again.
+   */
+  async heartbeat(): Promise<void> {
     try {
       await this.membership?.heartbeat();
     } catch (err) {
