@@ -112,7 +112,7 @@ describe('LibvirtHypervisor sampling on the lab', () => {
     await hv.suspendVm(HOST, idle.id);
     await hv.resumeVm(HOST, idle.id);
     await hv.destroyVm(HOST, idle.id);
-    const seen = await waitFor('the stopped event', async () => {
+    const seen = await waitFor('the stopped event', () => {
       const mine = events
         .filter((e) => e.kind === 'lifecycle' && e.vmId === idle.id)
         .map((e) => (e.kind === 'lifecycle' ? e.event : ''));

@@ -2,7 +2,7 @@
 // converge and is aborted, one rescued by raising max downtime, and a post-copy switch.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-import type { HypervisorEvent, MigrationHandle } from '../../src/hypervisor/hypervisor.js';
+import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import {
   defineGuest,
   guestName,
@@ -43,7 +43,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
   }
 
   /** Waits until the migration has run at least `iterations` pre-copy rounds beyond the first. */
-  async function waitForIterations(g: LabGuest, handle: MigrationHandle, iterations: number) {
+  async function waitForIterations(g: LabGuest, iterations: number) {
     return waitFor(
       `${iterations} pre-copy iterations`,
       async () => {
@@ -53,7 +53,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
       },
       30_000,
       250,
-    ).finally(() => void handle.request);
+    );
   }
 
   it('migrates an idle guest: running and defined only on the destination afterwards', async () => {
@@ -69,7 +69,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
     expect(where).toEqual([{ hostId: B, state: 'running', persistent: true }]);
     await heartbeatAdvances(B, g.name);
     // the destination reports the incoming guest started/resumed; the source reports it stopped
-    await waitFor('lifecycle events of the migration', async () =>
+    await waitFor('lifecycle events of the migration', () =>
       events.some(
         (e) =>
           e.vmId === g.id &&
@@ -94,7 +94,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
       maxDowntimeMs: 10,
       bandwidthMiBps: 10,
     });
-    const stats = await waitForIterations(g, handle, 2);
+    const stats = await waitForIterations(g, 2);
     expect(stats.memory_dirty_rate).toBeGreaterThan(0);
     expect(stats.memory_bps).toBeGreaterThan(0);
     expect(stats.memory_bps).toBeLessThan(40 * 1024 * 1024);
@@ -119,7 +119,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
       maxDowntimeMs: 10,
       bandwidthMiBps: 10,
     });
-    await waitForIterations(g, handle, 2);
+    await waitForIterations(g, 2);
     await hv.setMaxDowntime(A, g.id, 5_000);
     const outcome = await handle.done;
     expect(outcome.result).toBe('completed');
@@ -139,7 +139,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
       bandwidthMiBps: 10,
       postCopy: true,
     });
-    await waitForIterations(g, handle, 1);
+    await waitForIterations(g, 1);
     await hv.startPostCopy(A, g.id);
     const outcome = await handle.done;
     expect(outcome.result).toBe('completed');

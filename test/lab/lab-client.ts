@@ -252,7 +252,7 @@ export function sleep(ms: number): Promise<void> {
 /** Polls `probe` until it returns a value other than undefined, or rejects after timeoutMs. */
 export async function waitFor<T>(
   what: string,
-  probe: () => Promise<T | undefined>,
+  probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 15_000,
   everyMs = 200,
 ): Promise<T> {
