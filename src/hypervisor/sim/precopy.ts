@@ -295,20 +295,28 @@ export class PrecopyMigration {
     }
   }
 
-  /** Job stats in libvirt's vocabulary and units, as of `nowMs` (the state must be advanced to it). */
-  stats(type: JobStats['type'], nowMs: number, guest: GuestDirtying): JobStats {
+  /**
+   * Job stats in libvirt's vocabulary and units, as of `nowMs` (the state must be advanced to it);
+   * `bandwidthMiBps` is the rate in force now (defaults to the one of the last advance).
+   */
+  stats(
+    type: JobStats['type'],
+    nowMs: number,
+    guest: GuestDirtying,
+    bandwidthMiBps: number = this.currentMiBps,
+  ): JobStats {
     const running = this.phase !== 'done' && type === 'active';
     const remaining = running ? this.remainingMiB(nowMs) : 0;
     const sentInSwitchover = this.phase === 'switchover' ? this.switchoverMiB - this.remainingMiB(nowMs) : 0;
     const endMs = this.endedAtMs ?? nowMs;
     const elapsedMs = Math.max(0, endMs - this.startedAtMs);
     const avgMiBps = elapsedMs > 0 ? (this.processedMiB + this.diskDoneMiB) / (elapsedMs / 1000) : 0;
-    const bps = running ? this.currentMiBps : avgMiBps;
+    const bps = running ? bandwidthMiBps : avgMiBps;
     const dirtyMiBps =
       running && this.phase !== 'postcopy' ? guest.dirtyMiBpsAt(nowMs) * this.throttleFactor : 0;
     let downtimeMs = this.downtimeMs;
     if (running && this.phase !== 'switchover' && !this.postcopy) {
-      downtimeMs = this.currentMiBps > 0 ? (remaining / this.currentMiBps) * 1000 : 0;
+      downtimeMs = bandwidthMiBps > 0 ? (remaining / bandwidthMiBps) * 1000 : 0;
     }
     return {
       type,

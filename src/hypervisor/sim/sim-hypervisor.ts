@@ -412,7 +412,7 @@ export class SimHypervisor implements Hypervisor {
     const now = this.clock.now();
     this.settle(m, now);
     if (m.ended) return emptyJobStats();
-    return m.model.stats('active', now, this.guest(m));
+    return m.model.stats('active', now, this.guest(m), this.bandwidthOf(m));
   }
 
   async completedJobStats(hostId: string, vmId: string): Promise<JobStats | null> {
