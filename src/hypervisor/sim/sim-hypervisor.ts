@@ -292,7 +292,9 @@ export class SimHypervisor implements Hypervisor {
     if (inst.state === 'shutoff') throw err('operation_invalid', `VM ${vmId} on ${hostId} is not running`);
     if (inst.state === 'running') return;
     const m = inst.job;
-    if (inst.incoming || (m && !m.ended && m.srcInst === inst && m.model.phase !== 'precopy')) {
+    const migrationPaused =
+      m !== null && !m.ended && m.srcInst === inst && m.model.phase !== 'precopy' && m.model.phase !== 'disk';
+    if (inst.incoming || migrationPaused) {
       throw err('operation_invalid', `VM ${vmId} on ${hostId} is paused by its migration`);
     }
     if (m && !m.ended) this.settle(m, this.clock.now());
@@ -575,10 +577,7 @@ export class SimHypervisor implements Hypervisor {
     if (!host) throw err('no_host', `unknown host ${v.host}`);
     const workloadSpec =
       typeof v.workload === 'string'
-        ? parseWith(
-            WorkloadSpecSchema,
-            presetWorkload(v.workload, new Prng(this.rng.fork(index).next() * 1e9)),
-          )
+        ? parseWith(WorkloadSpecSchema, presetWorkload(v.workload, this.rng.fork(index)))
         : v.workload;
     const disks: SimDisk[] = (
       v.disks ?? [{ target: 'vda', source: null, shared: true, format: 'raw', capacityMiB: 20480 }]
