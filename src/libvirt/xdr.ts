@@ -15,6 +15,7 @@ export class XdrWriter {
     this.buf = Buffer.allocUnsafe(initialBytes);
   }
 
+  /** Makes room for `bytes` more and returns where they go. Call it before touching `this.buf`: it may replace it. */
   private reserve(bytes: number): number {
     const at = this.length;
     const need = at + bytes;
@@ -30,29 +31,34 @@ export class XdrWriter {
   int(value: number): this {
     if (!Number.isInteger(value) || value < -0x80000000 || value > 0x7fffffff)
       throw new RangeError(`XDR int out of range: ${value}`);
-    this.buf.writeInt32BE(value, this.reserve(4));
+    const at = this.reserve(4);
+    this.buf.writeInt32BE(value, at);
     return this;
   }
 
   uint(value: number): this {
     if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
       throw new RangeError(`XDR unsigned int out of range: ${value}`);
-    this.buf.writeUInt32BE(value, this.reserve(4));
+    const at = this.reserve(4);
+    this.buf.writeUInt32BE(value, at);
     return this;
   }
 
   hyper(value: bigint): this {
-    this.buf.writeBigInt64BE(value, this.reserve(8));
+    const at = this.reserve(8);
+    this.buf.writeBigInt64BE(value, at);
     return this;
   }
 
   uhyper(value: bigint): this {
-    this.buf.writeBigUInt64BE(value, this.reserve(8));
+    const at = this.reserve(8);
+    this.buf.writeBigUInt64BE(value, at);
     return this;
   }
 
   double(value: number): this {
-    this.buf.writeDoubleBE(value, this.reserve(8));
+    const at = this.reserve(8);
+    this.buf.writeDoubleBE(value, at);
     return this;
   }
 
