@@ -298,7 +298,17 @@ export class MigrationRunner {
   private async preCheck(job: MigrationJobData, presences: VmPresence[], hooks: RunHooks): Promise<VmInfo> {
     const { step, policy } = job;
     const here = presences.find((p) => p.hostId === step.from);
-    if (!here) throw new StepSkipped(`${step.vm} is no longer on ${step.from}`);
+    if (!here) {
+      // Not seen on the source: gone, or the source does not answer (worth a retry, not a skip).
+      try {
+        await this.call('sampleHost', this.hv.sampleHost(step.from));
+      } catch (err) {
+        throw new MigrationStartError(`source ${step.from} does not answer: ${errorMessage(err)}`, true, {
+          cause: err,
+        });
+      }
+      throw new StepSkipped(`${step.vm} is no longer on ${step.from}`);
+    }
     if (step.kind === 'offline') {
       if (here.state !== 'shutoff')
         throw new StepSkipped(`${step.vm} is ${here.state} on ${step.from}, not shut off`);
