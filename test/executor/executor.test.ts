@@ -266,7 +266,7 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
       policy(),
     );
     ex.startWorkers();
-    await until('hot to migrate', async () => hv.activeMigrations() === 1);
+    await until('hot to migrate', () => Promise.resolve(hv.activeMigrations() === 1));
     expect(await ex.abortVm('hot')).toBe('abort-requested');
     const [done] = await settled(ex, ['hot']);
     expect(done?.result?.status).toBe('aborted');
@@ -289,7 +289,7 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
       policy(),
     );
     first.startWorkers();
-    await until('big to migrate', async () => hv.activeMigrations() === 1);
+    await until('big to migrate', () => Promise.resolve(hv.activeMigrations() === 1));
     await first.close();
     executors.splice(executors.indexOf(first), 1);
     expect(hv.activeMigrations()).toBe(1);
