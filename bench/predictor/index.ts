@@ -1,0 +1,459 @@
+// Predictor accuracy on real migrations: in drover's libvirt lab (its own LAB_DIR, .lab-bench), guests that
+// dirty memory at a set rate are measured by the collector, drover predicts each migration (converges,
+// duration, downtime), and then the migration runs for real between two libvirt hosts, aborted at a fixed
+// deadline. `--quick` runs a reduced grid. Writes bench/results/predictor.json and
+// docs/charts/predictor-duration.svg.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Collector } from '../../src/collector/collector.js';
+import { parsePolicy, type Policy } from '../../src/domain/policy.js';
+import type { Vm } from '../../src/domain/snapshot.js';
+import type { JobStats } from '../../src/hypervisor/hypervisor.js';
+import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
+import { predictVmMigration } from '../../src/planner/predictor/index.js';
+import {
+  defineGuest,
+  guestName,
+  heartbeatAdvances,
+  labCommand,
+  labIsUp,
+  libvirtHypervisor,
+  removeGuest,
+  REPO_ROOT,
+  sleep,
+} from '../../test/lab/lab-client.js';
+import {
+  machineInfo,
+  machineLine,
+  median,
+  percentile,
+  RESULTS_DIR,
+  round,
+  textTable,
+  type ResultTable,
+} from '../report.js';
+import { LinkCalibration } from './link-calibration.js';
+import { scatterSvg } from './scatter-svg.js';
+
+const A = 'lab1';
+const B = 'lab2';
+const RAMS_MIB = [128, 256, 512] as const;
+/** The part of a guest's RAM its workload rewrites (the rest stays untouched, so QEMU sends it as zero pages). */
+const REGION_MIB: Record<number, number> = { 128: 48, 256: 96, 512: 160 };
+/** The collector's dirty-rate window for this bench (1 s: the lab guests' rounds are seconds long). */
+const DIRTY_WINDOW_S = 1;
+/** A guest's first migration only calibrates (round-0 size, link rate); it is given this long. */
+const CALIBRATION_DEADLINE_S = 15;
+
+interface Grid {
+  dirtyMiBps: number[];
+  capsMiBps: number[];
+  downtimesMs: number[];
+  deadlineS: number;
+}
+
+const FULL: Grid = {
+  dirtyMiBps: [0, 5, 10, 20, 40, 80],
+  capsMiBps: [20, 50, 100],
+  downtimesMs: [30, 100, 300],
+  deadlineS: 40,
+};
+const QUICK: Grid = { dirtyMiBps: [0, 10, 80], capsMiBps: [20, 100], downtimesMs: [30, 300], deadlineS: 30 };
+
+interface Run {
+  result: 'completed' | 'aborted' | 'failed';
+  wallS: number;
+  stats: JobStats | null;
+  /** memory_processed when round 0 ended (MiB), when seen. */
+  round0MiB: number | null;
+  /** Median memory_bps while sending (MiB/s). */
+  throughputMiBps: number | null;
+  processedMiB: number;
+}
+
+export interface CellResult {
+  dirtySetMiBps: number;
+  memMiB: number;
+  capMiBps: number;
+  downtimeBudgetMs: number;
+  measuredDirtyMiBps: number | null;
+  round0MiB: number;
+  bandwidthModelMiBps: number;
+  setupS: number;
+  switchoverOverheadMs: number;
+  predicted: { converges: boolean; durationS: number; downtimeMs: number };
+  actual: {
+    converged: boolean;
+    result: string;
+    durationS: number;
+    downtimeMs: number | null;
+    iterations: number;
+  };
+}
+
+const MiB = 2 ** 20;
+
+/** Runs one migration of `vmId` to the other host, polling its job, aborting it after deadlineS. */
+async function runMigration(
+  hv: LibvirtHypervisor,
+  vmId: string,
+  capMiBps: number,
+  downtimeMs: number,
+  deadlineS: number,
+): Promise<Run> {
+  const where = await hv.locateVm(vmId);
+  const from = where.find((p) => p.state === 'running')?.hostId ?? A;
+  const to = from === A ? B : A;
+  const started = Date.now();
+  const handle = await hv.migrate({
+    vmId,
+    from,
+    to,
+    kind: 'live',
+    maxDowntimeMs: downtimeMs,
+    bandwidthMiBps: capMiBps,
+  });
+  let finished = false;
+  let aborted = false;
+  const rates: number[] = [];
+  let round0MiB: number | null = null;
+  let lastProcessedMiB = 0;
+  const done = handle.done.finally(() => {
+    finished = true;
+  });
+  while (!finished) {
+    await Promise.race([done, sleep(250)]);
+    if (finished) break;
+    try {
+      const s = await hv.jobStats(from, vmId);
+      if (s.type === 'active') {
+        lastProcessedMiB = s.memory_processed / MiB;
+        if (s.memory_bps > 0 && s.memory_iteration >= 1) rates.push(s.memory_bps / MiB);
+        if (round0MiB === null && s.memory_iteration >= 1) round0MiB = s.memory_processed / MiB;
+      }
+    } catch {
+      // the job ended between the check and the call; `done` settles next
+    }
+    if (!aborted && Date.now() - started > deadlineS * 1000) {
+      aborted = true;
+      await hv.abortJob(from, vmId).catch(() => undefined);
+    }
+  }
+  const outcome = await done;
+  const wallS = (Date.now() - started) / 1000;
+  const stats = outcome.stats;
+  const processedMiB = stats ? stats.memory_processed / MiB : lastProcessedMiB;
+  if (stats && stats.memory_bps > 0) rates.push(stats.memory_bps / MiB);
+  return {
+    result: outcome.result,
+    wallS,
+    stats,
+    round0MiB,
+    throughputMiBps: rates.length > 0 ? median(rates) : null,
+    processedMiB,
+  };
+}
+
+function benchPolicy(deadlineS: number, setupS: number, switchoverOverheadMs: number): Policy {
+  return parsePolicy({
+    // The bench's deadline is the model's limit; QEMU itself has no round limit, so neither does the model.
+    migration: { maxDurationS: deadlineS, maxIterations: 10_000, setupS, switchoverOverheadMs },
+  });
+}
+
+async function measureGuest(hv: LibvirtHypervisor, vmId: string): Promise<Vm> {
+  const collector = new Collector({ hypervisor: hv }, { dirtyRate: { windowS: DIRTY_WINDOW_S } });
+  const snapshot = await collector.collectOnce();
+  const vm = snapshot.vms.find((v) => v.id === vmId);
+  if (!vm) throw new Error(`the collector did not see guest ${vmId}`);
+  return vm;
+}
+
+interface Classification {
+  tp: number;
+  fp: number;
+  fn: number;
+  tn: number;
+}
+
+function classify(cells: CellResult[]): Classification {
+  const c = { tp: 0, fp: 0, fn: 0, tn: 0 };
+  for (const x of cells) {
+    if (x.predicted.converges && x.actual.converged) c.tp += 1;
+    else if (x.predicted.converges) c.fp += 1;
+    else if (x.actual.converged) c.fn += 1;
+    else c.tn += 1;
+  }
+  return c;
+}
+
+const ratio = (a: number, b: number): number | null => (b > 0 ? round(a / b, 3) : null);
+
+export async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const grid = quick ? QUICK : FULL;
+  process.env.LAB_DIR = resolve(process.env.BENCH_LAB_DIR ?? join(REPO_ROOT, '.lab-bench'));
+  const machine = machineInfo();
+  const startedAt = new Date();
+  console.log(`predictor bench (${quick ? 'quick' : 'full'} grid) on ${machineLine(machine)}`);
+  console.log(`lab: ${process.env.LAB_DIR}`);
+
+  const startedLab = !labIsUp();
+  await labCommand('up');
+  const hv = libvirtHypervisor({ callTimeoutMs: 30_000 });
+  const defaults = benchPolicy(grid.deadlineS, 1, 20).migration;
+  const calibration = new LinkCalibration({
+    setupS: defaults.setupS,
+    switchoverOverheadMs: defaults.switchoverOverheadMs,
+  });
+  const cells: CellResult[] = [];
+  const guests: string[] = [];
+  try {
+    for (const [i, dirty] of grid.dirtyMiBps.entries()) {
+      for (const [j, cap] of grid.capsMiBps.entries()) {
+        const memMiB = RAMS_MIB[(i + j) % RAMS_MIB.length] ?? 256;
+        const region = REGION_MIB[memMiB] ?? 64;
+        const name = guestName(`pb-d${dirty}-c${cap}`);
+        guests.push(name);
+        const g = await defineGuest({
+          name,
+          host: A,
+          memMiB,
+          ...(dirty > 0 ? { mb: region, rate: dirty * 256 } : {}),
+        });
+        await heartbeatAdvances(A, name, 30_000);
+        await sleep(1_000); // let the workload reach its rate
+        const vm = await measureGuest(hv, g.id);
+
+        // Calibration migration: learns what round 0 really sends for this guest and adds to the link's record.
+        const cal = await runMigration(hv, g.id, cap, 300, CALIBRATION_DEADLINE_S);
+        calibration.observe({
+          capMiBps: cap,
+          completed: cal.result === 'completed',
+          wallS: cal.wallS,
+          processedMiB: cal.processedMiB,
+          throughputMiBps: cal.throughputMiBps,
+          downtimeMs: null,
+          modelStopMs: null,
+        });
+        // round 0 sent everything when the migration finished in one pass
+        const round0MiB = cal.round0MiB ?? (cal.result === 'completed' ? cal.processedMiB : region);
+
+        for (const dt of grid.downtimesMs) {
+          const setupS = calibration.setupS();
+          const overheadMs = calibration.switchoverOverheadMs();
+          const policy = benchPolicy(grid.deadlineS, setupS, overheadMs);
+          const bw = calibration.bandwidthMiBps(cap);
+          const f = predictVmMigration(
+            { ...vm, memUsedMiB: round0MiB },
+            { bandwidthMiBps: bw, concurrency: 1 },
+            policy,
+            { kind: 'live', downtimeBudgetMs: dt, allowAutoConverge: false, allowPostCopy: false },
+          );
+          const p = f.prediction;
+          const predictedConverges = p.converges && p.durationS <= grid.deadlineS;
+          const run = await runMigration(hv, g.id, cap, dt, grid.deadlineS);
+          const converged = run.result === 'completed';
+          const downtimeMs = converged ? (run.stats?.downtime ?? null) : null;
+          calibration.observe({
+            capMiBps: cap,
+            completed: converged,
+            wallS: run.wallS,
+            processedMiB: run.processedMiB,
+            throughputMiBps: run.throughputMiBps,
+            downtimeMs,
+            modelStopMs: Math.max(0, p.downtimeMs - overheadMs),
+          });
+          const cell: CellResult = {
+            dirtySetMiBps: dirty,
+            memMiB,
+            capMiBps: cap,
+            downtimeBudgetMs: dt,
+            measuredDirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+            round0MiB: round(round0MiB, 1),
+            bandwidthModelMiBps: round(bw, 1),
+            setupS: round(setupS, 2),
+            switchoverOverheadMs: round(overheadMs, 0),
+            predicted: {
+              converges: predictedConverges,
+              durationS: p.durationS,
+              downtimeMs: p.downtimeMs,
+            },
+            actual: {
+              converged,
+              result: run.result,
+              durationS: round(run.wallS, 2),
+              downtimeMs,
+              iterations: run.stats?.memory_iteration ?? 0,
+            },
+          };
+          cells.push(cell);
+          console.log(
+            `dirty ${dirty} (measured ${cell.measuredDirtyMiBps}) ram ${memMiB} cap ${cap} dt ${dt}: ` +
+              `predicted ${predictedConverges ? `${p.durationS} s / ${p.downtimeMs} ms` : 'no'}, ` +
+              `actual ${converged ? `${cell.actual.durationS} s / ${downtimeMs} ms` : run.result}`,
+          );
+        }
+        await removeGuest(name);
+        guests.splice(guests.indexOf(name), 1);
+      }
+    }
+  } finally {
+    for (const name of guests) await removeGuest(name).catch(() => undefined);
+    await hv.close();
+    if (startedLab) await labCommand('down');
+  }
+
+  const finishedAt = new Date();
+  const c = classify(cells);
+  const both = cells.filter((x) => x.predicted.converges && x.actual.converged);
+  const durErr = both.map((x) => Math.abs(x.predicted.durationS - x.actual.durationS) / x.actual.durationS);
+  const dtErr = both
+    .filter((x) => x.actual.downtimeMs !== null)
+    .map((x) => Math.abs(x.predicted.downtimeMs - (x.actual.downtimeMs ?? 0)));
+  const summary = {
+    cells: cells.length,
+    convergedActual: cells.filter((x) => x.actual.converged).length,
+    convergedPredicted: cells.filter((x) => x.predicted.converges).length,
+    ...c,
+    convergePrecision: ratio(c.tp, c.tp + c.fp),
+    convergeRecall: ratio(c.tp, c.tp + c.fn),
+    noConvergePrecision: ratio(c.tn, c.tn + c.fn),
+    noConvergeRecall: ratio(c.tn, c.tn + c.fp),
+    durationRelErrMedian: both.length > 0 ? round(median(durErr), 3) : null,
+    durationRelErrP90: both.length > 0 ? round(percentile(durErr, 90), 3) : null,
+    downtimeAbsErrMedianMs: dtErr.length > 0 ? round(median(dtErr), 0) : null,
+    downtimeAbsErrP90Ms: dtErr.length > 0 ? round(percentile(dtErr, 90), 0) : null,
+  };
+  const cellTable: ResultTable = {
+    title: 'Cells (duration s / downtime ms; "-" = not converged)',
+    header: [
+      'dirty set',
+      'dirty measured',
+      'RAM MiB',
+      'cap MiB/s',
+      'model bw',
+      'budget ms',
+      'predicted',
+      'actual',
+      'dur err %',
+    ],
+    rows: cells.map((x) => [
+      x.dirtySetMiBps,
+      x.measuredDirtyMiBps,
+      x.memMiB,
+      x.capMiBps,
+      x.bandwidthModelMiBps,
+      x.downtimeBudgetMs,
+      x.predicted.converges ? `${x.predicted.durationS} / ${x.predicted.downtimeMs}` : '-',
+      x.actual.converged ? `${x.actual.durationS} / ${x.actual.downtimeMs}` : `- (${x.actual.result})`,
+      x.predicted.converges && x.actual.converged
+        ? round((100 * (x.predicted.durationS - x.actual.durationS)) / x.actual.durationS, 1)
+        : null,
+    ]),
+  };
+  const fmtPct = (v: number | null): string => (v === null ? '-' : `${round(v * 100, 1)} %`);
+  const summaryTable: ResultTable = {
+    title: 'Summary',
+    header: ['metric', 'value', 'goal'],
+    rows: [
+      [
+        'cells (converged / predicted to converge)',
+        `${cells.length} (${summary.convergedActual} / ${summary.convergedPredicted})`,
+        '',
+      ],
+      ['converge precision', summary.convergePrecision, '>= 0.95'],
+      ['converge recall', summary.convergeRecall, '>= 0.95'],
+      ['no-converge precision', summary.noConvergePrecision, ''],
+      ['no-converge recall', summary.noConvergeRecall, ''],
+      ['duration error median', fmtPct(summary.durationRelErrMedian), '<= 15 %'],
+      ['duration error p90', fmtPct(summary.durationRelErrP90), '<= 30 %'],
+      [
+        'downtime abs error median / p90 (ms)',
+        `${summary.downtimeAbsErrMedianMs} / ${summary.downtimeAbsErrP90Ms}`,
+        '',
+      ],
+    ],
+  };
+  const goal = (name: string, target: string, measured: number | null, ok: boolean) => ({
+    goal: name,
+    target,
+    measured,
+    met: ok,
+  });
+  const goals = [
+    goal(
+      'converge precision',
+      '>= 0.95',
+      summary.convergePrecision,
+      (summary.convergePrecision ?? 0) >= 0.95,
+    ),
+    goal('converge recall', '>= 0.95', summary.convergeRecall, (summary.convergeRecall ?? 0) >= 0.95),
+    goal(
+      'duration error median',
+      '<= 0.15',
+      summary.durationRelErrMedian,
+      summary.durationRelErrMedian !== null && summary.durationRelErrMedian <= 0.15,
+    ),
+    goal(
+      'duration error p90',
+      '<= 0.30',
+      summary.durationRelErrP90,
+      summary.durationRelErrP90 !== null && summary.durationRelErrP90 <= 0.3,
+    ),
+  ];
+
+  const chartRel = 'docs/charts/predictor-duration.svg';
+  mkdirSync(join(REPO_ROOT, 'docs', 'charts'), { recursive: true });
+  writeFileSync(
+    join(REPO_ROOT, chartRel),
+    scatterSvg(
+      both.map((x) => ({
+        x: x.predicted.durationS,
+        y: x.actual.durationS,
+        series: `cap ${x.capMiBps} MiB/s`,
+        label: `dirty ${x.dirtySetMiBps} MiB/s, RAM ${x.memMiB} MiB, budget ${x.downtimeBudgetMs} ms`,
+      })),
+      {
+        title: `Predicted vs measured migration duration (lab, ${quick ? 'quick' : 'full'} grid)`,
+        xLabel: 'predicted duration (s)',
+        yLabel: 'measured duration (s)',
+      },
+    ),
+  );
+
+  console.log('');
+  console.log(textTable(cellTable));
+  console.log('');
+  console.log(textTable(summaryTable));
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const loadAfter = machineInfo().loadAvg;
+  writeFileSync(
+    join(RESULTS_DIR, 'predictor.json'),
+    JSON.stringify(
+      {
+        bench: 'predictor',
+        date: startedAt.toISOString(),
+        durationS: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 0),
+        mode: quick ? 'quick grid' : 'full grid',
+        machine,
+        loadAvgAfter: loadAfter,
+        notes: [
+          `Real live migrations between two libvirt hosts of the lab (TCG guests), each aborted after ${grid.deadlineS} s.`,
+          `Grid: dirty ${grid.dirtyMiBps.join('/')} MiB/s x caps ${grid.capsMiBps.join('/')} MiB/s x max downtime ${grid.downtimesMs.join('/')} ms; guest RAM ${RAMS_MIB.join('/')} MiB rotating over dirty rate and cap.`,
+          `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's previous migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts).`,
+          `Load average at start ${machine.loadAvg.join(' / ')}, at end ${loadAfter.join(' / ')} (2 CPUs shared with other work).`,
+        ],
+        summary: `Converge precision ${summary.convergePrecision}, recall ${summary.convergeRecall}; duration error median ${fmtPct(summary.durationRelErrMedian)}, p90 ${fmtPct(summary.durationRelErrP90)}; downtime error median ${summary.downtimeAbsErrMedianMs} ms.`,
+        tables: [summaryTable, cellTable],
+        goals,
+        charts: [chartRel],
+        metrics: summary,
+        cells,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  console.log(`\nwrote bench/results/predictor.json and ${chartRel}`);
+}

@@ -1,0 +1,82 @@
+// Calibration of the predictor's link inputs from migrations already run on that link: the bandwidth a
+// migration really gets under a given cap, the fixed cost of a migration (connection, destination start-up,
+// device state), and the switch-over overhead on top of the memory sent while paused. These go into the
+// predictor through its existing inputs (the LinkShare bandwidth, policy.migration.setupS and
+// switchoverOverheadMs); the pre-copy model itself is unchanged.
+import { median } from '../report.js';
+
+/** What one finished (completed or aborted) migration showed. */
+export interface ObservedMigration {
+  /** The bandwidth cap it ran under (MiB/s). */
+  capMiBps: number;
+  completed: boolean;
+  /** From the migrate call to the end (s). */
+  wallS: number;
+  /** Memory QEMU sent (MiB). */
+  processedMiB: number;
+  /** Median transfer rate QEMU reported while sending (MiB/s), null when it sent too little to tell. */
+  throughputMiBps: number | null;
+  /** Measured downtime (completed only). */
+  downtimeMs: number | null;
+  /** The model's part of the downtime for this migration (what it predicted minus the overhead it used). */
+  modelStopMs: number | null;
+}
+
+/** Below this much memory sent, a migration's transfer rate says nothing about the link. */
+const MIN_PROCESSED_FOR_RATE_MIB = 16;
+
+export class LinkCalibration {
+  private readonly observed: ObservedMigration[] = [];
+
+  constructor(
+    private readonly defaults: { setupS: number; switchoverOverheadMs: number },
+    private readonly window = 12,
+  ) {}
+
+  observe(o: ObservedMigration): void {
+    this.observed.push(o);
+  }
+
+  get count(): number {
+    return this.observed.length;
+  }
+
+  private recent(filter: (o: ObservedMigration) => boolean): ObservedMigration[] {
+    return this.observed.filter(filter).slice(-this.window);
+  }
+
+  private rates(filter: (o: ObservedMigration) => boolean): number[] {
+    return this.recent(
+      (o) => filter(o) && o.throughputMiBps !== null && o.processedMiB >= MIN_PROCESSED_FOR_RATE_MIB,
+    ).map((o) => o.throughputMiBps ?? 0);
+  }
+
+  /**
+   * Bandwidth a migration gets under `capMiBps`: the median rate seen under that cap; without any, the cap
+   * limited by the fastest rate seen under any higher cap (the host could not send faster); else the cap.
+   */
+  bandwidthMiBps(capMiBps: number): number {
+    const same = this.rates((o) => o.capMiBps === capMiBps);
+    if (same.length > 0) return Math.min(capMiBps, median(same));
+    const higher = this.rates((o) => o.capMiBps > capMiBps);
+    if (higher.length > 0) return Math.min(capMiBps, Math.max(...higher));
+    return capMiBps;
+  }
+
+  /** Fixed cost per migration: median of (wall time - memory sent / rate) over completed migrations. */
+  setupS(): number {
+    const samples = this.recent((o) => o.completed).map((o) => {
+      const rate = o.throughputMiBps ?? this.bandwidthMiBps(o.capMiBps);
+      return Math.max(0, o.wallS - (rate > 0 ? o.processedMiB / rate : 0));
+    });
+    return samples.length > 0 ? median(samples) : this.defaults.setupS;
+  }
+
+  /** Switch-over overhead: median of (measured downtime - the model's stop time) over completed migrations. */
+  switchoverOverheadMs(): number {
+    const samples = this.recent((o) => o.completed && o.downtimeMs !== null && o.modelStopMs !== null).map(
+      (o) => Math.max(0, (o.downtimeMs ?? 0) - (o.modelStopMs ?? 0)),
+    );
+    return samples.length > 0 ? median(samples) : this.defaults.switchoverOverheadMs;
+  }
+}
