@@ -1,0 +1,308 @@
+// The planner's working copy of the cluster: loads per host in flat arrays, updated as moves are chosen so
+// that every later decision sees the earlier ones. Built once per plan from a Snapshot, a Policy and the
+// rules' effects.
+import type { VmHistory } from '../../domain/history.js';
+import type { MigrationKind } from '../../domain/plan.js';
+import type { Policy } from '../../domain/policy.js';
+import type { Host, Snapshot, Vm } from '../../domain/snapshot.js';
+import { predictVmMigration, type VmForecast } from '../predictor/predict-vm.js';
+import { evaluateRuleEffects, hostMatches, type VmRuleEffects } from '../rules/rule-effects.js';
+
+export interface ModelOptions {
+  /** Epoch milliseconds the plan is made at (cooldowns, daily budgets, quarantine). */
+  nowMs: number;
+  history?: ReadonlyMap<string, VmHistory> | undefined;
+  /** Hosts being drained: never targets, whatever their state says. */
+  draining?: ReadonlySet<string> | undefined;
+}
+
+const DAY_MS = 86_400_000;
+
+export class ClusterModel {
+  readonly hosts: readonly Host[];
+  readonly vms: readonly Vm[];
+  readonly policy: Policy;
+  readonly hostIndex = new Map<string, number>();
+  /** VM index -> host index, as planned so far. */
+  readonly vmHost: Int32Array;
+  /** The VM's host in the snapshot. */
+  readonly vmOrigin: Int32Array;
+  readonly hostVms: number[][];
+  /** Host CPU load in CPUs (cpuPct x cpus / 100), memory load in MiB. */
+  readonly cpuLoad: Float64Array;
+  readonly memLoad: Float64Array;
+  /** What a host may hold: its ceiling, minus its reserve. */
+  readonly cpuLimit: Float64Array;
+  readonly memLimit: Float64Array;
+  readonly vmCpu: Float64Array;
+  readonly vmMem: Float64Array;
+  /** Hosts that may receive VMs (active, fresh, not being drained). */
+  readonly receivable: Uint8Array;
+  /** Hosts whose utilisation counts in the spread (active and fresh). */
+  readonly inSpread: Uint8Array;
+  readonly effects: readonly (VmRuleEffects | undefined)[];
+  readonly moved: Uint8Array;
+  private readonly anti = new Map<string, Map<number, number>>();
+  private readonly aff = new Map<string, Map<number, number>>();
+  private readonly forecasts = new Map<number, Map<string, VmForecast>>();
+  readonly options: ModelOptions;
+
+  constructor(snapshot: Snapshot, policy: Policy, options: ModelOptions) {
+    this.hosts = snapshot.hosts;
+    this.vms = snapshot.vms;
+    this.policy = policy;
+    this.options = options;
+    const H = this.hosts.length;
+    const V = this.vms.length;
+    this.hosts.forEach((h, i) => this.hostIndex.set(h.id, i));
+    this.vmHost = new Int32Array(V);
+    this.vmOrigin = new Int32Array(V);
+    this.hostVms = Array.from({ length: H }, () => []);
+    this.cpuLoad = new Float64Array(H);
+    this.memLoad = new Float64Array(H);
+    this.cpuLimit = new Float64Array(H);
+    this.memLimit = new Float64Array(H);
+    this.vmCpu = new Float64Array(V);
+    this.vmMem = new Float64Array(V);
+    this.receivable = new Uint8Array(H);
+    this.inSpread = new Uint8Array(H);
+    this.moved = new Uint8Array(V);
+    const lim = policy.hosts;
+    const vmCpuSum = new Float64Array(H);
+    const vmMemSum = new Float64Array(H);
+    for (let v = 0; v < V; v += 1) {
+      const vm = this.vms[v] as Vm;
+      const h = this.hostIndex.get(vm.host) ?? 0;
+      this.vmHost[v] = h;
+      this.vmOrigin[v] = h;
+      (this.hostVms[h] as number[]).push(v);
+      const on = vm.state !== 'shutoff';
+      this.vmCpu[v] = on ? ((vm.cpuPct ?? 0) / 100) * vm.vcpus : 0;
+      this.vmMem[v] = on ? vm.memMiB : 0;
+      vmCpuSum[h] = (vmCpuSum[h] ?? 0) + (this.vmCpu[v] ?? 0);
+      vmMemSum[h] = (vmMemSum[h] ?? 0) + (this.vmMem[v] ?? 0);
+    }
+    for (let h = 0; h < H; h += 1) {
+      const host = this.hosts[h] as Host;
+      this.cpuLoad[h] = host.cpuPct !== null ? (host.cpuPct / 100) * host.cpus : (vmCpuSum[h] ?? 0);
+      // Memory: what the host reports or what its VMs may claim, whichever is more.
+      this.memLoad[h] = Math.max(host.memUsedMiB ?? 0, vmMemSum[h] ?? 0);
+      this.cpuLimit[h] = (host.cpus * Math.min(lim.cpuCeilingPct, 100 - lim.cpuReservePct)) / 100;
+      this.memLimit[h] = Math.min((host.memMiB * lim.memCeilingPct) / 100, host.memMiB - lim.memReserveMiB);
+      const fresh = host.state === 'active' && host.stale !== true;
+      this.inSpread[h] = fresh && !options.draining?.has(host.id) ? 1 : 0;
+      this.receivable[h] = this.inSpread[h] ?? 0;
+    }
+    this.effects = evaluateRuleEffects(
+      policy.rules,
+      this.vms,
+      (vm) => this.hosts[this.hostIndex.get(vm.host) ?? 0] as Host,
+    );
+    this.effects.forEach((fx, v) => {
+      if (!fx) return;
+      const h = this.vmHost[v] ?? 0;
+      for (const g of fx.antiAffinity) bump(this.anti, g, h, 1);
+      for (const g of fx.affinity) bump(this.aff, g, h, 1);
+    });
+  }
+
+  get hostCount(): number {
+    return this.hosts.length;
+  }
+
+  cpuPct(h: number): number {
+    return ((this.cpuLoad[h] ?? 0) / (this.hosts[h] as Host).cpus) * 100;
+  }
+  memPct(h: number): number {
+    return ((this.memLoad[h] ?? 0) / (this.hosts[h] as Host).memMiB) * 100;
+  }
+
+  /** max - min utilisation over the hosts that count. */
+  spread(): { cpuSpreadPct: number; memSpreadPct: number } {
+    let cMin = Infinity;
+    let cMax = -Infinity;
+    let mMin = Infinity;
+    let mMax = -Infinity;
+    for (let h = 0; h < this.hosts.length; h += 1) {
+      if (!this.inSpread[h]) continue;
+      const c = this.cpuPct(h);
+      const m = this.memPct(h);
+      if (c < cMin) cMin = c;
+      if (c > cMax) cMax = c;
+      if (m < mMin) mMin = m;
+      if (m > mMax) mMax = m;
+    }
+    if (cMax < cMin) return { cpuSpreadPct: 0, memSpreadPct: 0 };
+    return { cpuSpreadPct: round1(cMax - cMin), memSpreadPct: round1(mMax - mMin) };
+  }
+
+  move(v: number, to: number): void {
+    const from = this.vmHost[v] ?? 0;
+    if (from === to) return;
+    const list = this.hostVms[from] as number[];
+    const at = list.indexOf(v);
+    if (at >= 0) {
+      list[at] = list[list.length - 1] as number;
+      list.pop();
+    }
+    (this.hostVms[to] as number[]).push(v);
+    this.vmHost[v] = to;
+    this.cpuLoad[from] = (this.cpuLoad[from] ?? 0) - (this.vmCpu[v] ?? 0);
+    this.memLoad[from] = (this.memLoad[from] ?? 0) - (this.vmMem[v] ?? 0);
+    this.cpuLoad[to] = (this.cpuLoad[to] ?? 0) + (this.vmCpu[v] ?? 0);
+    this.memLoad[to] = (this.memLoad[to] ?? 0) + (this.vmMem[v] ?? 0);
+    this.moved[v] = 1;
+    const fx = this.effects[v];
+    if (fx) {
+      for (const g of fx.antiAffinity) {
+        bump(this.anti, g, from, -1);
+        bump(this.anti, g, to, 1);
+      }
+      for (const g of fx.affinity) {
+        bump(this.aff, g, from, -1);
+        bump(this.aff, g, to, 1);
+      }
+    }
+  }
+
+  /** How the VM would travel: offline when shut off, block for local storage, live otherwise. */
+  kindOf(v: number): MigrationKind {
+    const vm = this.vms[v] as Vm;
+    if (vm.state === 'shutoff') return 'offline';
+    return vm.storage === 'local' ? 'block' : 'live';
+  }
+
+  downtimeBudgetMs(v: number): number {
+    return this.effects[v]?.downtimeBudgetMs ?? this.policy.vms.defaultDowntimeBudgetMs;
+  }
+
+  bandwidthMiBps(h: number): number {
+    return (this.hosts[h] as Host).bandwidthMiBps ?? this.policy.migration.defaultBandwidthMiBps;
+  }
+
+  /** Prediction for moving VM v from its current host to `to` (cached per link bandwidth). */
+  forecast(v: number, to: number, concurrency = this.policy.limits.perHostConcurrency): VmForecast {
+    const from = this.vmHost[v] ?? 0;
+    const bw = Math.min(this.bandwidthMiBps(from), this.bandwidthMiBps(to));
+    const key = `${bw}/${concurrency}`;
+    let perVm = this.forecasts.get(v);
+    if (!perVm) {
+      perVm = new Map();
+      this.forecasts.set(v, perVm);
+    }
+    let f = perVm.get(key);
+    if (!f) {
+      const vm = this.vms[v] as Vm;
+      f = predictVmMigration(vm, { bandwidthMiBps: bw, concurrency }, this.policy, {
+        kind: this.kindOf(v),
+        downtimeBudgetMs: this.downtimeBudgetMs(v),
+        history: this.options.history?.get(vm.id),
+      });
+      perVm.set(key, f);
+    }
+    return f;
+  }
+
+  /**
+   * Why VM v may not move at all (whatever the target), or null. `rebalance` adds cooldown and the daily
+   * budget, which drains ignore.
+   */
+  immovable(v: number, purpose: 'rebalance' | 'drain'): string | null {
+    const vm = this.vms[v] as Vm;
+    const fx = this.effects[v];
+    if (fx?.excludedBy !== undefined) return `excluded by rule ${fx.excludedBy}`;
+    if (fx?.pinnedBy !== undefined) return `pinned by rule ${fx.pinnedBy}`;
+    if (this.moved[v]) return 'already moved in this plan';
+    if (vm.storage === 'local' && vm.state !== 'shutoff' && !this.policy.migration.allowBlockMigration)
+      return 'local storage needs block migration, which the policy forbids';
+    const hist = this.options.history?.get(vm.id);
+    if (hist) {
+      const now = this.options.nowMs;
+      if (hist.quarantinedUntil !== null && Date.parse(hist.quarantinedUntil) > now)
+        return `quarantined until ${hist.quarantinedUntil} after failing to converge`;
+      if (purpose === 'rebalance') {
+        const last = hist.records[hist.records.length - 1];
+        const cooldownMs = this.policy.vms.cooldownS * 1000;
+        if (last && now - Date.parse(last.endedAt) < cooldownMs)
+          return `in cooldown: last migrated at ${last.endedAt} (cooldown ${this.policy.vms.cooldownS} s)`;
+        const today = hist.records.filter((r) => now - Date.parse(r.endedAt) < DAY_MS).length;
+        if (today >= this.policy.vms.maxMigrationsPerDay)
+          return `daily budget spent: ${today} migrations in 24 h (max ${this.policy.vms.maxMigrationsPerDay})`;
+      }
+    }
+    return null;
+  }
+
+  /** True when VM v fits on host `to` by capacity alone. */
+  fits(v: number, to: number): boolean {
+    return (
+      (this.memLoad[to] ?? 0) + (this.vmMem[v] ?? 0) <= (this.memLimit[to] ?? 0) + 1e-9 &&
+      (this.cpuLoad[to] ?? 0) + (this.vmCpu[v] ?? 0) <= (this.cpuLimit[to] ?? 0) + 1e-9
+    );
+  }
+
+  /**
+   * Why VM v may not go to host `to` (capacity, rules, CPU model, affinity), or null when it may. Does not
+   * look at the predictor (see forecast) nor at VM-level eligibility (see immovable).
+   */
+  placementProblem(v: number, to: number, gang: readonly number[] = []): string | null {
+    const host = this.hosts[to] as Host;
+    if (!this.receivable[to])
+      return `${host.id} cannot receive (${host.state}${host.stale ? ', stale' : ''})`;
+    const from = this.vmHost[v] ?? 0;
+    if (from === to) return 'already there';
+    if (!this.fits(v, to)) return `${host.id} lacks room`;
+    const vm = this.vms[v] as Vm;
+    const src = this.hosts[from] as Host;
+    if (host.cpuModel != null) {
+      const need = vm.cpuModel ?? src.cpuModel;
+      if (need != null && host.cpuModel !== need && host.cpuModel !== src.cpuModel)
+        return `${host.id} CPU model ${host.cpuModel} is not ${need}`;
+    }
+    const fx = this.effects[v];
+    if (fx) {
+      for (const sel of fx.avoid) if (hostMatches(sel, host)) return `rule avoids ${host.id}`;
+      for (const g of fx.antiAffinity) {
+        if ((this.anti.get(g)?.get(to) ?? 0) > 0) return `anti-affinity group ${g} already on ${host.id}`;
+      }
+      for (const g of fx.affinity) {
+        const perHost = this.aff.get(g);
+        const here = perHost?.get(to) ?? 0;
+        if (here > 0) continue;
+        // Moving away from the rest of the group is only allowed when the whole group moves together.
+        const elsewhere = [...(perHost?.entries() ?? [])].reduce((n, [h, c]) => n + (h === to ? 0 : c), 0);
+        const movingTogether = gang.filter((x) => this.effects[x]?.affinity.includes(g)).length;
+        if (elsewhere > Math.max(1, movingTogether)) return `affinity group ${g} is not on ${host.id}`;
+      }
+    }
+    return null;
+  }
+
+  /** 1 when a prefer-hosts rule of VM v matches host h, else 0. */
+  preferred(v: number, h: number): number {
+    const fx = this.effects[v];
+    if (!fx || fx.prefer.length === 0) return 0;
+    const host = this.hosts[h] as Host;
+    return fx.prefer.some((s) => hostMatches(s, host)) ? 1 : 0;
+  }
+
+  /** Anti-affinity groups: group -> hosts with their member counts (read-only view, for checks and tests). */
+  antiAffinityCounts(): ReadonlyMap<string, ReadonlyMap<number, number>> {
+    return this.anti;
+  }
+}
+
+function bump(m: Map<string, Map<number, number>>, g: string, h: number, d: number): void {
+  let per = m.get(g);
+  if (!per) {
+    per = new Map();
+    m.set(g, per);
+  }
+  const n = (per.get(h) ?? 0) + d;
+  if (n <= 0) per.delete(h);
+  else per.set(h, n);
+}
+
+function round1(n: number): number {
+  return Math.round(n * 10) / 10;
+}

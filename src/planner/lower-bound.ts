@@ -1,0 +1,162 @@
+// A lower bound on the moves any planner needs to bring one utilisation dimension within a target spread,
+// and the band position that attains it. For a band [lo, lo + width] (in percent): each host above it must
+// lose at least its fewest VMs whose loads (largest first) cover its excess, and each host below it must gain
+// at least the fewest of the cluster's largest VMs that cover its deficit; moves >= max(leaving, arriving).
+// The bound is the smallest such value over all band positions. Leaving never grows and arriving never
+// shrinks as the band rises, so the best position is found by bisection.
+
+export interface DimensionLoads {
+  /** Load per host (any unit) and what 100 % of the host is in that unit. */
+  loads: ArrayLike<number>;
+  caps: ArrayLike<number>;
+  /** Per VM: its host's index and its load. */
+  vmHost: ArrayLike<number>;
+  vmLoad: ArrayLike<number>;
+  /** Hosts that count (others, and their VMs, are ignored). */
+  include?: ArrayLike<number>;
+}
+
+export interface BandBound {
+  moves: number;
+  /** Lower edge of the best band, percent: the middle of the range of edges that attain the bound. */
+  lo: number;
+  loRange: [number, number];
+}
+
+const EPS = 1e-9;
+
+/** Smallest k >= 1 with prefix[start + k - 1] >= need; Infinity when even all do not cover it. */
+function fewest(prefix: Float64Array, start: number, end: number, need: number): number {
+  if (end <= start || (prefix[end - 1] ?? 0) < need - EPS) return Infinity;
+  let lo = start;
+  let hi = end - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((prefix[mid] ?? 0) >= need - EPS) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo - start + 1;
+}
+
+/** `tolerancePct`: how finely the band position is searched (the bound is exact up to steps narrower). */
+export function bandLowerBound(dim: DimensionLoads, widthPct: number, tolerancePct = 1e-7): BandBound {
+  const H = dim.loads.length;
+  const V = dim.vmLoad.length;
+  // Monomorphic typed copies keep the hot loops below fast whatever array types the caller has.
+  const inc = new Uint8Array(H);
+  for (let h = 0; h < H; h += 1) inc[h] = !dim.include || dim.include[h] ? 1 : 0;
+  const vmHost = Int32Array.from(dim.vmHost);
+  const vmLoad = Float64Array.from(dim.vmLoad);
+  // Per-host VM loads, largest first, as prefix sums in one flat array (CSR by host).
+  const start = new Int32Array(H + 1);
+  let counted = 0;
+  for (let v = 0; v < V; v += 1) {
+    const h = vmHost[v]!;
+    if (h >= 0 && h < H && inc[h]) {
+      start[h + 1]! += 1;
+      counted += 1;
+    }
+  }
+  for (let h = 0; h < H; h += 1) start[h + 1]! += start[h]!;
+  const fill = start.slice(0, H);
+  const flat = new Float64Array(counted);
+  const global = new Float64Array(counted);
+  let k = 0;
+  for (let v = 0; v < V; v += 1) {
+    const h = vmHost[v]!;
+    if (h >= 0 && h < H && inc[h]) {
+      flat[fill[h]!++] = -vmLoad[v]!;
+      global[k++] = -vmLoad[v]!;
+    }
+  }
+  for (let h = 0; h < H; h += 1) {
+    const a = start[h]!;
+    const b = start[h + 1]!;
+    // Insertion sort: hosts hold a few dozen VMs at most, where this beats a typed-array sort of a view.
+    for (let i = a + 1; i < b; i += 1) {
+      const x = flat[i]!;
+      let j = i - 1;
+      while (j >= a && flat[j]! > x) {
+        flat[j + 1] = flat[j]!;
+        j -= 1;
+      }
+      flat[j + 1] = x;
+    }
+    let s = 0;
+    for (let i = a; i < b; i += 1) flat[i] = s -= flat[i]!;
+  }
+  global.sort();
+  {
+    let s = 0;
+    for (let i = 0; i < global.length; i += 1) global[i] = s -= global[i]!;
+  }
+  const hosts: number[] = [];
+  for (let h = 0; h < H; h += 1) if (inc[h]) hosts.push(h);
+  const n = hosts.length;
+  if (n === 0) return { moves: 0, lo: 0, loRange: [0, 0] };
+  const util = new Float64Array(n);
+  const cap = new Float64Array(n);
+  const from = new Int32Array(n);
+  const to = new Int32Array(n);
+  let uMin = Infinity;
+  let uMax = -Infinity;
+  for (let i = 0; i < n; i += 1) {
+    const h = hosts[i]!;
+    cap[i] = dim.caps[h] ?? 1;
+    const u = ((dim.loads[h] ?? 0) / cap[i]!) * 100;
+    util[i] = u;
+    from[i] = start[h]!;
+    to[i] = start[h + 1]!;
+    if (u < uMin) uMin = u;
+    if (u > uMax) uMax = u;
+  }
+  const G = global.length;
+  let outCount = 0;
+  let inCount = 0;
+  const counts = (lo: number): void => {
+    let out = 0;
+    let inn = 0;
+    const hi = lo + widthPct + EPS;
+    const low = lo - EPS;
+    for (let i = 0; i < n; i += 1) {
+      const u = util[i]!;
+      if (u > hi) out += fewest(flat, from[i]!, to[i]!, ((u - lo - widthPct) / 100) * cap[i]!);
+      else if (u < low) inn += fewest(global, 0, G, ((lo - u) / 100) * cap[i]!);
+    }
+    outCount = out;
+    inCount = inn;
+  };
+  let a = uMin - widthPct;
+  let b = uMax;
+  // Invariant: out(a) >= in(a) (a band below everything has nothing arriving), out(b) <= in(b).
+  for (let i = 0; i < 80 && b - a > tolerancePct; i += 1) {
+    const m = (a + b) / 2;
+    counts(m);
+    if (outCount >= inCount) a = m;
+    else b = m;
+  }
+  counts(a);
+  const va = Math.max(outCount, inCount);
+  counts(b);
+  const vb = Math.max(outCount, inCount);
+  const best = Math.min(va, vb);
+  // Every band from l1 (where leaving first drops to the best count) to l2 (where arriving last stays
+  // within it) needs no more than the best count; the middle of that range leaves the most slack.
+  let l1 = uMin - widthPct;
+  let r1 = va <= vb ? a : b;
+  for (let i = 0; i < 80 && r1 - l1 > tolerancePct; i += 1) {
+    const m = (l1 + r1) / 2;
+    counts(m);
+    if (outCount <= best) r1 = m;
+    else l1 = m;
+  }
+  let l2 = va <= vb ? a : b;
+  let r2 = uMax;
+  for (let i = 0; i < 80 && r2 - l2 > tolerancePct; i += 1) {
+    const m = (l2 + r2) / 2;
+    counts(m);
+    if (inCount <= best) l2 = m;
+    else r2 = m;
+  }
+  return { moves: best, lo: (r1 + l2) / 2, loRange: [r1, l2] };
+}

@@ -1,0 +1,139 @@
+// `drain`: empty the hosts put in maintenance. Running VMs go by live (or block) migration, shut-off VMs by
+// offline migration of their definition. Placement is first-fit-decreasing by memory onto the host left with
+// the most headroom; VMs of an affinity group on the drained host travel together. If any VM cannot leave,
+// the plan lists which and why and (unless partial drains are allowed) moves nothing.
+import type { Skip, Step } from '../../../domain/plan.js';
+import type { ClusterModel } from '../../constraints/cluster-model.js';
+import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
+import { DrainArgsSchema, type DrainArgs } from './drain-args.js';
+
+/** The hosts a drain empties: the ones named, else those in maintenance. */
+export function drainHostIds(m: ClusterModel, args: DrainArgs): string[] {
+  return args.hosts ?? m.hosts.filter((h) => h.state === 'maintenance').map((h) => h.id);
+}
+
+function units(m: ClusterModel, vms: number[]): number[][] {
+  const byGroup = new Map<string, number[]>();
+  const out: number[][] = [];
+  for (const v of vms) {
+    const g = m.effects[v]?.affinity[0];
+    if (g === undefined) {
+      out.push([v]);
+      continue;
+    }
+    const key = `${m.vmHost[v]}:${g}`;
+    const list = byGroup.get(key);
+    if (list) list.push(v);
+    else {
+      const fresh = [v];
+      byGroup.set(key, fresh);
+      out.push(fresh);
+    }
+  }
+  return out;
+}
+
+function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
+  const m = ctx.model;
+  const ids = drainHostIds(m, args);
+  const unknown = ids.filter((id) => !m.hostIndex.has(id));
+  if (unknown.length > 0)
+    return { steps: [], skipped: [], note: `unknown host(s) to drain: ${unknown.join(', ')}` };
+  if (ids.length === 0) return { steps: [], skipped: [], note: 'no host to drain (none is in maintenance)' };
+  const drained = ids.map((id) => m.hostIndex.get(id) ?? 0);
+  const steps: Step[] = [];
+  const blockers: Skip[] = [];
+  const all: number[] = drained.flatMap((h) => [...(m.hostVms[h] ?? [])]);
+  const movable: number[] = [];
+  for (const v of all) {
+    const why = m.immovable(v, 'drain');
+    if (why !== null) blockers.push({ vm: m.vms[v]?.id ?? '', why: `cannot leave: ${why}` });
+    else movable.push(v);
+  }
+  const mem = (u: number[]) => u.reduce((s, v) => s + (m.vms[v]?.memMiB ?? 0), 0);
+  const list = units(m, movable).sort((a, b) => mem(b) - mem(a));
+  for (const unit of list) {
+    const from = m.vmHost[unit[0] ?? 0] ?? 0;
+    // A VM that cannot converge even with the link to itself cannot go anywhere.
+    const stuck = unit.map((v) => m.forecast(v, from)).find((f) => !f.prediction.converges);
+    if (stuck) {
+      for (const v of unit)
+        blockers.push({
+          vm: m.vms[v]?.id ?? '',
+          why: `cannot leave: ${stuck.reason ?? 'predicted not to converge'}`,
+        });
+      continue;
+    }
+    const cpu = unit.reduce((s, v) => s + (m.vmCpu[v] ?? 0), 0);
+    const memLoad = unit.reduce((s, v) => s + (m.vmMem[v] ?? 0), 0);
+    let best = -1;
+    let bestPref = -1;
+    let bestHead = -Infinity;
+    let problem = 'no active host has room';
+    for (let t = 0; t < m.hostCount; t += 1) {
+      if (!m.receivable[t]) continue;
+      const host = m.hosts[t];
+      if (!host) continue;
+      if ((m.memLoad[t] ?? 0) + memLoad > (m.memLimit[t] ?? 0) + 1e-9) continue;
+      if ((m.cpuLoad[t] ?? 0) + cpu > (m.cpuLimit[t] ?? 0) + 1e-9) continue;
+      const head = Math.min(
+        1 - ((m.cpuLoad[t] ?? 0) + cpu) / (m.cpuLimit[t] || 1),
+        1 - ((m.memLoad[t] ?? 0) + memLoad) / (m.memLimit[t] || 1),
+      );
+      const pref = m.preferred(unit[0] ?? 0, t);
+      if (pref < bestPref || (pref === bestPref && head <= bestHead)) continue;
+      let bad: string | null = null;
+      for (const v of unit) {
+        bad = m.placementProblem(v, t, unit);
+        if (bad === null) {
+          const f = m.forecast(v, t);
+          if (!f.prediction.converges) bad = f.reason ?? 'predicted not to converge';
+        }
+        if (bad !== null) break;
+      }
+      if (bad !== null) {
+        problem = bad;
+        continue;
+      }
+      best = t;
+      bestPref = pref;
+      bestHead = head;
+    }
+    if (best < 0) {
+      for (const v of unit) blockers.push({ vm: m.vms[v]?.id ?? '', why: `cannot leave: ${problem}` });
+      continue;
+    }
+    const src = m.hosts[from];
+    const dst = m.hosts[best];
+    for (const v of unit) {
+      const why =
+        `${src?.id ?? ''} is being drained (${src?.state ?? ''}); ${dst?.id ?? ''} has the most headroom ` +
+        `(cpu ${pct(m.cpuPct(best))}, mem ${pct(m.memPct(best))} before)` +
+        (unit.length > 1 ? `; moves with its affinity group` : '');
+      steps.push(makeStep(m, v, best, why));
+      m.move(v, best);
+    }
+  }
+  if (blockers.length > 0 && !args.allowPartial) {
+    return {
+      steps: [],
+      skipped: blockers,
+      note:
+        `drain of ${ids.join(', ')} cannot complete: ${blockers.length} of ${all.length} VMs cannot leave; ` +
+        'nothing moved',
+    };
+  }
+  const result: StrategyResult = { steps, skipped: blockers };
+  if (blockers.length > 0)
+    result.note = `partial drain: ${blockers.length} of ${all.length} VMs cannot leave ${ids.join(', ')}`;
+  else if (steps.length === 0) result.note = `${ids.join(', ')} already empty`;
+  return result;
+}
+
+export const drainStrategy: Strategy<DrainArgs> = {
+  name: 'drain',
+  reason: 'drain',
+  description: 'empty the hosts in maintenance, after checking that every VM can leave',
+  argsSchema: DrainArgsSchema,
+  plan: planDrainSteps,
+};
