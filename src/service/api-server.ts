@@ -45,6 +45,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   body_too_large: 413,
   unsupported_media_type: 415,
   shutting_down: 503,
+  snapshot_stale: 409,
 };
 
 class HttpError extends DroverError {
@@ -154,6 +155,8 @@ export function buildApi(options: ApiServerOptions) {
     forceCloseConnections: 'idle',
   });
   const { ops } = options;
+  // JSON only: other bodies get 415 rather than reaching a route as a string.
+  app.removeContentTypeParser('text/plain');
 
   function callerOf(request: FastifyRequest): string {
     return (request as FastifyRequest & { droverCaller?: string }).droverCaller ?? 'anonymous';
@@ -180,6 +183,8 @@ export function buildApi(options: ApiServerOptions) {
   app.addHook('onRequest', (request, _reply, done) => {
     const path = request.url.split('?')[0] ?? '';
     try {
+      if (options.draining?.() && request.method !== 'GET' && request.method !== 'HEAD')
+        throw new HttpError('shutting_down', 'this drover process is shutting down; send changes to another');
       if (path.startsWith('/v1/') || path === '/v1') {
         authorize(request, request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'admin');
       } else if (path === '/metrics' && options.metricsAuth) {

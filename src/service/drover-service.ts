@@ -1,0 +1,460 @@
+// The daemon's operations, composed from the collector's stores, the planner, the executor and the plan
+// store. The HTTP API and the scheduled runs both go through here. Built by the composition root (main.ts).
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Clock } from '../domain/clock.js';
+import { DroverError, errorMessage } from '../domain/errors.js';
+import type { Plan, PlanReason } from '../domain/plan.js';
+import type { Policy } from '../domain/policy.js';
+import type { Host, Snapshot } from '../domain/snapshot.js';
+import type { HostStateStore } from '../collector/host-state-store.js';
+import type { SnapshotStore } from '../collector/snapshot-store.js';
+import { executionPolicyFromPolicy } from '../executor/executor-options.js';
+import type { Executor, MigrationStatus } from '../executor/executor.js';
+import type { HistoryStore } from '../executor/history-store.js';
+import type { DroverMetrics } from '../metrics/metrics.js';
+import { planDrain, planRebalance } from '../planner/index.js';
+import type { AutomationLevel } from './config.js';
+import type { LeaderElection } from './leader-election.js';
+import type {
+  ClusterView,
+  CreatedPlan,
+  HostView,
+  MigrationView,
+  Operations,
+  ReadyView,
+} from './operations.js';
+import {
+  FINAL_PLAN_STATUSES,
+  PlanConflict,
+  initialStatus,
+  planExpired,
+  type PlanRecord,
+  type PlanStatus,
+  type PlanStore,
+} from './plan-store.js';
+
+export interface DroverServiceDeps {
+  instance: string;
+  redis: Redis;
+  clock: Clock;
+  snapshots: SnapshotStore;
+  hostStates: HostStateStore;
+  plans: PlanStore;
+  executor: Executor;
+  history?: HistoryStore;
+  election: LeaderElection;
+  policy: () => Policy;
+  automation: { level: AutomationLevel; planMaxAgeS: number };
+  metrics?: DroverMetrics;
+  log?: Logger;
+}
+
+const WAITING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
+const FINISHED_STATES = new Set(['completed', 'failed']);
+
+function notFound(what: string): DroverError {
+  return new DroverError('not_found', what);
+}
+
+function memPct(host: Host): number | null {
+  if (host.memUsedMiB === null) return null;
+  return Math.round((host.memUsedMiB / host.memMiB) * 1000) / 10;
+}
+
+/** A job's end state in drover's words (completed / aborted / failed / skipped / stuck), or its queue state. */
+function migrationState(status: MigrationStatus): string {
+  if (status.state === 'completed' && status.result) return status.result.status;
+  return status.state === 'active' ? 'running' : status.state;
+}
+
+export class DroverService implements Operations {
+  constructor(private readonly deps: DroverServiceDeps) {}
+
+  // ------------------------------------------------------------------------------------------ reading
+
+  async latestSnapshot(): Promise<Snapshot | null> {
+    return this.deps.snapshots.readLatest();
+  }
+
+  private async requireSnapshot(): Promise<Snapshot> {
+    const snapshot = await this.latestSnapshot();
+    if (!snapshot) throw new DroverError('no_snapshot', 'no snapshot has been taken yet; try again shortly');
+    return snapshot;
+  }
+
+  private snapshotAgeS(snapshot: Snapshot): number {
+    return Math.max(0, (this.deps.clock.now() - Date.parse(snapshot.takenAt)) / 1000);
+  }
+
+  async listHosts(): Promise<HostView[]> {
+    const snapshot = await this.latestSnapshot();
+    if (!snapshot) return [];
+    const states = await this.deps.hostStates.all();
+    const vmsPerHost = new Map<string, number>();
+    for (const vm of snapshot.vms) vmsPerHost.set(vm.host, (vmsPerHost.get(vm.host) ?? 0) + 1);
+    return snapshot.hosts.map((h) => ({
+      id: h.id,
+      // drover's own state as set now (drain/activate) wins over the snapshot's, which may be older.
+      state: h.state === 'down' ? 'down' : (states[h.id] ?? 'active'),
+      stale: h.stale ?? false,
+      cpus: h.cpus,
+      memMiB: h.memMiB,
+      cpuPct: h.cpuPct,
+      memUsedMiB: h.memUsedMiB,
+      memPct: memPct(h),
+      vms: vmsPerHost.get(h.id) ?? 0,
+      labels: h.labels ?? {},
+    }));
+  }
+
+  async getHost(id: string): Promise<HostView> {
+    const host = (await this.listHosts()).find((h) => h.id === id);
+    if (!host) throw notFound(`no host ${id} in the latest snapshot`);
+    return host;
+  }
+
+  async listMigrations(): Promise<MigrationView[]> {
+    const [jobs, snapshot] = await Promise.all([this.deps.executor.list(), this.latestSnapshot()]);
+    const names = new Map((snapshot?.vms ?? []).map((v) => [v.id, v.name]));
+    const views = jobs.map((j): MigrationView => {
+      const p = j.progress;
+      const report = j.result && 'report' in j.result ? j.result.report : null;
+      const eta =
+        p && p.bandwidthMiBps && p.bandwidthMiBps > 0
+          ? Math.round((p.remainingMiB / p.bandwidthMiBps) * 10) / 10
+          : null;
+      const totalMiB = p && p.percent > 0 && p.percent < 100 ? p.remainingMiB / (1 - p.percent / 100) : null;
+      return {
+        vm: j.vmId,
+        vmName: names.get(j.vmId) ?? null,
+        from: j.from,
+        to: j.to,
+        kind: j.kind as MigrationView['kind'],
+        planId: j.planId,
+        state: migrationState(j),
+        startedAt: null,
+        elapsedS: report ? report.durationS : (p?.elapsedS ?? null),
+        totalMiB: totalMiB === null ? null : Math.round(totalMiB),
+        remainingMiB: p ? Math.round(p.remainingMiB) : null,
+        iteration: p?.iteration ?? null,
+        bandwidthMiBps: p?.bandwidthMiBps ?? null,
+        etaS: eta,
+      };
+    });
+    // Running first, then waiting, then finished.
+    const rank = (s: string) => (s === 'running' ? 0 : WAITING_STATES.has(s) ? 1 : 2);
+    return views.sort((a, b) => rank(a.state) - rank(b.state) || a.vm.localeCompare(b.vm));
+  }
+
+  async getMigration(vm: string): Promise<MigrationView> {
+    const found = (await this.listMigrations()).find((m) => m.vm === vm || m.vmName === vm);
+    if (!found) throw notFound(`no migration of ${vm}`);
+    return found;
+  }
+
+  async cluster(): Promise<ClusterView> {
+    const [snapshot, hosts, migrations, leader, pending] = await Promise.all([
+      this.latestSnapshot(),
+      this.listHosts(),
+      this.listMigrations(),
+      this.deps.election.leader(),
+      this.deps.plans.list({ status: 'pending' }),
+    ]);
+    return {
+      instance: this.deps.instance,
+      leader: leader ? { instance: leader.instance, token: leader.token } : null,
+      automation: this.deps.automation.level,
+      snapshotTakenAt: snapshot?.takenAt ?? null,
+      snapshotAgeS: snapshot ? Math.round(this.snapshotAgeS(snapshot) * 10) / 10 : null,
+      spread: snapshot ? spreadOf(snapshot) : null,
+      hosts,
+      migrations: migrations.filter(
+        (m) => !FINISHED_STATES.has(m.state) && m.state !== 'aborted' && m.state !== 'skipped',
+      ),
+      pendingPlans: pending.length,
+    };
+  }
+
+  async ready(): Promise<ReadyView> {
+    const checks: ReadyView['checks'] = {};
+    try {
+      await this.deps.redis.ping();
+      checks.redis = { ok: true, detail: 'ping answered' };
+    } catch (err) {
+      checks.redis = { ok: false, detail: errorMessage(err) };
+    }
+    if (checks.redis.ok) {
+      try {
+        const snapshot = await this.latestSnapshot();
+        const age = snapshot ? this.snapshotAgeS(snapshot) : null;
+        const ok = age !== null && age <= this.deps.automation.planMaxAgeS;
+        checks.snapshot = {
+          ok,
+          detail: age === null ? 'no snapshot yet' : `newest snapshot is ${Math.round(age)} s old`,
+        };
+      } catch (err) {
+        checks.snapshot = { ok: false, detail: errorMessage(err) };
+      }
+    }
+    return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  async listPlans(filter: {
+    status?: PlanStatus | undefined;
+    limit?: number | undefined;
+  }): Promise<PlanRecord[]> {
+    return this.deps.plans.list({
+      ...(filter.status !== undefined ? { status: filter.status } : {}),
+      limit: filter.limit ?? 50,
+    });
+  }
+
+  async getPlan(id: string): Promise<PlanRecord> {
+    return this.deps.plans.require(id);
+  }
+
+  // ------------------------------------------------------------------------------------------ planning
+
+  /** Makes a plan from the latest snapshot (no side effects). */
+  async computePlan(reason: PlanReason, host?: string): Promise<Plan> {
+    const snapshot = await this.requireSnapshot();
+    const age = this.snapshotAgeS(snapshot);
+    if (age > this.deps.automation.planMaxAgeS) {
+      throw new DroverError(
+        'snapshot_stale',
+        `the newest snapshot is ${Math.round(age)} s old (automation.planMaxAgeS is ${this.deps.automation.planMaxAgeS})`,
+      );
+    }
+    const policy = this.deps.policy();
+    const now = this.deps.clock.now();
+    const vmIds = snapshot.vms.map((v) => v.id);
+    const history = this.deps.history ? await this.deps.history.getMany(vmIds) : undefined;
+    const opts = { now, history };
+    if (reason === 'drain') {
+      if (host === undefined) throw new DroverError('invalid_input', 'a drain needs a host');
+      if (!snapshot.hosts.some((h) => h.id === host))
+        throw notFound(`no host ${host} in the latest snapshot`);
+      // The drained host is in maintenance from now on, whatever the snapshot (taken before) says.
+      const drained: Snapshot = {
+        ...snapshot,
+        hosts: snapshot.hosts.map((h) => (h.id === host ? { ...h, state: 'maintenance' } : h)),
+      };
+      return planDrain(drained, policy, [host], opts);
+    }
+    return planRebalance(snapshot, policy, opts);
+  }
+
+  async createPlan(
+    request: { reason: PlanReason; host?: string; dryRun: boolean },
+    by: string,
+  ): Promise<CreatedPlan> {
+    const plan = await this.computePlan(request.reason, request.host);
+    if (request.dryRun) return { record: null, plan };
+    if (request.reason === 'drain' && request.host !== undefined)
+      await this.deps.hostStates.set(request.host, 'maintenance');
+    const record = await this.store(plan, by, null, request.host);
+    return { record, plan };
+  }
+
+  /**
+   * Stores a plan in the status its automation level gives it and starts it when approved. `fenced` plans
+   * (the leader's scheduled ones) are stored only while this process still leads.
+   */
+  async store(plan: Plan, by: string, fenced: 'fenced' | null, host?: string): Promise<PlanRecord> {
+    const fence = fenced ? this.deps.election.fence() : null;
+    if (fenced && !fence)
+      throw new DroverError('not_leader', 'lost the leader lease before storing the plan');
+    const status = initialStatus(plan.reason, this.deps.automation.level);
+    let record = await this.deps.plans.create(
+      plan,
+      {
+        status,
+        createdBy: by,
+        automation: this.deps.automation.level,
+        ...(host !== undefined ? { host } : {}),
+      },
+      fence,
+    );
+    this.deps.metrics?.plans.inc({
+      reason: plan.reason,
+      outcome: status === 'approved' ? 'auto_approved' : 'pending',
+    });
+    this.deps.log?.info(
+      { module: 'service', planId: plan.id, reason: plan.reason, steps: plan.steps.length, status, by },
+      'plan stored',
+    );
+    if (status === 'approved') record = await this.start(record, by);
+    return record;
+  }
+
+  /** Hands an approved plan to the executor. */
+  private async start(record: PlanRecord, by: string): Promise<PlanRecord> {
+    const { plan } = record;
+    if (plan.steps.length === 0) {
+      await this.deps.plans.transition(plan.id, 'running', by);
+      return this.deps.plans.transition(plan.id, 'completed', by, plan.note ?? 'no moves');
+    }
+    const running = await this.deps.plans.transition(plan.id, 'running', by);
+    try {
+      const result = await this.deps.executor.enqueuePlan(
+        plan,
+        executionPolicyFromPolicy(this.deps.policy()),
+      );
+      this.deps.log?.info(
+        {
+          module: 'service',
+          planId: plan.id,
+          enqueued: result.enqueued.length,
+          alreadyQueued: result.alreadyQueued,
+        },
+        'plan handed to the executor',
+      );
+    } catch (err) {
+      await this.deps.plans.transition(plan.id, 'failed', by, `could not enqueue: ${errorMessage(err)}`);
+      throw err;
+    }
+    return running;
+  }
+
+  async approvePlan(id: string, by: string, note?: string): Promise<PlanRecord> {
+    const record = await this.deps.plans.require(id);
+    if (
+      record.status === 'pending' &&
+      planExpired(record.plan, this.deps.clock.now(), this.deps.automation.planMaxAgeS)
+    ) {
+      await this.deps.plans.transition(id, 'expired', by, 'snapshot too old at approval');
+      this.deps.metrics?.plans.inc({ reason: record.plan.reason, outcome: 'expired' });
+      throw new DroverError(
+        'plan_expired',
+        `plan ${id} was made from a snapshot older than ${this.deps.automation.planMaxAgeS} s; make a new one`,
+      );
+    }
+    const approved = await this.deps.plans.transition(id, 'approved', by, note);
+    this.deps.metrics?.plans.inc({ reason: record.plan.reason, outcome: 'approved' });
+    return this.start(approved, by);
+  }
+
+  async cancelPlan(id: string, by: string, note?: string): Promise<PlanRecord> {
+    const record = await this.deps.plans.transition(id, 'cancelled', by, note);
+    this.deps.metrics?.plans.inc({ reason: record.plan.reason, outcome: 'cancelled' });
+    // Steps not started yet are withdrawn; running migrations finish (abort them one by one if needed).
+    const jobs = await this.deps.executor.list();
+    for (const job of jobs) {
+      if (job.planId === id && WAITING_STATES.has(job.state)) await this.deps.executor.abortVm(job.vmId);
+    }
+    return record;
+  }
+
+  // ------------------------------------------------------------------------------------------ hosts
+
+  async drainHost(id: string, dryRun: boolean, by: string): Promise<CreatedPlan> {
+    return this.createPlan({ reason: 'drain', host: id, dryRun }, by);
+  }
+
+  async activateHost(id: string, by: string): Promise<HostView> {
+    const host = await this.getHost(id);
+    await this.deps.hostStates.set(id, 'active');
+    this.deps.metrics?.drainRemainingVms.remove({ host: id });
+    this.deps.log?.info({ module: 'service', host: id, by }, 'host activated');
+    return { ...host, state: host.state === 'down' ? 'down' : 'active' };
+  }
+
+  // ------------------------------------------------------------------------------------------ migrations
+
+  async abortMigration(vm: string, by: string): Promise<MigrationView> {
+    const current = await this.getMigration(vm);
+    const outcome = await this.deps.executor.abortVm(current.vm);
+    if (outcome === 'none')
+      throw new DroverError('conflict', `the migration of ${vm} is ${current.state}; nothing to abort`);
+    this.deps.log?.info({ module: 'service', vm: current.vm, by, outcome }, 'migration abort requested');
+    return { ...current, state: outcome === 'removed' ? 'removed' : 'aborting' };
+  }
+
+  // ------------------------------------------------------------------------------------------ upkeep
+
+  /**
+   * The leader's scheduled rebalance: plan from the latest snapshot and store it (fenced). Returns what was
+   * decided, for the schedule's log line.
+   */
+  async scheduledRebalance(): Promise<{ planId: string | null; steps: number; status: string }> {
+    // A rebalance waits while a plan is still running or pending, so plans never pile up.
+    const open = await this.deps.plans.list({ limit: 20 });
+    const busy = open.find(
+      (r) => r.status === 'running' || r.status === 'pending' || r.status === 'approved',
+    );
+    if (busy) return { planId: busy.plan.id, steps: 0, status: `waiting for ${busy.status} plan` };
+    const plan = await this.computePlan('rebalance');
+    if (plan.steps.length === 0) {
+      this.deps.metrics?.plans.inc({ reason: 'rebalance', outcome: 'no_moves' });
+      return { planId: null, steps: 0, status: plan.note ?? 'balanced' };
+    }
+    const record = await this.store(plan, 'schedule', 'fenced');
+    return { planId: plan.id, steps: plan.steps.length, status: record.status };
+  }
+
+  /**
+   * Plan upkeep: expires pending plans whose snapshot got too old, closes running plans whose jobs all
+   * finished, and updates the drain gauges. Runs on the leader.
+   */
+  async trackPlans(): Promise<{ expired: number; finished: number }> {
+    const now = this.deps.clock.now();
+    let expired = 0;
+    let finished = 0;
+    const records = await this.deps.plans.list({ limit: 200 });
+    const jobs = records.some((r) => r.status === 'running') ? await this.deps.executor.list() : [];
+    for (const record of records) {
+      if (FINAL_PLAN_STATUSES.includes(record.status)) continue;
+      const { plan } = record;
+      try {
+        if (record.status === 'pending' && planExpired(plan, now, this.deps.automation.planMaxAgeS)) {
+          await this.deps.plans.transition(plan.id, 'expired', 'schedule', 'snapshot too old');
+          this.deps.metrics?.plans.inc({ reason: plan.reason, outcome: 'expired' });
+          expired++;
+        } else if (record.status === 'running') {
+          const mine = jobs.filter((j) => j.planId === plan.id);
+          const done = plan.steps.every((s) =>
+            mine.some((j) => j.vmId === s.vm && FINISHED_STATES.has(j.state)),
+          );
+          const vanished = plan.steps.every((s) => !mine.some((j) => j.vmId === s.vm));
+          if (done || vanished) {
+            const results = mine.map(migrationState);
+            const count = (r: string) => results.filter((x) => x === r).length;
+            const note = `${count('completed')} completed, ${count('aborted')} aborted, ${count('failed') + count('stuck')} failed, ${count('skipped')} skipped`;
+            const failed = count('failed') + count('stuck') > 0;
+            await this.deps.plans.transition(plan.id, failed ? 'failed' : 'completed', 'schedule', note);
+            this.deps.metrics?.plans.inc({ reason: plan.reason, outcome: failed ? 'failed' : 'completed' });
+            finished++;
+          }
+        }
+      } catch (err) {
+        // Another process changed the plan first: its change stands.
+        if (!(err instanceof PlanConflict)) throw err;
+      }
+    }
+    await this.updateDrainGauges();
+    return { expired, finished };
+  }
+
+  private async updateDrainGauges(): Promise<void> {
+    const metrics = this.deps.metrics;
+    if (!metrics) return;
+    const [snapshot, states] = await Promise.all([this.latestSnapshot(), this.deps.hostStates.all()]);
+    if (!snapshot) return;
+    metrics.drainRemainingVms.reset();
+    for (const [host, state] of Object.entries(states)) {
+      if (state !== 'maintenance') continue;
+      metrics.drainRemainingVms.set({ host }, snapshot.vms.filter((v) => v.host === host).length);
+    }
+  }
+}
+
+/** Max minus min host utilisation over active hosts that reported. */
+export function spreadOf(snapshot: Snapshot): { cpuSpreadPct: number; memSpreadPct: number } {
+  const active = snapshot.hosts.filter((h) => h.state === 'active' && !h.stale);
+  const cpu = active.flatMap((h) => (h.cpuPct === null ? [] : [h.cpuPct]));
+  const mem = active.flatMap((h) => (h.memUsedMiB === null ? [] : [(h.memUsedMiB / h.memMiB) * 100]));
+  const spread = (xs: number[]) =>
+    xs.length < 2 ? 0 : Math.round((Math.max(...xs) - Math.min(...xs)) * 10) / 10;
+  return { cpuSpreadPct: spread(cpu), memSpreadPct: spread(mem) };
+}

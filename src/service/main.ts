@@ -1,0 +1,272 @@
+// The composition root: config → logger → metrics → Redis → hypervisor → policy → stores → collector →
+// executor → leader election → operations → HTTP API → schedules. The only place that says `new` for
+// services; everything else receives what it needs.
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Collector } from '../collector/collector.js';
+import { HostStateStore } from '../collector/host-state-store.js';
+import { SnapshotStore } from '../collector/snapshot-store.js';
+import type { Clock } from '../domain/clock.js';
+import { errorMessage } from '../domain/errors.js';
+import { Executor } from '../executor/executor.js';
+import { HistoryStore } from '../executor/history-store.js';
+import { ScaledClock, SystemClock } from '../hypervisor/clock.js';
+import type { Hypervisor } from '../hypervisor/hypervisor.js';
+import { LibvirtHypervisor } from '../hypervisor/libvirt/libvirt-hypervisor.js';
+import { SimHypervisor } from '../hypervisor/sim/sim-hypervisor.js';
+import { generateCluster, parseClusterSpec, type ClusterSpec } from '../hypervisor/sim/cluster-spec.js';
+import { createMetrics, type DroverMetrics } from '../metrics/metrics.js';
+import { loadPolicy } from '../planner/load-policy.js';
+import { buildApi, listen, type ApiApp } from './api-server.js';
+import { parseYaml, type Config, type HypervisorConfig, type LoadedConfig } from './config.js';
+import { DroverService } from './drover-service.js';
+import { LeaderElection } from './leader-election.js';
+import { PlanStore } from './plan-store.js';
+import { PolicyReloader, type ReloadOutcome } from './policy-reloader.js';
+import { openRedis, type RedisConnection } from './redis-connection.js';
+import { Schedules } from './schedules.js';
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Default: pino JSON to stdout at the config's log level. */
+  logger?: Logger;
+}
+
+export interface RunningService {
+  readonly config: Config;
+  readonly instance: string;
+  readonly log: Logger;
+  readonly metrics: DroverMetrics;
+  readonly redis: RedisConnection;
+  readonly hypervisor: Hypervisor;
+  /** The simulator, when the hypervisor is one (tests inject faults through it). */
+  readonly sim: SimHypervisor | null;
+  readonly election: LeaderElection;
+  readonly service: DroverService;
+  readonly schedules: Schedules;
+  readonly policy: PolicyReloader;
+  /** The API's base URL, or null when the API is off. */
+  readonly apiUrl: string | null;
+  reloadPolicy(trigger: string): Promise<ReloadOutcome>;
+  /** Stops taking work, hands running migrations over (they keep running; another process adopts them), and closes. */
+  stop(reason: string): Promise<void>;
+}
+
+/** Drops undefined members (zod gives `x?: T | undefined`; exactOptionalPropertyTypes wants them absent). */
+function compact<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
+}
+
+/** Builds the configured hypervisor; the simulator's cluster comes from a spec file or is generated. */
+export async function createHypervisor(
+  config: HypervisorConfig,
+  configDir: string,
+): Promise<{ hypervisor: Hypervisor; sim: SimHypervisor | null }> {
+  if (config.kind === 'libvirt') {
+    return { hypervisor: new LibvirtHypervisor(config.hosts, config.options), sim: null };
+  }
+  let spec: ClusterSpec;
+  if (config.cluster !== undefined) {
+    const path = isAbsolute(config.cluster) ? config.cluster : resolve(configDir, config.cluster);
+    spec = parseClusterSpec(parseYaml(await readFile(path, 'utf8'), path), path);
+  } else {
+    const g = config.generate;
+    if (!g) throw new Error('unreachable: the config schema requires cluster or generate');
+    spec = generateCluster({
+      seed: config.seed,
+      hosts: g.hosts,
+      vmsPerHost: g.vmsPerHost,
+      ...(g.host ? { host: compact(g.host) } : {}),
+      ...(g.mix ? { mix: compact(g.mix) } : {}),
+      ...(g.localStorageFraction !== undefined ? { localStorageFraction: g.localStorageFraction } : {}),
+      ...(g.racks !== undefined ? { racks: g.racks } : {}),
+    });
+  }
+  const clock: Clock = config.speed === 1 ? new SystemClock() : new ScaledClock(config.speed);
+  const sim = new SimHypervisor(spec, { clock, bandwidthNoisePct: config.bandwidthNoisePct });
+  return { hypervisor: sim, sim };
+}
+
+export async function startService(
+  loaded: LoadedConfig,
+  options: StartOptions = {},
+): Promise<RunningService> {
+  const { config } = loaded;
+  const env = options.env ?? process.env;
+  const instance = config.instance ?? `${hostname()}:${process.pid}`;
+  const log = (options.logger ?? pino({ level: config.log.level })).child({ instance });
+  const metrics = createMetrics({
+    perVmSeries: config.metrics.perVmSeries,
+    processMetrics: config.metrics.processMetrics,
+  });
+  const prefix = config.redis.prefix;
+
+  const cleanups: (() => Promise<void>)[] = [];
+  const undo = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+  };
+  try {
+    const redis = await openRedis(config.redis, env);
+    cleanups.push(() => redis.close());
+    log.info({ module: 'service', redis: redis.description }, 'redis connected');
+
+    const { hypervisor, sim } = await createHypervisor(config.hypervisor, loaded.dir);
+    cleanups.push(() => hypervisor.close());
+
+    const policy = await PolicyReloader.open({
+      path: loaded.policyPath,
+      load: loadPolicy,
+      metrics,
+      log: log.child({ module: 'policy' }),
+    });
+    cleanups.push(() => Promise.resolve(policy.close()));
+
+    const snapshots = new SnapshotStore(redis.redis, prefix);
+    const hostStates = new HostStateStore(redis.redis, prefix);
+    const plans = new PlanStore(redis.redis, prefix);
+    const history = new HistoryStore(redis.redis, prefix, config.executor.history, hypervisor.clock);
+
+    const collector = new Collector(
+      { hypervisor, redis: redis.redis, metrics, logger: log, keyPrefix: prefix, memberId: instance },
+      config.collector,
+    );
+    const executor = new Executor({
+      redis: redis.redis,
+      hypervisor,
+      options: { ...config.executor, prefix },
+      history,
+      logger: log,
+      metrics,
+      isHostActive: async (hostId) => (await hostStates.get(hostId)) === 'active',
+    });
+    cleanups.push(() => executor.close());
+
+    const election = new LeaderElection({
+      redis: redis.redis,
+      prefix,
+      instance,
+      leaseMs: config.leader.leaseMs,
+      log: log.child({ module: 'leader' }),
+    });
+    metrics.leader.set(0);
+    election.on('elected', () => metrics.leader.set(1));
+    election.on('demoted', () => metrics.leader.set(0));
+
+    const service = new DroverService({
+      instance,
+      redis: redis.redis,
+      clock: hypervisor.clock,
+      snapshots,
+      hostStates,
+      plans,
+      executor,
+      history,
+      election,
+      policy: () => policy.current(),
+      automation: config.automation,
+      metrics,
+      log,
+    });
+
+    let draining = false;
+    let app: ApiApp | null = null;
+    let apiUrl: string | null = null;
+    if (config.api.enabled) {
+      app = buildApi({
+        ops: service,
+        tokens: loaded.tokens,
+        metrics,
+        log,
+        bodyLimitBytes: config.api.bodyLimitBytes,
+        metricsAuth: config.api.metricsAuth,
+        draining: () => draining,
+      });
+      const bound = await listen(app, config.api.host, config.api.port);
+      apiUrl = bound.url;
+      const started = app;
+      cleanups.push(() => started.close());
+      log.info({ module: 'api', url: apiUrl }, 'api listening');
+    }
+
+    const schedules = new Schedules({
+      metrics,
+      log: log.child({ module: 'schedules' }),
+      isLeader: () => election.isLeader(),
+    });
+    if (config.schedules.rebalance.enabled) {
+      schedules.add({
+        name: 'rebalance',
+        trigger: {
+          cron: config.schedules.rebalance.cron,
+          ...(config.schedules.rebalance.timezone ? { timezone: config.schedules.rebalance.timezone } : {}),
+        },
+        leaderOnly: true,
+        run: () => service.scheduledRebalance(),
+      });
+    }
+    schedules.add({
+      name: 'reconcile',
+      trigger: { everyMs: config.schedules.reconcile.intervalS * 1000 },
+      leaderOnly: true,
+      run: () => service.trackPlans(),
+    });
+
+    // Start the moving parts: every process collects its share and runs workers; one leads.
+    collector.start();
+    cleanups.push(() => collector.stop());
+    executor.startWorkers(1);
+    election.start();
+    cleanups.push(() => election.stop());
+    schedules.start();
+    cleanups.push(() => schedules.stop());
+    if (config.policy.watch) policy.watch();
+
+    let stopping: Promise<void> | null = null;
+    const running: RunningService = {
+      config,
+      instance,
+      log,
+      metrics,
+      redis,
+      hypervisor,
+      sim,
+      election,
+      service,
+      schedules,
+      policy,
+      apiUrl,
+      reloadPolicy: (trigger) => policy.reload(trigger),
+      stop(reason: string) {
+        stopping ??= (async () => {
+          draining = true;
+          log.info(
+            { module: 'service', reason },
+            'stopping: no new work; running migrations are handed over',
+          );
+          // In this order: no new runs, give up the lease (another process leads at once), stop the workers
+          // (running migrations keep going in the hypervisor and are adopted elsewhere), stop sampling, close.
+          await schedules.stop();
+          await election.stop();
+          metrics.leader.set(0);
+          await executor.close();
+          await collector.stop();
+          if (app) await app.close();
+          policy.close();
+          await hypervisor.close();
+          await redis.close();
+          log.info({ module: 'service' }, 'stopped');
+        })();
+        return stopping;
+      },
+    };
+    return running;
+  } catch (err) {
+    log.error({ module: 'service', err: errorMessage(err) }, 'start failed');
+    await undo();
+    throw err;
+  }
+}
