@@ -134,25 +134,27 @@ export class PrecopyMigration {
     const bw = Math.max(bandwidthMiBps, 0);
     this.currentMiBps = bw;
     let guard = 0;
-    while (this.atMs < toMs && this.phase !== 'done') {
-      if (++guard > 100_000) break;
+    // Keep going while time remains, and also while a boundary is due now (it may take no time at all when
+    // what is left is smaller than the clock's resolution).
+    while (this.phase !== 'done' && (this.atMs < toMs || this.nextEventAt(bw) <= this.atMs)) {
+      if (++guard > 1_000_000) break;
       const t0 = this.atMs;
+      const boundary = this.nextEventAt(bw);
+      const reached = boundary <= toMs;
+      const end = reached ? Math.max(t0, boundary) : toMs;
+      const moved = (bw * (end - t0)) / 1000;
       switch (this.phase) {
         case 'disk': {
-          const end = Math.min(toMs, this.nextEventAt(bw));
-          this.diskDoneMiB = Math.min(this.diskMiB, this.diskDoneMiB + (bw * (end - t0)) / 1000);
+          this.diskDoneMiB = reached ? this.diskMiB : Math.min(this.diskMiB, this.diskDoneMiB + moved);
           this.atMs = end;
-          if (this.diskMiB - this.diskDoneMiB <= EPS_MIB) {
-            this.diskDoneMiB = this.diskMiB;
+          if (reached) {
             this.phase = 'precopy';
             this.roundStartMs = end;
           }
           break;
         }
         case 'precopy': {
-          const roundEnd = this.nextEventAt(bw);
-          const end = Math.min(toMs, roundEnd);
-          const sent = Math.min(this.roundRemainingMiB, (bw * (end - t0)) / 1000);
+          const sent = reached ? this.roundRemainingMiB : Math.min(this.roundRemainingMiB, moved);
           this.roundRemainingMiB -= sent;
           this.roundSentMiB += sent;
           this.processedMiB += sent;
@@ -161,26 +163,26 @@ export class PrecopyMigration {
             this.dirtiedMiB + guest.dirtiedMiB(t0, end) * this.throttleFactor,
           );
           this.atMs = end;
-          if (end >= roundEnd || this.roundRemainingMiB <= EPS_MIB) this.endRound(bw, out);
+          if (reached) {
+            this.roundRemainingMiB = 0;
+            this.endRound(bw, out);
+          }
           break;
         }
         case 'switchover': {
-          if (toMs >= this.switchoverEndMs) {
-            this.atMs = this.switchoverEndMs;
+          this.atMs = end;
+          if (reached) {
             this.processedMiB += this.switchoverMiB;
             this.finish(out);
-          } else {
-            this.atMs = toMs;
           }
           break;
         }
         case 'postcopy': {
-          const end = Math.min(toMs, this.nextEventAt(bw));
-          const pulled = Math.min(this.postcopyRemainingMiB, (bw * (end - t0)) / 1000);
+          const pulled = reached ? this.postcopyRemainingMiB : Math.min(this.postcopyRemainingMiB, moved);
           this.postcopyRemainingMiB -= pulled;
           this.processedMiB += pulled;
           this.atMs = end;
-          if (this.postcopyRemainingMiB <= EPS_MIB) {
+          if (reached) {
             this.postcopyRemainingMiB = 0;
             this.finish(out);
           }

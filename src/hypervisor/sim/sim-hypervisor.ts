@@ -803,8 +803,9 @@ export class SimHypervisor implements Hypervisor {
 
   /** Brings the migration's state up to `now`, applying what happened on the way. */
   private settle(m: SimMigration, now: number): void {
+    // At least one pass, so a boundary due exactly now is processed even when no time passed.
     let guard = 0;
-    while (!m.ended && m.model.atMs < now && ++guard < 1_000_000) {
+    do {
       const boundary = this.noiseBoundary(m);
       const chunkEnd = Math.min(now, boundary);
       const happened = m.model.advance(chunkEnd, this.bandwidthOf(m), this.guest(m));
@@ -813,7 +814,7 @@ export class SimHypervisor implements Hypervisor {
         m.noiseIndex++;
         m.noiseFactor = this.drawNoise(m);
       }
-    }
+    } while (!m.ended && m.model.atMs < now && ++guard < 1_000_000);
   }
 
   private apply(m: SimMigration, happened: PrecopyHappening[]): void {
