@@ -1,14 +1,13 @@
 // Runs the Hypervisor conformance suite against each implementation.
-import { VirtualClock } from '../../src/hypervisor/clock.js';
+import type { Clock } from '../../src/domain/clock.js';
+import { ScaledClock, VirtualClock } from '../../src/hypervisor/clock.js';
 import { SimHypervisor } from '../../src/hypervisor/sim/index.js';
-import { describeConformance } from './conformance-suite.js';
+import { describeConformance, realTimeRun } from './conformance-suite.js';
 
 const IDLE_VM = '6f1c2a54-3b7e-4d21-9a0f-5e8b7c6d4a31';
 
-// The simulator, on a virtual clock: time passes only inside `run`, jumping from timer to timer.
-describeConformance('SimHypervisor', () => {
-  const clock = new VirtualClock();
-  const sim = new SimHypervisor(
+function simCluster(clock: Clock): SimHypervisor {
+  return new SimHypervisor(
     {
       seed: 11,
       hosts: [
@@ -29,11 +28,30 @@ describeConformance('SimHypervisor', () => {
     },
     { clock, bandwidthNoisePct: 5 },
   );
+}
+
+// The simulator, on a virtual clock: time passes only inside `run`, jumping from timer to timer.
+describeConformance('SimHypervisor', () => {
+  const clock = new VirtualClock();
+  const sim = simCluster(clock);
   return Promise.resolve({
     hypervisor: sim,
     hosts: ['sim-a', 'sim-b'],
     idleVmId: IDLE_VM,
     run: <T>(promise: Promise<T>, maxMs: number) => clock.runUntil(promise, { maxMs }),
+    cleanup: () => sim.close(),
+  });
+});
+
+// The simulator on real time sped up 200 times (as the demo runs it): the real-clock code paths.
+describeConformance('SimHypervisor on a ScaledClock', () => {
+  const factor = 200;
+  const sim = simCluster(new ScaledClock(factor));
+  return Promise.resolve({
+    hypervisor: sim,
+    hosts: ['sim-a', 'sim-b'],
+    idleVmId: IDLE_VM,
+    run: <T>(promise: Promise<T>, maxMs: number) => realTimeRun(promise, maxMs / factor + 5000),
     cleanup: () => sim.close(),
   });
 });
