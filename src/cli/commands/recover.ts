@@ -1,0 +1,184 @@
+// `drover recover VM`: shows where the VM is, what its jobs say, the diagnosis, and the recovery actions.
+// `--apply N` carries out action N; an action the evidence does not prove safe also needs `--force`.
+import type { Command } from 'commander';
+import { errorMessage } from '../../domain/errors.js';
+import type { Hypervisor } from '../../hypervisor/hypervisor.js';
+import {
+  applyRecoveryAction,
+  gatherEvidence,
+  type MigrationHint,
+  type VmEvidence,
+} from '../../executor/recovery.js';
+
+/** Exit codes (the same values as EXIT in main.ts). */
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+const EXIT_UNREACHABLE = 4;
+
+export interface RecoverOptions {
+  /** Indexes (1-based, as printed) of actions to carry out. */
+  apply?: number[];
+  force?: boolean;
+  json?: boolean;
+  timeoutMs?: number;
+  /** The last migration's source and destination, when known: lets the evidence prove a side. */
+  from?: string;
+  to?: string;
+}
+
+export interface RecoverIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+/** Renders the evidence for people. */
+export function formatEvidence(e: VmEvidence): string {
+  const lines = [`VM ${e.vmId} at ${e.at}`, `diagnosis: ${e.diagnosis} — ${e.summary}`, ''];
+  const rows = e.hosts.map((h) => [
+    h.hostId,
+    h.state,
+    h.persistent ? 'yes' : 'no',
+    h.job?.type ?? '?',
+    h.lastJob ? `${h.lastJob.type}${h.lastJob.postcopy ? ' (post-copy)' : ''}` : '-',
+    h.error ?? '',
+  ]);
+  const header = ['host', 'state', 'defined', 'job', 'last job', 'error'];
+  const widths = header.map((t, i) => Math.max(t.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  lines.push(line(header), ...rows.map(line));
+  if (rows.length === 0) lines.push('(the VM exists on no host)');
+  lines.push('');
+  if (e.actions.length === 0) lines.push('no action needed or possible');
+  e.actions.forEach((a, i) => {
+    lines.push(`${i + 1}. ${a.kind} on ${a.hostId}${a.forcing ? '  [needs --force]' : ''} — ${a.why}`);
+  });
+  return lines.join('\n');
+}
+
+/**
+ * Runs `drover recover` against a hypervisor; returns the exit code. Without --apply it only shows the
+ * evidence. Forcing actions (not proven safe by the evidence) are refused without --force.
+ */
+export async function runRecover(
+  hypervisor: Hypervisor,
+  vmId: string,
+  options: RecoverOptions,
+  io: RecoverIo,
+): Promise<number> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const hint: MigrationHint | null =
+    options.from !== undefined && options.to !== undefined
+      ? { from: options.from, to: options.to, outcome: null }
+      : null;
+  let evidence: VmEvidence;
+  try {
+    evidence = await gatherEvidence(hypervisor, vmId, timeoutMs, hint);
+  } catch (err) {
+    io.err(`could not gather evidence for ${vmId}: ${errorMessage(err)}`);
+    return EXIT_UNREACHABLE;
+  }
+  const chosen = options.apply ?? [];
+  const applied: { index: number; kind: string; hostId: string; error: string | null }[] = [];
+  for (const index of chosen) {
+    const action = evidence.actions[index - 1];
+    if (!action) {
+      io.err(`there is no action ${index} (the evidence offers ${evidence.actions.length})`);
+      return EXIT_USAGE;
+    }
+    if (action.forcing && !options.force) {
+      io.err(
+        `action ${index} (${action.kind} on ${action.hostId}) is not proven safe by the evidence: add --force to do it anyway`,
+      );
+      return EXIT_USAGE;
+    }
+  }
+  for (const index of chosen) {
+    const action = evidence.actions[index - 1];
+    if (!action) continue;
+    try {
+      await applyRecoveryAction(hypervisor, vmId, action, timeoutMs);
+      applied.push({ index, kind: action.kind, hostId: action.hostId, error: null });
+    } catch (err) {
+      applied.push({ index, kind: action.kind, hostId: action.hostId, error: errorMessage(err) });
+    }
+  }
+  const after = applied.length > 0 ? await gatherEvidence(hypervisor, vmId, timeoutMs, hint) : null;
+  if (options.json) {
+    io.out(JSON.stringify({ evidence, applied, after }, null, 2));
+  } else {
+    io.out(formatEvidence(evidence));
+    for (const a of applied) {
+      io.out(
+        `applied ${a.index}: ${a.kind} on ${a.hostId}: ${a.error === null ? 'done' : `failed: ${a.error}`}`,
+      );
+    }
+    if (after) io.out(`\nafter:\n${formatEvidence(after)}`);
+  }
+  return applied.some((a) => a.error !== null) ? EXIT_FAILURE : EXIT_OK;
+}
+
+/** Opens the hypervisor `drover recover` works on (the service wires the configured one). */
+export type HypervisorOpener = (configPath: string | undefined) => Promise<Hypervisor>;
+
+async function openFromConfig(configPath: string | undefined): Promise<Hypervisor> {
+  if (configPath === undefined) throw new Error('no hypervisor: give --config FILE (the daemon config)');
+  const [{ loadConfig }, { createHypervisor }] = await Promise.all([
+    import('../../service/config.js'),
+    import('../../service/main.js'),
+  ]);
+  const loaded = await loadConfig(configPath);
+  return (await createHypervisor(loaded.config.hypervisor, loaded.dir)).hypervisor;
+}
+
+export function registerRecoverCommand(program: Command, open: HypervisorOpener = openFromConfig): void {
+  program
+    .command('recover')
+    .description('show where a VM is and what its jobs say, and offer recovery actions')
+    .argument('<vm>', 'VM id (libvirt UUID)')
+    .option('--config <file>', 'daemon config naming the hypervisor hosts')
+    .option('--from <host>', "the last migration's source (helps prove which side holds the guest)")
+    .option('--to <host>', "the last migration's destination")
+    .option('--apply <n...>', 'carry out these actions (numbers as listed)')
+    .option('--force', 'allow actions the evidence does not prove safe')
+    .option('--json', 'print JSON only')
+    .action(async (vm: string, opts: Record<string, unknown>) => {
+      const apply = Array.isArray(opts.apply) ? opts.apply.map((v) => Number(v)) : [];
+      if (apply.some((n) => !Number.isInteger(n) || n < 1)) {
+        process.stderr.write('--apply: expected action numbers such as 1 2\n');
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      let hv: Hypervisor;
+      try {
+        hv = await open(typeof opts.config === 'string' ? opts.config : undefined);
+      } catch (err) {
+        process.stderr.write(`${errorMessage(err)}\n`);
+        process.exitCode = EXIT_UNREACHABLE;
+        return;
+      }
+      try {
+        process.exitCode = await runRecover(
+          hv,
+          vm,
+          {
+            apply,
+            force: opts.force === true,
+            json: opts.json === true,
+            ...(typeof opts.from === 'string' ? { from: opts.from } : {}),
+            ...(typeof opts.to === 'string' ? { to: opts.to } : {}),
+          },
+          {
+            out: (t) => process.stdout.write(`${t}\n`),
+            err: (t) => process.stderr.write(`${t}\n`),
+          },
+        );
+      } finally {
+        await hv.close();
+      }
+    });
+}
