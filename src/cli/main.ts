@@ -1,11 +1,17 @@
 // The `drover` command. Each sub-command lives in commands/<name>.ts and registers itself here.
 import { Command } from 'commander';
-import { EXIT } from './exit-codes.js';
 import { registerWatchdogCommand } from './commands/watchdog.js';
 import { registerRecoverCommand } from './commands/recover.js';
 import { registerCollectCommand } from './commands/collect.js';
 
-export { EXIT } from './exit-codes.js';
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  badInput: 3,
+  unreachable: 4,
+  notConverged: 5,
+} as const;
 
 const program = new Command();
 program
