@@ -153,6 +153,14 @@ export function buildApi(options: ApiServerOptions) {
     disableRequestLogging: true,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // URLs the router refuses before any hook (a parameter over maxParamLength, bad encoding) get drover's
+    // error shape too, instead of fastify's own.
+    frameworkErrors: (err, _request, reply) => {
+      const status = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+      void (reply as FastifyReply)
+        .code(status)
+        .send({ error: { code: 'invalid_input', message: err.message, field: 'url' } });
+    },
   });
   const { ops } = options;
   // JSON only: other bodies get 415 rather than reaching a route as a string.
