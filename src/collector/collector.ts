@@ -28,10 +28,12 @@ import { HostStateStore } from './host-state-store.js';
 import {
   applyHostRound,
   emptyHostHistory,
+  emptyVmHistory,
   staleRecord,
   vmHistory,
   type HostHistory,
   type HostRecord,
+  type VmHistory,
 } from './host-history.js';
 import { CollectorMembership, ownerOf } from './membership.js';
 import { buildSnapshot, isStale, type DroverHostState } from './snapshot-builder.js';
@@ -85,6 +87,24 @@ const HostPartSchema = HostSchema.pick({ cpuPct: true, memUsedMiB: true });
 interface LocalHost {
   history: HostHistory;
   record: HostRecord | null;
+}
+
+/** The part of a VM's history that moves with it between hosts. */
+interface VmDirtyHistory {
+  dirty: VmHistory['dirty'];
+  dirtyPoints: VmHistory['dirtyPoints'];
+}
+
+/** VMs whose newest dirty-rate point changed between two histories of a host. */
+function newlyMeasured(before: HostHistory, after: HostHistory): string[] {
+  const out: string[] = [];
+  for (const [id, vh] of Object.entries(after.vms)) {
+    const last = vh.dirtyPoints[vh.dirtyPoints.length - 1];
+    const prev = before.vms[id]?.dirtyPoints;
+    const prevLast = prev?.[prev.length - 1];
+    if (last !== undefined && (prevLast === undefined || prevLast[0] !== last[0])) out.push(id);
+  }
+  return out;
 }
 
 function cpuUs(): number {
@@ -334,14 +354,20 @@ export class Collector {
       this.pending.set(info.id, tracked);
       tracked.catch(() => undefined);
       const [host, vmInfos, vmSamples] = await this.withTimeout(info.id, 'sample', tracked);
+      await this.seedArrivedVms(
+        entry.history,
+        vmInfos.map((v) => v.id),
+      );
       const { history, record } = applyHostRound(
         entry.history,
         { info, host, vmInfos, vmSamples },
         this.options,
       );
       this.validate(record);
+      const measured = newlyMeasured(entry.history, history);
       entry.history = history;
       entry.record = record;
+      await this.saveVmDirty(history, measured);
       outcome.ok = true;
       if (this.options.dirtyRate.enabled)
         outcome.probesStarted = await this.startProbes(info.id, entry, vmSamples);
@@ -362,6 +388,52 @@ export class Collector {
     outcome.durationMs = performance.now() - t0;
     this.metrics?.collectorSampleSeconds.observe({ host: info.id }, outcome.durationMs / 1000);
     return outcome;
+  }
+
+  /**
+   * VMs new to this host's history (they migrated here, or this process has just taken the host over) bring
+   * their dirty-rate history with them: from another host this process samples, else from Redis.
+   */
+  private async seedArrivedVms(history: HostHistory, vmIds: readonly string[]): Promise<void> {
+    const arrived = vmIds.filter((id) => history.vms[id] === undefined);
+    if (arrived.length === 0) return;
+    const missing: string[] = [];
+    for (const id of arrived) {
+      let found: VmHistory | undefined;
+      for (const other of this.local.values()) {
+        const vh = other.history.vms[id];
+        if (other.history !== history && vh && vh.dirtyPoints.length > 0) found = vh;
+      }
+      if (found)
+        history.vms[id] = { ...emptyVmHistory(), dirty: found.dirty, dirtyPoints: found.dirtyPoints };
+      else missing.push(id);
+    }
+    if (!this.redis || missing.length === 0) return;
+    const texts = await this.redis.mget(...missing.map((id) => this.vmDirtyKey(id)));
+    missing.forEach((id, i) => {
+      const saved = this.readJson<VmDirtyHistory>(texts[i], history.hostId, 'vm_dirty');
+      if (saved && Array.isArray(saved.dirtyPoints) && saved.dirtyPoints.length > 0) {
+        history.vms[id] = { ...emptyVmHistory(), dirty: saved.dirty, dirtyPoints: saved.dirtyPoints };
+      }
+    });
+  }
+
+  /** Stores the dirty-rate history of VMs with a new measurement, under the VM (it follows the VM). */
+  private async saveVmDirty(history: HostHistory, vmIds: readonly string[]): Promise<void> {
+    if (!this.redis || vmIds.length === 0) return;
+    const ttlMs = Math.round(this.options.smoothing.dirtyWindowS * 1000);
+    const tx = this.redis.multi();
+    for (const id of vmIds) {
+      const vh = history.vms[id];
+      if (!vh) continue;
+      const saved: VmDirtyHistory = { dirty: vh.dirty, dirtyPoints: vh.dirtyPoints };
+      tx.set(this.vmDirtyKey(id), JSON.stringify(saved), 'PX', ttlMs);
+    }
+    await tx.exec();
+  }
+
+  private vmDirtyKey(vmId: string): string {
+    return `${this.keyPrefix}:collector:vm-dirty:${vmId}`;
   }
 
   /** Makes sure the record can go into a snapshot: a hypervisor's odd answer fails the host, naming the field. */

@@ -50,7 +50,7 @@ export function emptyHostHistory(hostId: string): HostHistory {
   return { hostId, cpuPrev: null, cpu: { value: null, at: null }, cpuPoints: [], vms: {} };
 }
 
-function emptyVmHistory(): VmHistory {
+export function emptyVmHistory(): VmHistory {
   return {
     cpuPrev: null,
     cpu: { value: null, at: null },

@@ -129,6 +129,26 @@ describe('Collector on the simulator', () => {
     expect(other.dirtyMiBps).toBeLessThan(30);
   });
 
+  it('carries a VM’s dirty-rate history to the host it migrates to', async () => {
+    const { sim, clock, cycle } = setup({ dirtyRate: { windowS: 5, maxPerHost: 4, remeasureS: 3600 } });
+    await cycle();
+    const before = vmOf((await cycle()).snapshot, 'other');
+    expect(before.dirtyPeakMiBps).toBeCloseTo(10, 0);
+    const handle = await sim.migrate({
+      vmId: 'other',
+      from: 'h2',
+      to: 'h1',
+      kind: 'live',
+      maxDowntimeMs: 300,
+    });
+    expect((await clock.runUntil(handle.done)).result).toBe('completed');
+    const after = vmOf((await cycle()).snapshot, 'other');
+    expect(after.host).toBe('h1');
+    // Not measured again (remeasureS is an hour), yet its typical and peak rate are known on h1.
+    expect(after.dirtyMiBps).toBe(before.dirtyMiBps);
+    expect(after.dirtyPeakMiBps).toBe(before.dirtyPeakMiBps);
+  });
+
   it('never runs more than maxPerHost measurements on a host at once, and reaches every VM', async () => {
     const spec = generateCluster({ seed: 3, hosts: 3, vmsPerHost: 12 });
     // Window longer than the interval, so measurements overlap cycles.

@@ -129,6 +129,52 @@ describe('collectors sharing a Redis', () => {
     expect(final?.hosts.every((h) => !h.stale)).toBe(true);
   });
 
+  it('a VM that migrates to a host another process samples keeps its dirty-rate history', async () => {
+    const clock = new VirtualClock();
+    const w = world(clock, 6);
+    const rate = { dirtyRate: { enabled: true, windowS: 5, maxPerHost: 3, remeasureS: 3600 } };
+    const a = w.make('A', rate).collector;
+    const b = w.make('B', rate).collector;
+    let ra = await a.runCycle();
+    let rb = await b.runCycle();
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(15_000);
+      await Promise.all([a.heartbeat(), b.heartbeat()]);
+      await clock.advance(15_000);
+      ra = await a.runCycle();
+      rb = await b.runCycle();
+    }
+    const fromHost = ra.owned[0];
+    const toHost = rb.owned[0];
+    if (!fromHost || !toHost) throw new Error('each process should own a host');
+    const vm = ra.snapshot.vms.find((v) => v.host === fromHost && v.dirtyPeakMiBps != null);
+    if (!vm) throw new Error(`no measured VM on ${fromHost}`);
+    const handle = await w.sim.migrate({
+      vmId: vm.id,
+      from: fromHost,
+      to: toHost,
+      kind: vm.storage === 'shared' ? 'live' : 'block',
+      maxDowntimeMs: 5000,
+      postCopy: true,
+    });
+    const done = handle.done.then((o) => o);
+    await clock.runUntil(
+      (async () => {
+        // Switch to post-copy so even a fast-dirtying VM lands on the destination.
+        await clock.sleep(2000);
+        await w.sim.startPostCopy(fromHost, vm.id).catch(() => 'finished already');
+        return done;
+      })(),
+    );
+    expect((await done).result).toBe('completed');
+    await clock.advance(30_000);
+    rb = await b.runCycle();
+    const moved = rb.snapshot.vms.find((v) => v.id === vm.id);
+    expect(moved?.host).toBe(toHost);
+    expect(moved?.dirtyPeakMiBps).toBe(vm.dirtyPeakMiBps);
+    expect(moved?.dirtyMiBps).toBe(vm.dirtyMiBps);
+  });
+
   it('running loops: a second process takes its share, and all hosts stay fresh after one stops', async () => {
     const clock = new SystemClock();
     const w = world(clock, 8);
