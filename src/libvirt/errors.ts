@@ -25,7 +25,9 @@ export const VirErrorCode = {
   NO_STORAGE_VOL: 50,
   OPERATION_INVALID: 55,
   OPERATION_TIMEOUT: 68,
+  ARGUMENT_UNSUPPORTED: 74,
   OPERATION_ABORTED: 78,
+  MIGRATE_UNSAFE: 81,
   OPERATION_UNSUPPORTED: 84,
   AGENT_UNRESPONSIVE: 86,
 } as const;
@@ -124,6 +126,10 @@ export const isOperationAborted = (err: unknown): boolean => hasVirCode(err, Vir
 /** The daemon does not support the call or flag. */
 export const isNoSupport = (err: unknown): boolean =>
   hasVirCode(err, VirErrorCode.NO_SUPPORT) || hasVirCode(err, VirErrorCode.OPERATION_UNSUPPORTED);
+/** A live migration libvirt considers unsafe (e.g. disks not on shared storage, cache mode). */
+export const isMigrateUnsafe = (err: unknown): boolean => hasVirCode(err, VirErrorCode.MIGRATE_UNSAFE);
+export const isInvalidArgument = (err: unknown): boolean =>
+  hasVirCode(err, VirErrorCode.INVALID_ARG) || hasVirCode(err, VirErrorCode.ARGUMENT_UNSUPPORTED);
 export const isNoStoragePool = (err: unknown): boolean => hasVirCode(err, VirErrorCode.NO_STORAGE_POOL);
 export const isNoStorageVol = (err: unknown): boolean => hasVirCode(err, VirErrorCode.NO_STORAGE_VOL);
 /** Our call timed out, or libvirt reported its own timeout (e.g. a hung QEMU monitor). */

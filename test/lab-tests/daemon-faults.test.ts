@@ -1,7 +1,8 @@
 // A hung or killed libvirt daemon never hangs drover: calls fail with typed errors within their timeout,
 // keepalive declares a silent daemon dead, and LibvirtHypervisor reconnects once the daemon is back.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
+import { errorCode } from '../../src/domain/errors.js';
+import { HYPERVISOR_ERROR_CODES, type HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import { isConnectionLost, isTimeout, LibvirtTimeoutError } from '../../src/libvirt/errors.js';
 import type { LibvirtClient } from '../../src/libvirt/libvirt-client.js';
 import {
@@ -80,10 +81,13 @@ describe('daemon faults', () => {
       await new Promise((r) => setTimeout(r, 200));
       await killDaemon(HOST);
       const err = await inFlight;
-      expect(isConnectionLost(err)).toBe(true);
+      expect(errorCode(err)).toBe(HYPERVISOR_ERROR_CODES.hostUnreachable);
+      expect(isConnectionLost((err as Error).cause)).toBe(true);
       expect(Date.now() - started).toBeLessThan(10_000);
       // while the daemon is down, calls fail fast with a typed error too
-      expect(isConnectionLost(await hv.sampleHost(HOST).catch((e: unknown) => e))).toBe(true);
+      expect(errorCode(await hv.sampleHost(HOST).catch((e: unknown) => e))).toBe(
+        HYPERVISOR_ERROR_CODES.hostUnreachable,
+      );
 
       await startDaemon(HOST);
       const sample = await waitFor('a call after reconnecting', () => hv.sampleHost(HOST), 20_000, 200);

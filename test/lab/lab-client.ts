@@ -108,6 +108,8 @@ export interface GuestSpec {
   mb?: number;
   /** Pages (4 KiB) per second it writes; 0 = as fast as it can. 256 pages/s = 1 MiB/s. */
   rate?: number;
+  /** MiB the guest writes once at boot and then leaves alone (non-zero RAM that a migration must copy). */
+  fillMiB?: number;
   /** Start it after defining (default true). */
   start?: boolean;
   labels?: Record<string, string>;
@@ -124,7 +126,9 @@ export interface LabGuest {
 /** Domain XML for a lab guest (TCG, no disk: the guest kernel is booted directly). */
 export function guestXml(spec: GuestSpec): string {
   const memMiB = spec.memMiB ?? 64;
-  const cmdline = spec.mb ? `mb=${spec.mb} rate=${spec.rate ?? 0}` : 'idle';
+  const args = [spec.mb ? `mb=${spec.mb} rate=${spec.rate ?? 0}` : 'idle'];
+  if (spec.fillMiB) args.push(`fill=${spec.fillMiB}`);
+  const cmdline = args.join(' ');
   mkdirSync(join(labDir(), 'run'), { recursive: true });
   const labels = Object.entries(spec.labels ?? {})
     .map(([k, v]) => `<drover:label name="${k}">${v}</drover:label>`)

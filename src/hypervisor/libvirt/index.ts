@@ -1,5 +1,5 @@
 // The libvirt implementation of drover's Hypervisor interface.
-export { LibvirtHypervisor, LibvirtHypervisorError, dirtyRateOf, vmStateOf } from './libvirt-hypervisor.js';
+export { LibvirtHypervisor, dirtyRateOf, toHypervisorError, vmStateOf } from './libvirt-hypervisor.js';
 export {
   LibvirtHostConfigSchema,
   LibvirtHostListSchema,

@@ -2,13 +2,16 @@
 // One connection per host (reconnected with back-off), peer-to-peer migrations with typed parameters and
 // PERSIST_DEST | UNDEFINE_SOURCE, page-sampling dirty-rate measurements, and domain events.
 import type { Clock } from '../../domain/clock.js';
+import { errorCode } from '../../domain/errors.js';
 import type { VmState } from '../../domain/snapshot.js';
 import {
   isConnectionLost,
+  isInvalidArgument,
+  isMigrateUnsafe,
   isNoDomain,
   isOperationAborted,
   isOperationInvalid,
-  LibvirtClientError,
+  isTimeout,
 } from '../../libvirt/errors.js';
 import {
   numberParam,
@@ -30,6 +33,8 @@ import {
   type TypedParam,
 } from '../../libvirt/remote-protocol.js';
 import { parseLibvirtUri } from '../../libvirt/uri.js';
+import { SystemClock } from '../clock.js';
+import { HYPERVISOR_ERROR_CODES, HypervisorError, type HypervisorErrorCode } from '../hypervisor.js';
 import type {
   DirtyRateReading,
   DiskInfo,
@@ -55,40 +60,26 @@ import {
   type LibvirtHypervisorOptions,
   type ParsedLibvirtHostConfig,
 } from './host-config.js';
-import { emptyJobStats, jobTypeName, toJobStats } from './job-stats.js';
+import { jobTypeName, toJobStats } from './job-stats.js';
 import { parseWith } from '../../domain/validation.js';
 
-/** A host or VM drover asked for does not exist in this hypervisor. */
-export class LibvirtHypervisorError extends LibvirtClientError {
-  constructor(
-    code: 'unknown_host' | 'unknown_vm' | 'migration_not_started',
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(code, message, options);
-    this.name = 'LibvirtHypervisorError';
-  }
+/**
+ * A libvirt client error as the Hypervisor interface reports it: one of HYPERVISOR_ERROR_CODES, with the
+ * client's typed error (libvirt code, domain, message) kept as `cause`.
+ */
+export function toHypervisorError(err: unknown, what: string): HypervisorError {
+  if (err instanceof HypervisorError) return err;
+  const message = `${what}: ${err instanceof Error ? err.message : String(err)}`;
+  const code = (c: HypervisorErrorCode) => new HypervisorError(c, message, { cause: err });
+  if (isNoDomain(err)) return code(HYPERVISOR_ERROR_CODES.noDomain);
+  if (isConnectionLost(err) || isTimeout(err)) return code(HYPERVISOR_ERROR_CODES.hostUnreachable);
+  if (isOperationInvalid(err)) return code(HYPERVISOR_ERROR_CODES.operationInvalid);
+  if (isMigrateUnsafe(err)) return code(HYPERVISOR_ERROR_CODES.migrateUnsafe);
+  if (isInvalidArgument(err)) return code(HYPERVISOR_ERROR_CODES.invalidArgument);
+  return code(HYPERVISOR_ERROR_CODES.operationFailed);
 }
 
-const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-        return;
-      }
-      const timer = setTimeout(resolve, ms);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-        },
-        { once: true },
-      );
-    }),
-};
+const hasCode = (err: unknown, code: HypervisorErrorCode): boolean => errorCode(err) === code;
 
 const LIFECYCLE_NAMES: Record<number, LifecycleEvent> = {
   [LifecycleEventType.DEFINED]: 'defined',
@@ -145,7 +136,7 @@ export class LibvirtHypervisor implements Hypervisor {
   constructor(
     hosts: readonly LibvirtHostConfig[],
     options: LibvirtHypervisorOptions = {},
-    clock: Clock = systemClock,
+    clock: Clock = new SystemClock(),
   ) {
     const parsedHosts = parseHostConfigs(hosts);
     const opts = parseWith(LibvirtHypervisorOptionsSchema, options, 'libvirt');
@@ -176,9 +167,18 @@ export class LibvirtHypervisor implements Hypervisor {
     );
   }
 
+  private async guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toHypervisorError(err, what);
+    }
+  }
+
   private host(hostId: string) {
     const host = this.hosts.get(hostId);
-    if (!host) throw new LibvirtHypervisorError('unknown_host', `unknown host ${JSON.stringify(hostId)}`);
+    if (!host)
+      throw new HypervisorError(HYPERVISOR_ERROR_CODES.noHost, `unknown host ${JSON.stringify(hostId)}`);
     return host;
   }
 
@@ -196,95 +196,102 @@ export class LibvirtHypervisor implements Hypervisor {
   // ------------------------------------------------------------------------------------------ hosts
 
   async listHosts(): Promise<HostInfo[]> {
-    return Promise.all(
-      [...this.hosts.values()].map(async ({ config }) => {
-        const client = await this.client(config.id);
-        const [info, mem, caps] = await Promise.all([
-          client.nodeInfo(),
-          client.nodeMemoryStats(),
-          client.capabilities(),
-        ]);
-        return {
-          id: config.id,
-          cpus: info.cpus,
-          memMiB: Number(mem.get('total') ?? info.memoryKiB) / 1024,
-          cpuModel: hostCpuModel(caps),
-          bandwidthMiBps: config.bandwidthMiBps ?? null,
-          labels: { ...(config.labels ?? {}) },
-        };
-      }),
-    );
+    return this.guard('listHosts', async () => {
+      return Promise.all(
+        [...this.hosts.values()].map(async ({ config }) => {
+          const client = await this.client(config.id);
+          const [info, mem, caps] = await Promise.all([
+            client.nodeInfo(),
+            client.nodeMemoryStats(),
+            client.capabilities(),
+          ]);
+          return {
+            id: config.id,
+            cpus: info.cpus,
+            memMiB: Number(mem.get('total') ?? info.memoryKiB) / 1024,
+            cpuModel: hostCpuModel(caps),
+            bandwidthMiBps: config.bandwidthMiBps ?? null,
+            labels: { ...(config.labels ?? {}) },
+          };
+        }),
+      );
+    });
   }
 
   async sampleHost(hostId: string): Promise<HostSample> {
-    const client = await this.client(hostId);
-    const [cpu, mem] = await Promise.all([client.nodeCpuStats(), client.nodeMemoryStats()]);
-    const get = (m: Map<string, bigint>, k: string) => Number(m.get(k) ?? 0n);
-    const busy = get(cpu, 'kernel') + get(cpu, 'user');
-    const total = busy + get(cpu, 'idle') + get(cpu, 'iowait');
-    const totalKiB = get(mem, 'total');
-    const usedKiB = totalKiB - get(mem, 'free') - get(mem, 'buffers') - get(mem, 'cached');
-    return {
-      hostId,
-      at: this.clock.now(),
-      cpuBusyNs: busy,
-      cpuTotalNs: total,
-      memTotalMiB: totalKiB / 1024,
-      memUsedMiB: Math.max(0, usedKiB) / 1024,
-    };
+    return this.guard('sampleHost', async () => {
+      const client = await this.client(hostId);
+      const [cpu, mem] = await Promise.all([client.nodeCpuStats(), client.nodeMemoryStats()]);
+      const get = (m: Map<string, bigint>, k: string) => Number(m.get(k) ?? 0n);
+      const busy = get(cpu, 'kernel') + get(cpu, 'user');
+      const total = busy + get(cpu, 'idle') + get(cpu, 'iowait');
+      const totalKiB = get(mem, 'total');
+      const usedKiB = totalKiB - get(mem, 'free') - get(mem, 'buffers') - get(mem, 'cached');
+      return {
+        hostId,
+        at: this.clock.now(),
+        cpuBusyNs: busy,
+        cpuTotalNs: total,
+        memTotalMiB: totalKiB / 1024,
+        memUsedMiB: Math.max(0, usedKiB) / 1024,
+      };
+    });
   }
 
   // ------------------------------------------------------------------------------------------ VMs
 
   async listVms(hostId: string): Promise<VmInfo[]> {
-    const { config } = this.host(hostId);
-    const client = await this.client(hostId);
-    const [all, persistent] = await Promise.all([
-      client.listAllDomains(),
-      client.listAllDomains(ListDomainsFlags.PERSISTENT),
-    ]);
-    const persistentIds = new Set(persistent.map((d) => uuidToString(d.uuid)));
-    const vms = await Promise.all(
-      all.map(async (dom): Promise<VmInfo | null> => {
-        try {
-          const [xml, state] = await Promise.all([client.domainXml(dom), client.domainState(dom)]);
-          const facts = parseDomainXml(xml);
-          const disks: DiskInfo[] = await Promise.all(
-            facts.disks.map(async (d) => {
-              const shared =
-                d.type === 'network' ||
-                d.shareable ||
-                (d.source !== null && (config.sharedStoragePaths ?? []).some((p) => d.source?.startsWith(p)));
-              return {
-                target: d.target,
-                source: d.source,
-                shared,
-                format: d.format,
-                capacityMiB: await this.diskCapacityMiB(client, d.source),
-              };
-            }),
-          );
-          const id = uuidToString(dom.uuid);
-          return {
-            id,
-            name: dom.name,
-            hostId,
-            state: vmStateOf(state.state),
-            persistent: persistentIds.has(id),
-            vcpus: facts.vcpus,
-            memMiB: facts.memMiB,
-            cpuModel: facts.cpuModel,
-            disks,
-            storage: disks.every((d) => d.shared) ? 'shared' : 'local',
-            labels: facts.labels,
-          };
-        } catch (err) {
-          if (isNoDomain(err)) return null; // vanished while we listed (migrated away, undefined)
-          throw err;
-        }
-      }),
-    );
-    return vms.filter((v): v is VmInfo => v !== null);
+    return this.guard('listVms', async () => {
+      const { config } = this.host(hostId);
+      const client = await this.client(hostId);
+      const [all, persistent] = await Promise.all([
+        client.listAllDomains(),
+        client.listAllDomains(ListDomainsFlags.PERSISTENT),
+      ]);
+      const persistentIds = new Set(persistent.map((d) => uuidToString(d.uuid)));
+      const vms = await Promise.all(
+        all.map(async (dom): Promise<VmInfo | null> => {
+          try {
+            const [xml, state] = await Promise.all([client.domainXml(dom), client.domainState(dom)]);
+            const facts = parseDomainXml(xml);
+            const disks: DiskInfo[] = await Promise.all(
+              facts.disks.map(async (d) => {
+                const shared =
+                  d.type === 'network' ||
+                  d.shareable ||
+                  (d.source !== null &&
+                    (config.sharedStoragePaths ?? []).some((p) => d.source?.startsWith(p)));
+                return {
+                  target: d.target,
+                  source: d.source,
+                  shared,
+                  format: d.format,
+                  capacityMiB: await this.diskCapacityMiB(client, d.source),
+                };
+              }),
+            );
+            const id = uuidToString(dom.uuid);
+            return {
+              id,
+              name: dom.name,
+              hostId,
+              state: vmStateOf(state.state),
+              persistent: persistentIds.has(id),
+              vcpus: facts.vcpus,
+              memMiB: facts.memMiB,
+              cpuModel: facts.cpuModel,
+              disks,
+              storage: disks.every((d) => d.shared) ? 'shared' : 'local',
+              labels: facts.labels,
+            };
+          } catch (err) {
+            if (isNoDomain(err)) return null; // vanished while we listed (migrated away, undefined)
+            throw err;
+          }
+        }),
+      );
+      return vms.filter((v): v is VmInfo => v !== null);
+    });
   }
 
   private async diskCapacityMiB(client: LibvirtClient, source: string | null): Promise<number | null> {
@@ -300,129 +307,149 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   async sampleVms(hostId: string): Promise<VmSample[]> {
-    const client = await this.client(hostId);
-    const records = await client.allDomainStats(STATS_GROUPS);
-    const at = this.clock.now();
-    return Promise.all(
-      records.map(async ({ domain, params }) => {
-        const state = vmStateOf(numberParam(params, 'state.state') ?? DomainState.SHUTOFF);
-        let migrating = false;
-        if (state !== 'shutoff') {
-          try {
-            migrating = jobTypeName((await client.jobStats(domain)).type) === 'active';
-          } catch (err) {
-            if (!isNoDomain(err) && !isOperationInvalid(err)) throw err;
+    return this.guard('sampleVms', async () => {
+      const client = await this.client(hostId);
+      const records = await client.allDomainStats(STATS_GROUPS);
+      const at = this.clock.now();
+      return Promise.all(
+        records.map(async ({ domain, params }) => {
+          const state = vmStateOf(numberParam(params, 'state.state') ?? DomainState.SHUTOFF);
+          let migrating = false;
+          if (state !== 'shutoff') {
+            try {
+              migrating = jobTypeName((await client.jobStats(domain)).type) === 'active';
+            } catch (err) {
+              if (!isNoDomain(err) && !isOperationInvalid(err)) throw err;
+            }
           }
-        }
-        const memKiB = numberParam(params, 'balloon.maximum') ?? numberParam(params, 'balloon.current');
-        const vmId = uuidToString(domain.uuid);
-        return {
-          vmId,
-          hostId,
-          at,
-          state,
-          cpuTimeNs: numberParam(params, 'cpu.time') ?? 0,
-          vcpus: numberParam(params, 'vcpu.current') ?? 1,
-          memMiB: kibToMiB(memKiB) ?? 0,
-          memUsedMiB: usedMemMiB(params),
-          dirtyRate: dirtyRateOf(params, this.dirtyRateStartedAt.get(`${hostId}/${vmId}`) ?? null),
-          migrating,
-        };
-      }),
-    );
+          const memKiB = numberParam(params, 'balloon.maximum') ?? numberParam(params, 'balloon.current');
+          const vmId = uuidToString(domain.uuid);
+          return {
+            vmId,
+            hostId,
+            at,
+            state,
+            cpuTimeNs: numberParam(params, 'cpu.time') ?? 0,
+            vcpus: numberParam(params, 'vcpu.current') ?? 1,
+            memMiB: kibToMiB(memKiB) ?? 0,
+            memUsedMiB: usedMemMiB(params),
+            dirtyRate: dirtyRateOf(params, this.dirtyRateStartedAt.get(`${hostId}/${vmId}`) ?? null),
+            migrating,
+          };
+        }),
+      );
+    });
   }
 
   async startDirtyRate(hostId: string, vmId: string, windowS: number): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    const startedAt = this.clock.now();
-    await client.startDirtyRateCalc(dom, Math.max(1, Math.round(windowS)));
-    this.dirtyRateStartedAt.set(`${hostId}/${vmId}`, startedAt);
+    return this.guard('startDirtyRate', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      const startedAt = this.clock.now();
+      await client.startDirtyRateCalc(dom, Math.max(1, Math.round(windowS)));
+      this.dirtyRateStartedAt.set(`${hostId}/${vmId}`, startedAt);
+    });
   }
 
   async cpuCompatible(vmId: string, fromHostId: string, toHostId: string): Promise<boolean> {
-    const { client, dom } = await this.domain(fromHostId, vmId);
-    const facts = parseDomainXml(await client.domainXml(dom, DomainXmlFlags.MIGRATABLE));
-    if (facts.cpuXml === null || /mode=['"]host-passthrough['"]/.test(facts.cpuXml)) {
-      // no CPU model to check (TCG default CPU) / passthrough: libvirt itself checks at migration time
-      return true;
-    }
-    const dest = await this.client(toHostId);
-    const result = await dest.compareHypervisorCpu({
-      emulator: facts.emulator,
-      arch: facts.arch,
-      machine: facts.machine,
-      virttype: facts.type,
-      xmlCpu: facts.cpuXml,
+    return this.guard('cpuCompatible', async () => {
+      const { client, dom } = await this.domain(fromHostId, vmId);
+      const facts = parseDomainXml(await client.domainXml(dom, DomainXmlFlags.MIGRATABLE));
+      if (facts.cpuXml === null || /mode=['"]host-passthrough['"]/.test(facts.cpuXml)) {
+        // no CPU model to check (TCG default CPU) / passthrough: libvirt itself checks at migration time
+        return true;
+      }
+      const dest = await this.client(toHostId);
+      const result = await dest.compareHypervisorCpu({
+        emulator: facts.emulator,
+        arch: facts.arch,
+        machine: facts.machine,
+        virttype: facts.type,
+        xmlCpu: facts.cpuXml,
+      });
+      return result !== CpuCompareResult.INCOMPATIBLE;
     });
-    return result !== CpuCompareResult.INCOMPATIBLE;
   }
 
   // ------------------------------------------------------------------------------------------ migration
 
   async migrate(request: MigrationRequest): Promise<MigrationHandle> {
-    const source = this.host(request.from);
-    const dest = this.host(request.to);
-    const { client, dom } = await this.domain(request.from, request.vmId);
-    const key = `${request.from}/${request.vmId}`;
-    this.postCopyStarted.delete(key);
-    this.abortRequested.delete(key);
+    return this.guard('migrate', async () => {
+      if (request.from === request.to)
+        throw new HypervisorError(
+          HYPERVISOR_ERROR_CODES.invalidArgument,
+          `migrate: source and destination are both ${request.from}`,
+        );
+      if (!(request.maxDowntimeMs >= 0))
+        throw new HypervisorError(
+          HYPERVISOR_ERROR_CODES.invalidArgument,
+          `migrate: maxDowntimeMs must be >= 0, got ${request.maxDowntimeMs}`,
+        );
+      const source = this.host(request.from);
+      const dest = this.host(request.to);
+      const { client, dom } = await this.domain(request.from, request.vmId);
+      const key = `${request.from}/${request.vmId}`;
+      this.postCopyStarted.delete(key);
+      this.abortRequested.delete(key);
 
-    let flags = MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE;
-    const params: TypedParam[] = [];
-    if (request.kind === 'offline') {
-      flags |= MigrateFlags.OFFLINE;
-    } else {
-      flags |= MigrateFlags.LIVE;
-      if (request.autoConverge) flags |= MigrateFlags.AUTO_CONVERGE;
-      if (request.postCopy) flags |= MigrateFlags.POSTCOPY;
-      if (request.bandwidthMiBps)
-        params.push({
-          field: 'bandwidth',
-          type: 'ullong',
-          value: BigInt(Math.max(1, Math.round(request.bandwidthMiBps))),
-        });
-      if (dest.config.migrateUri)
-        params.push({ field: 'migrate_uri', type: 'string', value: dest.config.migrateUri });
-      await client.migrateSetMaxDowntime(dom, request.maxDowntimeMs);
-    }
-    if (request.kind === 'block') {
-      flags |= request.incremental ? MigrateFlags.NON_SHARED_INC : MigrateFlags.NON_SHARED_DISK;
-      const facts = parseDomainXml(await client.domainXml(dom));
-      for (const disk of facts.disks) {
-        const shared =
-          disk.type === 'network' ||
-          disk.shareable ||
-          (disk.source !== null &&
-            (source.config.sharedStoragePaths ?? []).some((p) => disk.source?.startsWith(p)));
-        if (!shared && disk.target)
-          params.push({ field: 'migrate_disks', type: 'string', value: disk.target });
+      let flags = MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE;
+      const params: TypedParam[] = [];
+      if (request.kind === 'offline') {
+        flags |= MigrateFlags.OFFLINE;
+      } else {
+        flags |= MigrateFlags.LIVE;
+        if (request.autoConverge) flags |= MigrateFlags.AUTO_CONVERGE;
+        if (request.postCopy) flags |= MigrateFlags.POSTCOPY;
+        if (request.bandwidthMiBps)
+          params.push({
+            field: 'bandwidth',
+            type: 'ullong',
+            value: BigInt(Math.max(1, Math.round(request.bandwidthMiBps))),
+          });
+        if (dest.config.migrateUri)
+          params.push({ field: 'migrate_uri', type: 'string', value: dest.config.migrateUri });
+        await client.migrateSetMaxDowntime(dom, request.maxDowntimeMs);
       }
-    }
-    const destUri = dest.config.peerUri ?? dest.config.uri;
-    parseLibvirtUri(destUri);
+      if (request.kind === 'block') {
+        flags |= request.incremental ? MigrateFlags.NON_SHARED_INC : MigrateFlags.NON_SHARED_DISK;
+        const facts = parseDomainXml(await client.domainXml(dom));
+        for (const disk of facts.disks) {
+          const shared =
+            disk.type === 'network' ||
+            disk.shareable ||
+            (disk.source !== null &&
+              (source.config.sharedStoragePaths ?? []).some((p) => disk.source?.startsWith(p)));
+          if (!shared && disk.target)
+            params.push({ field: 'migrate_disks', type: 'string', value: disk.target });
+        }
+      }
+      const destUri = dest.config.peerUri ?? dest.config.uri;
+      parseLibvirtUri(destUri);
 
-    const perform = client.migratePerform3Params(dom, destUri, params, flags, {
-      timeoutMs: this.options.migrationTimeoutMs,
+      const perform = client.migratePerform3Params(dom, destUri, params, flags, {
+        timeoutMs: this.options.migrationTimeoutMs,
+      });
+      const done = perform.then(
+        () => this.completedOutcome(request),
+        (err: unknown) => this.failedOutcome(request, key, err),
+      );
+      // Resolve once the job is visible on the source with its memory figures (libvirt shows the job a moment
+      // before QEMU reports any), or once the call already settled.
+      const settled = done.then(() => true);
+      const deadline = this.clock.now() + 10_000;
+      while (this.clock.now() < deadline) {
+        const finished = await Promise.race([settled, this.clock.sleep(50).then(() => false)]);
+        if (finished) break;
+        try {
+          const stats = await client.jobStats(dom);
+          if (jobTypeName(stats.type) === 'active' && (numberParam(stats.params, 'memory_total') ?? 0) > 0)
+            break;
+        } catch (err) {
+          if (isNoDomain(err)) break; // already gone from the source: the migration finished
+          throw err;
+        }
+      }
+      return { request, done };
     });
-    const done = perform.then(
-      () => this.completedOutcome(request),
-      (err: unknown) => this.failedOutcome(request, key, err),
-    );
-    // Resolve once the job is visible on the source (or the call already settled).
-    const settled = done.then(() => true);
-    const deadline = this.clock.now() + 10_000;
-    while (this.clock.now() < deadline) {
-      const finished = await Promise.race([settled, this.clock.sleep(50).then(() => false)]);
-      if (finished) break;
-      try {
-        const stats = await client.jobStats(dom);
-        if (jobTypeName(stats.type) === 'active') break;
-      } catch (err) {
-        if (isNoDomain(err)) break; // already gone from the source: the migration finished
-        throw err;
-      }
-    }
-    return { request, done };
   }
 
   private async completedOutcome(request: MigrationRequest): Promise<MigrationOutcome> {
@@ -461,8 +488,8 @@ export class LibvirtHypervisor implements Hypervisor {
         const job = await this.jobStats(request.from, request.vmId);
         if (job.type === 'active') continue;
       } catch (err) {
-        if (isConnectionLost(err)) continue;
-        if (!isNoDomain(err))
+        if (hasCode(err, HYPERVISOR_ERROR_CODES.hostUnreachable)) continue;
+        if (!hasCode(err, HYPERVISOR_ERROR_CODES.noDomain))
           return { result: 'failed', error: `${message}; then ${String(err)}`, stats: null };
       }
       try {
@@ -473,7 +500,7 @@ export class LibvirtHypervisor implements Hypervisor {
         if (onDest) return { result: 'completed', error: null, stats: null };
         return { result: aborted ? 'aborted' : 'failed', error: message, stats: null };
       } catch (err) {
-        if (!isConnectionLost(err))
+        if (!hasCode(err, HYPERVISOR_ERROR_CODES.hostUnreachable))
           return { result: 'failed', error: `${message}; then ${String(err)}`, stats: null };
       }
     }
@@ -481,102 +508,132 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   async jobStats(hostId: string, vmId: string): Promise<JobStats> {
-    let found;
-    try {
-      found = await this.domain(hostId, vmId);
-    } catch (err) {
-      if (isNoDomain(err)) return emptyJobStats();
-      throw err;
-    }
-    const reply = await found.client.jobStats(found.dom);
-    const type = jobTypeName(reply.type);
-    return toJobStats(type, reply.params, type === 'active' && this.postCopyStarted.has(`${hostId}/${vmId}`));
+    return this.guard('jobStats', async () => {
+      const found = await this.domain(hostId, vmId);
+      const reply = await found.client.jobStats(found.dom);
+      const type = jobTypeName(reply.type);
+      return toJobStats(
+        type,
+        reply.params,
+        type === 'active' && this.postCopyStarted.has(`${hostId}/${vmId}`),
+      );
+    });
   }
 
   async completedJobStats(hostId: string, vmId: string): Promise<JobStats | null> {
-    let found;
-    try {
-      found = await this.domain(hostId, vmId);
-    } catch (err) {
-      if (isNoDomain(err)) return null;
-      throw err;
-    }
-    const reply = await found.client.jobStats(found.dom, { completed: true, keepCompleted: true });
-    const type = jobTypeName(reply.type);
-    if (type === 'none') return null;
-    const params: ParamRecord = reply.params;
-    return toJobStats(type, params, this.postCopyStarted.has(`${hostId}/${vmId}`));
+    return this.guard('completedJobStats', async () => {
+      let found;
+      try {
+        found = await this.domain(hostId, vmId);
+      } catch (err) {
+        if (isNoDomain(err)) return null;
+        throw err;
+      }
+      const reply = await found.client.jobStats(found.dom, { completed: true, keepCompleted: true });
+      const type = jobTypeName(reply.type);
+      if (type === 'none') return null;
+      const params: ParamRecord = reply.params;
+      return toJobStats(type, params, this.postCopyStarted.has(`${hostId}/${vmId}`));
+    });
   }
 
   async setMaxDowntime(hostId: string, vmId: string, ms: number): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    await client.migrateSetMaxDowntime(dom, ms);
+    return this.guard('setMaxDowntime', async () => {
+      if (!(ms >= 0))
+        throw new HypervisorError(
+          HYPERVISOR_ERROR_CODES.invalidArgument,
+          `setMaxDowntime: ms must be >= 0, got ${ms}`,
+        );
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.migrateSetMaxDowntime(dom, ms);
+    });
   }
 
   async setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    await client.migrateSetMaxSpeed(dom, Math.max(1, Math.round(mibps)));
+    return this.guard('setMaxBandwidth', async () => {
+      if (!(mibps > 0))
+        throw new HypervisorError(
+          HYPERVISOR_ERROR_CODES.invalidArgument,
+          `setMaxBandwidth: mibps must be > 0, got ${mibps}`,
+        );
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.migrateSetMaxSpeed(dom, Math.max(1, Math.round(mibps)));
+    });
   }
 
   async startPostCopy(hostId: string, vmId: string): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    await client.migrateStartPostCopy(dom);
-    this.postCopyStarted.add(`${hostId}/${vmId}`);
+    return this.guard('startPostCopy', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.migrateStartPostCopy(dom);
+      this.postCopyStarted.add(`${hostId}/${vmId}`);
+    });
   }
 
   async abortJob(hostId: string, vmId: string): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    this.abortRequested.add(`${hostId}/${vmId}`);
-    await client.abortJob(dom);
+    return this.guard('abortJob', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      this.abortRequested.add(`${hostId}/${vmId}`);
+      await client.abortJob(dom);
+    });
   }
 
   // ------------------------------------------------------------------------------------------ recovery
 
   async locateVm(vmId: string): Promise<VmPresence[]> {
-    const found = await Promise.all(
-      [...this.hosts.keys()].map(async (hostId): Promise<VmPresence | null> => {
-        const client = await this.client(hostId);
-        let dom: DomainRef;
-        try {
-          dom = await client.lookupDomainByUuid(vmId);
-        } catch (err) {
-          if (isNoDomain(err)) return null;
-          throw err;
-        }
-        const [state, persistent] = await Promise.all([
-          client.domainState(dom),
-          client.listAllDomains(ListDomainsFlags.PERSISTENT),
-        ]);
-        return {
-          hostId,
-          state: vmStateOf(state.state),
-          persistent: persistent.some((d) => d.uuid.equals(dom.uuid)),
-        };
-      }),
-    );
-    return found.filter((p): p is VmPresence => p !== null);
+    return this.guard('locateVm', async () => {
+      const found = await Promise.all(
+        [...this.hosts.keys()].map(async (hostId): Promise<VmPresence | null> => {
+          const client = await this.client(hostId);
+          let dom: DomainRef;
+          try {
+            dom = await client.lookupDomainByUuid(vmId);
+          } catch (err) {
+            if (isNoDomain(err)) return null;
+            throw err;
+          }
+          const [state, persistent] = await Promise.all([
+            client.domainState(dom),
+            client.listAllDomains(ListDomainsFlags.PERSISTENT),
+          ]);
+          return {
+            hostId,
+            state: vmStateOf(state.state),
+            persistent: persistent.some((d) => d.uuid.equals(dom.uuid)),
+          };
+        }),
+      );
+      return found.filter((p): p is VmPresence => p !== null);
+    });
   }
 
   async suspendVm(hostId: string, vmId: string): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    await client.suspend(dom);
+    return this.guard('suspendVm', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.suspend(dom);
+    });
   }
 
   async resumeVm(hostId: string, vmId: string): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    await client.resume(dom);
+    return this.guard('resumeVm', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.resume(dom);
+    });
   }
 
   async destroyVm(hostId: string, vmId: string): Promise<void> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    await client.destroyDomain(dom);
+    return this.guard('destroyVm', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.destroyDomain(dom);
+    });
   }
 
   /** True when the VM is paused on that host because a post-copy migration switched it over. */
   async pausedForPostCopy(hostId: string, vmId: string): Promise<boolean> {
-    const { client, dom } = await this.domain(hostId, vmId);
-    const { state, reason } = await client.domainState(dom);
-    return state === DomainState.PAUSED && reason === DomainPausedReason.POSTCOPY;
+    return this.guard('pausedForPostCopy', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      const { state, reason } = await client.domainState(dom);
+      return state === DomainState.PAUSED && reason === DomainPausedReason.POSTCOPY;
+    });
   }
 
   // ------------------------------------------------------------------------------------------ events

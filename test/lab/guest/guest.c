@@ -5,6 +5,7 @@
  *   mb=N      size of the region to write, MiB; absent or 0 = idle guest (halts between timer ticks)
  *   rate=R    4 KiB pages written per second, paced by a 1 kHz timer; 0 or absent = as fast as it can
  *   base=M    where the region starts, MiB (default 4)
+ *   fill=F    write F MiB once at boot (from base), so the guest has that much non-zero RAM to migrate
  * Heartbeat words at guest-physical 0x8000: [0] seconds since boot, [1] completed passes over the region,
  * [2] pages written. A line "hb=S passes=P pages=N" goes to the first serial port every second. */
 typedef unsigned int u32;
@@ -132,6 +133,7 @@ void guest_main(u32 magic, const u32 *info) {
     u32 pages_per_s = cmdline_number(cmdline, "rate=", 0);
     u32 region_start = cmdline_number(cmdline, "base=", 4) << 20;
     u32 region_pages = region_mib * (1024u * 1024u / PAGE_BYTES);
+    u32 fill_pages = cmdline_number(cmdline, "fill=", 0) * (1024u * 1024u / PAGE_BYTES);
 
     serial_init();
     serial_text("drover-lab-guest: cmdline='");
@@ -145,6 +147,9 @@ void guest_main(u32 magic, const u32 *info) {
     HEARTBEAT[0] = 0;
     HEARTBEAT[1] = 0;
     HEARTBEAT[2] = 0;
+    for (u32 p = 0; p < fill_pages; p++)
+        for (u32 word = 0; word < PAGE_BYTES / 4; word += 64) /* one word per cache line is enough to be non-zero */
+            ((volatile u32 *)(region_start + p * PAGE_BYTES))[word] = 0x9e3779b9u * (p + word + 1);
     interrupts_init();
     __asm__ volatile("sti");
 
