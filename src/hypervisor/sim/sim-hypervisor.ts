@@ -11,6 +11,7 @@
 // job-completed is emitted on both ends of a successful migration and never for an aborted one; an aborted
 // migration stops the destination domain with detail `failed`.
 import type { Clock } from '../../domain/clock.js';
+import { errorMessage } from '../../domain/errors.js';
 import type { StorageKind, VmState } from '../../domain/snapshot.js';
 import {
   HypervisorError,
@@ -170,7 +171,7 @@ export class SimHypervisor implements Hypervisor {
   private readonly hosts = new Map<string, SimHost>();
   private readonly vms = new Map<string, SimVm>();
   /** vmId -> hosts where a domain of it exists. */
-  private readonly presence = new Map<string, Set<string>>();
+  private readonly presence = new Map<string, string[]>();
   private readonly listeners = new Set<(event: HypervisorEvent) => void>();
   private readonly active = new Set<SimMigration>();
   private readonly rng: Prng;
@@ -638,18 +639,24 @@ export class SimHypervisor implements Hypervisor {
 
   private attach(host: SimHost, inst: Instance): void {
     host.vms.set(inst.vm.id, inst);
-    let set = this.presence.get(inst.vm.id);
-    if (!set) {
-      set = new Set();
-      this.presence.set(inst.vm.id, set);
-    }
-    set.add(host.info.id);
+    const hosts = this.presence.get(inst.vm.id);
+    if (!hosts) this.presence.set(inst.vm.id, [host.info.id]);
+    else if (!hosts.includes(host.info.id)) hosts.push(host.info.id);
+  }
+
+  private forget(host: SimHost, vmId: string): void {
+    host.vms.delete(vmId);
+    const hosts = this.presence.get(vmId);
+    if (hosts)
+      this.presence.set(
+        vmId,
+        hosts.filter((h) => h !== host.info.id),
+      );
   }
 
   private detach(host: SimHost, inst: Instance, now: number): void {
     host.retiredCpuNs += this.cpuNsAt(inst, now);
-    host.vms.delete(inst.vm.id);
-    this.presence.get(inst.vm.id)?.delete(host.info.id);
+    this.forget(host, inst.vm.id);
   }
 
   // ---------------------------------------------------------------- CPU, memory, dirty rate
@@ -685,10 +692,7 @@ export class SimHypervisor implements Hypervisor {
     inst.dirty = null;
     inst.incoming = false;
     inst.job = null;
-    if (!inst.persistent) {
-      host.vms.delete(inst.vm.id);
-      this.presence.get(inst.vm.id)?.delete(host.info.id);
-    }
+    if (!inst.persistent) this.forget(host, inst.vm.id);
   }
 
   private sourceNs(host: SimHost, now: number): number {
@@ -1047,7 +1051,13 @@ export class SimHypervisor implements Hypervisor {
       this.emitLifecycle(src.info.id, vm.id, 'undefined', LIFECYCLE_DETAIL.undefined.removed);
       return { result: 'completed', error: null, stats: null };
     });
-    return Promise.resolve({ request: { ...request }, done });
+    // `done` never rejects: anything unexpected becomes a failed outcome.
+    const settled = done.catch((e: unknown): MigrationOutcome => ({
+      result: 'failed',
+      error: errorMessage(e),
+      stats: null,
+    }));
+    return Promise.resolve({ request: { ...request }, done: settled });
   }
 
   // ---------------------------------------------------------------- gates, lookups, events
