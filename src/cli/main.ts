@@ -1,17 +1,18 @@
 // The `drover` command. Each sub-command lives in commands/<name>.ts and registers itself here.
 import { Command } from 'commander';
+import { EXIT } from './exit-codes.js';
 import { registerWatchdogCommand } from './commands/watchdog.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerStatusCommand } from './commands/status.js';
+import { registerDrainCommand } from './commands/drain.js';
+import { registerActivateCommand } from './commands/activate.js';
+import { registerMigrationsCommand } from './commands/migrations.js';
+import { registerAbortCommand } from './commands/abort.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { registerRecoverCommand } from './commands/recover.js';
 import { registerCollectCommand } from './commands/collect.js';
 
-export const EXIT = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-  badInput: 3,
-  unreachable: 4,
-  notConverged: 5,
-} as const;
+export { EXIT } from './exit-codes.js';
 
 const program = new Command();
 program
@@ -22,6 +23,13 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : EXIT.usage);
 });
 registerWatchdogCommand(program);
+registerServeCommand(program);
+registerStatusCommand(program);
+registerDrainCommand(program);
+registerActivateCommand(program);
+registerMigrationsCommand(program);
+registerAbortCommand(program);
+registerDoctorCommand(program);
 registerRecoverCommand(program);
 registerCollectCommand(program);
 

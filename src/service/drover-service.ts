@@ -120,6 +120,7 @@ export class DroverService implements Operations {
     const views = jobs.map((j): MigrationView => {
       const p = j.progress;
       const report = j.result && 'report' in j.result ? j.result.report : null;
+      const ended = j.state === 'completed' || j.state === 'failed';
       const eta =
         p && p.bandwidthMiBps && p.bandwidthMiBps > 0
           ? Math.round((p.remainingMiB / p.bandwidthMiBps) * 10) / 10
@@ -136,10 +137,10 @@ export class DroverService implements Operations {
         startedAt: null,
         elapsedS: report ? report.durationS : (p?.elapsedS ?? null),
         totalMiB: totalMiB === null ? null : Math.round(totalMiB),
-        remainingMiB: p ? Math.round(p.remainingMiB) : null,
+        remainingMiB: ended ? null : p ? Math.round(p.remainingMiB) : null,
         iteration: p?.iteration ?? null,
-        bandwidthMiBps: p?.bandwidthMiBps ?? null,
-        etaS: eta,
+        bandwidthMiBps: ended ? null : (p?.bandwidthMiBps ?? null),
+        etaS: ended ? null : eta,
       };
     });
     // Running first, then waiting, then finished.

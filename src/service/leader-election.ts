@@ -183,7 +183,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
         this.validUntil = sentAt + this.options.leaseMs - this.marginMs;
         this.armExpiry();
         if (!wasLeader) {
-          this.options.log?.info({ token, instance: this.instance }, 'elected leader');
+          this.options.log?.info({ token }, 'elected leader');
           this.emit('elected', token);
         }
       } else {
@@ -215,7 +215,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     if (!this.held) return;
     this.held = null;
     this.validUntil = 0;
-    this.options.log?.warn({ reason, instance: this.instance }, 'no longer leader');
+    this.options.log?.warn({ reason }, 'no longer leader');
     this.emit('demoted', reason);
   }
 }

@@ -121,7 +121,7 @@ export async function startService(
       path: loaded.policyPath,
       load: loadPolicy,
       metrics,
-      log: log.child({ module: 'policy' }),
+      log,
     });
     cleanups.push(() => Promise.resolve(policy.close()));
 
@@ -194,7 +194,7 @@ export async function startService(
 
     const schedules = new Schedules({
       metrics,
-      log: log.child({ module: 'schedules' }),
+      log,
       isLeader: () => election.isLeader(),
     });
     if (config.schedules.rebalance.enabled) {

@@ -1,0 +1,194 @@
+// `drover doctor --config FILE`: checks what drover depends on, one line each — the config, the policy,
+// Redis and the clock skew against it, every host, VMs running or defined on two hosts, the daemon's API.
+import type { Command } from 'commander';
+import { errorMessage } from '../../domain/errors.js';
+import type { Hypervisor } from '../../hypervisor/hypervisor.js';
+import { loadPolicy } from '../../planner/load-policy.js';
+import { loadConfig, type LoadedConfig } from '../../service/config.js';
+import { createHypervisor } from '../../service/main.js';
+import { openRedis } from '../../service/redis-connection.js';
+import { CliError, runCli } from '../api-client.js';
+import { EXIT } from '../exit-codes.js';
+import { paint, printJson, table } from '../output.js';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+export interface Check {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+}
+
+/** Largest tolerated difference between this machine's clock and Redis's (leases and plan expiry use both). */
+const MAX_SKEW_MS = 2000;
+
+async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function checkRedis(loaded: LoadedConfig, env: NodeJS.ProcessEnv, checks: Check[]): Promise<void> {
+  const r = loaded.config.redis;
+  if (env.REDIS_URL === undefined && r.url === undefined && !r.sentinel && !r.cluster) {
+    checks.push({
+      name: 'redis',
+      status: 'warn',
+      detail: 'none configured: `drover serve` starts a private redis-server (one process only)',
+    });
+    return;
+  }
+  const conn = await openRedis(r, env);
+  try {
+    const before = Date.now();
+    const [sec, usec] = await withTimeout(conn.redis.time(), 5000, 'redis TIME');
+    const after = Date.now();
+    const redisMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    const skewMs = Math.round((before + after) / 2 - redisMs);
+    checks.push({
+      name: 'redis',
+      status: 'ok',
+      detail: `${conn.description} answered in ${after - before} ms`,
+    });
+    checks.push({
+      name: 'clock skew',
+      status: Math.abs(skewMs) > MAX_SKEW_MS ? 'fail' : 'ok',
+      detail: `this machine is ${skewMs >= 0 ? '+' : ''}${skewMs} ms from Redis (limit ±${MAX_SKEW_MS} ms; run NTP)`,
+    });
+  } catch (err) {
+    checks.push({ name: 'redis', status: 'fail', detail: `${conn.description}: ${errorMessage(err)}` });
+  } finally {
+    conn.redis.disconnect();
+  }
+}
+
+async function checkHosts(hv: Hypervisor, timeoutMs: number, checks: Check[]): Promise<void> {
+  const hosts = await withTimeout(hv.listHosts(), timeoutMs, 'listing hosts');
+  const where = new Map<string, { running: string[]; defined: string[]; name: string }>();
+  for (const host of hosts) {
+    try {
+      const started = Date.now();
+      await withTimeout(hv.sampleHost(host.id), timeoutMs, host.id);
+      const vms = await withTimeout(hv.listVms(host.id), timeoutMs, host.id);
+      for (const vm of vms) {
+        const entry = where.get(vm.id) ?? { running: [], defined: [], name: vm.name };
+        if (vm.state === 'running' || vm.state === 'paused') entry.running.push(host.id);
+        if (vm.persistent) entry.defined.push(host.id);
+        where.set(vm.id, entry);
+      }
+      checks.push({
+        name: `host ${host.id}`,
+        status: 'ok',
+        detail: `reachable in ${Date.now() - started} ms, ${vms.length} VM(s), ${host.cpus} CPUs, ${host.memMiB} MiB`,
+      });
+    } catch (err) {
+      checks.push({ name: `host ${host.id}`, status: 'fail', detail: errorMessage(err) });
+    }
+  }
+  const twiceRunning = [...where.entries()].filter(([, e]) => e.running.length > 1);
+  const twiceDefined = [...where.entries()].filter(([, e]) => e.running.length <= 1 && e.defined.length > 1);
+  checks.push({
+    name: 'VMs running on two hosts',
+    status: twiceRunning.length > 0 ? 'fail' : 'ok',
+    detail:
+      twiceRunning.length > 0
+        ? twiceRunning.map(([id, e]) => `${e.name} (${id}) on ${e.running.join(' and ')}`).join('; ') +
+          ' — run `drover recover VM`'
+        : 'none',
+  });
+  checks.push({
+    name: 'VMs defined on two hosts',
+    status: twiceDefined.length > 0 ? 'warn' : 'ok',
+    detail:
+      twiceDefined.length > 0
+        ? twiceDefined.map(([id, e]) => `${e.name} (${id}) on ${e.defined.join(' and ')}`).join('; ')
+        : 'none',
+  });
+}
+
+async function checkApi(loaded: LoadedConfig, checks: Check[]): Promise<void> {
+  const api = loaded.config.api;
+  if (!api.enabled) {
+    checks.push({ name: 'api', status: 'warn', detail: 'disabled in the config' });
+    return;
+  }
+  const host = ['0.0.0.0', '::'].includes(api.host) ? '127.0.0.1' : api.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${api.port}/readyz`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    const body = (await res.json()) as { ready?: boolean; checks?: Record<string, { detail: string }> };
+    checks.push({
+      name: 'daemon',
+      status: res.ok ? 'ok' : 'warn',
+      detail: res.ok
+        ? `${url} ready`
+        : `${url} not ready: ${Object.values(body.checks ?? {})
+            .map((c) => c.detail)
+            .join('; ')}`,
+    });
+  } catch (err) {
+    checks.push({
+      name: 'daemon',
+      status: 'warn',
+      detail: `${url}: ${errorMessage(err)} (is \`drover serve\` running?)`,
+    });
+  }
+}
+
+export async function runDoctor(configPath: string, env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {
+  const checks: Check[] = [];
+  const loaded = await loadConfig(configPath, env);
+  checks.push({ name: 'config', status: 'ok', detail: `${loaded.path} is valid` });
+  try {
+    await loadPolicy(loaded.policyPath);
+    checks.push({ name: 'policy', status: 'ok', detail: `${loaded.policyPath} is valid` });
+  } catch (err) {
+    checks.push({ name: 'policy', status: 'fail', detail: errorMessage(err) });
+  }
+  await checkRedis(loaded, env, checks);
+  let hv: Hypervisor | null = null;
+  try {
+    hv = (await createHypervisor(loaded.config.hypervisor, loaded.dir)).hypervisor;
+    await checkHosts(hv, loaded.config.collector.hostTimeoutMs, checks);
+  } catch (err) {
+    checks.push({ name: 'hosts', status: 'fail', detail: errorMessage(err) });
+  } finally {
+    await hv?.close();
+  }
+  await checkApi(loaded, checks);
+  return checks;
+}
+
+export function registerDoctorCommand(program: Command): void {
+  program
+    .command('doctor')
+    .description('check the config, policy, Redis and clock skew, every host, VMs on two hosts, the daemon')
+    .requiredOption('-c, --config <file>', "the daemon's config file")
+    .option('--json', 'print machine-readable JSON only')
+    .action((flags: { config: string; json?: boolean }) =>
+      runCli(flags.json, async () => {
+        if (!flags.config) throw new CliError(EXIT.usage, 'invalid_input', '--config is required');
+        const checks = await runDoctor(flags.config);
+        const ok = checks.every((c) => c.status !== 'fail');
+        if (flags.json) printJson({ ok, checks });
+        else {
+          const mark = (s: CheckStatus) =>
+            paint(s.toUpperCase(), s === 'ok' ? 'green' : s === 'warn' ? 'yellow' : 'red');
+          process.stdout.write(
+            `${table(
+              ['CHECK', 'STATUS', 'DETAIL'],
+              checks.map((c) => [c.name, mark(c.status), c.detail]),
+            )}\n`,
+          );
+        }
+        return ok ? EXIT.ok : EXIT.failure;
+      }),
+    );
+}
