@@ -226,6 +226,24 @@ describe('simulator pre-copy physics', () => {
     expect((clock.now() - start) / 1000).toBeCloseTo(3096 / 250, 3);
   });
 
+  it('bandwidth noise stays within its bound and changes from period to period', async () => {
+    const { clock, sim } = setup([host('a'), host('b')], [constantVm('vm', 'a', 65536, 0, 0)], {
+      seed: 3,
+      bandwidthNoisePct: 10,
+    });
+    await sim.migrate({ vmId: 'vm', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
+    const rates = new Set<number>();
+    for (let i = 0; i < 20; i++) {
+      await clock.advance(1000);
+      const bps = (await sim.jobStats('a', 'vm')).memory_bps / MIB;
+      expect(bps).toBeGreaterThanOrEqual(900);
+      expect(bps).toBeLessThanOrEqual(1100);
+      rates.add(Math.round(bps));
+    }
+    expect(rates.size).toBeGreaterThan(10);
+    await sim.close();
+  });
+
   it('block migration copies the local disk first, then memory', async () => {
     const disk = {
       target: 'vda',
