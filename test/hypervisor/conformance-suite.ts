@@ -66,6 +66,7 @@ export function describeConformance(
 
   describe(`Hypervisor conformance: ${name}`, { timeout: testTimeoutMs }, () => {
     let t: ConformanceTarget;
+    let made: ConformanceTarget | undefined;
     let hv: Hypervisor;
     let src: string;
     let dst: string;
@@ -73,13 +74,17 @@ export function describeConformance(
 
     beforeEach(async () => {
       t = await makeTarget();
+      made = t;
       hv = t.hypervisor;
       [src, dst] = t.hosts;
       vm = t.idleVmId;
     });
 
     afterEach(async () => {
-      await t.cleanup();
+      // Only when makeTarget succeeded for this test.
+      const target = made;
+      made = undefined;
+      if (target) await target.cleanup();
     });
 
     /** Polls `check` every `pollMs` of clock time until it returns a value other than undefined. */
