@@ -82,6 +82,16 @@ export interface CycleResult {
 }
 
 const HostRecordSchema = z.looseObject({ hostId: z.string(), vms: z.array(z.unknown()) });
+const HostListSchema = z.array(
+  z.strictObject({
+    id: z.string().min(1),
+    cpus: z.number().int().positive(),
+    memMiB: z.number().positive(),
+    cpuModel: z.string().nullable(),
+    bandwidthMiBps: z.number().positive().nullable(),
+    labels: z.record(z.string(), z.string()),
+  }),
+);
 const HostPartSchema = HostSchema.pick({ cpuPct: true, memUsedMiB: true });
 
 interface LocalHost {
@@ -131,6 +141,7 @@ export class Collector {
   private loop: Promise<void> | null = null;
   private abort: AbortController | null = null;
   private lastSnapshotAt: number | null = null;
+  private savedHostList: string | null = null;
 
   constructor(deps: CollectorDeps, options: CollectorOptionsInput | CollectorOptions = {}) {
     this.options = parseCollectorOptions(options, 'collector');
@@ -168,8 +179,11 @@ export class Collector {
     const startedAt = this.clock.now();
     try {
       this.hosts = await this.withTimeout('(all)', 'listHosts', this.hv.listHosts());
+      await this.saveHostList();
     } catch (err) {
-      // Keep sampling the hosts known from the last cycle; with none known there is nothing to do.
+      // Keep sampling the hosts known from the last cycle (or the last list any collector stored); with none
+      // known there is nothing to do.
+      if (this.hosts.length === 0) this.hosts = await this.loadHostList();
       if (this.hosts.length === 0) throw err;
       this.metrics?.collectorErrors.inc({ host: '(all)', kind: errorCode(err) ?? 'list_hosts' });
       this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'listing hosts failed');
@@ -272,6 +286,26 @@ export class Collector {
         throw err;
       }
     }
+  }
+
+  private get hostListKey(): string {
+    return `${this.keyPrefix}:collector:hosts`;
+  }
+
+  /** Stores the host list when it changed, for a collector that starts while listHosts fails. */
+  private async saveHostList(): Promise<void> {
+    if (!this.redis) return;
+    const text = JSON.stringify(this.hosts);
+    if (text === this.savedHostList) return;
+    await this.redis.set(this.hostListKey, text);
+    this.savedHostList = text;
+  }
+
+  private async loadHostList(): Promise<HostInfo[]> {
+    if (!this.redis) return [];
+    const data = this.readJson<unknown>(await this.redis.get(this.hostListKey), '(all)', 'host_list');
+    const parsed = HostListSchema.safeParse(data);
+    return parsed.success ? parsed.data : [];
   }
 
   /**

@@ -3,6 +3,7 @@
 // within the collector's timeout while the other host stays fresh.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector, type CycleResult } from '../../src/collector/collector.js';
+import { SnapshotStore } from '../../src/collector/snapshot-store.js';
 import { parseSnapshot, type Snapshot } from '../../src/domain/snapshot.js';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import {
@@ -20,6 +21,7 @@ import {
   waitFor,
   type LabGuest,
 } from '../lab/lab-client.js';
+import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const HOST = 'lab1';
 const OTHER = 'lab2';
@@ -121,4 +123,34 @@ describe('Collector on the libvirt lab', () => {
       expect(() => parseSnapshot(r.snapshot)).not.toThrow();
     },
   );
+
+  it('a collector that starts while a daemon is down samples the rest from the host list in Redis', async () => {
+    const redis = connectRedis();
+    const prefix = uniquePrefix('lab-collector');
+    try {
+      const options = { hostTimeoutMs: TIMEOUT_MS, dirtyRate: { enabled: false } };
+      const first = new Collector({ hypervisor: hv, redis, keyPrefix: prefix, memberId: 'first' }, options);
+      await first.runCycle();
+      await first.stop();
+      await stopDaemon(OTHER);
+      let r: CycleResult;
+      try {
+        const second = new Collector(
+          { hypervisor: hv, redis, keyPrefix: prefix, memberId: 'second' },
+          options,
+        );
+        r = await second.runCycle();
+        await second.stop();
+      } finally {
+        await startDaemon(OTHER);
+      }
+      expect(r.snapshot.hosts.map((h) => h.id).sort()).toEqual([HOST, OTHER]);
+      expect(r.snapshot.hosts.find((h) => h.id === OTHER)).toMatchObject({ stale: true, state: 'down' });
+      expect(r.snapshot.hosts.find((h) => h.id === HOST)).toMatchObject({ stale: false, state: 'active' });
+      expect(await new SnapshotStore(redis, prefix).readLatest()).toEqual(r.snapshot);
+    } finally {
+      await cleanPrefix(redis, prefix);
+      await redis.quit();
+    }
+  });
 });
