@@ -56,7 +56,5 @@ describeConformance('SimHypervisor on a ScaledClock', () => {
   });
 });
 
-// Real libvirt: the libvirt driver's block goes here, e.g.
-//   describeConformance('LibvirtHypervisor (lab)', makeLabTarget, { migrationMaxMs: 120_000 });
-// with `run: realTimeRun` (exported by conformance-suite.ts) and a makeLabTarget that puts the lab's
-// idle VM back on hosts[0] before each test.
+// Real libvirt: test/lab-tests/conformance-libvirt.test.ts runs the same suite against the lab's daemons
+// (run: realTimeRun). Another implementation adds its own describeConformance(...) call like these.
