@@ -27,6 +27,16 @@ export class HostHeap {
     this.current[host] = (this.current[host] ?? 0) + 1;
   }
 
+  /** The best valid host without removing it, or -1. */
+  peek(): number {
+    while (this.keys.length > 0) {
+      const host = this.hosts[0] as number;
+      if (this.versions[0] === this.current[host]) return host;
+      this.removeTop();
+    }
+    return -1;
+  }
+
   /** Removes and returns the best valid host, or -1 when none is left. */
   pop(): number {
     while (this.keys.length > 0) {

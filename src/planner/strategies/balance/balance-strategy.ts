@@ -14,6 +14,7 @@ const EPS = 1e-9;
 /** Hosts tried per VM (least loaded first) and donor hosts scanned per fill. */
 const TARGET_CANDIDATES = 48;
 const DONOR_CANDIDATES = 32;
+const PAIR_CANDIDATES = 8;
 type Dim = 0 | 1; // 0 cpu, 1 memory
 const DIM_NAME = ['cpu', 'mem'] as const;
 
@@ -208,11 +209,12 @@ class BalanceRun {
         const exM = Math.max(0, ex[1]);
         const spareC = this.load(0, s) - (band.lo[0] / 100) * capC;
         const spareM = this.load(1, s) - (band.lo[1] / 100) * capM;
-        // One VM that clears every excess without taking the host below the band: the cheapest such.
-        // Otherwise the VMs that clear the most of the excesses (relative to the host) first.
-        const fitting: number[] = [];
+        // Fewest moves: the largest VMs (in the dimensions that are over) that do not take the host below
+        // the band go first, since the emptiest host takes them and a big VM fixes both ends at once;
+        // among VMs of equal weight the cheaper to migrate. VMs that would overshoot come last.
+        const within: number[] = [];
         const rest: number[] = [];
-        const cover = new Map<number, number>();
+        const weight = new Map<number, number>();
         for (const v of m.hostVms[s] ?? []) {
           if (this.cannot.has(v) || this.vmLoad(d, v) <= EPS) continue;
           const why = m.immovable(v, 'rebalance');
@@ -222,15 +224,19 @@ class BalanceRun {
           }
           const lc = m.vmCpu[v] ?? 0;
           const lm = m.vmMem[v] ?? 0;
-          const clears = lc >= exC - EPS && lm >= exM - EPS;
-          const within = lc <= spareC + EPS && lm <= spareM + EPS;
-          cover.set(v, Math.min(lc, exC) / capC + Math.min(lm, exM) / capM - (within ? 0 : 1));
-          if (clears && within) fitting.push(v);
+          weight.set(
+            v,
+            (exC > EPS ? Math.min(lc, spareC) / capC : 0) + (exM > EPS ? Math.min(lm, spareM) / capM : 0),
+          );
+          if (lc <= spareC + EPS && lm <= spareM + EPS) within.push(v);
           else rest.push(v);
         }
         const cost = (v: number) => m.forecast(v, s).prediction.transferMiB;
-        fitting.sort((a, b) => cost(a) - cost(b) || this.vmLoad(d, a) - this.vmLoad(d, b));
-        rest.sort((a, b) => (cover.get(b) ?? 0) - (cover.get(a) ?? 0) || cost(a) - cost(b));
+        const order = (a: number, b: number) =>
+          (weight.get(b) ?? 0) - (weight.get(a) ?? 0) || cost(a) - cost(b);
+        within.sort(order);
+        rest.sort(order);
+        const fitting = within;
         let placed = false;
         for (const v of [...fitting, ...rest]) {
           const t = this.target(v, d, band);
@@ -336,6 +342,104 @@ class BalanceRun {
     }
     return made;
   }
+
+  /**
+   * Pairwise phase: while a dimension's spread exceeds its target, move from one of the fullest hosts to
+   * one of the emptiest the VM that best evens the pair, as long as the move lowers the maximum or raises
+   * the minimum without creating a new extreme in either dimension.
+   */
+  pairwise(targets: [number, number]): number {
+    const m = this.m;
+    let made = 0;
+    while (!this.full()) {
+      const ext = [0, 1].map((d) => {
+        const hi = this.fullest[d as Dim].peek();
+        const lo = this.emptiest[d as Dim].peek();
+        return hi < 0 || lo < 0
+          ? null
+          : { hi, lo, max: this.util(d as Dim, hi), min: this.util(d as Dim, lo) };
+      });
+      const e0 = ext[0];
+      const e1 = ext[1];
+      if (!e0 || !e1) break;
+      const over0 = e0.max - e0.min - targets[0];
+      const over1 = e1.max - e1.min - targets[1];
+      if (over0 <= EPS && over1 <= EPS) break;
+      const d: Dim = over0 >= over1 ? 0 : 1;
+      const o: Dim = d === 0 ? 1 : 0;
+      const e = d === 0 ? e0 : e1;
+      const eo = d === 0 ? e1 : e0;
+      // The other dimension may use the room its target leaves.
+      const oMax = Math.max(eo.max, eo.min + targets[o]);
+      const oMin = Math.min(eo.min, eo.max - targets[o]);
+      const srcs: number[] = [];
+      const dsts: number[] = [];
+      for (let k = 0; k < PAIR_CANDIDATES; k += 1) {
+        const s = this.fullest[d].pop();
+        if (s >= 0) srcs.push(s);
+        const t = this.emptiest[d].pop();
+        if (t >= 0) dsts.push(t);
+      }
+      let done = false;
+      for (const s of srcs) {
+        for (const t of dsts) {
+          if (s === t || (s !== e.hi && t !== e.lo)) continue;
+          const us = this.util(d, s);
+          const ut = this.util(d, t);
+          if (us <= ut) continue;
+          const cands: { v: number; gap: number }[] = [];
+          for (const v of m.hostVms[s] ?? []) {
+            if (this.cannot.has(v) || m.moved[v]) continue;
+            const l = this.vmLoad(d, v);
+            if (l <= EPS) continue;
+            const sAfter = us - (l / this.cap(d, s)) * 100;
+            const tAfter = ut + (l / this.cap(d, t)) * 100;
+            if (Math.max(sAfter, tAfter) > e.max + EPS || Math.min(sAfter, tAfter) < e.min - EPS) continue;
+            if (Math.max(sAfter, tAfter) >= us - EPS && Math.min(sAfter, tAfter) <= ut + EPS) continue;
+            const lo2 = this.vmLoad(o, v);
+            const soAfter = this.util(o, s) - (lo2 / this.cap(o, s)) * 100;
+            const toAfter = this.util(o, t) + (lo2 / this.cap(o, t)) * 100;
+            if (toAfter > oMax + EPS || soAfter < oMin - EPS) continue;
+            if (!m.fits(v, t)) continue;
+            cands.push({ v, gap: Math.abs(sAfter - tAfter) });
+          }
+          cands.sort((a, b) => a.gap - b.gap);
+          for (const { v } of cands) {
+            const why = m.immovable(v, 'rebalance');
+            if (why !== null) {
+              this.skip(v, why);
+              continue;
+            }
+            if (m.placementProblem(v, t) !== null) continue;
+            const f = m.forecast(v, t);
+            if (!f.prediction.converges) {
+              this.skip(v, f.reason ?? 'predicted not to converge');
+              continue;
+            }
+            for (const h of srcs) this.reindex(h);
+            for (const h of dsts) this.reindex(h);
+            this.apply(
+              v,
+              t,
+              `${m.hosts[s]?.id ?? ''} ${DIM_NAME[d]} ${pct(us)} and ${m.hosts[t]?.id ?? ''} ${DIM_NAME[d]} ` +
+                `${pct(ut)} are ${Math.round(us - ut)} points apart (target spread ${targets[d]})`,
+            );
+            made += 1;
+            done = true;
+            break;
+          }
+          if (done) break;
+        }
+        if (done) break;
+      }
+      if (!done) {
+        for (const h of srcs) this.reindex(h);
+        for (const h of dsts) this.reindex(h);
+        break;
+      }
+    }
+    return made;
+  }
 }
 
 function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
@@ -363,10 +467,13 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
     };
   }
   const run = new BalanceRun(m, args.maxMoves ?? m.policy.limits.maxMovesPerRun);
-  for (let round = 0; round < 4 && !run.full(); round += 1) {
+  // Pairwise moves do most of the work with the fewest moves; where they get stuck (a dimension's extreme
+  // host has nothing that fits the pair), the band phases finish, and pairwise moves tidy up after them.
+  run.pairwise(targets);
+  for (let round = 0; round < 4 && !run.full() && !within(m.spread()); round += 1) {
     const band = run.band(targets);
-    const made = run.shed(band) + run.fill(band);
-    if (made === 0 || within(m.spread())) break;
+    const made = run.shed(band) + run.fill(band) + run.pairwise(targets);
+    if (made === 0) break;
   }
   const after = m.spread();
   const gain = before.cpuSpreadPct - after.cpuSpreadPct + (before.memSpreadPct - after.memSpreadPct);
