@@ -231,7 +231,9 @@ export class Executor {
     const redis = this.deps.redis;
     const runKey = this.key('run', step.vm);
     const log = this.log.child({ planId: data.planId, vm: step.vm, jobId: job.id });
-    const resumed = (await redis.exists(runKey)) === 1;
+    const runRecord = await redis.hgetall(runKey);
+    const resumed = Object.keys(runRecord).length > 0;
+    const earlierStartMs = runRecord.startedAtMs !== undefined ? Number(runRecord.startedAtMs) : NaN;
 
     if (!resumed && this.deps.history && (await this.deps.history.isQuarantined(step.vm))) {
       const q = await this.deps.history.quarantine(step.vm);
@@ -263,6 +265,7 @@ export class Executor {
     const hooks: RunHooks = {
       signal: this.detach.signal,
       resumed,
+      ...(Number.isFinite(earlierStartMs) ? { startedAtMs: earlierStartMs } : {}),
       abortRequested: () => abortRequested,
       bandwidthShareMiBps: () => share,
       beforeMigrate: async () => {
@@ -272,6 +275,7 @@ export class Executor {
           from: step.from,
           to: step.to,
           startedAt: new Date().toISOString(),
+          startedAtMs: String(this.deps.hypervisor.clock.now()),
           attempt: String(job.attemptsMade + 1),
         });
       },

@@ -105,6 +105,8 @@ export interface RunHooks {
   onAbortIssued?: (atMs: number, reason: AbortReason) => void;
   /** An earlier attempt of this job may have started the migration (the worker knows from Redis). */
   resumed?: boolean;
+  /** When that earlier attempt called migrate (clock ms), if known. */
+  startedAtMs?: number;
   /** drover's own host state (maintenance, disabled): the destination must be active. */
   isHostActive?: (hostId: string) => Promise<boolean>;
 }
@@ -205,9 +207,33 @@ export class MigrationRunner {
     const { step } = job;
     const log = this.log.child({ module: 'executor', planId: job.planId, vm: step.vm });
     const presences = await this.call('locateVm', this.hv.locateVm(step.vm));
-    const srcJob = presences.some((p) => p.hostId === step.from)
-      ? await this.call('jobStats', this.hv.jobStats(step.from, step.vm))
-      : null;
+    let srcJob: JobStats | null = null;
+    if (presences.some((p) => p.hostId === step.from)) {
+      try {
+        srcJob = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
+      } catch (err) {
+        // The source's monitor does not answer. An earlier attempt may have started a migration that is
+        // running behind it: watch it (as stuck) rather than start anything. Otherwise retry later.
+        if (!(err instanceof CallTimeout) || !hooks.resumed) throw err;
+        log.warn({ err: errorMessage(err) }, 'source does not answer; watching the earlier attempt blind');
+        const vm = await this.vmInfo(step.from, step.vm).catch(() => null);
+        const memMiB = vm?.memMiB ?? Math.max(1, step.predicted.transferMiB);
+        const schedule = this.scheduleFor(job, memMiB, diskGiB(vm));
+        const startedAtMs = hooks.startedAtMs ?? this.hv.clock.now();
+        return this.watch({
+          job,
+          vm: { memMiB },
+          schedule,
+          watchdog: this.newWatchdog(schedule, startedAtMs),
+          handle: null,
+          adopted: true,
+          startedAtMs,
+          bandwidthMiBps: null,
+          hooks,
+          log,
+        });
+      }
+    }
 
     // 1. A migration of this VM already in flight from the source: adopt it, never start a second one.
     if (srcJob !== null && srcJob.type === 'active') {
@@ -260,7 +286,7 @@ export class MigrationRunner {
     try {
       handle = await this.call('migrate', this.hv.migrate(request), this.options.migrateCallTimeoutMs);
     } catch (err) {
-      return this.afterFailedStart(job, schedule, vm, err, hooks, log);
+      return this.afterFailedStart(job, schedule, vm, err, startedAtMs, hooks, log);
     }
     if (step.kind === 'offline') return this.finishOffline(job, schedule, vm, handle, startedAtMs, log);
     this.metrics?.migrationsRunning.inc();
@@ -376,23 +402,27 @@ export class MigrationRunner {
     schedule: WatchdogSchedule,
     vm: VmInfo,
     err: unknown,
+    calledAtMs: number,
     hooks: RunHooks,
     log: Logger,
   ): Promise<MigrationReport> {
     const { step } = job;
-    let stats: JobStats;
+    let stats: JobStats | null = null;
     try {
       stats = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
     } catch (inner) {
-      throw new MigrationStartError(
-        `migration start failed (${errorMessage(err)}) and its state is unknown (${errorMessage(inner)})`,
-        true,
-        { cause: err },
-      );
+      // The monitor does not answer either: the migration may well be running behind it. Watch it.
+      if (!(inner instanceof CallTimeout) || !(err instanceof CallTimeout)) {
+        throw new MigrationStartError(
+          `migration start failed (${errorMessage(err)}) and its state is unknown (${errorMessage(inner)})`,
+          true,
+          { cause: err },
+        );
+      }
     }
-    if (stats.type === 'active') {
-      log.warn({ err: errorMessage(err) }, 'migrate call failed but the migration runs: adopting it');
-      const startedAtMs = this.hv.clock.now() - stats.time_elapsed;
+    if (stats === null || stats.type === 'active') {
+      log.warn({ err: errorMessage(err) }, 'migrate call failed but the migration may run: watching it');
+      const startedAtMs = stats === null ? calledAtMs : this.hv.clock.now() - stats.time_elapsed;
       return this.watch({
         job,
         vm,

@@ -310,6 +310,31 @@ describe('MigrationRunner on the simulator', () => {
       expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
     });
 
+    it('adopts blind when the source monitor does not answer, marks it stuck, and finishes once it answers', async () => {
+      const { hv, clock, s } = await startThenDetach(VMS.stubborn, 2000);
+      const release = hv.faults.hangProgress(VMS.stubborn);
+      const second = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      const stuck: boolean[] = [];
+      const adopting = second.run(job(s), { resumed: true, onProgress: (p) => stuck.push(p.stuck) });
+      await clock.advance(15_000);
+      expect(stuck.includes(true)).toBe(true);
+      release();
+      const report = await clock.runUntil(adopting);
+      expect(report.adopted).toBe(true);
+      expect(report.watchdog.map((r) => r.action.kind)).toEqual(expect.arrayContaining(['stuck', 'unstuck']));
+      expect(report.outcome, report.reason).toBe('completed');
+    });
+
+    it('without an earlier attempt, a monitor that does not answer is a transient error (no migration)', async () => {
+      const { hv, clock } = simCluster();
+      hv.faults.hangProgress(VMS.idle);
+      const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+      await expect(clock.runUntil(runner.run(job(step(VMS.idle))))).rejects.toMatchObject({
+        code: 'call_timeout',
+      });
+      expect(hv.activeMigrations()).toBe(0);
+    });
+
     it('finalises a migration that finished while nobody watched', async () => {
       const { hv, clock, s } = await startThenDetach(VMS.idle, 1000);
       await clock.advance(30_000);

@@ -244,9 +244,13 @@ describe('Executor on the libvirt lab', () => {
     const ex = executor({ callTimeoutMs: 2_000, stuckAfterMs: 4_000 });
     await ex.enqueuePlan(plan('lab-4', [step(frozen.id, A, B, 25)]), parseExecutionPolicy({}));
     ex.startWorkers();
+    // Freeze once the worker watches the migration (its progress shows in BullMQ).
     await waitFor(
-      'the migration to run',
-      async () => ((await hv.jobStats(A, frozen.id)).type === 'active' ? true : undefined),
+      'the worker to watch the migration',
+      async () => {
+        const s = (await ex.list()).find((x) => x.vmId === frozen.id);
+        return s?.state === 'active' && s.progress?.phase === 'migrating' ? true : undefined;
+      },
       60_000,
       200,
     );
