@@ -1,4 +1,5 @@
 // The shared Hypervisor conformance suite on LibvirtHypervisor against the lab's real daemons and guests.
+import { afterAll } from 'vitest';
 import { describeConformance, realTimeRun, type ConformanceTarget } from '../hypervisor/conformance-suite.js';
 import { labHostConfigs, defineGuest, removeGuest, waitFor, type LabGuest } from '../lab/lab-client.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
@@ -57,7 +58,6 @@ describeConformance('LibvirtHypervisor (lab)', makeLabTarget, {
   testTimeoutMs: 180_000,
 });
 
-import { afterAll } from 'vitest';
 afterAll(async () => {
   if (guest) await removeGuest(guest.name);
 });
