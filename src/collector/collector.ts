@@ -117,6 +117,9 @@ function newlyMeasured(before: HostHistory, after: HostHistory): string[] {
   return out;
 }
 
+/** Abort reason of a finished call's timeout timer (a constant: abort() would build a DOMException each time). */
+const TIMER_CANCELLED = Symbol('timer cancelled');
+
 function cpuUs(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
@@ -142,6 +145,7 @@ export class Collector {
   private abort: AbortController | null = null;
   private lastSnapshotAt: number | null = null;
   private savedHostList: string | null = null;
+  private vmIndex: Map<string, { hostId: string; vm: VmHistory }> | null = null;
 
   constructor(deps: CollectorDeps, options: CollectorOptionsInput | CollectorOptions = {}) {
     this.options = parseCollectorOptions(options, 'collector');
@@ -194,6 +198,7 @@ export class Collector {
       members = await this.membership.members();
       if (!members.includes(this.memberId)) members = [...members, this.memberId].sort();
     }
+    this.vmIndex = null;
     const owned = this.hosts.filter((h) => ownerOf(h.id, members) === this.memberId);
     const ownedIds = new Set(owned.map((h) => h.id));
     for (const id of [...this.local.keys()]) if (!ownedIds.has(id)) this.local.delete(id);
@@ -432,15 +437,12 @@ export class Collector {
     const arrived = vmIds.filter((id) => history.vms[id] === undefined);
     if (arrived.length === 0) return;
     const missing: string[] = [];
+    const index = this.measuredVmIndex();
     for (const id of arrived) {
-      let found: VmHistory | undefined;
-      for (const other of this.local.values()) {
-        const vh = other.history.vms[id];
-        if (other.history !== history && vh && vh.dirtyPoints.length > 0) found = vh;
-      }
-      if (found)
-        history.vms[id] = { ...emptyVmHistory(), dirty: found.dirty, dirtyPoints: found.dirtyPoints };
-      else missing.push(id);
+      const found = index.get(id);
+      if (found && found.hostId !== history.hostId) {
+        history.vms[id] = { ...emptyVmHistory(), dirty: found.vm.dirty, dirtyPoints: found.vm.dirtyPoints };
+      } else missing.push(id);
     }
     if (!this.redis || missing.length === 0) return;
     const texts = await this.redis.mget(...missing.map((id) => this.vmDirtyKey(id)));
@@ -450,6 +452,19 @@ export class Collector {
         history.vms[id] = { ...emptyVmHistory(), dirty: saved.dirty, dirtyPoints: saved.dirtyPoints };
       }
     });
+  }
+
+  /** VM id -> its measured history on a host this process samples; built once per cycle, when first needed. */
+  private measuredVmIndex(): Map<string, { hostId: string; vm: VmHistory }> {
+    if (this.vmIndex) return this.vmIndex;
+    const index = new Map<string, { hostId: string; vm: VmHistory }>();
+    for (const [hostId, e] of this.local) {
+      for (const [id, vm] of Object.entries(e.history.vms)) {
+        if (vm.dirtyPoints.length > 0) index.set(id, { hostId, vm });
+      }
+    }
+    this.vmIndex = index;
+    return index;
   }
 
   /** Stores the dirty-rate history of VMs with a new measurement, under the VM (it follows the VM). */
@@ -613,7 +628,7 @@ export class Collector {
     try {
       return await Promise.race([work, timer]);
     } finally {
-      abort.abort();
+      abort.abort(TIMER_CANCELLED);
     }
   }
 
