@@ -32,7 +32,7 @@ import {
   textTable,
   type ResultTable,
 } from '../report.js';
-import { LinkCalibration } from './link-calibration.js';
+import { LinkCalibration, type ObservedMigration } from './link-calibration.js';
 import { scatterSvg } from './scatter-svg.js';
 
 const A = 'lab1';
@@ -40,8 +40,10 @@ const B = 'lab2';
 const RAMS_MIB = [128, 256, 512] as const;
 /** The part of a guest's RAM its workload rewrites (the rest stays untouched, so QEMU sends it as zero pages). */
 const REGION_MIB: Record<number, number> = { 128: 48, 256: 96, 512: 160 };
-/** The collector's dirty-rate window for this bench (1 s: the lab guests' rounds are seconds long). */
-const DIRTY_WINDOW_S = 1;
+/** The collector's dirty-rate window for this bench (2 s: the lab guests' rounds are seconds long)... */
+const DIRTY_WINDOW_S = 2;
+/** ...and how many probes it takes of each guest before predicting (its peak is what the model uses). */
+const DIRTY_PROBES = 3;
 /** A guest's first migration only calibrates (round-0 size, link rate); it is given this long. */
 const CALIBRATION_DEADLINE_S = 15;
 
@@ -56,7 +58,7 @@ const FULL: Grid = {
   dirtyMiBps: [0, 5, 10, 20, 40, 80],
   capsMiBps: [20, 50, 100],
   downtimesMs: [30, 100, 300],
-  deadlineS: 40,
+  deadlineS: 30,
 };
 const QUICK: Grid = { dirtyMiBps: [0, 10, 80], capsMiBps: [20, 100], downtimesMs: [30, 300], deadlineS: 30 };
 
@@ -66,7 +68,11 @@ interface Run {
   stats: JobStats | null;
   /** memory_processed when round 0 ended (MiB), when seen. */
   round0MiB: number | null;
-  /** Median memory_bps while sending (MiB/s). */
+  /** From the call until the job first showed as active (s), when seen. */
+  jobStartS: number | null;
+  /** From the call until round 0 was seen to have ended (s), when seen. */
+  round0EndS: number | null;
+  /** Highest rate QEMU reported (MiB/s, at most the cap): what the link carries when there is data. */
   throughputMiBps: number | null;
   processedMiB: number;
 }
@@ -117,6 +123,8 @@ async function runMigration(
   let aborted = false;
   const rates: number[] = [];
   let round0MiB: number | null = null;
+  let jobStartS: number | null = null;
+  let round0EndS: number | null = null;
   let lastProcessedMiB = 0;
   const done = handle.done.finally(() => {
     finished = true;
@@ -127,9 +135,16 @@ async function runMigration(
     try {
       const s = await hv.jobStats(from, vmId);
       if (s.type === 'active') {
+        const atS = (Date.now() - started) / 1000;
+        jobStartS ??= atS;
         lastProcessedMiB = s.memory_processed / MiB;
-        if (s.memory_bps > 0 && s.memory_iteration >= 1) rates.push(s.memory_bps / MiB);
-        if (round0MiB === null && s.memory_iteration >= 1) round0MiB = s.memory_processed / MiB;
+        // QEMU's rate of the last stretch; it is low while it scans untouched memory or has little left,
+        // and reaches what the link carries while there is data to send: the highest reading says that
+        if (s.memory_bps >= MiB) rates.push(s.memory_bps / MiB);
+        if (round0MiB === null && s.memory_iteration >= 1) {
+          round0MiB = s.memory_processed / MiB;
+          round0EndS = atS;
+        }
       }
     } catch {
       // the job ended between the check and the call; `done` settles next
@@ -143,15 +158,54 @@ async function runMigration(
   const wallS = (Date.now() - started) / 1000;
   const stats = outcome.stats;
   const processedMiB = stats ? stats.memory_processed / MiB : lastProcessedMiB;
-  if (stats && stats.memory_bps > 0) rates.push(stats.memory_bps / MiB);
   return {
     result: outcome.result,
     wallS,
     stats,
     round0MiB,
-    throughputMiBps: rates.length > 0 ? median(rates) : null,
+    jobStartS,
+    round0EndS,
+    throughputMiBps: rates.length > 0 ? Math.min(capMiBps, Math.max(...rates)) : null,
     processedMiB,
   };
+}
+
+/** Time QEMU spent sending (s): round 0 as observed, the rest at the rate it reported; null if unknown. */
+function sendingS(run: Run, rateMiBps: number): number | null {
+  if (run.jobStartS === null || run.round0EndS === null || run.round0MiB === null) return null;
+  const later = Math.max(0, run.processedMiB - run.round0MiB);
+  return run.round0EndS - run.jobStartS + (rateMiBps > 0 ? later / rateMiBps : 0);
+}
+
+function observation(
+  run: Run,
+  capMiBps: number,
+  calibration: LinkCalibration,
+  modelStopMs: number | null,
+): ObservedMigration {
+  const completed = run.result === 'completed';
+  return {
+    capMiBps,
+    completed,
+    wallS: run.wallS,
+    processedMiB: run.processedMiB,
+    transferS: sendingS(run, run.throughputMiBps ?? calibration.bandwidthMiBps(capMiBps)),
+    throughputMiBps: run.throughputMiBps,
+    downtimeMs: completed ? (run.stats?.downtime ?? null) : null,
+    modelStopMs,
+  };
+}
+
+/**
+ * What round 0 of this guest amounts to in the model's terms: the MiB that, at the link's rate, take as long
+ * as round 0 took in the guest's previous migration. QEMU sends untouched pages as a flag but still scans
+ * them, so a large mostly-empty guest costs time no byte count shows.
+ */
+function round0Equivalent(run: Run, bwMiBps: number, setupS: number): number {
+  if (run.round0EndS !== null && run.jobStartS !== null && run.round0MiB !== null)
+    return Math.max(run.round0MiB, (run.round0EndS - run.jobStartS) * bwMiBps);
+  if (run.result === 'completed') return Math.max(run.processedMiB, (run.wallS - setupS) * bwMiBps);
+  return Math.max(run.processedMiB, bwMiBps * CALIBRATION_DEADLINE_S);
 }
 
 function benchPolicy(deadlineS: number, setupS: number, switchoverOverheadMs: number): Policy {
@@ -161,10 +215,18 @@ function benchPolicy(deadlineS: number, setupS: number, switchoverOverheadMs: nu
   });
 }
 
+/** Collector cycles with a dirty-rate probe between each; the VM as the last snapshot shows it. */
 async function measureGuest(hv: LibvirtHypervisor, vmId: string): Promise<Vm> {
-  const collector = new Collector({ hypervisor: hv }, { dirtyRate: { windowS: DIRTY_WINDOW_S } });
-  const snapshot = await collector.collectOnce();
-  const vm = snapshot.vms.find((v) => v.id === vmId);
+  const collector = new Collector(
+    { hypervisor: hv },
+    { dirtyRate: { windowS: DIRTY_WINDOW_S, remeasureS: 1, maxPerHost: 2 } },
+  );
+  let vm: Vm | undefined;
+  for (let i = 0; i <= DIRTY_PROBES; i += 1) {
+    const { snapshot } = await collector.runCycle();
+    vm = snapshot.vms.find((v) => v.id === vmId);
+    if (i < DIRTY_PROBES) await sleep(DIRTY_WINDOW_S * 1000 + 800);
+  }
   if (!vm) throw new Error(`the collector did not see guest ${vmId}`);
   return vm;
 }
@@ -225,19 +287,10 @@ export async function main(): Promise<void> {
         await sleep(1_000); // let the workload reach its rate
         const vm = await measureGuest(hv, g.id);
 
-        // Calibration migration: learns what round 0 really sends for this guest and adds to the link's record.
+        // Calibration migration: learns how long round 0 takes for this guest and adds to the link's record.
         const cal = await runMigration(hv, g.id, cap, 300, CALIBRATION_DEADLINE_S);
-        calibration.observe({
-          capMiBps: cap,
-          completed: cal.result === 'completed',
-          wallS: cal.wallS,
-          processedMiB: cal.processedMiB,
-          throughputMiBps: cal.throughputMiBps,
-          downtimeMs: null,
-          modelStopMs: null,
-        });
-        // round 0 sent everything when the migration finished in one pass
-        const round0MiB = cal.round0MiB ?? (cal.result === 'completed' ? cal.processedMiB : region);
+        calibration.observe(observation(cal, cap, calibration, null));
+        const round0MiB = round0Equivalent(cal, calibration.bandwidthMiBps(cap), calibration.setupS());
 
         for (const dt of grid.downtimesMs) {
           const setupS = calibration.setupS();
@@ -255,15 +308,7 @@ export async function main(): Promise<void> {
           const run = await runMigration(hv, g.id, cap, dt, grid.deadlineS);
           const converged = run.result === 'completed';
           const downtimeMs = converged ? (run.stats?.downtime ?? null) : null;
-          calibration.observe({
-            capMiBps: cap,
-            completed: converged,
-            wallS: run.wallS,
-            processedMiB: run.processedMiB,
-            throughputMiBps: run.throughputMiBps,
-            downtimeMs,
-            modelStopMs: Math.max(0, p.downtimeMs - overheadMs),
-          });
+          calibration.observe(observation(run, cap, calibration, Math.max(0, p.downtimeMs - overheadMs)));
           const cell: CellResult = {
             dirtySetMiBps: dirty,
             memMiB,

@@ -14,7 +14,9 @@ export interface ObservedMigration {
   wallS: number;
   /** Memory QEMU sent (MiB). */
   processedMiB: number;
-  /** Median transfer rate QEMU reported while sending (MiB/s), null when it sent too little to tell. */
+  /** Time spent sending, when the caller could tell it from the job's progress (s); else sent / rate. */
+  transferS: number | null;
+  /** Transfer rate QEMU reported for its passes after round 0 (MiB/s), null when there were none. */
   throughputMiBps: number | null;
   /** Measured downtime (completed only). */
   downtimeMs: number | null;
@@ -63,11 +65,12 @@ export class LinkCalibration {
     return capMiBps;
   }
 
-  /** Fixed cost per migration: median of (wall time - memory sent / rate) over completed migrations. */
+  /** Fixed cost per migration: median of (wall time - time spent sending) over completed migrations. */
   setupS(): number {
     const samples = this.recent((o) => o.completed).map((o) => {
       const rate = o.throughputMiBps ?? this.bandwidthMiBps(o.capMiBps);
-      return Math.max(0, o.wallS - (rate > 0 ? o.processedMiB / rate : 0));
+      const sendingS = o.transferS ?? (rate > 0 ? o.processedMiB / rate : 0);
+      return Math.max(0, o.wallS - sendingS);
     });
     return samples.length > 0 ? median(samples) : this.defaults.setupS;
   }
