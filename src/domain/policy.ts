@@ -32,6 +32,8 @@ export const RULE_FACTS = [
   'vm.storage',
   'vm.diskMiB',
   'vm.cpuModel',
+  /** The VM's label names, a list: use with contains / doesNotContain to test that a label is set. */
+  'vm.labelKeys',
   'host.id',
   'host.state',
   'host.cpus',
@@ -41,6 +43,7 @@ export const RULE_FACTS = [
   'host.cpuPct',
   'host.bandwidthMiBps',
   'host.cpuModel',
+  'host.labelKeys',
 ] as const;
 export const RULE_LABEL_FACT_PREFIXES = ['vm.labels.', 'host.labels.'] as const;
 

@@ -2,7 +2,7 @@
 import type { Host, Vm } from '../../domain/snapshot.js';
 import { RULE_FACTS } from '../../domain/policy.js';
 
-export type FactValue = string | number | boolean | null | undefined;
+export type FactValue = string | number | boolean | null | undefined | readonly string[];
 export type FactReader = (vm: Vm, host: Host) => FactValue;
 
 const READERS: Record<(typeof RULE_FACTS)[number], FactReader> = {
@@ -18,6 +18,7 @@ const READERS: Record<(typeof RULE_FACTS)[number], FactReader> = {
   'vm.storage': (vm) => vm.storage,
   'vm.diskMiB': (vm) => vm.diskMiB,
   'vm.cpuModel': (vm) => vm.cpuModel,
+  'vm.labelKeys': (vm) => Object.keys(vm.labels ?? {}),
   'host.id': (_vm, h) => h.id,
   'host.state': (_vm, h) => h.state,
   'host.cpus': (_vm, h) => h.cpus,
@@ -27,6 +28,7 @@ const READERS: Record<(typeof RULE_FACTS)[number], FactReader> = {
   'host.cpuPct': (_vm, h) => h.cpuPct,
   'host.bandwidthMiBps': (_vm, h) => h.bandwidthMiBps,
   'host.cpuModel': (_vm, h) => h.cpuModel,
+  'host.labelKeys': (_vm, h) => Object.keys(h.labels ?? {}),
 };
 
 /** The reader for a fact name (validated by the policy schema); undefined for a name that is not a fact. */
