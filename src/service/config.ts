@@ -165,7 +165,10 @@ export const SchedulesConfigSchema = z.strictObject({
     })
     .prefault({}),
   collect: z.strictObject({ intervalS: positiveNumber().default(15) }).prefault({}),
+  /** The reconciler (VMs active on two hosts) runs this often, on the leader. */
   reconcile: z.strictObject({ intervalS: positiveNumber().default(60) }).prefault({}),
+  /** Plan upkeep (expire stale pending plans, close finished ones, drain gauges) runs this often, on the leader. */
+  plans: z.strictObject({ intervalS: positiveNumber().default(5) }).prefault({}),
 });
 
 export const AutomationConfigSchema = z.strictObject({

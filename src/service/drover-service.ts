@@ -68,6 +68,13 @@ function migrationState(status: MigrationStatus): string {
   return status.state === 'active' ? 'running' : status.state;
 }
 
+function reasonOf(status: MigrationStatus): string | null {
+  const result = status.result;
+  if (result?.status === 'skipped') return result.reason;
+  if (result && 'report' in result && result.report.outcome !== 'completed') return result.report.reason;
+  return status.failedReason;
+}
+
 export class DroverService implements Operations {
   constructor(private readonly deps: DroverServiceDeps) {}
 
@@ -141,6 +148,9 @@ export class DroverService implements Operations {
         iteration: p?.iteration ?? null,
         bandwidthMiBps: ended ? null : (p?.bandwidthMiBps ?? null),
         etaS: ended ? null : eta,
+        downtimeMs: report?.downtimeMs ?? null,
+        downtimeBudgetMs: report?.downtimeBudgetMs ?? null,
+        reason: reasonOf(j),
       };
     });
     // Running first, then waiting, then finished.

@@ -12,6 +12,7 @@ import type { Clock } from '../domain/clock.js';
 import { errorMessage } from '../domain/errors.js';
 import { Executor } from '../executor/executor.js';
 import { HistoryStore } from '../executor/history-store.js';
+import { Reconciler } from '../executor/reconciler.js';
 import { ScaledClock, SystemClock } from '../hypervisor/clock.js';
 import type { Hypervisor } from '../hypervisor/hypervisor.js';
 import { LibvirtHypervisor } from '../hypervisor/libvirt/libvirt-hypervisor.js';
@@ -209,10 +210,30 @@ export async function startService(
       });
     }
     schedules.add({
+      name: 'plans',
+      trigger: { everyMs: config.schedules.plans.intervalS * 1000 },
+      leaderOnly: true,
+      run: () => service.trackPlans(),
+    });
+    const reconciler = new Reconciler({
+      hypervisor,
+      callTimeoutMs: config.executor.callTimeoutMs,
+      intervalMs: config.schedules.reconcile.intervalS * 1000,
+      logger: log,
+      metrics,
+    });
+    schedules.add({
       name: 'reconcile',
       trigger: { everyMs: config.schedules.reconcile.intervalS * 1000 },
       leaderOnly: true,
-      run: () => service.trackPlans(),
+      run: async () => {
+        const report = await reconciler.runOnce();
+        return {
+          hostsChecked: report.hostsChecked,
+          unreachableHosts: report.unreachableHosts,
+          onSeveralHosts: report.onSeveralHosts.length,
+        };
+      },
     });
 
     // Start the moving parts: every process collects its share and runs workers; one leads.

@@ -35,6 +35,12 @@ export interface MigrationView {
   iteration: number | null;
   bandwidthMiBps: number | null;
   etaS: number | null;
+  /** Measured switch-over downtime (completed migrations). */
+  downtimeMs: number | null;
+  /** The VM's downtime budget (from the plan step or the policy). */
+  downtimeBudgetMs: number | null;
+  /** Why it ended as it did (abort reason, skip reason, failure), null while running or when completed. */
+  reason: string | null;
 }
 
 export interface ClusterView {

@@ -50,7 +50,8 @@ describe('deploy/grafana/drover.json', () => {
     const exported = new Set<string>();
     for (const m of await metrics.registry.getMetricsAsJSON()) {
       exported.add(m.name);
-      if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
+      if (String(m.type) === 'histogram')
+        for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
     }
     for (const expr of exprs) {
       for (const name of expr.match(/\bdrover_[a-z_]+/g) ?? []) expect(exported, expr).toContain(name);

@@ -32,7 +32,7 @@ async function start(name: string): Promise<Proc> {
     hypervisor: { kind: 'sim', cluster: 'cluster.yaml' },
     redis: { prefix: fixture.prefix },
     policy: { file: 'policy.yaml', watch: false },
-    schedules: { rebalance: { enabled: false }, reconcile: { intervalS: 1 } },
+    schedules: { rebalance: { enabled: false }, plans: { intervalS: 1 } },
     leader: { leaseMs: LEASE_MS },
     api: { port, tokens: [{ name: 'ops', role: 'admin', value: ADMIN_TOKEN }] },
     metrics: { processMetrics: false },

@@ -54,7 +54,7 @@ export async function writeFixture(
     hypervisor: { kind: 'sim', cluster: 'cluster.yaml' },
     redis: { prefix },
     policy: { file: 'policy.yaml', watch: false },
-    schedules: { rebalance: { enabled: false }, reconcile: { intervalS: 0.5 } },
+    schedules: { rebalance: { enabled: false }, reconcile: { intervalS: 2 }, plans: { intervalS: 0.5 } },
     automation: { level: 'partial' },
     leader: { leaseMs: 1000 },
     api: {

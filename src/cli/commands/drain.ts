@@ -59,13 +59,21 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
+export interface FollowOptions {
+  pollMs: number;
+  /** No bars and no progress lines (--json). */
+  quiet: boolean;
+  /** Called with the plan's migrations after every poll (the demo injects faults from here). */
+  onPoll?: ((migrations: MigrationView[]) => void) | undefined;
+}
+
 /** Follows a running plan until it ends; draws bars on a terminal, prints state changes otherwise. */
-async function follow(
+export async function followPlan(
   client: ApiClient,
   plan: Plan,
-  pollMs: number,
-  quiet: boolean,
+  options: FollowOptions,
 ): Promise<{ record: PlanRecord; migrations: MigrationView[] }> {
+  const { pollMs, quiet } = options;
   const bars = new Map<string, SingleBar>();
   const lastState = new Map<string, string>();
   const tty = !quiet && Boolean(process.stderr.isTTY);
@@ -90,6 +98,7 @@ async function follow(
         client.get<{ migrations: MigrationView[] }>('/v1/migrations'),
       ]);
       const mine = migrations.filter((m) => m.planId === plan.id);
+      options.onPoll?.(mine);
       for (const step of plan.steps) {
         const m = mine.find((x) => x.vm === step.vm);
         const state = m?.state ?? 'waiting';
@@ -185,7 +194,7 @@ export function registerDrainCommand(program: Command): void {
         else process.stdout.write(`drain of ${host} started: plan ${record.plan.id} (${record.status})\n`);
         return EXIT.ok;
       }
-      const result = await follow(client, started.plan, pollMs, Boolean(flags.json));
+      const result = await followPlan(client, started.plan, { pollMs, quiet: Boolean(flags.json) });
       if (flags.json) {
         printJson({ plan: result.record, migrations: result.migrations });
       } else {
