@@ -122,9 +122,16 @@ function isTable(v: Json | undefined): v is { header: Json[]; rows: Json[] } & {
   return isObject(v) && Array.isArray(v.header) && Array.isArray(v.rows);
 }
 
+/** A number as a table shows it: integers as they are, others to 4 significant digits (1 decimal from 1000). */
+function tidy(n: number): number {
+  if (Number.isInteger(n) || !Number.isFinite(n)) return n;
+  return Math.abs(n) >= 1000 ? round(n, 1) : Number(n.toPrecision(4));
+}
+
 function scalar(v: Json | undefined): string | number | null {
   if (v === undefined || v === null) return null;
-  if (typeof v === 'number' || typeof v === 'string') return v;
+  if (typeof v === 'number') return tidy(v);
+  if (typeof v === 'string') return v;
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   return JSON.stringify(v);
 }
@@ -176,7 +183,9 @@ function machineText(v: Json | undefined): string {
   if (model !== undefined) parts.push(String(scalar(model)));
   const mem = v.memMiB ?? v.memoryMiB ?? v.memTotalMiB;
   if (mem !== undefined) parts.push(`${scalar(mem)} MiB RAM`);
-  if (v.memory !== undefined && mem === undefined) parts.push(String(scalar(v.memory)));
+  if (mem === undefined && v.memGiB !== undefined) parts.push(`${scalar(v.memGiB)} GiB RAM`);
+  if (v.memory !== undefined && mem === undefined && v.memGiB === undefined)
+    parts.push(String(scalar(v.memory)));
   if (Array.isArray(v.loadAvg)) parts.push(`load ${v.loadAvg.map((x) => scalar(x)).join(' / ')}`);
   return parts.join(', ');
 }
@@ -224,6 +233,7 @@ export function renderBenchmarks(): string {
     if (typeof r.mode === 'string') lines.push(`- Mode: ${r.mode}`);
     lines.push('');
     if (typeof r.summary === 'string') lines.push(r.summary, '');
+    if (typeof r.notes === 'string') lines.push(r.notes, '');
     if (Array.isArray(r.notes)) {
       for (const n of r.notes) if (typeof n === 'string') lines.push(`- ${n}`);
       lines.push('');

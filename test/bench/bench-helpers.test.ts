@@ -1,0 +1,97 @@
+// The pure pieces of the benches: the predictor bench's link calibration, the SVG scatter plot, and the
+// report's statistics and table reading.
+import { describe, expect, it } from 'vitest';
+import { LinkCalibration, type ObservedMigration } from '../../bench/predictor/link-calibration.js';
+import { scatterSvg } from '../../bench/predictor/scatter-svg.js';
+import { markdownTable, percentile, tablesOf } from '../../bench/report.js';
+
+const observed = (o: Partial<ObservedMigration>): ObservedMigration => ({
+  capMiBps: 100,
+  completed: true,
+  wallS: 10,
+  processedMiB: 100,
+  transferS: null,
+  throughputMiBps: 50,
+  downtimeMs: 200,
+  modelStopMs: 50,
+  ...o,
+});
+
+describe('LinkCalibration', () => {
+  it('uses the defaults before it has seen a migration', () => {
+    const c = new LinkCalibration({ setupS: 1, switchoverOverheadMs: 20 });
+    expect(c.bandwidthMiBps(50)).toBe(50);
+    expect(c.setupS()).toBe(1);
+    expect(c.switchoverOverheadMs()).toBe(20);
+  });
+
+  it('learns the rate per cap, never above the cap, and falls back to faster caps', () => {
+    const c = new LinkCalibration({ setupS: 1, switchoverOverheadMs: 20 });
+    c.observe(observed({ capMiBps: 100, throughputMiBps: 30 }));
+    c.observe(observed({ capMiBps: 100, throughputMiBps: 40 }));
+    c.observe(observed({ capMiBps: 100, throughputMiBps: 35 }));
+    expect(c.bandwidthMiBps(100)).toBe(35);
+    // nothing seen at 50: the host never sent faster than 40 under a higher cap
+    expect(c.bandwidthMiBps(50)).toBe(40);
+    // a cap below what the host manages is the cap
+    expect(c.bandwidthMiBps(20)).toBe(20);
+    // tiny transfers say nothing about the link
+    c.observe(observed({ capMiBps: 20, throughputMiBps: 1, processedMiB: 2 }));
+    expect(c.bandwidthMiBps(20)).toBe(20);
+  });
+
+  it('setup is the wall time not spent sending; overhead is downtime beyond the modelled stop', () => {
+    const c = new LinkCalibration({ setupS: 1, switchoverOverheadMs: 20 });
+    c.observe(observed({ wallS: 10, processedMiB: 100, throughputMiBps: 50 })); // 8 s
+    c.observe(observed({ wallS: 12, transferS: 2, downtimeMs: 500, modelStopMs: 100 })); // 10 s
+    c.observe(observed({ wallS: 30, completed: false })); // aborted: not a setup sample
+    expect(c.setupS()).toBe(9);
+    expect(c.switchoverOverheadMs()).toBe((150 + 400) / 2);
+  });
+});
+
+describe('scatterSvg', () => {
+  it('draws one dot per point, a legend entry per series, and escapes text', () => {
+    const svg = scatterSvg(
+      [
+        { x: 10, y: 12, series: 'cap 20 MiB/s', label: 'a<b' },
+        { x: 20, y: 18, series: 'cap 100 MiB/s' },
+        { x: 5, y: 5, series: 'cap 20 MiB/s' },
+      ],
+      { title: 'T & t', xLabel: 'x', yLabel: 'y' },
+    );
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+    expect(svg.match(/<circle cx=/g)?.length).toBe(3 + 2); // dots + legend markers
+    expect(svg).toContain('T &amp; t');
+    expect(svg).toContain('<title>a&lt;b</title>');
+    expect(svg).not.toContain('NaN');
+  });
+});
+
+describe('report helpers', () => {
+  it('percentile interpolates and is NaN for no data', () => {
+    expect(percentile([1, 2, 3, 4], 50)).toBe(2.5);
+    expect(percentile([5, 1, 3], 0)).toBe(1);
+    expect(percentile([5, 1, 3], 100)).toBe(5);
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it('reads explicit tables and rows of flat objects', () => {
+    const explicit = tablesOf({ tables: [{ title: 'x', header: ['a', 'b'], rows: [[1, 'p|q']] }] });
+    expect(explicit).toHaveLength(1);
+    expect(markdownTable(explicit[0] ?? { header: [], rows: [] })).toContain('p\\|q');
+    const flat = tablesOf({
+      rows: [
+        { hosts: 100, cpuPct: 0.123456 },
+        { hosts: 1000, extra: true },
+      ],
+    });
+    expect(flat[0]?.header).toEqual(['hosts', 'cpuPct', 'extra']);
+    expect(flat[0]?.rows).toEqual([
+      [100, 0.1235, null],
+      [1000, null, 'yes'],
+    ]);
+    expect(tablesOf({ something: 1 })).toEqual([]);
+  });
+});
