@@ -57,14 +57,22 @@ export function baseConfig(redisUrl: string, prefix: string): Record<string, unk
   };
 }
 
+/**
+ * Writes the config (base merged with `overrides`; a `hypervisor` override replaces the base's whole) and any
+ * extra `files` (name -> text, e.g. cluster.yaml, policy.yaml) to a temp dir and starts the service.
+ */
 export async function startHarness(
   redisUrl: string,
   prefix: string,
   overrides: Record<string, unknown> = {},
+  files: Record<string, string> = {},
 ): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'drover-sec-'));
   await writeFile(join(dir, 'policy.yaml'), '{}\n');
-  await writeFile(join(dir, 'drover.yaml'), stringify(merge(baseConfig(redisUrl, prefix), overrides)));
+  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+  const base = baseConfig(redisUrl, prefix);
+  if (overrides.hypervisor !== undefined) delete base.hypervisor;
+  await writeFile(join(dir, 'drover.yaml'), stringify(merge(base, overrides)));
   const loaded = await loadConfig(join(dir, 'drover.yaml'), {});
   const logs: string[] = [];
   const sink = new Writable({
