@@ -65,6 +65,7 @@ function qemuPid(hostId: string, name: string): number {
   return pid;
 }
 
+// Each test gets 180 s: TCG guests on a shared 2-core machine are slow.
 describe('Executor on the libvirt lab', () => {
   let hv: LibvirtHypervisor;
   let redis: Redis;
@@ -150,7 +151,7 @@ describe('Executor on the libvirt lab', () => {
     expect(h.records).toHaveLength(1);
     expect(h.records[0]).toMatchObject({ result: 'completed', from: A, to: B });
     expect(h.records[0]?.transferMiB).toBeGreaterThan(0);
-  });
+  }, 180_000);
 
   it('aborts a guest that cannot converge within its budget; it keeps running on the source only', async () => {
     // 16 MiB rewritten at 50 MiB/s over a 10 MiB/s share with a 20 ms budget: no round can finish.
@@ -170,7 +171,7 @@ describe('Executor on the libvirt lab', () => {
     expect(report?.problems).toEqual([]);
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'running', persistent: true }]);
     await heartbeatAdvances(A, g.name);
-  });
+  }, 180_000);
 
   it('adopts the migration of a worker killed with SIGKILL, without a second migration', async () => {
     // 200 MiB of written RAM at 10 MiB/s: about 20 s of migration.
@@ -236,7 +237,7 @@ describe('Executor on the libvirt lab', () => {
     expect(startsOnB.length).toBeLessThanOrEqual(1);
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'running', persistent: true }]);
     await heartbeatAdvances(B, g.name);
-  });
+  }, 180_000);
 
   it('marks a migration from a SIGSTOPped QEMU stuck without blocking another, and recovers on SIGCONT', async () => {
     const frozen = await guest({ memMiB: 256, fillMiB: 200 });
@@ -290,5 +291,5 @@ describe('Executor on the libvirt lab', () => {
     const where = await hv.locateVm(frozen.id);
     expect(where.filter((p) => p.state !== 'shutoff')).toHaveLength(1);
     expect(where[0]?.state).toBe('running');
-  });
+  }, 180_000);
 });
