@@ -149,8 +149,10 @@ function errorBody(err: unknown): { status: number; body: { error: ApiError } } 
 export function buildApi(options: ApiServerOptions) {
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes,
-    ...(options.log ? { loggerInstance: options.log.child({ module: 'api' }) } : { logger: false }),
-    disableRequestLogging: true,
+    // Per-request lines only at warn and above: refusals and failures are logged below, not every GET.
+    ...(options.log
+      ? { loggerInstance: options.log.child({ module: 'api' }, { level: 'warn' }) }
+      : { logger: false }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // URLs the router refuses before any hook (a parameter over maxParamLength, bad encoding) get drover's
@@ -207,7 +209,7 @@ export function buildApi(options: ApiServerOptions) {
   app.setErrorHandler(async (err, request, reply: FastifyReply) => {
     const { status, body } = errorBody(err);
     if (status >= 500) request.log.error({ err: errorMessage(err), url: request.url }, 'api request failed');
-    else request.log.info({ code: body.error.code, url: request.url, status }, 'api request refused');
+    else request.log.warn({ code: body.error.code, url: request.url, status }, 'api request refused');
     return reply.code(status).send(body);
   });
 

@@ -199,10 +199,14 @@ export class DroverService implements Operations {
       try {
         const snapshot = await this.latestSnapshot();
         const age = snapshot ? this.snapshotAgeS(snapshot) : null;
-        const ok = age !== null && age <= this.deps.automation.planMaxAgeS;
+        const hosts = snapshot?.hosts.length ?? 0;
+        const ok = age !== null && age <= this.deps.automation.planMaxAgeS && hosts > 0;
         checks.snapshot = {
           ok,
-          detail: age === null ? 'no snapshot yet' : `newest snapshot is ${Math.round(age)} s old`,
+          detail:
+            age === null
+              ? 'no snapshot yet'
+              : `newest snapshot is ${Math.round(age)} s old with ${hosts} host(s)`,
         };
       } catch (err) {
         checks.snapshot = { ok: false, detail: errorMessage(err) };
