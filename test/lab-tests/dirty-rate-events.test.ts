@@ -23,13 +23,13 @@ describe('LibvirtHypervisor sampling on the lab', () => {
   beforeAll(async () => {
     hv = libvirtHypervisor();
     idle = await defineGuest({ name: guestName('idle'), host: HOST, memMiB: 128 });
-    // 12800 pages/s = 50 MiB/s over a 200 MiB region (more than one 1 s window writes); 512 MiB of RAM so
+    // 12800 pages/s = 50 MiB/s over a 400 MiB region (more than one 2 s window writes); 1 GiB of RAM so
     // page sampling (256 pages per GiB) has enough samples
     busy = await defineGuest({
       name: guestName('busy'),
       host: HOST,
-      memMiB: 512,
-      mb: 200,
+      memMiB: 1024,
+      mb: 400,
       rate: 12_800,
       labels: { app: 'db' },
     });
@@ -65,7 +65,7 @@ describe('LibvirtHypervisor sampling on the lab', () => {
     for (let i = 0; i < 3; i++) {
       const before = await heartbeat(HOST, busy.name);
       const t0 = Date.now();
-      await hv.startDirtyRate(HOST, busy.id, 1);
+      await hv.startDirtyRate(HOST, busy.id, 2);
       const sample = await measured(busy.id);
       const after = await heartbeat(HOST, busy.name);
       actualMiBps.push((after.pages - before.pages) / 256 / ((Date.now() - t0) / 1000));
@@ -76,22 +76,23 @@ describe('LibvirtHypervisor sampling on the lab', () => {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1] ?? 0;
     expect(median(actualMiBps)).toBeGreaterThan(20);
     expect(median(actualMiBps)).toBeLessThan(60);
-    // page sampling counts distinct sampled pages per window: noisy, so generous bounds on the median
-    expect(median(measuredMiBps)).toBeGreaterThan(median(actualMiBps) * 0.5);
+    // page sampling counts distinct sampled pages per window: noisy (and it reads low when the machine's CPUs
+    // are contended), so generous bounds on the median; a unit mistake (pages vs MiB) would be far outside them
+    expect(median(measuredMiBps)).toBeGreaterThan(median(actualMiBps) * 0.4);
     expect(median(measuredMiBps)).toBeLessThan(median(actualMiBps) * 1.6);
   });
 
   it('samples VMs and lists them with their XML facts and labels', async () => {
     const samples = await hv.sampleVms(HOST);
     const s = samples.find((x) => x.vmId === busy.id);
-    expect(s).toMatchObject({ hostId: HOST, state: 'running', vcpus: 1, memMiB: 512, migrating: false });
+    expect(s).toMatchObject({ hostId: HOST, state: 'running', vcpus: 1, memMiB: 1024, migrating: false });
     expect(s?.cpuTimeNs).toBeGreaterThan(0);
     const vms = await hv.listVms(HOST);
     const info = vms.find((v) => v.id === busy.id);
     expect(info).toMatchObject({
       name: busy.name,
       persistent: true,
-      memMiB: 512,
+      memMiB: 1024,
       vcpus: 1,
       storage: 'shared',
       labels: { app: 'db' },
