@@ -146,4 +146,33 @@ describe('LibvirtHypervisor migrations on the lab', () => {
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'running', persistent: true }]);
     await heartbeatAdvances(B, g.name);
   });
+
+  it('moves a shut-off guest offline: defined on the destination only', async () => {
+    const g = await defineGuest({ name: guestName('offline'), host: A, memMiB: 64, start: false });
+    guests.push(g.name);
+    expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'shutoff', persistent: true }]);
+    const handle = await hv.migrate({ vmId: g.id, from: A, to: B, kind: 'offline', maxDowntimeMs: 0 });
+    const outcome = await handle.done;
+    expect(outcome.result).toBe('completed');
+    expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'shutoff', persistent: true }]);
+  });
+
+  it('refuses a migration to the same host, or of an unknown VM, without touching anything', async () => {
+    const g = await guest({});
+    await expect(
+      hv.migrate({ vmId: g.id, from: A, to: A, kind: 'live', maxDowntimeMs: 100 }),
+    ).rejects.toMatchObject({
+      code: 'invalid_argument',
+    });
+    await expect(
+      hv.migrate({
+        vmId: '00000000-0000-4000-8000-000000000001',
+        from: A,
+        to: B,
+        kind: 'live',
+        maxDowntimeMs: 100,
+      }),
+    ).rejects.toMatchObject({ code: 'no_domain' });
+    expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'running', persistent: true }]);
+  });
 });
