@@ -350,7 +350,7 @@ export class Executor {
       iterations: report.iterations,
       transferMiB: Math.round(report.transferMiB * 10) / 10,
       memMiB: report.memMiB,
-      dirtyMiBps: null,
+      dirtyMiBps: report.dirtyMiBps,
       bandwidthMiBps: report.bandwidthMiBps,
     };
     const failedToConverge =

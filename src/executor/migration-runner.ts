@@ -4,14 +4,15 @@
 import { pino, type Logger } from 'pino';
 import { DroverError, StepSkipped, errorCode, errorMessage } from '../domain/errors.js';
 import type { Step } from '../domain/plan.js';
-import type {
-  Hypervisor,
-  JobStats,
-  MigrationHandle,
-  MigrationOutcome,
-  MigrationRequest,
-  VmInfo,
-  VmPresence,
+import {
+  pagesPerSecondToMiBps,
+  type Hypervisor,
+  type JobStats,
+  type MigrationHandle,
+  type MigrationOutcome,
+  type MigrationRequest,
+  type VmInfo,
+  type VmPresence,
 } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { CallTimeout, callWithTimeout } from './call-timeout.js';
@@ -77,6 +78,8 @@ export interface MigrationReport {
   iterations: number;
   transferMiB: number;
   memMiB: number;
+  /** The guest's dirty rate in the last job stats seen (MiB/s), when there were any. */
+  dirtyMiBps: number | null;
   maxDowntimeMs: number;
   downtimeBudgetMs: number;
   bandwidthMiBps: number | null;
@@ -707,6 +710,7 @@ export class MigrationRunner {
       }
     }
     const last = stats ?? watchdog.state.lastStats;
+    const lastActive = watchdog.state.lastStats?.type === 'active' ? watchdog.state.lastStats : null;
     const endedAtMs = this.hv.clock.now();
     const report: MigrationReport = {
       planId: job.planId,
@@ -724,6 +728,10 @@ export class MigrationRunner {
       iterations: last ? last.memory_iteration + 1 : 0,
       transferMiB: last ? (last.memory_processed + last.disk_processed) / MiB : 0,
       memMiB: ctx.vm.memMiB,
+      dirtyMiBps: lastActive
+        ? Math.round(pagesPerSecondToMiBps(lastActive.memory_dirty_rate, lastActive.memory_page_size) * 10) /
+          10
+        : null,
       maxDowntimeMs: watchdog.state.maxDowntimeMs,
       downtimeBudgetMs: ctx.schedule.downtimeBudgetMs ?? job.policy.defaultDowntimeBudgetMs,
       bandwidthMiBps: ctx.bandwidthMiBps,
