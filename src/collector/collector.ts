@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Clock } from '../domain/clock.js';
 import { errorCode, errorMessage } from '../domain/errors.js';
 import { HostSchema, VmSchema, type Snapshot } from '../domain/snapshot.js';
-import { parseWith } from '../domain/validation.js';
+import { parseWith, zodIssues } from '../domain/validation.js';
 import type { HostInfo, Hypervisor } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import {
@@ -92,6 +92,7 @@ const HostListSchema = z.array(
     labels: z.record(z.string(), z.string()),
   }),
 );
+const HostInfoPartSchema = z.looseObject(HostSchema.pick({ id: true, cpus: true, memMiB: true }).shape);
 const HostPartSchema = HostSchema.pick({ cpuPct: true, memUsedMiB: true });
 
 interface LocalHost {
@@ -182,7 +183,7 @@ export class Collector {
     const wall0 = performance.now();
     const startedAt = this.clock.now();
     try {
-      this.hosts = await this.withTimeout('(all)', 'listHosts', this.hv.listHosts());
+      this.hosts = this.usableHosts(await this.withTimeout('(all)', 'listHosts', this.hv.listHosts()));
       await this.saveHostList();
     } catch (err) {
       // Keep sampling the hosts known from the last cycle (or the last list any collector stored); with none
@@ -291,6 +292,33 @@ export class Collector {
         throw err;
       }
     }
+  }
+
+  /**
+   * Hosts whose description can go into a snapshot. A host the hypervisor describes oddly (say 0 CPUs) is
+   * left out, counted and logged with the field, rather than making every snapshot invalid.
+   */
+  private usableHosts(hosts: readonly HostInfo[]): HostInfo[] {
+    const seen = new Set<string>();
+    return hosts.filter((h, i) => {
+      const checked = HostInfoPartSchema.safeParse(h);
+      if (checked.success && !seen.has(h.id)) {
+        seen.add(h.id);
+        return true;
+      }
+      const detail = checked.success
+        ? `hosts[${i}].id: duplicate host id ${JSON.stringify(h.id)}`
+        : zodIssues(checked.error)
+            .map((x) => `hosts[${i}].${x.path}: ${x.message}`)
+            .join('; ');
+      const err = new HostSampleInvalid(String(h.id), detail);
+      this.metrics?.collectorErrors.inc({ host: String(h.id), kind: err.code });
+      this.logger?.warn(
+        { module: 'collector', host: h.id, err: err.message },
+        'host left out of the snapshot',
+      );
+      return false;
+    });
   }
 
   private get hostListKey(): string {
