@@ -11,6 +11,7 @@ import { registerAbortCommand } from './commands/abort.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerRecoverCommand } from './commands/recover.js';
 import { registerCollectCommand } from './commands/collect.js';
+import { registerDemoCommand } from './commands/demo.js';
 import { registerPlanCommand } from './commands/plan.js';
 
 export { EXIT } from './exit-codes.js';
@@ -33,6 +34,7 @@ registerAbortCommand(program);
 registerDoctorCommand(program);
 registerRecoverCommand(program);
 registerCollectCommand(program);
+registerDemoCommand(program);
 registerPlanCommand(program);
 
 await program.parseAsync(process.argv);

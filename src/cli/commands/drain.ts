@@ -120,7 +120,7 @@ export async function followPlan(
           bar.update(state === 'completed' ? total : Math.max(0, total - remaining), payload);
         } else if (!quiet && lastState.get(step.vm) !== state) {
           process.stderr.write(
-            `${step.vm}: ${state}${ENDED.has(state) ? '' : ` (${payload.remaining} MiB left)`}\n`,
+            `${payload.vm.trimEnd()}: ${state}${ENDED.has(state) ? '' : ` (${payload.remaining} MiB left)`}\n`,
           );
         }
         lastState.set(step.vm, state);
