@@ -82,7 +82,9 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
       last = err; // Redis may be down on purpose
     }
     if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ''}`);
+      throw new Error(
+        `timed out waiting for ${what}${last ? ` (${last instanceof Error ? last.message : JSON.stringify(last)})` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, 150));
   }
 }
@@ -195,7 +197,7 @@ afterAll(async () => {
   expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
 }, 60_000);
 
-async function withRun(prefix: string, run: CaseRun): Promise<void> {
+function withRun(prefix: string, run: CaseRun): void {
   cleanups.push(async () => {
     await run.h.stop();
     const redis = connectRedis();
@@ -211,7 +213,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-pin');
     const run = await startDrain(redisUrl(), prefix, PIN_POLICY);
-    await withRun(prefix, run);
+    withRun(prefix, run);
     const view = await finish(run, 'drain, one VM pinned by a rule (planning)', started);
     const skipped = view.plan.skipped.find((s) => s.vm === PINNED);
     expect(skipped?.why).toMatch(/pin/);
@@ -226,7 +228,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-noconv');
     const run = await startDrain(redisUrl(), prefix);
-    await withRun(prefix, run);
+    withRun(prefix, run);
     // Right after planning, the VM starts dirtying its memory far faster than the 300 MiB/s link.
     const stuck = ALL_VMS[1] ?? '';
     run.sim.faults.dirtySpike(stuck, { dirtyMiBps: 3_000, durationMs: 600_000 });
@@ -246,7 +248,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-monitor');
     const run = await startDrain(redisUrl(), prefix);
-    await withRun(prefix, run);
+    withRun(prefix, run);
     const vm = await migrationRunning(run);
     const release = run.sim.faults.hangProgress(vm);
     await new Promise((r) => setTimeout(r, 5_000));
@@ -258,7 +260,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-src-down');
     const run = await startDrain(redisUrl(), prefix);
-    await withRun(prefix, run);
+    withRun(prefix, run);
     await migrationRunning(run);
     run.sim.faults.hostDown(SOURCE, { mode: 'error' });
     await new Promise((r) => setTimeout(r, 3_000));
@@ -270,7 +272,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-dst-hang');
     const run = await startDrain(redisUrl(), prefix);
-    await withRun(prefix, run);
+    withRun(prefix, run);
     const vm = await migrationRunning(run);
     const record = (await api(run.h, 'GET', `/v1/plans/${run.planId}`)).json as PlanView;
     const dest = record.plan.steps.find((s) => s.vm === vm)?.to ?? 'h2';
@@ -284,7 +286,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-link');
     const run = await startDrain(redisUrl(), prefix);
-    await withRun(prefix, run);
+    withRun(prefix, run);
     await migrationRunning(run);
     run.sim.faults.slowLink(SOURCE, 0.01);
     await new Promise((r) => setTimeout(r, 4_000));
