@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { format } from 'prettier';
 import { LibvirtClient } from '../../src/libvirt/libvirt-client.js';
 import { DomainStatsTypes } from '../../src/libvirt/remote-protocol.js';
 import { defineGuest, labCommand, labHost, labIsUp, removeGuest } from '../../test/lab/lab-client.js';
@@ -147,10 +148,17 @@ export async function main(): Promise<void> {
     console.log(textTable(table));
     mkdirSync(RESULTS_DIR, { recursive: true });
     const out = join(RESULTS_DIR, 'libvirt-rpc.json');
-    writeFileSync(
-      out,
-      `${JSON.stringify({ bench: 'libvirt-rpc', date: new Date().toISOString(), machine, guests: GUESTS, goalSpeedup: GOAL_SPEEDUP, results, tables: [table] }, null, 2)}\n`,
-    );
+    const json = JSON.stringify({
+      bench: 'libvirt-rpc',
+      date: new Date().toISOString(),
+      machine,
+      guests: GUESTS,
+      goalSpeedup: GOAL_SPEEDUP,
+      results,
+      tables: [table],
+    });
+    // formatted as the repository's prettier check expects
+    writeFileSync(out, await format(json, { parser: 'json' }));
     console.log(`\nwrote ${out}`);
   } finally {
     await client.close();
