@@ -55,7 +55,7 @@ export async function main(): Promise<void> {
     for (const name of names) await defineGuest({ name, host: host.id, memMiB: 32 });
     const target = await client.lookupDomainByName(names[0] ?? '');
     const machine = machineInfo();
-    console.log(`machine: ${machineLine(machine)}`);
+    console.log(`${new Date().toISOString()}  machine: ${machineLine(machine)}`);
     console.log(
       `lab host ${host.id}, ${GUESTS} running guests; ${DROVER_CALLS} drover calls vs ${VIRSH_CALLS} virsh processes each\n`,
     );
