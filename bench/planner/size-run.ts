@@ -1,0 +1,87 @@
+// One size of the planner benchmark, in its own process so that its peak RSS is its own. Prints JSON.
+import { parsePolicy } from '../../src/domain/policy.js';
+import type { Plan } from '../../src/domain/plan.js';
+import { ClusterModel } from '../../src/planner/constraints/cluster-model.js';
+import { bandLowerBound, jointLowerBound } from '../../src/planner/lower-bound.js';
+import { planWith } from '../../src/planner/make-plan.js';
+import { proxlbGreedy } from '../../src/planner/baselines/proxlb-greedy.js';
+import { watcherStabilization } from '../../src/planner/baselines/watcher-stabilization.js';
+import { BENCH_RULES, generateCluster } from '../../test/planner/support/generate-cluster.js';
+
+interface Args {
+  hosts: number;
+  vms: number;
+  seed: number;
+  runs: number;
+  baselines: boolean;
+  watcherBudget: number;
+}
+
+const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+const NOW = Date.parse('2026-11-26T00:00:00Z');
+const policy = parsePolicy({ rules: BENCH_RULES, limits: { maxMovesPerRun: 1_000_000 } });
+const snap = generateCluster({ hosts: args.hosts, vms: args.vms, seed: args.seed });
+
+const times: number[] = [];
+let plan: Plan | undefined;
+for (let i = 0; i < args.runs; i += 1) {
+  const t0 = performance.now();
+  plan = planWith('balance', snap, policy, { now: NOW });
+  times.push(performance.now() - t0);
+}
+const peakRssMiB = process.resourceUsage().maxRSS / 1024;
+times.sort((a, b) => a - b);
+const p50Ms = times[Math.floor(times.length / 2)] ?? 0;
+
+// Bounds on the same snapshot.
+const m = new ClusterModel(snap, policy, { nowMs: NOW });
+const dims = [0, 1].map((d) => ({
+  loads: d === 0 ? m.cpuLoad : m.memLoad,
+  caps: Float64Array.from(m.hosts, (h) => (d === 0 ? h.cpus : h.memMiB)),
+  vmHost: m.vmHost,
+  vmLoad: d === 0 ? m.vmCpu : m.vmMem,
+  include: m.inSpread,
+}));
+const targets: [number, number] = [policy.balance.targetCpuSpreadPct, policy.balance.targetMemSpreadPct];
+const perDim = dims.map((d, i) => bandLowerBound(d, targets[i] ?? 20).moves);
+const t1 = performance.now();
+const joint = jointLowerBound(dims[0]!, dims[1]!, targets, { maxCells: args.hosts >= 10000 ? 16 : 64 });
+const boundMs = performance.now() - t1;
+
+const summary = (p: Plan, ms: number) => ({
+  moves: p.steps.length,
+  ms: Math.round(ms),
+  before: p.before,
+  after: p.after,
+  reached: p.after.cpuSpreadPct <= targets[0] && p.after.memSpreadPct <= targets[1],
+  nonConverging: p.steps.filter((s) => !s.predicted.converges).length,
+  transferGiB: Math.round(p.steps.reduce((s, x) => s + x.predicted.transferMiB, 0) / 1024),
+  note: p.note ?? null,
+});
+
+const out: Record<string, unknown> = {
+  hosts: args.hosts,
+  vms: args.vms,
+  seed: args.seed,
+  runs: args.runs,
+  planMsP50: Math.round(p50Ms),
+  planMsAll: times.map((t) => Math.round(t)),
+  peakRssMiB: Math.round(peakRssMiB),
+  boundPerDim: Math.max(...perDim),
+  boundPerDimCpuMem: perDim,
+  boundJoint: joint,
+  boundMs: Math.round(boundMs),
+  drover: plan ? summary(plan, p50Ms) : null,
+};
+if (args.baselines) {
+  let t0 = performance.now();
+  const prox = planWith(proxlbGreedy as never, snap, policy, { now: NOW });
+  out.proxlb = summary(prox, performance.now() - t0);
+  t0 = performance.now();
+  const wat = planWith(watcherStabilization as never, snap, policy, {
+    now: NOW,
+    args: { maxEvaluations: args.watcherBudget },
+  });
+  out.watcher = summary(wat, performance.now() - t0);
+}
+process.stdout.write(`${JSON.stringify(out)}\n`);
