@@ -9,12 +9,14 @@ import { parseSnapshot, type Snapshot } from '../../domain/snapshot.js';
 import { errorMessage } from '../../domain/errors.js';
 import { loadPolicy } from '../../planner/load-policy.js';
 import { makePlan } from '../../planner/make-plan.js';
-import { CliError, runCli } from '../api-client.js';
+import { CliError, runCli, type ConnectionFlags } from '../api-client.js';
+import { livePlan } from '../live-plan.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
 import { duration, num, printJson, table } from '../output.js';
 
-interface PlanFlags {
-  snapshot: string;
+interface PlanFlags extends ConnectionFlags {
+  snapshot?: string;
+  live?: boolean;
   policy?: string;
   drain: string[];
   json?: boolean;
@@ -110,12 +112,24 @@ export function registerPlanCommand(program: Command): void {
   program
     .command('plan')
     .description('plan a rebalance (or a drain with --drain) offline from a snapshot file')
-    .requiredOption('--snapshot <file>', 'snapshot JSON file (the collector writes these)')
+    .option('--snapshot <file>', 'snapshot JSON file (the collector writes these)')
+    .option('--live', 'ask the running daemon instead: its latest snapshot and policy (a dry run)')
+    .option('--url <url>', 'with --live: drover API base URL (default: $DROVER_URL or from --config)')
+    .option('--token <token>', 'with --live: API token (default: $DROVER_TOKEN or from --config)')
+    .option('-c, --config <file>', "with --live: the daemon's config file, to find its API and a token")
     .option('--policy <file>', 'policy YAML file (default: built-in defaults)')
     .option('--drain <host>', 'drain this host (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option('--json', 'print the Plan as JSON')
     .action((flags: PlanFlags) =>
       runCli(flags.json, async (): Promise<ExitCode> => {
+        if (flags.live) {
+          const live = await livePlan(flags, flags.drain);
+          if (flags.json) printJson(live.plan);
+          else process.stdout.write(formatPlan(live.plan, live.snapshot));
+          return live.plan.reason === 'drain' && live.plan.skipped.length > 0 ? EXIT.notConverged : EXIT.ok;
+        }
+        if (flags.snapshot === undefined)
+          throw new CliError(EXIT.usage, 'invalid_input', 'give --snapshot FILE, or --live', 'snapshot');
         const snapshot = await readSnapshot(flags.snapshot);
         const policy = await readPolicy(flags.policy);
         const known = new Set(snapshot.hosts.map((h) => h.id));
