@@ -308,8 +308,12 @@ export class Executor {
         return { status: 'skipped', reason: errorMessage(err) };
       }
       if (code === 'runner_detached') {
+        // This worker is shutting down; the migration runs on. Hand the job back without spending an
+        // attempt: the next worker adopts it.
         detached = true;
-        throw err;
+        if (!token) throw err;
+        await job.moveToDelayed(Date.now() + 100, token);
+        throw new DelayedError();
       }
       if (isTransient(err)) throw err;
       throw new UnrecoverableError(`${code ?? 'error'}: ${errorMessage(err)}`);

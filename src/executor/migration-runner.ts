@@ -292,23 +292,18 @@ export class MigrationRunner {
       return this.afterFailedStart(job, schedule, vm, err, startedAtMs, hooks, log);
     }
     if (step.kind === 'offline') return this.finishOffline(job, schedule, vm, handle, startedAtMs, log);
-    this.metrics?.migrationsRunning.inc();
-    try {
-      return await this.watch({
-        job,
-        vm,
-        schedule,
-        watchdog: this.newWatchdog(schedule, startedAtMs),
-        handle,
-        adopted: false,
-        startedAtMs,
-        bandwidthMiBps: bandwidth,
-        hooks,
-        log,
-      });
-    } finally {
-      this.metrics?.migrationsRunning.dec();
-    }
+    return this.watch({
+      job,
+      vm,
+      schedule,
+      watchdog: this.newWatchdog(schedule, startedAtMs),
+      handle,
+      adopted: false,
+      startedAtMs,
+      bandwidthMiBps: bandwidth,
+      hooks,
+      log,
+    });
   }
 
   private newWatchdog(schedule: WatchdogSchedule, startedAtMs: number): Watchdog {
@@ -483,6 +478,7 @@ export class MigrationRunner {
     let bandwidth = ctx.bandwidthMiBps;
     let endReason: string | null = null;
     let stuckEnd = false;
+    this.metrics?.migrationsRunning.inc();
     if (ctx.adopted) {
       for (const a of watchdog.catchUp(clock.now())) await this.carryOut(ctx, a, records);
     }
@@ -560,6 +556,7 @@ export class MigrationRunner {
       }
     } finally {
       unsubscribe();
+      this.metrics?.migrationsRunning.dec();
       if (stuckCounted) this.metrics?.migrationsStuck.dec();
     }
     if (ctx.handle !== null && settled === null && !stuckEnd) {
