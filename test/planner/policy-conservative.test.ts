@@ -1,10 +1,10 @@
 // Fixture test: the conservative policy parses and plans few, tightly bounded, plain pre-copy moves.
 import { describe, expect, it } from 'vitest';
-import { loadPolicy } from '../src/planner/load-policy.js';
-import { planRebalance } from '../src/planner/make-plan.js';
-import { generateCluster } from '../test/planner/support/generate-cluster.js';
+import { loadPolicy } from '../../src/planner/load-policy.js';
+import { planRebalance } from '../../src/planner/make-plan.js';
+import { generateCluster } from './support/generate-cluster.js';
 
-const path = new URL('./conservative.yaml', import.meta.url).pathname;
+const path = new URL('../../policies/conservative.yaml', import.meta.url).pathname;
 
 describe('policies/conservative.yaml', () => {
   it('parses with its cautious limits', async () => {

@@ -1,12 +1,12 @@
 // Fixture test: the shipped default policy parses, states exactly the built-in defaults, and its rules act.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY } from '../src/domain/policy.js';
-import type { Snapshot } from '../src/domain/snapshot.js';
-import { loadPolicy } from '../src/planner/load-policy.js';
-import { planDrain } from '../src/planner/make-plan.js';
+import { DEFAULT_POLICY } from '../../src/domain/policy.js';
+import type { Snapshot } from '../../src/domain/snapshot.js';
+import { loadPolicy } from '../../src/planner/load-policy.js';
+import { planDrain } from '../../src/planner/make-plan.js';
 
-const path = new URL('./default.yaml', import.meta.url).pathname;
+const path = new URL('../../policies/default.yaml', import.meta.url).pathname;
 
 describe('policies/default.yaml', () => {
   it('states every built-in default', async () => {
