@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 describe('drover demo', () => {
   it('plans, skips the churner, aborts the spiking migration, drains a host, and leaves every VM on one host', () => {
-    const env = { ...process.env, NO_COLOR: '1' };
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
     delete env.REDIS_URL; // the demo must start its own Redis
     const run = spawnSync('npx', ['tsx', 'src/cli/main.ts', 'demo'], {
       env,
