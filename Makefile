@@ -29,6 +29,11 @@ lab-up: setup-lab
 lab-down:
 	bash test/lab/lab.sh down
 
+# The demo's story on the real libvirt lab: its own 3-host lab in .lab-demo, brought up and always down.
+lab-demo: setup-lab
+	export LAB_DIR=$(CURDIR)/.lab-demo LAB_HOSTS=3; trap 'bash test/lab/lab.sh down' EXIT; \
+	bash test/lab/lab.sh up && npx tsx src/cli/main.ts lab-demo --lab-dir "$$LAB_DIR"
+
 bench: setup-lab
 	npm run bench
 

@@ -13,6 +13,7 @@ import { registerRecoverCommand } from './commands/recover.js';
 import { registerCollectCommand } from './commands/collect.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerPlanCommand } from './commands/plan.js';
+import { registerLabDemoCommand } from './commands/lab-demo.js';
 
 export { EXIT } from './exit-codes.js';
 
@@ -36,5 +37,6 @@ registerRecoverCommand(program);
 registerCollectCommand(program);
 registerDemoCommand(program);
 registerPlanCommand(program);
+registerLabDemoCommand(program);
 
 await program.parseAsync(process.argv);
