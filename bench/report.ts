@@ -1,9 +1,10 @@
 // `npm run bench:report`: regenerates BENCHMARKS.md from bench/results/*.json. Also the small helpers every
 // bench of this repository shares: the machine description, statistics and the text table.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { format } from 'prettier';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = join(here, 'results');
@@ -271,13 +272,21 @@ export function renderBenchmarks(): string {
   return lines.join('\n');
 }
 
-export function writeBenchmarks(): string {
+/** Writes BENCHMARKS.md (formatted as the repository's prettier check wants it). */
+export async function writeBenchmarks(): Promise<string> {
   const path = join(REPO_ROOT, 'BENCHMARKS.md');
-  writeFileSync(path, renderBenchmarks());
+  writeFileSync(path, await format(renderBenchmarks(), { parser: 'markdown', printWidth: 110 }));
   return path;
+}
+
+/** Writes bench/results/<name>.json, formatted like the rest of the repository. */
+export async function writeResult(name: string, result: object): Promise<void> {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const text = await format(JSON.stringify(result), { parser: 'json', printWidth: 110 });
+  writeFileSync(join(RESULTS_DIR, `${name}.json`), text);
 }
 
 const invokedPath = process.argv[1];
 if (invokedPath !== undefined && import.meta.url === pathToFileURL(resolve(invokedPath)).href) {
-  console.log(`wrote ${writeBenchmarks()}`);
+  console.log(`wrote ${await writeBenchmarks()}`);
 }

@@ -1,8 +1,6 @@
 // Stuck migrations avoided: the same simulated clusters rebalanced and drained by drover's planner (with the
 // `predictive` watchdog) and by ProxLB-style and Watcher-style baselines (with the `nova` watchdog), every
 // plan executed by drover's MigrationRunner on the simulator. Writes bench/results/outcomes.json.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Plan } from '../../src/domain/plan.js';
 import { parsePolicy, type Policy } from '../../src/domain/policy.js';
 import { executionPolicyFromPolicy } from '../../src/executor/executor-options.js';
@@ -13,7 +11,7 @@ import {
   machineInfo,
   machineLine,
   percentile,
-  RESULTS_DIR,
+  writeResult,
   round,
   textTable,
   type ResultTable,
@@ -295,30 +293,22 @@ export async function main(): Promise<void> {
   console.log('');
   for (const g of goals)
     console.log(`${g.met ? 'MET   ' : 'MISSED'} ${g.goal}: ${g.measured} (goal ${g.target})`);
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(
-    join(RESULTS_DIR, 'outcomes.json'),
-    JSON.stringify(
-      {
-        bench: 'outcomes',
-        date: startedAt.toISOString(),
-        mode: quick ? 'quick' : 'full',
-        machine,
-        notes: [
-          'Simulated clusters of 8 hosts with 3-16 VMs each (idle, web, database, JVM-like presets and Bitbrains-trace VMs), links of 1 and 10 Gbit/s with ' +
-            `${BANDWIDTH_NOISE_PCT} % bandwidth noise; the snapshot is taken by drover's collector after every VM's dirty rate was measured.`,
-          "Plans executed by drover's MigrationRunner and Watchdog on the simulator's virtual clock (no BullMQ/Redis: bench/outcomes/plan-executor.ts applies the executor's per-host and cluster limits and link shares).",
-          'Baselines (bench/outcomes/baselines.ts) decide by utilisation only and run with the nova watchdog profile; drover plans with its predictor and runs with the predictive profile. No auto-converge or post-copy for anyone.',
-          'Final spread is computed on the planning model with only the completed migrations applied.',
-        ],
-        tables: [totalTable, perScenario],
-        goals,
-        totals,
-        outcomes,
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  await writeResult('outcomes', {
+    bench: 'outcomes',
+    date: startedAt.toISOString(),
+    mode: quick ? 'quick' : 'full',
+    machine,
+    notes: [
+      'Simulated clusters of 8 hosts with 3-16 VMs each (idle, web, database, JVM-like presets and Bitbrains-trace VMs), links of 1 and 10 Gbit/s with ' +
+        `${BANDWIDTH_NOISE_PCT} % bandwidth noise; the snapshot is taken by drover's collector after every VM's dirty rate was measured.`,
+      "Plans executed by drover's MigrationRunner and Watchdog on the simulator's virtual clock (no BullMQ/Redis: bench/outcomes/plan-executor.ts applies the executor's per-host and cluster limits and link shares).",
+      'Baselines (bench/outcomes/baselines.ts) decide by utilisation only and run with the nova watchdog profile; drover plans with its predictor and runs with the predictive profile. No auto-converge or post-copy for anyone.',
+      'Final spread is computed on the planning model with only the completed migrations applied.',
+    ],
+    tables: [totalTable, perScenario],
+    goals,
+    totals,
+    outcomes,
+  });
   console.log('\nwrote bench/results/outcomes.json');
 }

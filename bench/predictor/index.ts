@@ -27,7 +27,7 @@ import {
   machineLine,
   median,
   percentile,
-  RESULTS_DIR,
+  writeResult,
   round,
   textTable,
   type ResultTable,
@@ -471,34 +471,26 @@ export async function main(): Promise<void> {
   console.log(textTable(cellTable));
   console.log('');
   console.log(textTable(summaryTable));
-  mkdirSync(RESULTS_DIR, { recursive: true });
   const loadAfter = machineInfo().loadAvg;
-  writeFileSync(
-    join(RESULTS_DIR, 'predictor.json'),
-    JSON.stringify(
-      {
-        bench: 'predictor',
-        date: startedAt.toISOString(),
-        durationS: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 0),
-        mode: quick ? 'quick grid' : 'full grid',
-        machine,
-        loadAvgAfter: loadAfter,
-        notes: [
-          `Real live migrations between two libvirt hosts of the lab (TCG guests), each aborted after ${grid.deadlineS} s.`,
-          `Grid: dirty ${grid.dirtyMiBps.join('/')} MiB/s x caps ${grid.capsMiBps.join('/')} MiB/s x max downtime ${grid.downtimesMs.join('/')} ms; guest RAM ${RAMS_MIB.join('/')} MiB rotating over dirty rate and cap.`,
-          `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's previous migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts).`,
-          `Load average at start ${machine.loadAvg.join(' / ')}, at end ${loadAfter.join(' / ')} (2 CPUs shared with other work).`,
-        ],
-        summary: `Converge precision ${summary.convergePrecision}, recall ${summary.convergeRecall}; duration error median ${fmtPct(summary.durationRelErrMedian)}, p90 ${fmtPct(summary.durationRelErrP90)}; downtime error median ${summary.downtimeAbsErrMedianMs} ms.`,
-        tables: [summaryTable, cellTable],
-        goals,
-        charts: [chartRel],
-        metrics: summary,
-        cells,
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  await writeResult('predictor', {
+    bench: 'predictor',
+    date: startedAt.toISOString(),
+    durationS: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 0),
+    mode: quick ? 'quick grid' : 'full grid',
+    machine,
+    loadAvgAfter: loadAfter,
+    notes: [
+      `Real live migrations between two libvirt hosts of the lab (TCG guests), each aborted after ${grid.deadlineS} s.`,
+      `Grid: dirty ${grid.dirtyMiBps.join('/')} MiB/s x caps ${grid.capsMiBps.join('/')} MiB/s x max downtime ${grid.downtimesMs.join('/')} ms; guest RAM ${RAMS_MIB.join('/')} MiB rotating over dirty rate and cap.`,
+      `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's previous migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts).`,
+      `Load average at start ${machine.loadAvg.join(' / ')}, at end ${loadAfter.join(' / ')} (2 CPUs shared with other work).`,
+    ],
+    summary: `Converge precision ${summary.convergePrecision}, recall ${summary.convergeRecall}; duration error median ${fmtPct(summary.durationRelErrMedian)}, p90 ${fmtPct(summary.durationRelErrP90)}; downtime error median ${summary.downtimeAbsErrMedianMs} ms.`,
+    tables: [summaryTable, cellTable],
+    goals,
+    charts: [chartRel],
+    metrics: summary,
+    cells,
+  });
   console.log(`\nwrote bench/results/predictor.json and ${chartRel}`);
 }
