@@ -173,6 +173,19 @@ export function tablesOf(result: { [key: string]: Json }): ResultTable[] {
       break;
     }
   }
+  if (out.length === 0) {
+    // No table: the scalar measures, one level of nesting flattened (`rssMiB.max`).
+    const skip = new Set(['bench', 'date', 'machine', 'mode', 'notes', 'summary', 'charts']);
+    const rows: (string | number | null)[][] = [];
+    for (const [k, v] of Object.entries(result)) {
+      if (skip.has(k)) continue;
+      if (isObject(v)) {
+        for (const [k2, v2] of Object.entries(v))
+          if (!isObject(v2) && !Array.isArray(v2)) rows.push([`${k}.${k2}`, scalar(v2)]);
+      } else if (!Array.isArray(v)) rows.push([k, scalar(v)]);
+    }
+    if (rows.length > 0) out.push({ header: ['measure', 'value'], rows });
+  }
   return out;
 }
 
@@ -188,6 +201,7 @@ function machineText(v: Json | undefined): string {
   if (v.memory !== undefined && mem === undefined && v.memGiB === undefined)
     parts.push(String(scalar(v.memory)));
   if (Array.isArray(v.loadAvg)) parts.push(`load ${v.loadAvg.map((x) => scalar(x)).join(' / ')}`);
+  else if (typeof v.loadavg1m === 'number') parts.push(`load ${scalar(v.loadavg1m)}`);
   return parts.join(', ');
 }
 

@@ -92,6 +92,15 @@ describe('report helpers', () => {
       [100, 0.1235, null],
       [1000, null, 'yes'],
     ]);
-    expect(tablesOf({ something: 1 })).toEqual([]);
+    // no table at all: the scalar measures, one level of nesting flattened
+    expect(tablesOf({ date: 'x', speedup: 93.812, rss: { max: 120, samples: [1] }, list: [1, 2] })).toEqual([
+      {
+        header: ['measure', 'value'],
+        rows: [
+          ['speedup', 93.81],
+          ['rss.max', 120],
+        ],
+      },
+    ]);
   });
 });
