@@ -14,6 +14,7 @@ import type { ExecutionPolicy, ExecutorOptions } from './executor-options.js';
 import type { HistoryStore } from './history-store.js';
 import {
   MigrationRunner,
+  MigrationStartError,
   isTransient,
   type MigrationJobData,
   type MigrationProgress,
@@ -199,7 +200,14 @@ export class Executor {
   async list(): Promise<MigrationStatus[]> {
     const jobs = await this.queue.getJobs([...LIVE_STATES, 'completed', 'failed']);
     const out: MigrationStatus[] = [];
-    for (const job of jobs) {
+    for (const listed of jobs) {
+      if (!listed.id) continue;
+      const state = await listed.getState();
+      // The job may have finished after it was listed: read it again so data and state agree.
+      const job =
+        state === 'completed' || state === 'failed'
+          ? ((await this.queue.getJob(listed.id)) ?? listed)
+          : listed;
       if (!job.id) continue;
       const progress =
         typeof job.progress === 'object' ? (job.progress as unknown as MigrationProgress) : null;
@@ -210,7 +218,7 @@ export class Executor {
         from: job.data.step.from,
         to: job.data.step.to,
         kind: job.data.step.kind,
-        state: await job.getState(),
+        state,
         attemptsMade: job.attemptsMade,
         progress,
         result: job.returnvalue ?? null,
@@ -300,6 +308,15 @@ export class Executor {
       await this.recordHistory(data, report).catch((err: unknown) => {
         log.error({ err: errorMessage(err) }, 'could not record the migration history');
       });
+      // A migration that failed (not aborted by the watchdog) with the VM confirmed back on its source is
+      // worth another attempt, after the back-off, with fresh pre-checks.
+      if (
+        report.outcome === 'failed' &&
+        report.problems.length === 0 &&
+        job.attemptsMade + 1 < this.options.attempts
+      ) {
+        throw new MigrationStartError(`migration failed: ${report.reason}`, true);
+      }
       return { status: report.outcome, report };
     } catch (err) {
       const code = errorCode(err);

@@ -191,7 +191,10 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
     });
     expect(caps).toEqual([500, 500]);
     const done = await settled(ex, ['s1', 's2']);
-    expect(done.map((d) => d.result?.status)).toEqual(['completed', 'completed']);
+    expect(
+      done.map((d) => d.result?.status),
+      JSON.stringify(done),
+    ).toEqual(['completed', 'completed']);
   });
 
   it('retries transient failures with back-off and does not retry permanent ones', async () => {
@@ -215,6 +218,22 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
     expect(p1?.state).toBe('failed');
     expect(p1?.attemptsMade).toBe(1);
     expect(p1?.failedReason).toMatch(/migration_refused/);
+  });
+
+  it('retries a migration that failed when its destination dropped, once it is back', async () => {
+    const hv = cluster([vm('f1', 16384)]);
+    const ex = executor(hv, { attempts: 5 });
+    await ex.enqueuePlan(plan('p', [step('f1')]), policy());
+    ex.startWorkers();
+    await until('f1 to migrate', () => Promise.resolve(hv.activeMigrations() === 1));
+    hv.faults.hostDown('h2');
+    await until('the migration to fail', () => Promise.resolve(hv.activeMigrations() === 0));
+    expect((await hv.locateVm('f1')).map((p) => [p.hostId, p.state])).toEqual([['h1', 'running']]);
+    hv.faults.hostUp('h2');
+    const [done] = await settled(ex, ['f1']);
+    expect(done?.result?.status, JSON.stringify(done)).toBe('completed');
+    expect(done?.attemptsMade).toBeGreaterThanOrEqual(1);
+    expect(await hv.locateVm('f1')).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
   });
 
   it('shows progress through BullMQ, records history, and quarantines a VM that did not converge', async () => {
@@ -269,7 +288,7 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
     await until('hot to migrate', () => Promise.resolve(hv.activeMigrations() === 1));
     expect(await ex.abortVm('hot')).toBe('abort-requested');
     const [done] = await settled(ex, ['hot']);
-    expect(done?.result?.status).toBe('aborted');
+    expect(done?.result?.status, JSON.stringify(done)).toBe('aborted');
     expect(done?.result && 'report' in done.result ? done.result.report.abortReason : null).toBe('operator');
     expect(await hv.locateVm('hot')).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
     expect(await ex.abortVm('nothing-here')).toBe('none');
