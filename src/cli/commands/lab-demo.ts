@@ -10,8 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { pino } from 'pino';
@@ -53,7 +52,6 @@ interface GuestSpec {
   role: string;
 }
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const SOURCE = 'lab1';
 const run = promisify(execFile);
 
@@ -61,11 +59,19 @@ const say = (text = '') => process.stdout.write(`${text}\n`);
 const heading = (text: string) => say(`\n${paint(`== ${text}`, 'bold')}`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+// Paced workloads (not "as fast as it can"): the lab's 2 CPUs are shared by every lab host, so the guests
+// must leave room. 256 pages/s = 1 MiB/s.
 const GUESTS: readonly GuestSpec[] = [
   { name: 'demo-idle', memMiB: 128, dirtyRegionMiB: 0, pagesPerS: 0, fillMiB: 32, role: 'idle' },
-  // 1280 pages/s = 5 MiB/s over a 16 MiB working set
-  { name: 'demo-web', memMiB: 128, dirtyRegionMiB: 16, pagesPerS: 1280, fillMiB: 0, role: 'light dirtier' },
-  { name: 'demo-jvm', memMiB: 256, dirtyRegionMiB: 160, pagesPerS: 0, fillMiB: 0, role: 'JVM-like churner' },
+  { name: 'demo-web', memMiB: 128, dirtyRegionMiB: 16, pagesPerS: 512, fillMiB: 0, role: 'light dirtier' },
+  {
+    name: 'demo-jvm',
+    memMiB: 256,
+    dirtyRegionMiB: 96,
+    pagesPerS: 6144,
+    fillMiB: 0,
+    role: 'JVM-like churner',
+  },
   {
     name: 'demo-batch',
     memMiB: 256,
@@ -75,8 +81,17 @@ const GUESTS: readonly GuestSpec[] = [
     role: 'idle until its job',
   },
 ];
-/** The batch guest's job: rewrite 160 MiB as fast as it can. */
-const BATCH_JOB: GuestSpec = { ...GUESTS[3]!, dirtyRegionMiB: 160, pagesPerS: 0, fillMiB: 0 };
+/** The batch guest's job: rewrite 96 MiB at 24 MiB/s. */
+const BATCH_JOB: GuestSpec = { ...GUESTS[3]!, dirtyRegionMiB: 96, pagesPerS: 6144, fillMiB: 0 };
+
+/** The lab policy: the default one, except that a host's CPU may be filled to 100 %. */
+const LAB_POLICY = `# drover lab demo: the default policy (policies/default.yaml) with one change. Every lab host is the same
+# machine, so each reports that machine's whole CPU load (other work included) as its own; the CPU ceiling
+# is raised to 100 % so that a busy machine does not by itself leave "no room" on every host.
+version: 1
+hosts:
+  cpuCeilingPct: 100
+`;
 
 function labHosts(labDir: string): LabHostRef[] {
   const list = join(labDir, 'hosts.list');
@@ -199,7 +214,7 @@ async function writeLabConfig(
       hosts: hosts.map((h) => ({ id: h.id, uri: h.uri, bandwidthMiBps, labels: { lab: 'true' } })),
       options: { callTimeoutMs: 30_000, reconnectMinMs: 200, reconnectMaxMs: 2_000 },
     },
-    policy: { file: join(REPO_ROOT, 'policies', 'default.yaml'), watch: false },
+    policy: { file: join(dir, 'lab-policy.yaml'), watch: false },
     schedules: { rebalance: { enabled: false }, collect: { intervalS: 2 }, reconcile: { intervalS: 10 } },
     automation: { level: 'manual', planMaxAgeS: 3600 },
     api: { host: '127.0.0.1', port: 0, tokens: [{ name: 'lab-demo', role: 'admin', value: token }] },
@@ -212,6 +227,7 @@ async function writeLabConfig(
     executor: { pollIntervalMs: 500, progressIntervalMs: 500 },
     log: { level: 'info' },
   };
+  await writeFile(join(dir, 'lab-policy.yaml'), LAB_POLICY);
   const path = join(dir, 'drover.yaml');
   await writeFile(path, JSON.stringify(config, null, 2));
   return path;
@@ -236,6 +252,28 @@ async function waitForSnapshot(
     await sleep(500);
   }
   throw new CliError(EXIT.failure, 'demo_timeout', 'the collector did not measure every guest in time');
+}
+
+/** Resolves with the hosts' CPU % once the busiest of our guests would fit beside it, or null on timeout. */
+async function waitForCpuHeadroom(
+  client: ApiClient,
+  ids: Map<string, string>,
+  timeoutMs: number,
+): Promise<number | null> {
+  const ours = new Set(ids.values());
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const snap = await client.get<Snapshot>('/v1/snapshots/latest');
+    const hostPct = Math.max(...snap.hosts.map((h) => h.cpuPct ?? 100));
+    const cpus = Math.min(...snap.hosts.map((h) => h.cpus));
+    const guestPct = Math.max(
+      0,
+      ...snap.vms.filter((v) => ours.has(v.id)).map((v) => ((v.cpuPct ?? 0) * v.vcpus) / cpus),
+    );
+    if (hostPct + guestPct <= 100) return hostPct;
+    if (Date.now() > deadline) return null;
+    await sleep(2_000);
+  }
 }
 
 function withNames(plan: Plan, names: Map<string, string>): Plan {
@@ -303,10 +341,10 @@ async function story(
   say(hostsTable(view.hosts));
   say(
     table(
-      ['VM', 'HOST', '>MEM MiB', '>DIRTY MiB/s'],
+      ['VM', 'HOST', '>MEM MiB', '>CPU%', '>DIRTY MiB/s'],
       first.vms
         .filter((v) => names.has(v.id))
-        .map((v) => [v.name, v.host, String(v.memMiB), num(v.dirtyMiBps)]),
+        .map((v) => [v.name, v.host, String(v.memMiB), num(v.cpuPct), num(v.dirtyMiBps)]),
     ),
   );
   say(
@@ -316,17 +354,34 @@ async function story(
     paint('not shown:', 'yellow') +
       ' a CPU rebalance — the lab hosts share one kernel, so every host reports the same CPU load',
   );
+  say(
+    "policy: policies/default.yaml except hosts.cpuCeilingPct 100 (the hosts report the whole machine's CPU)",
+  );
 
   heading('3. demo-batch starts its job after it was measured');
   // The guest kernel fixes its workload at boot, so the job starts the way a real one would look to
-  // drover: the same VM (same UUID) restarted, now rewriting 160 MiB as fast as it can. drover's
+  // drover: the same VM (same UUID) restarted, now rewriting 96 MiB at 24 MiB/s. drover's
   // measurement of it (taken while idle) is now stale; the collector does not measure it again this run.
   const batchId = ids.get(BATCH_JOB.name) ?? '';
   await stopGuest(source, BATCH_JOB.name);
   await startGuest(labDir, source, BATCH_JOB, batchId);
   say(
-    `demo-batch (same VM, id ${batchId.slice(0, 8)}…) restarted rewriting ${BATCH_JOB.dirtyRegionMiB} MiB at full ` +
-      `speed; drover still has it at ${num(first.vms.find((v) => v.id === batchId)?.dirtyMiBps)} MiB/s`,
+    `demo-batch (same VM, id ${batchId.slice(0, 8)}…) restarted rewriting ${BATCH_JOB.dirtyRegionMiB} MiB at ` +
+      `${BATCH_JOB.pagesPerS / 256} MiB/s; drover still has it at ${num(first.vms.find((v) => v.id === batchId)?.dirtyMiBps)} MiB/s`,
+  );
+
+  // Every lab host reports this machine's CPU; when other work keeps it at 100 %, no host has room by
+  // drover's capacity rules and the drain below will say so. Wait a while for the machine to have headroom.
+  const headroom = await waitForCpuHeadroom(client, ids, 90_000);
+  say(
+    headroom
+      ? `machine CPU now ${num(headroom)} %: the lab hosts have room for the guests`
+      : paint(
+          'the machine stays at 100 % CPU (load ' +
+            readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') +
+            '):',
+          'yellow',
+        ) + " by drover's capacity rules no lab host has room; the drain plan will say so",
   );
 
   heading(`4. Draining ${SOURCE} for maintenance`);
@@ -445,6 +500,6 @@ export function registerLabDemoCommand(program: Command): void {
       'the lab directory (LAB_DIR of test/lab/lab.sh)',
       process.env.LAB_DIR ?? '.lab-demo',
     )
-    .option('--bandwidth <MiBps>', 'migration link bandwidth of every lab host, MiB/s', '50')
+    .option('--bandwidth <MiBps>', 'migration link bandwidth of every lab host, MiB/s', '16')
     .action((flags: LabDemoFlags) => runCli(false, () => runLabDemo(flags)));
 }
