@@ -276,6 +276,28 @@ async function waitForCpuHeadroom(
   }
 }
 
+/** The first clause of a reason (libvirt's full error text is in the log and the API). */
+function brief(reason: string): string {
+  const cut = reason.indexOf(' (');
+  return cut > 0 ? reason.slice(0, cut) : reason;
+}
+
+/** Waits until the snapshot shows the VM in the given state. */
+async function waitForState(
+  client: ApiClient,
+  vmId: string,
+  state: string,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const snap = await client.get<Snapshot>('/v1/snapshots/latest');
+    if (snap.vms.find((v) => v.id === vmId)?.state === state) return;
+    await sleep(1_000);
+  }
+  throw new CliError(EXIT.failure, 'demo_timeout', `the collector did not see ${vmId} ${state} in time`);
+}
+
 function withNames(plan: Plan, names: Map<string, string>): Plan {
   const label = (id: string) => names.get(id) ?? id;
   return {
@@ -301,7 +323,7 @@ function summaryRows(
       step.kind,
       state === 'completed'
         ? paint(state, 'green')
-        : paint(`${state}${m?.reason ? ` (${m.reason})` : ''}`, 'red'),
+        : paint(`${state}${m?.reason ? `: ${brief(m.reason)}` : ''}`, 'red'),
       duration(m?.elapsedS ?? null),
       downtime === null ? '-' : `${Math.round(downtime)} ms`,
       budget === null ? '-' : `${Math.round(budget)} ms`,
@@ -385,16 +407,24 @@ async function story(
   );
 
   heading(`4. Draining ${SOURCE} for maintenance`);
-  const drain = await client.post<CreatedPlan>(`/v1/hosts/${SOURCE}/drain`, { dryRun: false });
-  if (!drain.record) throw new CliError(EXIT.failure, 'bad_response', 'the daemon stored no drain plan');
-  say(planTable(withNames(drain.plan, names)));
-  const postCopy = drain.plan.steps.some((s) => s.kind !== 'live' && s.kind !== 'block');
+  const first_ = await client.post<CreatedPlan>(`/v1/hosts/${SOURCE}/drain`, { dryRun: true });
+  say(planTable(withNames(first_.plan, names)));
+  const postCopy = first_.plan.steps.some((s) => s.kind !== 'live' && s.kind !== 'block');
   say(
     postCopy
       ? 'some steps are not plain pre-copy (see KIND)'
-      : 'the default policy does not allow post-copy (migration.allowPostCopy: false), so a VM that cannot ' +
-          'converge by pre-copy is skipped, not moved',
+      : 'the default policy does not allow post-copy (migration.allowPostCopy: false): a VM that cannot ' +
+          'converge by pre-copy is not moved live, and a drain that cannot empty the host moves nothing',
   );
+  const jvmId = ids.get('demo-jvm') ?? '';
+  if (first_.plan.skipped.some((s) => s.vm === jvmId)) {
+    say('\nthe operator stops demo-jvm for the maintenance window; drover moves its definition offline');
+    await stopGuest(source, 'demo-jvm');
+    await waitForState(client, jvmId, 'shutoff', 60_000);
+  }
+  const drain = await client.post<CreatedPlan>(`/v1/hosts/${SOURCE}/drain`, { dryRun: false });
+  if (!drain.record) throw new CliError(EXIT.failure, 'bad_response', 'the daemon stored no drain plan');
+  say(planTable(withNames(drain.plan, names)));
   const record: PlanRecord = drain.record;
   if (record.status === 'pending')
     await client.post(`/v1/plans/${encodeURIComponent(record.plan.id)}/approve`, {});
@@ -405,7 +435,7 @@ async function story(
   if (batchRun) {
     const where = await running.hypervisor.locateVm(batchId);
     say(
-      `demo-batch: migration ${batchRun.state}${batchRun.reason ? ` (${batchRun.reason})` : ''} after ` +
+      `demo-batch: migration ${batchRun.state}${batchRun.reason ? ` (${brief(batchRun.reason)})` : ''} after ` +
         `${duration(batchRun.elapsedS)}; it runs on ${where.map((p) => `${p.hostId} (${p.state})`).join(', ')}`,
     );
     const host = hosts.find((h) => h.id === where.find((p) => p.state === 'running')?.hostId);
@@ -443,14 +473,16 @@ async function story(
     const where = await running.hypervisor.locateVm(id);
     const live = where.filter((p) => p.state !== 'shutoff');
     if (live.length > 1 || where.filter((p) => p.persistent).length > 1) twice += 1;
-    if (live.some((p) => p.hostId === SOURCE)) left.push(name);
-    say(`  ${name.padEnd(11)} on ${live.map((p) => `${p.hostId} (${p.state})`).join(', ') || 'no host'}`);
+    if (where.some((p) => p.hostId === SOURCE)) left.push(name);
+    const shown = where.filter((p) => p.state !== 'shutoff' || p.persistent);
+    say(
+      `  ${name.padEnd(11)} ${shown.map((p) => `${p.hostId} (${p.state}${p.persistent ? '' : ', transient'})`).join(', ') || 'on no host'}`,
+    );
   }
   say(
     left.length === 0
       ? `${SOURCE} is empty, ready for maintenance`
-      : `${SOURCE} still runs ${left.join(', ')}: drover would not move them live; an operator decides ` +
-          '(allow post-copy for them, or stop them for the maintenance)',
+      : `${SOURCE} still holds ${left.join(', ')}: not ready for maintenance; an operator decides what next`,
   );
   say(
     twice === 0 ? 'every VM runs on exactly one host' : paint(`${twice} VM(s) on more than one host`, 'red'),
