@@ -277,9 +277,10 @@ async function waitForCpuHeadroom(
 }
 
 /** The first clause of a reason (libvirt's full error text is in the log and the API). */
-function brief(reason: string): string {
-  const cut = reason.indexOf(' (');
-  return cut > 0 ? reason.slice(0, cut) : reason;
+function brief(reason: string, state = ''): string {
+  const text = state !== '' && reason.startsWith(`${state}: `) ? reason.slice(state.length + 2) : reason;
+  const cut = text.indexOf(' (');
+  return cut > 0 ? text.slice(0, cut) : text;
 }
 
 /** Waits until the snapshot shows the VM in the given state. */
@@ -323,7 +324,7 @@ function summaryRows(
       step.kind,
       state === 'completed'
         ? paint(state, 'green')
-        : paint(`${state}${m?.reason ? `: ${brief(m.reason)}` : ''}`, 'red'),
+        : paint(`${state}${m?.reason ? `: ${brief(m.reason, state)}` : ''}`, 'red'),
       duration(m?.elapsedS ?? null),
       downtime === null ? '-' : `${Math.round(downtime)} ms`,
       budget === null ? '-' : `${Math.round(budget)} ms`,
@@ -435,7 +436,7 @@ async function story(
   if (batchRun) {
     const where = await running.hypervisor.locateVm(batchId);
     say(
-      `demo-batch: migration ${batchRun.state}${batchRun.reason ? ` (${brief(batchRun.reason)})` : ''} after ` +
+      `demo-batch: migration ${batchRun.state}${batchRun.reason ? ` (${brief(batchRun.reason, batchRun.state)})` : ''} after ` +
         `${duration(batchRun.elapsedS)}; it runs on ${where.map((p) => `${p.hostId} (${p.state})`).join(', ')}`,
     );
     const host = hosts.find((h) => h.id === where.find((p) => p.state === 'running')?.hostId);
