@@ -76,11 +76,14 @@ describe('Dockerfile', () => {
 });
 
 describe('deploy/systemd/drover.service', () => {
-  it('passes systemd-analyze verify', async () => {
-    const { stdout, stderr } = await run('systemd-analyze', [
+  it('passes systemd-analyze verify', async (ctx) => {
+    const result = await run('systemd-analyze', [
       'verify',
       join(root, 'deploy/systemd/drover.service'),
-    ]).catch((err: { stdout: string; stderr: string }) => err);
+    ]).catch((err: { stdout?: string; stderr?: string; code?: unknown }) => err);
+    // Without systemd on the machine there is nothing to verify with: say so rather than pass.
+    if ('code' in result && result.code === 'ENOENT') return ctx.skip('systemd-analyze is not installed');
+    const { stdout = '', stderr = '' } = result;
     const complaints = `${stdout}${stderr}`
       .split('\n')
       .filter((l) => l.includes('drover.service') && !/Failed to (resolve|look up) (user|group)/.test(l));
