@@ -458,9 +458,10 @@ async function story(
     ),
   );
   const completed = ran.migrations.filter((m) => m.state === 'completed').length;
+  const failed = ran.migrations.filter((m) => m.state === 'failed').length;
   const aborted = ran.migrations.filter((m) => m.state === 'aborted').length;
   say(
-    `moves: ${completed} completed, ${aborted} aborted by the watchdog, ${ran.record.plan.skipped.length} skipped by the planner`,
+    `moves: ${completed} completed, ${aborted} aborted by the watchdog, ${failed} failed, ${ran.record.plan.skipped.length} skipped by the planner`,
   );
   const after = await client.get<ClusterView>('/v1/cluster');
   if (view.spread && after.spread)
