@@ -151,6 +151,8 @@ describe('LibvirtHypervisor migrations on the lab', () => {
     const g = await defineGuest({ name: guestName('offline'), host: A, memMiB: 64, start: false });
     guests.push(g.name);
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'shutoff', persistent: true }]);
+    // A shut-off domain has no job (libvirt itself refuses the question; drover answers `none`).
+    expect((await hv.jobStats(A, g.id)).type).toBe('none');
     const handle = await hv.migrate({ vmId: g.id, from: A, to: B, kind: 'offline', maxDowntimeMs: 0 });
     const outcome = await handle.done;
     expect(outcome.result).toBe('completed');

@@ -435,7 +435,8 @@ export class LibvirtHypervisor implements Hypervisor {
       // Resolve once the job is visible on the source with its memory figures (libvirt shows the job a moment
       // before QEMU reports any), or once the call already settled.
       const settled = done.then(() => true);
-      const deadline = this.clock.now() + 10_000;
+      // An offline move has no running job to wait for.
+      const deadline = request.kind === 'offline' ? this.clock.now() : this.clock.now() + 10_000;
       while (this.clock.now() < deadline) {
         const finished = await Promise.race([settled, this.clock.sleep(50).then(() => false)]);
         if (finished) break;
@@ -510,7 +511,14 @@ export class LibvirtHypervisor implements Hypervisor {
   async jobStats(hostId: string, vmId: string): Promise<JobStats> {
     return this.guard('jobStats', async () => {
       const found = await this.domain(hostId, vmId);
-      const reply = await found.client.jobStats(found.dom);
+      let reply;
+      try {
+        reply = await found.client.jobStats(found.dom);
+      } catch (err) {
+        // libvirt refuses the question for a domain that is not running; such a domain has no job.
+        if (isOperationInvalid(err)) return toJobStats('none', {}, false);
+        throw err;
+      }
       const type = jobTypeName(reply.type);
       return toJobStats(
         type,
