@@ -189,6 +189,14 @@ describe('cluster, plans, drain and activate', () => {
   });
 
   it('drains a host: the drain runs at once under partial automation and empties the host', async () => {
+    // The planner moves only VMs whose dirty rate was measured: wait for the collector to have done so.
+    await until(async () => {
+      const snap = (await call('GET', '/v1/snapshots/latest')).json as {
+        vms?: { host: string; state: string; dirtyMiBps: number | null }[];
+      };
+      const onHost = (snap.vms ?? []).filter((v) => v.host === 'kvm-04' && v.state === 'running');
+      return onHost.length > 0 && onHost.every((v) => v.dirtyMiBps !== null);
+    }, 30_000);
     const res = await call('POST', '/v1/hosts/kvm-04/drain', { body: {} });
     expect(res.status).toBe(201);
     const { record, plan } = res.json as {
