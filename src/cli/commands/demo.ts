@@ -9,7 +9,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import type { Plan } from '../../domain/plan.js';
 import type { Snapshot } from '../../domain/snapshot.js';
 import { loadConfig } from '../../service/config.js';
 import { startService, type RunningService } from '../../service/main.js';
@@ -17,8 +16,9 @@ import type { ClusterView, CreatedPlan, MigrationView } from '../../service/oper
 import type { PlanRecord } from '../../service/plan-store.js';
 import { ApiClient, CliError, runCli } from '../api-client.js';
 import { DEMO_DRAIN_HOST, demoCluster } from '../demo/demo-cluster.js';
+import { summaryRows, withNames } from '../demo/story-report.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
-import { duration, num, paint, table } from '../output.js';
+import { num, paint, table } from '../output.js';
 import { followPlan, planTable } from './drain.js';
 import { hostsTable } from './status.js';
 
@@ -77,29 +77,6 @@ async function runPlan(
   if (record.status === 'pending')
     await client.post(`/v1/plans/${encodeURIComponent(record.plan.id)}/approve`, {});
   return followPlan(client, record.plan, { pollMs: 300, quiet: false, onPoll: duringRun });
-}
-
-function outcomeRows(
-  plan: Plan,
-  migrations: readonly MigrationView[],
-  names: Map<string, string>,
-): string[][] {
-  return plan.steps.map((step) => {
-    const m = migrations.find((x) => x.vm === step.vm);
-    const downtime = m?.downtimeMs ?? null;
-    const budget = m?.downtimeBudgetMs ?? step.downtimeBudgetMs ?? null;
-    const state = m?.state ?? 'not run';
-    return [
-      names.get(step.vm) ?? step.vm,
-      `${step.from} -> ${step.to}`,
-      step.kind,
-      state === 'completed' ? paint(state, 'green') : paint(state, 'red'),
-      duration(m?.elapsedS ?? null),
-      downtime === null ? '-' : `${Math.round(downtime)} ms`,
-      budget === null ? '-' : `${Math.round(budget)} ms`,
-      downtime !== null && budget !== null ? (downtime <= budget ? 'yes' : paint('no', 'red')) : '-',
-    ];
-  });
 }
 
 async function story(running: RunningService, client: ApiClient): Promise<ExitCode> {
@@ -164,8 +141,8 @@ async function story(running: RunningService, client: ApiClient): Promise<ExitCo
 
   heading('5. Summary');
   const rows = [
-    ...outcomeRows(ran.record.plan, ran.migrations, names),
-    ...outcomeRows(drained.record.plan, drained.migrations, names),
+    ...summaryRows(ran.record.plan, ran.migrations, names),
+    ...summaryRows(drained.record.plan, drained.migrations, names),
   ];
   say(table(['VM', 'MOVE', 'KIND', 'RESULT', '>TOOK', '>DOWNTIME', '>BUDGET', 'WITHIN'], rows));
   const after = await client.get<ClusterView>('/v1/cluster');
@@ -185,15 +162,6 @@ async function story(running: RunningService, client: ApiClient): Promise<ExitCo
     twice === 0 ? 'every VM runs on exactly one host' : paint(`${twice} VM(s) on more than one host`, 'red'),
   );
   return twice === 0 ? EXIT.ok : EXIT.failure;
-}
-
-function withNames(plan: Plan, names: Map<string, string>): Plan {
-  const label = (id: string) => names.get(id) ?? id;
-  return {
-    ...plan,
-    steps: plan.steps.map((s) => ({ ...s, vm: label(s.vm) })),
-    skipped: plan.skipped.map((s) => ({ ...s, vm: label(s.vm) })),
-  };
 }
 
 async function vmsOnSeveralHosts(running: RunningService, snapshot: Snapshot): Promise<number> {

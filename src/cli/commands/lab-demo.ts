@@ -14,18 +14,18 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import type { Plan } from '../../domain/plan.js';
 import type { Snapshot } from '../../domain/snapshot.js';
 import { isNoDomain } from '../../libvirt/errors.js';
 import { LibvirtClient, uuidToString } from '../../libvirt/libvirt-client.js';
 import { DomainState, UndefineFlags } from '../../libvirt/remote-protocol.js';
 import { loadConfig } from '../../service/config.js';
 import { startService, type RunningService } from '../../service/main.js';
-import type { ClusterView, CreatedPlan, MigrationView } from '../../service/operations.js';
+import type { ClusterView, CreatedPlan } from '../../service/operations.js';
 import type { PlanRecord } from '../../service/plan-store.js';
 import { ApiClient, CliError, runCli } from '../api-client.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
 import { duration, num, paint, table } from '../output.js';
+import { brief, summaryRows, withNames } from '../demo/story-report.js';
 import { followPlan, planTable } from './drain.js';
 import { hostsTable } from './status.js';
 
@@ -276,13 +276,6 @@ async function waitForCpuHeadroom(
   }
 }
 
-/** The first clause of a reason (libvirt's full error text is in the log and the API). */
-function brief(reason: string, state = ''): string {
-  const text = state !== '' && reason.startsWith(`${state}: `) ? reason.slice(state.length + 2) : reason;
-  const cut = text.indexOf(' (');
-  return cut > 0 ? text.slice(0, cut) : text;
-}
-
 /** Waits until the snapshot shows the VM in the given state. */
 async function waitForState(
   client: ApiClient,
@@ -297,43 +290,6 @@ async function waitForState(
     await sleep(1_000);
   }
   throw new CliError(EXIT.failure, 'demo_timeout', `the collector did not see ${vmId} ${state} in time`);
-}
-
-function withNames(plan: Plan, names: Map<string, string>): Plan {
-  const label = (id: string) => names.get(id) ?? id;
-  return {
-    ...plan,
-    steps: plan.steps.map((s) => ({ ...s, vm: label(s.vm) })),
-    skipped: plan.skipped.map((s) => ({ ...s, vm: label(s.vm) })),
-  };
-}
-
-function summaryRows(
-  plan: Plan,
-  migrations: readonly MigrationView[],
-  names: Map<string, string>,
-): string[][] {
-  const rows = plan.steps.map((step) => {
-    const m = migrations.find((x) => x.vm === step.vm);
-    const downtime = m?.downtimeMs ?? null;
-    const budget = m?.downtimeBudgetMs ?? step.downtimeBudgetMs ?? null;
-    const state = m?.state ?? 'not run';
-    return [
-      names.get(step.vm) ?? step.vm,
-      `${step.from} -> ${step.to}`,
-      step.kind,
-      state === 'completed'
-        ? paint(state, 'green')
-        : paint(`${state}${m?.reason ? `: ${brief(m.reason, state)}` : ''}`, 'red'),
-      duration(m?.elapsedS ?? null),
-      downtime === null ? '-' : `${Math.round(downtime)} ms`,
-      budget === null ? '-' : `${Math.round(budget)} ms`,
-      downtime !== null && budget !== null ? (downtime <= budget ? 'yes' : paint('no', 'red')) : '-',
-    ];
-  });
-  for (const s of plan.skipped)
-    rows.push([names.get(s.vm) ?? s.vm, '-', '-', paint('skipped by planner', 'yellow'), '-', '-', '-', '-']);
-  return rows;
 }
 
 async function story(
