@@ -2,7 +2,7 @@
 // converge is aborted by the watchdog within its budget and keeps running on the source; a worker killed
 // with SIGKILL mid-migration is adopted by another with no second migration; a source QEMU frozen with
 // SIGSTOP is marked stuck without holding up other migrations, and the migration recovers after SIGCONT.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -14,7 +14,6 @@ import { HistoryStore } from '../../src/executor/history-store.js';
 import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import {
-  REPO_ROOT,
   defineGuest,
   guestName,
   heartbeatAdvances,
@@ -24,6 +23,7 @@ import {
   waitFor,
   type LabGuest,
 } from '../lab/lab-client.js';
+import { startWorkerProcess } from '../executor/support/spawn-worker.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';
@@ -176,23 +176,7 @@ describe('Executor on the libvirt lab', () => {
   it('adopts the migration of a worker killed with SIGKILL, without a second migration', async () => {
     // 200 MiB of written RAM at 10 MiB/s: about 20 s of migration.
     const g = await guest({ memMiB: 256, fillMiB: 200 });
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(REPO_ROOT, 'test/executor/support/worker-process.ts'),
-        redisUrl(),
-        prefix,
-        String(LINK_MIBPS),
-      ],
-      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.push(child);
-    let childOut = '';
-    child.stdout?.on('data', (d: Buffer) => (childOut += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (childOut += d.toString()));
-    await waitFor('the worker process', () => (childOut.includes('ready') ? true : undefined), 60_000);
+    const child = await startWorkerProcess(redisUrl(), prefix, LINK_MIBPS, (c) => children.push(c));
     const enqueuer = executor();
     await enqueuer.enqueuePlan(plan('lab-3', [step(g.id, A, B, 25)]), parseExecutionPolicy({}));
     await waitFor(

@@ -3,7 +3,7 @@
 // between the lab hosts cut mid-migration and restored; the source QEMU frozen with SIGSTOP mid-migration.
 // Every case ends with the invariant on every host (running on exactly one, defined on exactly one) and the
 // guest's heartbeat advancing where it runs. Rows go to the fault table (bench/results/faults.json).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -13,7 +13,6 @@ import { Executor, type MigrationStatus } from '../../src/executor/executor.js';
 import { parseExecutionPolicy, parseExecutorOptions } from '../../src/executor/executor-options.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import {
-  REPO_ROOT,
   cutLink,
   defineGuest,
   guestName,
@@ -28,6 +27,7 @@ import {
   type LabGuest,
 } from '../lab/lab-client.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
+import { startWorkerProcess } from '../executor/support/spawn-worker.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';
@@ -176,27 +176,7 @@ async function conclude(
 }
 
 function workerProcess(prefix: string): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(REPO_ROOT, 'test/executor/support/worker-process.ts'),
-      redisUrl(),
-      prefix,
-      String(LINK_MIBPS),
-    ],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  return waitFor(
-    'the worker process',
-    () => Promise.resolve(out.includes('ready') ? child : undefined),
-    60_000,
-  );
+  return startWorkerProcess(redisUrl(), prefix, LINK_MIBPS, (c) => children.push(c));
 }
 
 async function sigkill(child: ChildProcess): Promise<void> {
