@@ -9,6 +9,7 @@ export {
   type RpcConnectionEvents,
   type RpcConnectionOptions,
 } from './rpc-connection.js';
+export { RpcStream, STREAM_CHUNK_BYTES, type RpcStreamOptions, type StreamTransport } from './rpc-stream.js';
 export { openTransport, sshArgv, tlsFiles, type TlsFiles, type TransportOptions } from './transport.js';
 export { TypedEmitter } from './typed-emitter.js';
 export * from './uri.js';

@@ -12,6 +12,7 @@ import {
   readNodeInfo,
   readNodeStats,
   readStoragePool,
+  readStoragePoolInfo,
   readStorageVol,
   readTypedParams,
   REMOTE_AUTH_TYPE_LIST_MAX,
@@ -20,15 +21,18 @@ import {
   REMOTE_STORAGE_POOL_LIST_MAX,
   REMOTE_STRING_MAX,
   writeDomain,
+  writeStoragePool,
   writeStorageVol,
   writeTypedParams,
   type DomainRef,
   type NodeInfo,
+  type StoragePoolInfo,
   type StoragePoolRef,
   type StorageVolRef,
   type TypedParam,
 } from './remote-protocol.js';
 import { RpcConnection, type RpcConnectionOptions } from './rpc-connection.js';
+import type { RpcStream, RpcStreamOptions } from './rpc-stream.js';
 import { openTransport, type TransportOptions } from './transport.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { parseLibvirtUri, type LibvirtUri } from './uri.js';
@@ -131,6 +135,18 @@ export function uuidFromString(text: string): Buffer {
 const domainArgs = (d: DomainRef) => {
   const w = new XdrWriter();
   writeDomain(w, d);
+  return w;
+};
+
+const poolArgs = (p: StoragePoolRef) => {
+  const w = new XdrWriter();
+  writeStoragePool(w, p);
+  return w;
+};
+
+const volArgs = (v: StorageVolRef) => {
+  const w = new XdrWriter();
+  writeStorageVol(w, v);
   return w;
 };
 
@@ -465,10 +481,121 @@ export class LibvirtClient {
   }
 
   async storageVolInfo(vol: StorageVolRef): Promise<StorageVolInfo> {
-    const w = new XdrWriter();
-    writeStorageVol(w, vol);
-    const r = await this.rpc.call(Procedure.STORAGE_VOL_GET_INFO, w);
+    const r = await this.rpc.call(Procedure.STORAGE_VOL_GET_INFO, volArgs(vol));
     return { type: r.int(), capacityBytes: r.uhyper(), allocationBytes: r.uhyper() };
+  }
+
+  /** The pool a volume belongs to. */
+  async lookupStoragePoolByVolume(vol: StorageVolRef): Promise<StoragePoolRef> {
+    return readStoragePool(await this.rpc.call(Procedure.STORAGE_POOL_LOOKUP_BY_VOLUME, volArgs(vol)));
+  }
+
+  async storagePoolXml(pool: StoragePoolRef, flags = 0): Promise<string> {
+    return (await this.rpc.call(Procedure.STORAGE_POOL_GET_XML_DESC, poolArgs(pool).uint(flags))).string(
+      REMOTE_STRING_MAX,
+    );
+  }
+
+  async storagePoolInfo(pool: StoragePoolRef): Promise<StoragePoolInfo> {
+    return readStoragePoolInfo(await this.rpc.call(Procedure.STORAGE_POOL_GET_INFO, poolArgs(pool)));
+  }
+
+  /** Rescans the pool's target (volumes created behind libvirt's back appear, sizes are re-read). */
+  async storagePoolRefresh(pool: StoragePoolRef, flags = 0): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_POOL_REFRESH, poolArgs(pool).uint(flags));
+  }
+
+  /** Defines a persistent (inactive) pool. */
+  async storagePoolDefineXml(xml: string, flags = 0): Promise<StoragePoolRef> {
+    return readStoragePool(
+      await this.rpc.call(Procedure.STORAGE_POOL_DEFINE_XML, new XdrWriter().string(xml).uint(flags)),
+    );
+  }
+
+  /** Creates and starts a transient pool. */
+  async storagePoolCreateXml(xml: string, flags = 0): Promise<StoragePoolRef> {
+    return readStoragePool(
+      await this.rpc.call(Procedure.STORAGE_POOL_CREATE_XML, new XdrWriter().string(xml).uint(flags)),
+    );
+  }
+
+  /** Builds the pool's target (for a dir pool: creates the directory); flags from StoragePoolBuildFlags. */
+  async storagePoolBuild(pool: StoragePoolRef, flags = 0): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_POOL_BUILD, poolArgs(pool).uint(flags));
+  }
+
+  /** Starts a defined pool; flags from StoragePoolCreateFlags. */
+  async storagePoolCreate(pool: StoragePoolRef, flags = 0): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_POOL_CREATE, poolArgs(pool).uint(flags));
+  }
+
+  async storagePoolSetAutostart(pool: StoragePoolRef, autostart: boolean): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_POOL_SET_AUTOSTART, poolArgs(pool).int(autostart ? 1 : 0));
+  }
+
+  async storagePoolDestroy(pool: StoragePoolRef): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_POOL_DESTROY, poolArgs(pool));
+  }
+
+  async storagePoolUndefine(pool: StoragePoolRef): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_POOL_UNDEFINE, poolArgs(pool));
+  }
+
+  /** Creates a volume in the pool from its XML description. */
+  async storageVolCreateXml(pool: StoragePoolRef, xml: string, flags = 0): Promise<StorageVolRef> {
+    return readStorageVol(
+      await this.rpc.call(Procedure.STORAGE_VOL_CREATE_XML, poolArgs(pool).string(xml).uint(flags)),
+    );
+  }
+
+  async storageVolDelete(vol: StorageVolRef, flags = 0): Promise<void> {
+    await this.voidCall(Procedure.STORAGE_VOL_DELETE, volArgs(vol).uint(flags));
+  }
+
+  async lookupStorageVolByName(pool: StoragePoolRef, name: string): Promise<StorageVolRef> {
+    return readStorageVol(
+      await this.rpc.call(Procedure.STORAGE_VOL_LOOKUP_BY_NAME, poolArgs(pool).string(name)),
+    );
+  }
+
+  async storageVolXml(vol: StorageVolRef, flags = 0): Promise<string> {
+    return (await this.rpc.call(Procedure.STORAGE_VOL_GET_XML_DESC, volArgs(vol).uint(flags))).string(
+      REMOTE_STRING_MAX,
+    );
+  }
+
+  async storageVolPath(vol: StorageVolRef): Promise<string> {
+    return (await this.rpc.call(Procedure.STORAGE_VOL_GET_PATH, volArgs(vol))).string(REMOTE_STRING_MAX);
+  }
+
+  /**
+   * virStorageVolUpload: opens a stream whose bytes the daemon writes into the volume from `offsetBytes`
+   * (`lengthBytes` 0 = up to the end of what is sent). Write, then finish() (or abort()) the stream.
+   */
+  async storageVolUpload(
+    vol: StorageVolRef,
+    options: { offsetBytes?: bigint; lengthBytes?: bigint; flags?: number } & RpcStreamOptions = {},
+  ): Promise<RpcStream> {
+    const w = volArgs(vol)
+      .uhyper(options.offsetBytes ?? 0n)
+      .uhyper(options.lengthBytes ?? 0n)
+      .uint(options.flags ?? 0);
+    return this.rpc.openStream(Procedure.STORAGE_VOL_UPLOAD, w, options);
+  }
+
+  /**
+   * virStorageVolDownload: opens a stream on which the daemon sends the volume's bytes from `offsetBytes`
+   * (`lengthBytes` 0 = to the end). Read until null, then finish() the stream.
+   */
+  async storageVolDownload(
+    vol: StorageVolRef,
+    options: { offsetBytes?: bigint; lengthBytes?: bigint; flags?: number } & RpcStreamOptions = {},
+  ): Promise<RpcStream> {
+    const w = volArgs(vol)
+      .uhyper(options.offsetBytes ?? 0n)
+      .uhyper(options.lengthBytes ?? 0n)
+      .uint(options.flags ?? 0);
+    return this.rpc.openStream(Procedure.STORAGE_VOL_DOWNLOAD, w, options);
   }
 
   // ----------------------------------------------------------------------------------------- events

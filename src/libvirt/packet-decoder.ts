@@ -71,9 +71,9 @@ export class PacketDecoder {
   }
 }
 
-/** Encodes one packet: length word, header, body. */
-export function encodePacket(header: PacketHeader, body?: XdrWriter): Buffer {
-  const bodyBytes = body ? body.bytes() : Buffer.alloc(0);
+/** Encodes one packet: length word, header, body (XDR-encoded, or raw bytes as stream data packets carry). */
+export function encodePacket(header: PacketHeader, body?: XdrWriter | Uint8Array): Buffer {
+  const bodyBytes = body === undefined ? Buffer.alloc(0) : body instanceof XdrWriter ? body.bytes() : body;
   const total = HEADER_BYTES + bodyBytes.length;
   if (total > MAX_PACKET_BYTES)
     throw new LibvirtProtocolError(
@@ -87,6 +87,6 @@ export function encodePacket(header: PacketHeader, body?: XdrWriter): Buffer {
   out.writeInt32BE(header.type, 16);
   out.writeUInt32BE(header.serial >>> 0, 20);
   out.writeInt32BE(header.status, 24);
-  bodyBytes.copy(out, HEADER_BYTES);
+  out.set(bodyBytes, HEADER_BYTES);
   return out;
 }

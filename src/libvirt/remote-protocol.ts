@@ -50,13 +50,33 @@ export const Procedure = {
   CONNECT_SUPPORTS_FEATURE: 60,
   AUTH_LIST: 66,
   AUTH_POLKIT: 70,
+  STORAGE_POOL_CREATE_XML: 76,
+  STORAGE_POOL_DEFINE_XML: 77,
+  STORAGE_POOL_CREATE: 78,
+  STORAGE_POOL_BUILD: 79,
+  STORAGE_POOL_DESTROY: 80,
+  STORAGE_POOL_UNDEFINE: 82,
+  STORAGE_POOL_REFRESH: 83,
   STORAGE_POOL_LOOKUP_BY_NAME: 84,
+  STORAGE_POOL_LOOKUP_BY_VOLUME: 86,
+  STORAGE_POOL_GET_INFO: 87,
+  STORAGE_POOL_GET_XML_DESC: 88,
+  STORAGE_POOL_SET_AUTOSTART: 90,
+  STORAGE_VOL_CREATE_XML: 93,
+  STORAGE_VOL_DELETE: 94,
+  STORAGE_VOL_LOOKUP_BY_NAME: 95,
   STORAGE_VOL_LOOKUP_BY_PATH: 97,
   STORAGE_VOL_GET_INFO: 98,
+  STORAGE_VOL_GET_XML_DESC: 99,
+  STORAGE_VOL_GET_PATH: 100,
   CONNECT_GET_LIB_VERSION: 157,
   DOMAIN_ABORT_JOB: 164,
   DOMAIN_MIGRATE_SET_MAX_DOWNTIME: 166,
   DOMAIN_MIGRATE_SET_MAX_SPEED: 207,
+  /** Opens a stream the client writes the volume's new bytes into. */
+  STORAGE_VOL_UPLOAD: 208,
+  /** Opens a stream the daemon sends the volume's bytes on. */
+  STORAGE_VOL_DOWNLOAD: 209,
   DOMAIN_GET_STATE: 212,
   NODE_GET_CPU_STATS: 227,
   NODE_GET_MEMORY_STATS: 228,
@@ -148,6 +168,21 @@ export const MigrateFlags = {
   POSTCOPY: 1 << 15,
   TLS: 1 << 16,
 } as const;
+
+/** virStoragePoolState (remote_storage_pool_get_info_ret.state) */
+export const StoragePoolState = { INACTIVE: 0, BUILDING: 1, RUNNING: 2, DEGRADED: 3, INACCESSIBLE: 4 } as const;
+
+/** virConnectListAllStoragePoolsFlags */
+export const ListStoragePoolsFlags = { INACTIVE: 1, ACTIVE: 2, PERSISTENT: 4, TRANSIENT: 8 } as const;
+
+/** virStoragePoolBuildFlags */
+export const StoragePoolBuildFlags = { NEW: 0, REPAIR: 1, RESIZE: 2, NO_OVERWRITE: 4, OVERWRITE: 8 } as const;
+
+/** virStoragePoolCreateFlags */
+export const StoragePoolCreateFlags = { WITH_BUILD: 1, WITH_BUILD_OVERWRITE: 2, WITH_BUILD_NO_OVERWRITE: 4 } as const;
+
+/** virStorageVolType (remote_storage_vol_get_info_ret.type) */
+export const StorageVolType = { FILE: 0, BLOCK: 1, DIR: 2, NETWORK: 3, NETDIR: 4, PLOOP: 5 } as const;
 
 /** virDomainStatsTypes (groups for CONNECT_GET_ALL_DOMAIN_STATS) */
 export const DomainStatsTypes = {
@@ -268,6 +303,24 @@ export interface StorageVolRef {
 
 export function writeStorageVol(w: XdrWriter, v: StorageVolRef): void {
   w.string(v.pool).string(v.name).string(v.key);
+}
+
+export function writeStoragePool(w: XdrWriter, p: StoragePoolRef): void {
+  if (p.uuid.length !== 16) throw new RangeError(`storage pool uuid must be 16 bytes, got ${p.uuid.length}`);
+  w.string(p.name).fixedOpaque(p.uuid);
+}
+
+/** remote_storage_pool_get_info_ret: `unsigned char state` travels as a 4-byte XDR word. */
+export interface StoragePoolInfo {
+  /** virStoragePoolState */
+  state: number;
+  capacityBytes: bigint;
+  allocationBytes: bigint;
+  availableBytes: bigint;
+}
+
+export function readStoragePoolInfo(r: XdrReader): StoragePoolInfo {
+  return { state: r.uint(), capacityBytes: r.uhyper(), allocationBytes: r.uhyper(), availableBytes: r.uhyper() };
 }
 
 export function readStorageVol(r: XdrReader): StorageVolRef {

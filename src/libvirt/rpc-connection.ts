@@ -14,6 +14,7 @@ import {
   REMOTE_PROGRAM,
   REMOTE_PROTOCOL_VERSION,
 } from './remote-protocol.js';
+import { RpcStream, type RpcStreamOptions, type StreamTransport } from './rpc-stream.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { XdrReader, type XdrWriter } from './xdr.js';
 
@@ -44,10 +45,15 @@ interface PendingCall {
 
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 
-export class RpcConnection {
+export class RpcConnection implements StreamTransport {
   readonly events = new TypedEmitter<RpcConnectionEvents>();
   private readonly decoder = new PacketDecoder();
   private readonly pending = new Map<number, PendingCall>();
+  /** Open data streams by the serial of the call that opened them. */
+  private readonly streams = new Map<number, RpcStream>();
+  /** Writers waiting for the socket to drain (stream data back-pressure). */
+  private writableWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  private readingPaused = 0;
   private readonly outbox: Buffer[] = [];
   private outboxBytes = 0;
   private blocked = false;
@@ -140,6 +146,37 @@ export class RpcConnection {
    * LibvirtError (the daemon's error), LibvirtTimeoutError, or LibvirtConnectionError.
    */
   call(procedure: number, args?: XdrWriter, options: { timeoutMs?: number } = {}): Promise<XdrReader> {
+    return this.send(procedure, args, options, null);
+  }
+
+  /**
+   * Calls a procedure that opens a data stream (e.g. STORAGE_VOL_UPLOAD / _DOWNLOAD) and resolves with the
+   * stream once the daemon accepted the call. Stream packets that follow at once are kept for the stream.
+   */
+  async openStream(
+    procedure: number,
+    args?: XdrWriter,
+    options: { timeoutMs?: number } & RpcStreamOptions = {},
+  ): Promise<RpcStream> {
+    const name = procedureName(REMOTE_PROGRAM, procedure);
+    let opened: RpcStream | null = null;
+    await this.send(procedure, args, options, (serial) => {
+      opened = new RpcStream(this, procedure, serial, name, {
+        idleTimeoutMs: options.idleTimeoutMs ?? options.timeoutMs ?? this.callTimeoutMs,
+        ...(options.highWaterBytes === undefined ? {} : { highWaterBytes: options.highWaterBytes }),
+      });
+      this.streams.set(serial, opened);
+    });
+    if (!opened) throw new LibvirtProtocolError(`${name}: no stream was opened`);
+    return opened;
+  }
+
+  private send(
+    procedure: number,
+    args: XdrWriter | undefined,
+    options: { timeoutMs?: number },
+    onSerial: ((serial: number) => void) | null,
+  ): Promise<XdrReader> {
     const name = procedureName(REMOTE_PROGRAM, procedure);
     if (this.closedWith !== undefined) {
       return Promise.reject(
@@ -169,13 +206,63 @@ export class RpcConnection {
       args,
     );
     const timeoutMs = options.timeoutMs ?? this.callTimeoutMs;
+    onSerial?.(serial);
     return new Promise<XdrReader>((resolve, reject) => {
+      const failStream = (err: Error) => {
+        const stream = this.streams.get(serial);
+        if (stream) stream.onClose(err);
+        reject(err);
+      };
       const timer = setTimeout(() => {
-        if (this.pending.delete(serial)) reject(new LibvirtTimeoutError(name, timeoutMs));
+        if (this.pending.delete(serial)) failStream(new LibvirtTimeoutError(name, timeoutMs));
       }, timeoutMs);
-      this.pending.set(serial, { procedure: name, resolve, reject, timer });
+      this.pending.set(serial, { procedure: name, resolve, reject: failStream, timer });
       this.enqueue(packet);
     });
+  }
+
+  // ------------------------------------------------------------------------------ StreamTransport
+
+  sendStreamPacket(procedure: number, serial: number, status: number, body?: Uint8Array): Promise<void> {
+    if (this.closedWith !== undefined) {
+      return Promise.reject(
+        this.closedWith ??
+          new LibvirtConnectionError('libvirt_connection_closed', 'stream: connection is closed'),
+      );
+    }
+    this.enqueue(
+      encodePacket(
+        {
+          program: REMOTE_PROGRAM,
+          version: REMOTE_PROTOCOL_VERSION,
+          procedure,
+          type: MessageType.STREAM,
+          serial,
+          status,
+        },
+        body,
+      ),
+    );
+    if (!this.blocked) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.writableWaiters.push({ resolve, reject }));
+  }
+
+  pauseReading(): void {
+    if (this.readingPaused++ === 0) this.stream.pause();
+  }
+
+  resumeReading(): void {
+    if (this.readingPaused === 0) return;
+    if (--this.readingPaused === 0) this.stream.resume();
+  }
+
+  releaseStream(serial: number): void {
+    this.streams.delete(serial);
+  }
+
+  /** Number of open data streams. */
+  get openStreams(): number {
+    return this.streams.size;
   }
 
   private enqueue(packet: Buffer): void {
@@ -195,6 +282,11 @@ export class RpcConnection {
       if (!packet) break;
       this.outboxBytes -= packet.length;
       if (!this.stream.write(packet)) this.blocked = true;
+    }
+    if (!this.blocked && this.outbox.length === 0 && this.writableWaiters.length > 0) {
+      const waiters = this.writableWaiters;
+      this.writableWaiters = [];
+      for (const w of waiters) w.resolve();
     }
   }
 
@@ -238,9 +330,17 @@ export class RpcConnection {
       this.events.emit('message', { procedure: header.procedure, body });
       return;
     }
+    if (header.type === MessageType.STREAM) {
+      this.streams.get(header.serial)?.onPacket(header.type, header.status, body);
+      return;
+    }
     if (header.type !== MessageType.REPLY && header.type !== MessageType.REPLY_WITH_FDS) return;
     const call = this.pending.get(header.serial);
-    if (!call) return; // a reply to a call that already timed out
+    if (!call) {
+      // After its opening reply, a stream's failure may come as a REPLY + ERROR on the stream's serial.
+      this.streams.get(header.serial)?.onPacket(header.type, header.status, body);
+      return; // otherwise: a reply to a call that already timed out
+    }
     this.pending.delete(header.serial);
     clearTimeout(call.timer);
     if (header.status === MessageStatus.OK) {
@@ -292,6 +392,11 @@ export class RpcConnection {
     }
     this.outbox.length = 0;
     this.outboxBytes = 0;
+    for (const stream of [...this.streams.values()]) stream.onClose(error);
+    this.streams.clear();
+    const waiters = this.writableWaiters;
+    this.writableWaiters = [];
+    for (const w of waiters) w.reject(error);
     this.events.emit('close', { error: reason });
   }
 
