@@ -1,7 +1,7 @@
 // Opens the byte stream a libvirt URI names: a unix socket, plain TCP, TLS (client certificate, CA, and the
 // one-byte verdict libvirtd sends after the handshake), or ssh running virt-ssh-helper on the far side.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -141,11 +141,36 @@ function readCheckByte(socket: TLSSocket, uri: LibvirtUri, timeoutMs: number): P
   });
 }
 
+/** Largest CA certificate, client certificate or key file read for a TLS connection (bytes). */
+export const MAX_PEM_FILE_BYTES = 1024 * 1024;
+
+/** Reads a PEM file, refusing one over MAX_PEM_FILE_BYTES (checked before reading, and while reading). */
 function readPem(path: string, what: string, uri: LibvirtUri): Buffer {
+  let fd: number;
   try {
-    return readFileSync(path);
+    fd = openSync(path, 'r');
   } catch (err) {
     throw connectError(uri, `cannot read the TLS ${what} ${path} (set ?pkipath=DIR)`, err);
+  }
+  const tooLarge = (size: string) =>
+    connectError(uri, `the TLS ${what} ${path} ${size} more than the limit of ${MAX_PEM_FILE_BYTES} bytes`);
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isFile() && stat.size > MAX_PEM_FILE_BYTES) throw tooLarge(`is ${stat.size} bytes,`);
+    const buffer = Buffer.alloc(MAX_PEM_FILE_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, total, buffer.length - total, null);
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_PEM_FILE_BYTES) throw tooLarge('is');
+    }
+    return Buffer.from(buffer.subarray(0, total));
+  } catch (err) {
+    if (err instanceof LibvirtConnectionError) throw err;
+    throw connectError(uri, `cannot read the TLS ${what} ${path} (set ?pkipath=DIR)`, err);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -38,7 +38,13 @@ export function parsePolicyText(text: string, source: string): Policy {
 export async function loadPolicy(path: string): Promise<Policy> {
   let text: string;
   try {
-    const { size } = await stat(path);
+    const st = await stat(path);
+    const size = st.size;
+    // A device or FIFO reports no size and could be read without end.
+    if (!st.isFile())
+      throw new DroverError('policy_unreadable', `${path}: cannot read policy file`, {
+        cause: new Error('not a regular file'),
+      });
     if (size > MAX_POLICY_FILE_BYTES)
       throw new DroverError(
         'policy_too_large',

@@ -1,6 +1,5 @@
 // The daemon's configuration file (`drover serve --config drover.yaml`): schema, loader and secrets.
 // Every problem is reported at once with the path of its field; unknown keys are errors.
-import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -19,9 +18,14 @@ import { validateDetailed } from 'node-cron';
 import { CollectorOptionsSchema } from '../collector/collector-options.js';
 import { ExecutorOptionsSchema } from '../executor/executor-options.js';
 import { LibvirtHostListSchema, LibvirtHypervisorOptionsSchema } from '../hypervisor/libvirt/host-config.js';
+import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
 
 /** Largest config file drover reads; a bigger one is refused before it is read. */
-export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+export const MAX_CONFIG_FILE_BYTES = FILE_LIMITS.config;
+/** Largest token file (`api.tokens[].file`). */
+export const MAX_TOKEN_FILE_BYTES = FILE_LIMITS.token;
+/** Largest request body `api.bodyLimitBytes` may allow. */
+export const MAX_API_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 
 /** A config file (or its secrets) that failed validation; lists every issue with its path. */
 export class ConfigError extends ValidationError {
@@ -209,8 +213,12 @@ export const ApiConfigSchema = z.strictObject({
   /** 0 picks a free port (tests). */
   port: port().default(8080),
   tokens: z.array(ApiTokenConfigSchema).default([]),
-  /** Largest accepted request body. */
-  bodyLimitBytes: positiveInt().default(64 * 1024),
+  /** Largest accepted request body (at most 16 MiB). */
+  bodyLimitBytes: positiveInt()
+    .max(MAX_API_BODY_LIMIT_BYTES, {
+      error: (i) => `expected at most ${MAX_API_BODY_LIMIT_BYTES} bytes, got ${show(i.input)}`,
+    })
+    .default(64 * 1024),
   /** Require a token on /metrics too (Prometheus then needs `authorization` in its scrape config). */
   metricsAuth: z.boolean({ error: expecting('true or false') }).default(false),
 });
@@ -327,8 +335,13 @@ async function readTokens(
       field = 'file';
       const file = isAbsolute(t.file) ? t.file : resolve(baseDir, t.file);
       try {
-        secret = (await readFile(file, 'utf8')).split('\n')[0]?.trim();
+        const text = await readLimited(file, MAX_TOKEN_FILE_BYTES, `${path}.file`, 'token file');
+        secret = text.split('\n')[0]?.trim();
       } catch (err) {
+        if (err instanceof FileTooLarge) {
+          issues.push({ path: `${path}.file`, message: err.detail });
+          continue;
+        }
         issues.push({ path: `${path}.file`, message: `cannot read ${file}: ${errorMessage(err)}` });
         continue;
       }
@@ -352,11 +365,9 @@ export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.
   const absolute = resolve(path);
   let text: string;
   try {
-    const { size } = await stat(absolute);
-    if (size > MAX_CONFIG_FILE_BYTES)
-      throw new Error(`${size} bytes is more than the limit of ${MAX_CONFIG_FILE_BYTES}`);
-    text = await readFile(absolute, 'utf8');
+    text = await readLimited(absolute, MAX_CONFIG_FILE_BYTES, path, 'config file');
   } catch (err) {
+    if (err instanceof FileTooLarge) throw new ConfigError(path, [{ path: '', message: err.detail }]);
     throw new ConfigError(path, [{ path: '', message: `cannot read the config file: ${errorMessage(err)}` }]);
   }
   const config = parseConfig(parseYaml(text, path), path);

@@ -1,7 +1,6 @@
 // The composition root: config → logger → metrics → Redis → hypervisor → policy → stores → collector →
 // executor → leader election → operations → HTTP API → schedules. The only place that says `new` for
 // services; everything else receives what it needs.
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -21,11 +20,12 @@ import { generateCluster, parseClusterSpec, type ClusterSpec } from '../hypervis
 import { createMetrics, type DroverMetrics } from '../metrics/metrics.js';
 import { loadPolicy } from '../planner/load-policy.js';
 import { buildApi, listen, type ApiApp } from './api-server.js';
-import { parseYaml, type Config, type HypervisorConfig, type LoadedConfig } from './config.js';
+import { ConfigError, parseYaml, type Config, type HypervisorConfig, type LoadedConfig } from './config.js';
 import { DroverService } from './drover-service.js';
 import { LeaderElection } from './leader-election.js';
 import { PlanStore } from './plan-store.js';
 import { PolicyReloader, type ReloadOutcome } from './policy-reloader.js';
+import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
 import { openRedis, type RedisConnection } from './redis-connection.js';
 import { Schedules } from './schedules.js';
 
@@ -73,7 +73,14 @@ export async function createHypervisor(
   let spec: ClusterSpec;
   if (config.cluster !== undefined) {
     const path = isAbsolute(config.cluster) ? config.cluster : resolve(configDir, config.cluster);
-    spec = parseClusterSpec(parseYaml(await readFile(path, 'utf8'), path), path);
+    let text: string;
+    try {
+      text = await readLimited(path, FILE_LIMITS.clusterSpec, 'hypervisor.cluster', 'cluster spec');
+    } catch (err) {
+      if (err instanceof FileTooLarge) throw new ConfigError(path, [{ path: '', message: err.message }]);
+      throw err;
+    }
+    spec = parseClusterSpec(parseYaml(text, path), path);
   } else {
     const g = config.generate;
     if (!g) throw new Error('unreachable: the config schema requires cluster or generate');

@@ -1,13 +1,13 @@
 // `drover plan --snapshot FILE [--policy FILE] [--drain HOST]... [--json]`: plans offline from a snapshot
 // file, without Redis or the daemon. Prints the Plan (exactly the Plan format with --json, a table with each
 // move's reason without). Bad input exits 3 naming the field; a drain that cannot complete exits 5.
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Plan } from '../../domain/plan.js';
 import { DEFAULT_POLICY, type Policy } from '../../domain/policy.js';
 import { parseSnapshot, type Snapshot } from '../../domain/snapshot.js';
 import { errorMessage } from '../../domain/errors.js';
 import { loadPolicy } from '../../planner/load-policy.js';
+import { FILE_LIMITS, FileTooLarge, readLimited } from '../../service/read-limited.js';
 import { makePlan } from '../../planner/make-plan.js';
 import { CliError, runCli, type ConnectionFlags } from '../api-client.js';
 import { livePlan } from '../live-plan.js';
@@ -25,8 +25,9 @@ interface PlanFlags extends ConnectionFlags {
 async function readSnapshot(path: string): Promise<Snapshot> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readLimited(path, FILE_LIMITS.snapshot, '--snapshot', 'snapshot file');
   } catch (err) {
+    if (err instanceof FileTooLarge) throw new CliError(EXIT.badInput, err.code, err.message, 'snapshot');
     throw new CliError(
       EXIT.badInput,
       'snapshot_unreadable',

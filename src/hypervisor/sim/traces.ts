@@ -1,5 +1,5 @@
 // Real VM workload traces (data/traces/) as CPU-usage time series for trace-driven simulated VMs.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DroverError } from '../../domain/errors.js';
@@ -11,6 +11,9 @@ export const BUILTIN_TRACES = {
 } as const;
 
 export type BuiltinTraceName = keyof typeof BUILTIN_TRACES;
+
+/** Largest trace file (CSV) a workload may name; a bigger one is refused before it is read. */
+export const MAX_TRACE_FILE_BYTES = 64 * 1024 * 1024;
 
 export interface Trace {
   name: string;
@@ -91,6 +94,12 @@ export function loadTrace(nameOrPath: string): Trace {
       `trace: expected one of ${Object.keys(BUILTIN_TRACES).join(' | ')} or an absolute path, got ${JSON.stringify(nameOrPath)}`,
     );
   }
+  const stat = statSync(file, { throwIfNoEntry: false });
+  if (stat && (!stat.isFile() || stat.size > MAX_TRACE_FILE_BYTES))
+    throw new DroverError(
+      'trace_too_large',
+      `trace: ${file} is ${stat.isFile() ? `${stat.size} bytes, more than the limit of ${MAX_TRACE_FILE_BYTES} bytes` : 'not a regular file'}`,
+    );
   const trace = parseBitbrainsCsv(nameOrPath, readFileSync(file, 'utf8'));
   cache.set(nameOrPath, trace);
   return trace;
