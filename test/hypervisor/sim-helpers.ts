@@ -2,7 +2,12 @@
 // pre-copy model the physics is checked against.
 import { VirtualClock } from '../../src/hypervisor/clock.js';
 import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
-import { SimHypervisor, type SimHostSpec, type SimVmSpec } from '../../src/hypervisor/sim/index.js';
+import {
+  SimHypervisor,
+  type MigrationCosts,
+  type SimHostSpec,
+  type SimVmSpec,
+} from '../../src/hypervisor/sim/index.js';
 
 export interface SimSetup {
   clock: VirtualClock;
@@ -37,12 +42,16 @@ export function constantVm(
 export function setup(
   hosts: SimHostSpec[],
   vms: SimVmSpec[],
-  options: { seed?: number; bandwidthNoisePct?: number } = {},
+  options: { seed?: number; bandwidthNoisePct?: number; migrationCosts?: MigrationCosts } = {},
 ): SimSetup {
   const clock = new VirtualClock();
   const sim = new SimHypervisor(
     { seed: options.seed ?? 1, hosts, vms },
-    { clock, bandwidthNoisePct: options.bandwidthNoisePct ?? 0 },
+    {
+      clock,
+      bandwidthNoisePct: options.bandwidthNoisePct ?? 0,
+      ...(options.migrationCosts ? { migrationCosts: options.migrationCosts } : {}),
+    },
   );
   const events: HypervisorEvent[] = [];
   sim.subscribe((e) => events.push(e));

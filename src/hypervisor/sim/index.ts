@@ -29,6 +29,8 @@ export {
   AUTO_CONVERGE_MAX_PCT,
   AUTO_CONVERGE_TRIGGER_PCT,
   PAGE_SIZE_BYTES,
+  QEMU_MIGRATION_COSTS,
+  type MigrationCosts,
 } from './precopy.js';
 export { Prng } from './prng.js';
 export { loadTrace, BUILTIN_TRACES, type Trace, type BuiltinTraceName } from './traces.js';

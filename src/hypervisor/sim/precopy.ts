@@ -1,9 +1,17 @@
 // Physics of one simulated migration, the way QEMU runs it, in exact piecewise-constant steps.
 //
 // Model (all sizes in MiB, rates in MiB/s, times in clock ms):
+// - Set-up: before any byte moves, libvirt starts the destination QEMU and connects the migration stream
+//   (setupMs). The migration holds no bandwidth meanwhile.
 // - Block migration first copies the local disks (disk bytes) at the migration bandwidth; guest writes to
 //   disk during the copy are not modelled.
-// - Pre-copy round 0 sends all guest memory M. While a round runs, the guest dirties pages at its dirty
+// - Pre-copy round 0 walks all guest memory M, but only the pages the guest ever wrote (U = memUsedMiB)
+//   travel as data: a never-written page is a zero page, which QEMU detects and sends as a flag of a few
+//   bytes. Zero pages cost the migration thread scan time (zeroScanMiBps) but no link bandwidth. Data and
+//   zero pages are interleaved evenly through round 0. Later rounds resend dirtied pages, all data.
+// - A single migration stream cannot send faster than streamMaxMiBps (one migration thread's limit),
+//   whatever its share of the link.
+// - While a round runs, the guest dirties pages at its dirty
 //   rate (times 1 - throttle); the distinct dirty memory is capped at the writable working set W.
 // - At the end of round i the dirty bitmap is synced: pending = dirtied during round i (<= W).
 //   If pending can be sent within the max downtime at the bandwidth measured over round i
@@ -32,11 +40,44 @@ export const AUTO_CONVERGE_MAX_PCT = 99;
 /** Percent of bytes sent in a round that the bytes dirtied in it must exceed to count as "too fast". */
 export const AUTO_CONVERGE_TRIGGER_PCT = 50;
 
-export type PrecopyPhase = 'disk' | 'precopy' | 'switchover' | 'postcopy' | 'done';
+export type PrecopyPhase = 'setup' | 'disk' | 'precopy' | 'switchover' | 'postcopy' | 'done';
 
-export interface PrecopyInput {
+/**
+ * Per-migration costs of real QEMU/libvirt migrations (see the simulator README for the numbers' sources).
+ * All optional: without them a migration starts sending at once, zero pages cost nothing and one stream can
+ * fill any link (the ideal the closed-form model describes).
+ */
+export interface MigrationCosts {
+  /** Set-up before data flows (destination QEMU started, stream connected). */
+  setupMs?: number;
+  /** Most one migration stream sends, whatever the link. */
+  streamMaxMiBps?: number;
+  /** Rate at which the migration thread scans never-written (zero) pages. */
+  zeroScanMiBps?: number;
+}
+
+/**
+ * Costs of a real QEMU/libvirt migration, as the benchmarks assume them:
+ * - setupMs 1000: libvirt's Begin/Prepare phases start the destination QEMU with -incoming and connect the
+ *   stream before any page moves; about a second on an idle host (it is also drover's policy default
+ *   `migration.setupS`).
+ * - streamMaxMiBps 1120 (~9.4 Gbit/s): one migration thread (no multifd) is CPU-bound near 10 Gbit/s; QEMU's
+ *   maintainers say a decent CPU pushes "close to 10 Gbps" without multifd, and oVirt needs 8–16 parallel
+ *   connections (6–12 Gbit/s each) to fill 100 Gbit/s. Below 10 Gbit/s links it never binds.
+ * - zeroScanMiBps 4096: the migration thread tests each never-written 4 KiB page for zero and sends only a
+ *   page header; an order of GiB/s per thread. An assumption, not a measurement.
+ */
+export const QEMU_MIGRATION_COSTS: Required<MigrationCosts> = {
+  setupMs: 1000,
+  streamMaxMiBps: 1120,
+  zeroScanMiBps: 4096,
+};
+
+export interface PrecopyInput extends MigrationCosts {
   startedAtMs: number;
   memMiB: number;
+  /** Memory the guest has written (non-zero pages); the rest of round 0 is zero pages. Default memMiB. */
+  usedMiB?: number;
   wwsMiB: number;
   diskMiB: number;
   maxDowntimeMs: number;
@@ -54,6 +95,7 @@ export interface GuestDirtying {
 
 /** Something that happened while advancing, with the clock time it happened at. */
 export type PrecopyHappening =
+  | { kind: 'transfer-started'; atMs: number }
   | { kind: 'iteration'; atMs: number; iteration: number }
   | { kind: 'throttle'; atMs: number; throttlePct: number }
   | { kind: 'switchover'; atMs: number; downtimeMs: number }
@@ -68,6 +110,11 @@ export class PrecopyMigration {
   maxDowntimeMs: number;
   readonly autoConverge: boolean;
   readonly postcopyDowntimeMs: number;
+  readonly setupEndMs: number;
+  readonly streamMaxMiBps: number;
+  readonly zeroScanMiBps: number;
+  /** Zero pages round 0 still has to scan (part of roundRemainingMiB). */
+  zeroLeftMiB: number;
 
   /** Time up to which the state is computed. */
   atMs: number;
@@ -101,10 +148,33 @@ export class PrecopyMigration {
     this.maxDowntimeMs = input.maxDowntimeMs;
     this.autoConverge = input.autoConverge;
     this.postcopyDowntimeMs = input.postcopyDowntimeMs;
+    this.setupEndMs = input.startedAtMs + Math.max(0, input.setupMs ?? 0);
+    this.streamMaxMiBps = input.streamMaxMiBps ?? Infinity;
+    this.zeroScanMiBps = input.zeroScanMiBps ?? Infinity;
+    const used = Math.min(input.memMiB, Math.max(0, input.usedMiB ?? input.memMiB));
+    this.zeroLeftMiB = input.memMiB - used;
     this.atMs = input.startedAtMs;
     this.roundStartMs = input.startedAtMs;
     this.roundRemainingMiB = input.memMiB;
-    this.phase = input.diskMiB > 0 ? 'disk' : 'precopy';
+    this.phase = this.setupEndMs > input.startedAtMs ? 'setup' : this.firstTransferPhase();
+  }
+
+  private firstTransferPhase(): PrecopyPhase {
+    return this.diskMiB > 0 ? 'disk' : 'precopy';
+  }
+
+  /** The data rate of the memory stream at link share `bw`. */
+  private dataRate(bw: number): number {
+    return Math.min(Math.max(bw, 0), this.streamMaxMiBps);
+  }
+
+  /** Time (ms) to finish the current pre-copy round at link share `bw`: data at the stream's rate, zero pages at the scan rate. */
+  private roundTimeLeftMs(bw: number): number {
+    const data = this.roundRemainingMiB - this.zeroLeftMiB;
+    const rate = this.dataRate(bw);
+    const dataMs = data > EPS_MIB ? (rate > 0 ? (data / rate) * 1000 : Infinity) : 0;
+    const zeroMs = this.zeroLeftMiB > EPS_MIB ? (this.zeroLeftMiB / this.zeroScanMiBps) * 1000 : 0;
+    return dataMs + zeroMs;
   }
 
   get throttleFactor(): number {
@@ -115,14 +185,18 @@ export class PrecopyMigration {
   nextEventAt(bandwidthMiBps: number): number {
     const bw = Math.max(bandwidthMiBps, 0);
     switch (this.phase) {
+      case 'setup':
+        return this.setupEndMs;
       case 'disk':
         return bw > 0 ? this.atMs + ((this.diskMiB - this.diskDoneMiB) / bw) * 1000 : Infinity;
       case 'precopy':
-        return bw > 0 ? this.atMs + (this.roundRemainingMiB / bw) * 1000 : Infinity;
+        return this.atMs + this.roundTimeLeftMs(bw);
       case 'switchover':
         return this.switchoverEndMs;
-      case 'postcopy':
-        return bw > 0 ? this.atMs + (this.postcopyRemainingMiB / bw) * 1000 : Infinity;
+      case 'postcopy': {
+        const rate = this.dataRate(bw);
+        return rate > 0 ? this.atMs + (this.postcopyRemainingMiB / rate) * 1000 : Infinity;
+      }
       case 'done':
         return Infinity;
     }
@@ -144,6 +218,17 @@ export class PrecopyMigration {
       const end = reached ? Math.max(t0, boundary) : toMs;
       const moved = (bw * (end - t0)) / 1000;
       switch (this.phase) {
+        case 'setup': {
+          this.atMs = end;
+          if (reached) {
+            this.phase = this.firstTransferPhase();
+            this.roundStartMs = end;
+            out.push({ kind: 'transfer-started', atMs: end });
+            // The owner recomputes the link shares now that this migration sends.
+            return out;
+          }
+          break;
+        }
         case 'disk': {
           this.diskDoneMiB = reached ? this.diskMiB : Math.min(this.diskMiB, this.diskDoneMiB + moved);
           this.atMs = end;
@@ -154,10 +239,16 @@ export class PrecopyMigration {
           break;
         }
         case 'precopy': {
-          const sent = reached ? this.roundRemainingMiB : Math.min(this.roundRemainingMiB, moved);
-          this.roundRemainingMiB -= sent;
-          this.roundSentMiB += sent;
-          this.processedMiB += sent;
+          // Data and zero pages are spread evenly over what the round has left: process the same fraction
+          // of each in the time available.
+          const leftMs = this.roundTimeLeftMs(bw);
+          const frac = reached || !(leftMs > 0) ? 1 : Math.min(1, (end - t0) / leftMs);
+          const zero = this.zeroLeftMiB * frac;
+          const data = (this.roundRemainingMiB - this.zeroLeftMiB) * frac;
+          this.zeroLeftMiB -= zero;
+          this.roundRemainingMiB -= zero + data;
+          this.roundSentMiB += data;
+          this.processedMiB += data;
           this.dirtiedMiB = Math.min(
             this.wwsMiB,
             this.dirtiedMiB + guest.dirtiedMiB(t0, end) * this.throttleFactor,
@@ -165,7 +256,8 @@ export class PrecopyMigration {
           this.atMs = end;
           if (reached) {
             this.roundRemainingMiB = 0;
-            this.endRound(bw, out);
+            this.zeroLeftMiB = 0;
+            this.endRound(this.dataRate(bw), out);
           }
           break;
         }
@@ -178,7 +270,8 @@ export class PrecopyMigration {
           break;
         }
         case 'postcopy': {
-          const pulled = reached ? this.postcopyRemainingMiB : Math.min(this.postcopyRemainingMiB, moved);
+          const pullable = (this.dataRate(bw) * (end - t0)) / 1000;
+          const pulled = reached ? this.postcopyRemainingMiB : Math.min(this.postcopyRemainingMiB, pullable);
           this.postcopyRemainingMiB -= pulled;
           this.processedMiB += pulled;
           this.atMs = end;
@@ -246,11 +339,13 @@ export class PrecopyMigration {
   checkSwitchoverNow(bandwidthMiBps: number): PrecopyHappening[] {
     const out: PrecopyHappening[] = [];
     if (this.phase !== 'precopy') return out;
-    const pending = Math.min(this.memMiB, this.roundRemainingMiB + this.dirtiedMiB);
-    const measured = this.round > 0 && this.measuredMiBps > 0 ? this.measuredMiBps : bandwidthMiBps;
+    const rate = this.dataRate(bandwidthMiBps);
+    const pending = Math.min(this.memMiB, this.roundRemainingMiB - this.zeroLeftMiB + this.dirtiedMiB);
+    const measured = this.round > 0 && this.measuredMiBps > 0 ? this.measuredMiBps : rate;
     if (pending <= (measured * this.maxDowntimeMs) / 1000 + EPS_MIB) {
       this.currentMiBps = bandwidthMiBps;
-      this.startSwitchover(pending, bandwidthMiBps, out);
+      this.zeroLeftMiB = 0;
+      this.startSwitchover(pending, rate, out);
     }
     return out;
   }
@@ -259,8 +354,12 @@ export class PrecopyMigration {
   switchToPostcopy(): void {
     this.postcopy = true;
     this.phase = 'postcopy';
-    this.postcopyRemainingMiB = Math.min(this.memMiB, this.roundRemainingMiB + this.dirtiedMiB);
+    this.postcopyRemainingMiB = Math.min(
+      this.memMiB,
+      this.roundRemainingMiB - this.zeroLeftMiB + this.dirtiedMiB,
+    );
     this.roundRemainingMiB = 0;
+    this.zeroLeftMiB = 0;
     this.downtimeMs = this.postcopyDowntimeMs;
     if (this.postcopyRemainingMiB <= EPS_MIB) this.postcopyRemainingMiB = 0;
   }
@@ -281,6 +380,7 @@ export class PrecopyMigration {
   /** Memory still to send now. */
   remainingMiB(nowMs: number): number {
     switch (this.phase) {
+      case 'setup':
       case 'disk':
         return this.memMiB;
       case 'precopy':
@@ -313,7 +413,9 @@ export class PrecopyMigration {
     const endMs = this.endedAtMs ?? nowMs;
     const elapsedMs = Math.max(0, endMs - this.startedAtMs);
     const avgMiBps = elapsedMs > 0 ? (this.processedMiB + this.diskDoneMiB) / (elapsedMs / 1000) : 0;
-    const bps = running ? bandwidthMiBps : avgMiBps;
+    const runningBps =
+      this.phase === 'setup' ? 0 : this.phase === 'disk' ? bandwidthMiBps : this.dataRate(bandwidthMiBps);
+    const bps = running ? runningBps : avgMiBps;
     const dirtyMiBps =
       running && this.phase !== 'postcopy' ? guest.dirtyMiBpsAt(nowMs) * this.throttleFactor : 0;
     let downtimeMs = this.downtimeMs;

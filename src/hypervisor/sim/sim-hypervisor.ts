@@ -40,7 +40,13 @@ import {
   type SimVmSpec,
 } from './cluster-spec.js';
 import { SimFaults, type FaultHooks, type HostLoad } from './faults.js';
-import { emptyJobStats, PrecopyMigration, type GuestDirtying, type PrecopyHappening } from './precopy.js';
+import {
+  emptyJobStats,
+  PrecopyMigration,
+  type GuestDirtying,
+  type MigrationCosts,
+  type PrecopyHappening,
+} from './precopy.js';
 import { Prng } from './prng.js';
 import { createWorkload, presetWorkload, WorkloadSpecSchema, type WorkloadProcess } from './workloads.js';
 import { parseWith } from '../../domain/validation.js';
@@ -65,6 +71,11 @@ export interface SimHypervisorOptions {
   offlineMigrationMs?: number;
   /** Downtime of the switch to post-copy (clock ms). Default 20. */
   postcopyDowntimeMs?: number;
+  /**
+   * Per-migration costs of real QEMU/libvirt (set-up time, one stream's throughput limit, zero-page scan
+   * rate); see QEMU_MIGRATION_COSTS. Default: none (an ideal migration).
+   */
+  migrationCosts?: MigrationCosts;
 }
 
 interface SimDisk extends DiskInfo {
@@ -180,6 +191,7 @@ export class SimHypervisor implements Hypervisor {
   private readonly noisePeriodMs: number;
   private readonly offlineMs: number;
   private readonly postcopyDowntimeMs: number;
+  private readonly costs: MigrationCosts;
   private migrationCount = 0;
   private closed = false;
 
@@ -192,6 +204,7 @@ export class SimHypervisor implements Hypervisor {
     this.noisePeriodMs = options.noisePeriodMs ?? 1000;
     this.offlineMs = options.offlineMigrationMs ?? 200;
     this.postcopyDowntimeMs = options.postcopyDowntimeMs ?? 20;
+    this.costs = { ...options.migrationCosts };
     for (const h of parsed.hosts) this.addHostInternal(h);
     parsed.vms.forEach((v, i) => this.addVmInternal(v, i, false));
     this.faults = new SimFaults(this.hooks());
@@ -366,8 +379,10 @@ export class SimHypervisor implements Hypervisor {
     const model = new PrecopyMigration({
       startedAtMs: now,
       memMiB: vm.memMiB,
+      usedMiB: vm.memUsedMiB,
       wwsMiB: vm.workload.wwsMiB,
       diskMiB,
+      ...this.costs,
       maxDowntimeMs: request.maxDowntimeMs,
       autoConverge: request.autoConverge ?? false,
       postcopyDowntimeMs: this.postcopyDowntimeMs,
@@ -790,7 +805,13 @@ export class SimHypervisor implements Hypervisor {
   }
 
   private bandwidthOf(m: SimMigration): number {
-    const share = (h: SimHost): number => (h.bandwidthMiBps * h.linkFactor) / Math.max(1, h.migrations.size);
+    // A migration still setting up sends nothing and leaves the link to the others.
+    const senders = (h: SimHost): number => {
+      let n = m.model.phase === 'setup' ? 1 : 0;
+      for (const o of h.migrations) if (o.model.phase !== 'setup') n++;
+      return n;
+    };
+    const share = (h: SimHost): number => (h.bandwidthMiBps * h.linkFactor) / Math.max(1, senders(h));
     let bw = Math.min(share(m.src), share(m.dst));
     if (m.capMiBps !== null) bw = Math.min(bw, m.capMiBps);
     return bw * m.noiseFactor;
@@ -807,6 +828,14 @@ export class SimHypervisor implements Hypervisor {
 
   /** Brings the migration's state up to `now`, applying what happened on the way. */
   private settle(m: SimMigration, now: number): void {
+    // When its set-up ends, this migration starts taking a share of its hosts' links: the others are first
+    // brought up to that moment at their old shares.
+    const setupEnd = m.model.setupEndMs;
+    if (m.model.phase === 'setup' && setupEnd <= now) {
+      for (const h of [m.src, m.dst])
+        for (const o of h.migrations)
+          if (o !== m && !o.ended && o.model.atMs < setupEnd) this.settle(o, setupEnd);
+    }
     // At least one pass, so a boundary due exactly now is processed even when no time passed.
     let guard = 0;
     do {
@@ -825,6 +854,9 @@ export class SimHypervisor implements Hypervisor {
     for (const h of happened) {
       if (m.ended) return;
       switch (h.kind) {
+        case 'transfer-started':
+          this.reshare(m, h.atMs);
+          break;
         case 'iteration':
           this.emit({
             kind: 'migration-iteration',
@@ -888,6 +920,16 @@ export class SimHypervisor implements Hypervisor {
     change();
     for (const h of hosts) for (const m of h.migrations) affected.add(m);
     for (const m of affected) if (!m.ended) this.schedule(m);
+  }
+
+  /** `m` started sending at `atMs`: the other migrations on its hosts get smaller shares from then on. */
+  private reshare(m: SimMigration, atMs: number): void {
+    const others = new Set<SimMigration>();
+    for (const h of [m.src, m.dst]) for (const o of h.migrations) if (o !== m && !o.ended) others.add(o);
+    for (const o of others) {
+      if (o.model.atMs < atMs) this.settle(o, atMs);
+      if (!o.ended) this.schedule(o);
+    }
   }
 
   private release(m: SimMigration): void {
