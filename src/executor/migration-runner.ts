@@ -590,7 +590,7 @@ export class MigrationRunner {
           log.info({ graceMs: action.graceMs }, 'stalled: waiting for auto-converge to throttle the guest');
           break;
         case 'post-copy':
-          log.warn({}, 'stalled: switching to post-copy');
+          log.warn({ reason: action.reason }, 'switching to post-copy');
           await this.call('startPostCopy', this.hv.startPostCopy(step.from, step.vm));
           break;
         case 'abort':

@@ -96,6 +96,11 @@ export interface WatchdogSchedule {
   autoConvergeGraceMs: number;
   /** Then switch to post-copy (only when the policy allows it). */
   postCopyOnStall: boolean;
+  /**
+   * Switch to post-copy as soon as round 0 is over: the planner predicted that this VM finishes only with
+   * post-copy (predictive profile, post-copy allowed).
+   */
+  postCopyAfterRound0: boolean;
   /** Then abort (profiles that give up on a stall). */
   abortOnStall: boolean;
   /** Abort at this time after the start, whatever the progress. */
@@ -184,6 +189,7 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
     autoConverge: input.allowAutoConverge,
     postCopy: input.allowPostCopy,
     postCopyOnStall: input.allowPostCopy,
+    postCopyAfterRound0: false,
   };
   switch (input.profile) {
     case 'nova': {
@@ -275,6 +281,7 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
         stallMinIterations: tuning.stallMinIterations,
         autoConvergeGraceMs: input.allowAutoConverge ? tuning.autoConvergeGraceS * 1000 : 0,
         abortOnStall: true,
+        postCopyAfterRound0: input.allowPostCopy && prediction.technique === 'post-copy',
         deadlineMs,
       };
     }
@@ -326,6 +333,14 @@ export function describeSchedule(schedule: WatchdogSchedule): ScheduleEntry[] {
       detail: `raise max downtime to ${ms} ms`,
     });
   });
+  if (schedule.postCopyAfterRound0) {
+    out.push({
+      atS: null,
+      when: 'after round 0',
+      action: 'post-copy',
+      detail: 'switch to post-copy: the planner predicted that pre-copy alone does not finish this VM',
+    });
+  }
   if (schedule.autoConvergeGraceMs > 0) {
     out.push({
       atS: null,

@@ -9,7 +9,7 @@ export type AbortReason = 'deadline' | 'stalled' | 'operator';
 export type WatchdogAction =
   | { kind: 'set-max-downtime'; maxDowntimeMs: number; reason: 'timed' | 'stalled' }
   | { kind: 'auto-converge'; graceMs: number }
-  | { kind: 'post-copy'; reason: 'stalled' }
+  | { kind: 'post-copy'; reason: 'stalled' | 'predicted' }
   | { kind: 'abort'; reason: AbortReason; repeat: boolean }
   | { kind: 'stuck'; reason: 'unresponsive'; silentMs: number }
   | { kind: 'unstuck'; silentMs: number };
@@ -62,6 +62,8 @@ export interface WatchdogState {
   abortReason: AbortReason | null;
   abortIssuedAtMs: number | null;
   autoConvergeSinceMs: number | null;
+  /** Highest auto-converge throttle seen (percent): while QEMU keeps raising it, the migration progresses. */
+  throttlePct: number;
   stalls: number;
   lastStats: JobStats | null;
 }
@@ -94,6 +96,7 @@ export class Watchdog {
       abortReason: null,
       abortIssuedAtMs: null,
       autoConvergeSinceMs: null,
+      throttlePct: 0,
       stalls: 0,
       lastStats: null,
     };
@@ -160,6 +163,12 @@ export class Watchdog {
     this.trackProgress(now, stats);
     // In post-copy the guest already runs on the destination: nothing to escalate, never abort.
     if (s.phase === 'post-copy') return actions;
+    // The planner predicted that only post-copy finishes this VM: switch once round 0 has sent the memory,
+    // rather than waiting for pre-copy to stall and the deadline to run out.
+    if (this.schedule.postCopyAfterRound0 && s.phase === 'watching' && stats.memory_iteration >= 1) {
+      s.phase = 'post-copy';
+      return [...actions, { kind: 'post-copy', reason: 'predicted' }];
+    }
     actions.push(...this.timedSteps(now));
     const deadline = this.checkDeadline(now);
     if (deadline.length > 0) return [...actions, ...deadline];
@@ -186,6 +195,13 @@ export class Watchdog {
         this.markProgress(now);
       }
       return;
+    }
+    // Auto-converge ramps its throttle up every other round while remaining data stays high: each new step
+    // is QEMU still converging the guest, not a stall.
+    if (stats.auto_converge_throttle > s.throttlePct) {
+      s.throttlePct = stats.auto_converge_throttle;
+      s.iteration = Math.max(s.iteration, iteration);
+      this.markProgress(now);
     }
     if (iteration > s.iteration || s.roundPeakBytes === null) {
       if (s.roundPeakBytes !== null) {

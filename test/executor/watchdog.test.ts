@@ -188,6 +188,55 @@ describe('Watchdog', () => {
     ]);
   });
 
+  it('takes an auto-converge throttle that keeps rising for progress, and stalls once it stops', () => {
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction: { ...prediction, durationS: 400, technique: 'auto-converge' },
+      downtimeBudgetMs: 120,
+      allowAutoConverge: true,
+    });
+    const wd = new Watchdog(schedule, 0);
+    // Remaining stays at 300 MiB for ever; QEMU raises the throttle 20 -> 30 -> ... -> 90 % every 8 s.
+    const throttleAt = (t: number): number =>
+      Math.min(90, t < 8000 ? 0 : 20 + 10 * Math.floor((t - 8000) / 8000));
+    const sample = (t: number) =>
+      stats(300, 1 + Math.floor(t / 1000), { auto_converge_throttle: throttleAt(t) });
+    const actions = run(wd, 0, 400_000, 500, sample);
+    // The ramp ends at 64 s (90 %): only then does the stall window start, then the 30 s grace.
+    const first = actions[0];
+    expect(first?.action.kind).toBe('auto-converge');
+    expect(first?.atMs).toBe(64_000 + schedule.stallWindowMs);
+    expect(actions.map((a) => a.action.kind)).toEqual(['auto-converge', 'abort']);
+
+    // The same samples without a rising throttle stall at once (13 s), as before.
+    const flat = new Watchdog(schedule, 0);
+    const flatActions = run(flat, 0, 400_000, 500, (t) => stats(300, 1 + Math.floor(t / 1000)));
+    expect(flatActions[0]?.atMs).toBeLessThan(first?.atMs ?? 0);
+  });
+
+  it('switches to post-copy after round 0 when the planner predicted post-copy, and never aborts afterwards', () => {
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction: { ...prediction, technique: 'post-copy' },
+      allowPostCopy: true,
+    });
+    expect(schedule.postCopyAfterRound0).toBe(true);
+    const wd = new Watchdog(schedule, 0);
+    const sample = (t: number) =>
+      t < 10_000 ? stats(1024 - t / 10, 0) : stats(500, 1, { postcopy: t > 10_500 });
+    const actions = run(wd, 0, 500_000, 500, sample);
+    expect(actions).toEqual([{ atMs: 10_000, action: { kind: 'post-copy', reason: 'predicted' } }]);
+    // Without post-copy allowed the prediction changes nothing.
+    const noPostCopy = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction: { ...prediction, technique: 'post-copy' },
+    });
+    expect(noPostCopy.postCopyAfterRound0).toBe(false);
+  });
+
   it('marks an unresponsive migration stuck, keeps the deadline, and clears it when answers return', () => {
     const schedule = watchdogSchedule({ profile: 'kubevirt', memMiB: 1000 });
     const wd = new Watchdog(schedule, 0, { stuckAfterMs: 5000 });
