@@ -15,6 +15,8 @@ export {
   predictiveWatchdogPlan,
   predictVmMigration,
   round0MiB,
+  STREAM_MAX_MIBPS,
+  ZERO_PAGE_SCAN_MIBPS,
   type LinkShare,
   type PredictiveWatchdogPlan,
   type PredictOptions,

@@ -17,6 +17,10 @@ export interface PrecopyInput {
   downtimeBudgetMs: number;
   /** Disk copied before memory (block migration); 0 for shared storage. */
   diskMiB?: number;
+  /** Never-written (zero) pages round 0 scans besides memMiB; they cost scan time, not bandwidth. */
+  zeroMiB?: number;
+  /** Rate the migration thread scans zero pages at (default: instantly). */
+  zeroScanMiBps?: number;
 }
 
 export interface PrecopyLimits {
@@ -64,8 +68,12 @@ export function simulateMigration(
   let t = limits.setupS + disk / bw;
   let transfer = disk;
 
-  // Round 0.
-  const round0S = mem / bw;
+  // Round 0: the written pages at the link share, the zero pages at the scan rate.
+  const zeroScanS =
+    (input.zeroMiB ?? 0) > 0 && (input.zeroScanMiBps ?? 0) > 0
+      ? (input.zeroMiB ?? 0) / (input.zeroScanMiBps ?? 1)
+      : 0;
+  const round0S = mem / bw + zeroScanS;
   t += round0S;
   transfer += mem;
   roundsS.push(round0S);
