@@ -169,6 +169,61 @@ export interface VmPresence {
   persistent: boolean;
 }
 
+/** A storage pool on one host (libvirt's virStoragePool). */
+export interface StoragePoolInfo {
+  name: string;
+  /** libvirt pool type: `dir`, `fs`, `logical`, `rbd`, ... */
+  type: string;
+  /** Where its volumes live (a directory for file-based pools), or null. */
+  targetPath: string | null;
+  active: boolean;
+  capacityBytes: number;
+  allocationBytes: number;
+  /** Room left for new volumes. */
+  availableBytes: number;
+}
+
+/** A storage volume (disk image) on one host. */
+export interface VolumeInfo {
+  path: string;
+  pool: string;
+  name: string;
+  /** Image format: `raw`, `qcow2`, ... (null when libvirt cannot tell). */
+  format: string | null;
+  /** Size the guest sees (bytes). */
+  capacityBytes: number;
+  /** Bytes it takes on the host. */
+  allocationBytes: number;
+  /** Length of the image file itself (what a copy of the whole file moves). */
+  sizeBytes: number;
+  /** The image this one is an overlay of, or null. */
+  backing: { path: string; format: string | null } | null;
+}
+
+/** What createVolume makes: an empty image, or an overlay of `backing` (which must exist on that host). */
+export interface VolumeSpec {
+  pool: string;
+  name: string;
+  format: string;
+  capacityBytes: number;
+  backing?: { path: string; format: string | null } | null;
+}
+
+/** Length and SHA-256 (hex) of a volume's bytes. */
+export interface VolumeDigest {
+  sizeBytes: number;
+  sha256: string;
+}
+
+export interface CopyVolumeRequest {
+  from: string;
+  to: string;
+  /** Path of the volume on the source; the copy gets the same path on the destination. */
+  path: string;
+  /** Destination pool (its target must be the directory of `path`). */
+  pool: string;
+}
+
 export interface Hypervisor {
   readonly clock: Clock;
   listHosts(): Promise<HostInfo[]>;
@@ -195,6 +250,22 @@ export interface Hypervisor {
   resumeVm(hostId: string, vmId: string): Promise<void>;
   /** Hard-stops the VM on that host (recovery of a VM running twice; tests). */
   destroyVm(hostId: string, vmId: string): Promise<void>;
+  /** The host's storage pools with their room. */
+  listStoragePools(hostId: string): Promise<StoragePoolInfo[]>;
+  /** Creates a persistent directory pool at `targetPath` (the directory is made), started and autostarted. */
+  createStoragePool(hostId: string, pool: { name: string; targetPath: string }): Promise<StoragePoolInfo>;
+  /** The volume at `path` on that host (its pool re-read first), or null when there is none. */
+  lookupVolume(hostId: string, path: string): Promise<VolumeInfo | null>;
+  /** Creates an empty volume (or an overlay of `spec.backing`) through the host's storage pool. */
+  createVolume(hostId: string, spec: VolumeSpec): Promise<VolumeInfo>;
+  deleteVolume(hostId: string, path: string): Promise<void>;
+  /**
+   * Copies a volume's bytes to another host through storage-volume streams, into a new volume of the same
+   * name in `request.pool`. Resolves with the length and SHA-256 of the bytes read from the source.
+   */
+  copyVolume(request: CopyVolumeRequest): Promise<VolumeDigest>;
+  /** Reads a volume's bytes on that host and returns their length and SHA-256. */
+  volumeDigest(hostId: string, path: string): Promise<VolumeDigest>;
   /** Subscribes to events from every host; returns the unsubscribe function. */
   subscribe(listener: (event: HypervisorEvent) => void): () => void;
   close(): Promise<void>;

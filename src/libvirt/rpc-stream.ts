@@ -112,7 +112,9 @@ export class RpcStream {
       return;
     }
     this.fail(
-      new LibvirtProtocolError(`${this.procedureName}: unexpected stream packet type ${type} status ${status}`),
+      new LibvirtProtocolError(
+        `${this.procedureName}: unexpected stream packet type ${type} status ${status}`,
+      ),
     );
   }
 
@@ -223,7 +225,13 @@ export class RpcStream {
     this.phase = 'finishing';
     await this.transport.sendStreamPacket(this.procedure, this.serial, MessageStatus.OK);
     while (!this.closed) await this.waitForPacket('waiting for the end of the stream');
-    if (this.failure) throw this.failure;
+    const failure = this.failureNow();
+    if (failure) throw failure;
+  }
+
+  /** The stream's error as it is now (packets may have set it while we awaited). */
+  private failureNow(): Error | null {
+    return this.failure;
   }
 
   /** Aborts the transfer (the daemon discards it). Never throws; waits briefly for the confirmation. */

@@ -13,12 +13,7 @@ import {
   isOperationInvalid,
   isTimeout,
 } from '../../libvirt/errors.js';
-import {
-  numberParam,
-  uuidToString,
-  type LibvirtClient,
-  type ParamRecord,
-} from '../../libvirt/libvirt-client.js';
+import { LibvirtClient, numberParam, uuidToString, type ParamRecord } from '../../libvirt/libvirt-client.js';
 import {
   CpuCompareResult,
   DirtyRateStatus,
@@ -36,6 +31,7 @@ import { parseLibvirtUri } from '../../libvirt/uri.js';
 import { SystemClock } from '../clock.js';
 import { HYPERVISOR_ERROR_CODES, HypervisorError, type HypervisorErrorCode } from '../hypervisor.js';
 import type {
+  CopyVolumeRequest,
   DirtyRateReading,
   DiskInfo,
   HostInfo,
@@ -47,9 +43,13 @@ import type {
   MigrationHandle,
   MigrationOutcome,
   MigrationRequest,
+  StoragePoolInfo,
   VmInfo,
   VmPresence,
   VmSample,
+  VolumeDigest,
+  VolumeInfo,
+  VolumeSpec,
 } from '../hypervisor.js';
 import { parseDomainXml, hostCpuModel } from './domain-xml.js';
 import { HostConnection } from './host-connection.js';
@@ -61,6 +61,7 @@ import {
   type ParsedLibvirtHostConfig,
 } from './host-config.js';
 import { jobTypeName, toJobStats } from './job-stats.js';
+import { LibvirtStorage } from './libvirt-storage.js';
 import { parseWith } from '../../domain/validation.js';
 
 /**
@@ -128,6 +129,7 @@ export class LibvirtHypervisor implements Hypervisor {
     callTimeoutMs: number;
     migrationTimeoutMs: number;
   };
+  private readonly storage: LibvirtStorage;
 
   /**
    * @param hosts `{ id, uri, bandwidthMiBps?, labels?, peerUri?, migrateUri?, sharedStoragePaths? }` per host
@@ -165,6 +167,17 @@ export class LibvirtHypervisor implements Hypervisor {
         },
       ]),
     );
+    this.storage = new LibvirtStorage({
+      client: (hostId) => this.client(hostId),
+      transferClient: (hostId) =>
+        LibvirtClient.connect(this.host(hostId).config.uri, {
+          callTimeoutMs: this.options.callTimeoutMs,
+          connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+          // a download waiting for a slow upload reads nothing for a while: no keepalive verdict on it
+          keepaliveIntervalMs: 0,
+        }),
+      streamIdleTimeoutMs: Math.max(this.options.callTimeoutMs, 60_000),
+    });
   }
 
   private async guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -642,6 +655,39 @@ export class LibvirtHypervisor implements Hypervisor {
       const { state, reason } = await client.domainState(dom);
       return state === DomainState.PAUSED && reason === DomainPausedReason.POSTCOPY;
     });
+  }
+
+  // ------------------------------------------------------------------------------------------ storage
+
+  async listStoragePools(hostId: string): Promise<StoragePoolInfo[]> {
+    return this.guard('listStoragePools', () => this.storage.listPools(hostId));
+  }
+
+  async createStoragePool(
+    hostId: string,
+    pool: { name: string; targetPath: string },
+  ): Promise<StoragePoolInfo> {
+    return this.guard('createStoragePool', () => this.storage.createPool(hostId, pool));
+  }
+
+  async lookupVolume(hostId: string, path: string): Promise<VolumeInfo | null> {
+    return this.guard('lookupVolume', () => this.storage.lookupVolume(hostId, path));
+  }
+
+  async createVolume(hostId: string, spec: VolumeSpec): Promise<VolumeInfo> {
+    return this.guard('createVolume', () => this.storage.createVolume(hostId, spec));
+  }
+
+  async deleteVolume(hostId: string, path: string): Promise<void> {
+    return this.guard('deleteVolume', () => this.storage.deleteVolume(hostId, path));
+  }
+
+  async copyVolume(request: CopyVolumeRequest): Promise<VolumeDigest> {
+    return this.guard('copyVolume', () => this.storage.copy(request));
+  }
+
+  async volumeDigest(hostId: string, path: string): Promise<VolumeDigest> {
+    return this.guard('volumeDigest', () => this.storage.digest(hostId, path));
   }
 
   // ------------------------------------------------------------------------------------------ events

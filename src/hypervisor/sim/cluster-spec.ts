@@ -58,6 +58,16 @@ export const SimHostSpecSchema = z.strictObject({
   /** Memory the host itself uses, beside its VMs. */
   reservedMemMiB: nonNegativeNumber().default(0),
   labels: labels().default({}),
+  /** Storage pools; default one `default` pool at /var/lib/libvirt/images with 4 TiB of room. */
+  pools: z
+    .array(
+      z.strictObject({
+        name: nonEmptyString(),
+        targetPath: nonEmptyString(),
+        capacityMiB: nonNegativeNumber(),
+      }),
+    )
+    .optional(),
 });
 
 export const SimDiskSpecSchema = z.strictObject({
@@ -70,6 +80,15 @@ export const SimDiskSpecSchema = z.strictObject({
   allocatedMiB: nonNegativeNumber().optional(),
   /** Bytes an incremental block migration copies (the top image layer); default allocatedMiB. */
   topLayerMiB: nonNegativeNumber().optional(),
+  /** The image this disk is an overlay of (present on the VM's host only). */
+  backing: z
+    .strictObject({
+      path: nonEmptyString(),
+      format: z.string().nullable().default('qcow2'),
+      /** Length of the backing file. */
+      sizeMiB: nonNegativeNumber(),
+    })
+    .optional(),
 });
 
 export const SimVmSpecSchema = z.strictObject({

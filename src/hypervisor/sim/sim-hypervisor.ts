@@ -15,6 +15,7 @@ import { errorMessage } from '../../domain/errors.js';
 import type { StorageKind, VmState } from '../../domain/snapshot.js';
 import {
   HypervisorError,
+  type CopyVolumeRequest,
   type DirtyRateReading,
   type DiskInfo,
   type HostInfo,
@@ -26,9 +27,13 @@ import {
   type MigrationHandle,
   type MigrationOutcome,
   type MigrationRequest,
+  type StoragePoolInfo,
   type VmInfo,
   type VmPresence,
   type VmSample,
+  type VolumeDigest,
+  type VolumeInfo,
+  type VolumeSpec,
 } from '../hypervisor.js';
 import {
   cpuModelsRunnableOn,
@@ -48,6 +53,7 @@ import {
   type PrecopyHappening,
 } from './precopy.js';
 import { Prng } from './prng.js';
+import { DEFAULT_IMAGES_DIR, SimStorage, type SimBlockDisk } from './sim-storage.js';
 import { createWorkload, presetWorkload, WorkloadSpecSchema, type WorkloadProcess } from './workloads.js';
 import { parseWith } from '../../domain/validation.js';
 
@@ -79,8 +85,10 @@ export interface SimHypervisorOptions {
 }
 
 interface SimDisk extends DiskInfo {
+  capacityMiB: number;
   allocatedMiB: number;
   topLayerMiB: number;
+  backing: { path: string; format: string | null; sizeMiB: number } | null;
 }
 
 interface Spike {
@@ -171,6 +179,8 @@ interface SimMigration {
   resolve: (outcome: MigrationOutcome) => void;
 }
 
+const MIB = 1024 * 1024;
+
 function err(code: ConstructorParameters<typeof HypervisorError>[0], message: string): HypervisorError {
   return new HypervisorError(code, message);
 }
@@ -179,6 +189,8 @@ export class SimHypervisor implements Hypervisor {
   readonly clock: Clock;
   /** Fault injection for tests (see faults.ts). */
   readonly faults: SimFaults;
+  /** Per-host storage pools and volumes (block migrations need the destination's). */
+  readonly storage = new SimStorage();
   private readonly hosts = new Map<string, SimHost>();
   private readonly vms = new Map<string, SimVm>();
   /** vmId -> hosts where a domain of it exists. */
@@ -366,6 +378,12 @@ export class SimHypervisor implements Hypervisor {
     if (!dst.supported.has(vm.cpuModel)) {
       throw err('cpu_incompatible', `host ${dst.info.id} cannot run CPU model ${vm.cpuModel} of VM ${vm.id}`);
     }
+    if (request.kind === 'block')
+      this.storage.prepareIncoming(
+        dst.info.id,
+        this.blockDisks(vm, request.incremental ?? false),
+        request.incremental ?? false,
+      );
     const now = this.clock.now();
     const diskMiB =
       request.kind === 'block'
@@ -564,6 +582,7 @@ export class SimHypervisor implements Hypervisor {
 
   private addHostInternal(h: ParsedHostSpec): void {
     const now = this.originMs;
+    this.storage.addHost(h.id, h.pools);
     this.hosts.set(h.id, {
       info: {
         id: h.id,
@@ -599,16 +618,23 @@ export class SimHypervisor implements Hypervisor {
       v.disks ?? [{ target: 'vda', source: null, shared: true, format: 'raw', capacityMiB: 20480 }]
     ).map((d) => {
       const allocatedMiB = d.allocatedMiB ?? d.capacityMiB;
+      // A local disk is a file in a storage pool of its host (in libvirt's default directory unless given).
+      const source =
+        d.source ?? (d.shared ? null : `${DEFAULT_IMAGES_DIR}/${v.name}-${d.target}.${d.format ?? 'raw'}`);
       return {
         target: d.target,
-        source: d.source ?? null,
+        source,
         shared: d.shared,
         format: d.format ?? null,
         capacityMiB: d.capacityMiB,
         allocatedMiB,
         topLayerMiB: d.topLayerMiB ?? allocatedMiB,
+        backing: d.backing
+          ? { path: d.backing.path, format: d.backing.format ?? null, sizeMiB: d.backing.sizeMiB }
+          : null,
       };
     });
+    this.seedVolumes(host.info.id, disks);
     const vm: SimVm = {
       id: v.id,
       name: v.name,
@@ -770,6 +796,90 @@ export class SimHypervisor implements Hypervisor {
       d.resultMiBps = Math.min(written, inst.vm.workload.wwsMiB) / d.windowS;
     }
     return { status: 'measured', dirtyMiBps: d.resultMiBps, startedAt: d.startedAt, windowS: d.windowS };
+  }
+
+  // ---------------------------------------------------------------- storage
+
+  private seedVolumes(hostId: string, disks: readonly SimDisk[]): void {
+    for (const d of disks) {
+      if (d.shared || d.source === null) continue;
+      if (d.backing)
+        this.storage.seed(hostId, {
+          path: d.backing.path,
+          format: d.backing.format,
+          capacityBytes: d.capacityMiB * MIB,
+          allocationBytes: d.backing.sizeMiB * MIB,
+          sizeBytes: d.backing.sizeMiB * MIB,
+          backing: null,
+        });
+      const allocated = (d.backing ? d.topLayerMiB : d.allocatedMiB) * MIB;
+      this.storage.seed(hostId, {
+        path: d.source,
+        format: d.format,
+        capacityBytes: d.capacityMiB * MIB,
+        allocationBytes: allocated,
+        sizeBytes: d.format === 'raw' ? d.capacityMiB * MIB : allocated,
+        backing: d.backing ? { path: d.backing.path, format: d.backing.format } : null,
+      });
+    }
+  }
+
+  private blockDisks(vm: SimVm, incremental: boolean): SimBlockDisk[] {
+    return vm.disks
+      .filter((d): d is SimDisk & { source: string } => !d.shared && d.source !== null)
+      .map((d) => ({
+        path: d.source,
+        format: d.format,
+        capacityMiB: d.capacityMiB,
+        copiedMiB: incremental ? d.topLayerMiB : d.allocatedMiB,
+      }));
+  }
+
+  async listStoragePools(hostId: string): Promise<StoragePoolInfo[]> {
+    await this.gate(hostId);
+    return this.storage.listPools(hostId);
+  }
+
+  async createStoragePool(
+    hostId: string,
+    pool: { name: string; targetPath: string },
+  ): Promise<StoragePoolInfo> {
+    await this.gate(hostId);
+    return this.storage.createPool(hostId, pool);
+  }
+
+  async lookupVolume(hostId: string, path: string): Promise<VolumeInfo | null> {
+    await this.gate(hostId);
+    return this.storage.lookupVolume(hostId, path);
+  }
+
+  async createVolume(hostId: string, spec: VolumeSpec): Promise<VolumeInfo> {
+    await this.gate(hostId);
+    return this.storage.createVolume(hostId, spec);
+  }
+
+  async deleteVolume(hostId: string, path: string): Promise<void> {
+    await this.gate(hostId);
+    this.storage.deleteVolume(hostId, path);
+  }
+
+  /** Takes the time the bytes need on the slower of the two links. */
+  async copyVolume(request: CopyVolumeRequest): Promise<VolumeDigest> {
+    const src = await this.gate(request.from);
+    const dst = await this.gate(request.to);
+    if (src === dst)
+      throw err('invalid_argument', `copyVolume: source and destination are both ${request.from}`);
+    const bytes = this.storage.copyCheck(request);
+    const rateMiBps = Math.min(src.bandwidthMiBps * src.linkFactor, dst.bandwidthMiBps * dst.linkFactor);
+    await this.clock.sleep(Math.ceil((bytes / MIB / rateMiBps) * 1000));
+    await this.gate(request.from);
+    await this.gate(request.to);
+    return this.storage.copyCommit(request);
+  }
+
+  async volumeDigest(hostId: string, path: string): Promise<VolumeDigest> {
+    await this.gate(hostId);
+    return this.storage.digest(hostId, path);
   }
 
   private vmInfo(inst: Instance): VmInfo {
@@ -950,6 +1060,10 @@ export class SimHypervisor implements Hypervisor {
     const srcId = m.src.info.id;
     const dstId = m.dst.info.id;
     const now = this.clock.now();
+    if (m.request.kind === 'block') {
+      const incremental = m.request.incremental ?? false;
+      this.storage.completeIncoming(srcId, dstId, this.blockDisks(m.vm, incremental), incremental);
+    }
     // Source: the domain stops (migrated) and its definition is removed (UNDEFINE_SOURCE).
     m.srcInst.job = null;
     this.setState(m.srcInst, 'shutoff', atMs);
