@@ -6,7 +6,14 @@ import { createTask, type ScheduledTask } from 'node-cron';
 import { errorCode, errorMessage } from '../domain/errors.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 
-export type ScheduleOutcome = 'ok' | 'failed' | 'overlap' | 'not_leader' | 'stopping';
+export type ScheduleOutcome = 'ok' | 'failed' | 'overlap' | 'not_leader' | 'stopping' | 'missed';
+
+/**
+ * A cron tick may run this late (ms). node-cron's own default is 1 s: a process whose event loop is busy for
+ * a second at the wrong moment would silently skip the run (a minute-by-minute rebalance then happens every
+ * few minutes). Later than this, the run is counted as `missed` and logged.
+ */
+export const CRON_LATE_TOLERANCE_MS = 30_000;
 
 export interface ScheduleLogger {
   info(obj: object, msg: string): void;
@@ -107,8 +114,15 @@ export class Schedules {
   private arm(entry: Entry): void {
     const trigger = entry.spec.trigger;
     if ('cron' in trigger) {
-      const options = { name: entry.spec.name, ...(trigger.timezone ? { timezone: trigger.timezone } : {}) };
+      const options = {
+        name: entry.spec.name,
+        missedExecutionTolerance: CRON_LATE_TOLERANCE_MS,
+        ...(trigger.timezone ? { timezone: trigger.timezone } : {}),
+      };
       entry.task = createTask(trigger.cron, () => this.fire(entry), options);
+      entry.task.on('execution:missed', (context) => {
+        this.record(entry, 'missed', 0, { slot: context.date.toISOString() });
+      });
       void entry.task.start();
       return;
     }
@@ -160,7 +174,8 @@ export class Schedules {
     entry.lastOutcome = outcome;
     this.deps.metrics?.scheduleRuns.inc({ schedule, outcome });
     const fields = { module: 'schedules', schedule, outcome, durationMs, ...detail };
-    if (outcome === 'failed' || outcome === 'overlap') this.deps.log?.warn(fields, 'schedule run');
+    if (outcome === 'failed' || outcome === 'overlap' || outcome === 'missed')
+      this.deps.log?.warn(fields, 'schedule run');
     else if (outcome !== 'not_leader') this.deps.log?.info(fields, 'schedule run');
     return outcome;
   }
