@@ -18,6 +18,10 @@ import {
 // Rules: json-rules-engine's rule format restricted to what drover evaluates (named scalar facts, the ten
 // built-in operators, literal values), with a closed set of events.
 
+/** What a block migration copies: whole disks, or only their top image layer. */
+export const BLOCK_COPY_MODES = ['full', 'incremental'] as const;
+export type BlockCopyMode = (typeof BLOCK_COPY_MODES)[number];
+
 /** Facts a rule may name, besides `vm.labels.<key>` and `host.labels.<key>`. `host` is the VM's current host. */
 export const RULE_FACTS = [
   'vm.id',
@@ -267,6 +271,12 @@ const MigrationSchema = z
     allowAutoConverge: z.boolean().default(false),
     allowPostCopy: z.boolean().default(false),
     allowBlockMigration: z.boolean().default(true),
+    /**
+     * What a block migration copies: `full` whole disks (the destination needs nothing but room), or
+     * `incremental` only the top image layer (saves bandwidth; the disks' backing files are copied to the
+     * destination first when it lacks them).
+     */
+    blockCopy: oneOf(BLOCK_COPY_MODES).default('full'),
     /** Link bandwidth assumed for hosts that report none. */
     defaultBandwidthMiBps: positiveNumber().default(1150),
     /** A migration predicted to take longer than this is not planned. */

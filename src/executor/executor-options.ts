@@ -1,6 +1,6 @@
 // The executor's options (embedded in the service config) and the per-plan execution policy carried by jobs.
 import { z } from 'zod';
-import type { Policy } from '../domain/policy.js';
+import { BLOCK_COPY_MODES, type Policy } from '../domain/policy.js';
 import { nonEmptyString, oneOf, parseWith, positiveInt, positiveNumber } from '../domain/validation.js';
 import {
   KubevirtTuningSchema,
@@ -27,6 +27,8 @@ export const ExecutionPolicySchema = z.strictObject({
   allowAutoConverge: z.boolean().default(false),
   allowPostCopy: z.boolean().default(false),
   allowBlockMigration: z.boolean().default(true),
+  /** Block migration: copy whole disks (`full`) or only the top image layer (`incremental`). */
+  blockCopy: oneOf(BLOCK_COPY_MODES).default('full'),
   /** Budget for steps that carry none (ms). */
   defaultDowntimeBudgetMs: positiveNumber().default(300),
   /** Link bandwidth assumed for hosts that report none (MiB/s). */
@@ -50,6 +52,7 @@ export function executionPolicyFromPolicy(policy: Policy): ExecutionPolicy {
     allowAutoConverge: policy.migration.allowAutoConverge,
     allowPostCopy: policy.migration.allowPostCopy,
     allowBlockMigration: policy.migration.allowBlockMigration,
+    blockCopy: policy.migration.blockCopy,
     defaultDowntimeBudgetMs: policy.vms.defaultDowntimeBudgetMs,
     defaultBandwidthMiBps: policy.migration.defaultBandwidthMiBps,
     limits: {
