@@ -66,14 +66,28 @@ export async function executePlan(
   let wake: (() => void) | null = null;
   const inFlight = new Set<Promise<void>>();
 
-  const fits = (s: Step): boolean =>
-    running < opts.limits.cluster &&
-    (outbound.get(s.from) ?? 0) < opts.limits.perHostOutbound &&
-    (inbound.get(s.to) ?? 0) < opts.limits.perHostInbound;
+  // Outbound limits of the steps running from each host (a step's own limit, Step.concurrency, binds both
+  // ways, as in the executor's slot store).
+  const runningLimits = new Map<string, number[]>();
+  const ownLimit = (s: Step): number => Math.min(opts.limits.perHostOutbound, s.concurrency ?? Infinity);
+  const fits = (s: Step): boolean => {
+    const out = outbound.get(s.from) ?? 0;
+    const others = runningLimits.get(s.from) ?? [];
+    return (
+      running < opts.limits.cluster &&
+      out < ownLimit(s) &&
+      others.every((l) => out + 1 <= l) &&
+      (inbound.get(s.to) ?? 0) < opts.limits.perHostInbound
+    );
+  };
   const bump = (s: Step, by: number): void => {
     outbound.set(s.from, (outbound.get(s.from) ?? 0) + by);
     inbound.set(s.to, (inbound.get(s.to) ?? 0) + by);
     running += by;
+    const list = runningLimits.get(s.from) ?? [];
+    if (by > 0) list.push(ownLimit(s));
+    else list.splice(list.indexOf(ownLimit(s)), 1);
+    runningLimits.set(s.from, list);
   };
 
   const runStep = async (step: Step): Promise<void> => {

@@ -1,6 +1,6 @@
 // The Plan: the planner's output (`drover plan --json` prints exactly this).
 import { z } from 'zod';
-import { isoTime, nonEmptyString, nonNegativeNumber, oneOf, parseWith } from './validation.js';
+import { isoTime, nonEmptyString, nonNegativeNumber, oneOf, parseWith, positiveInt } from './validation.js';
 
 export const MIGRATION_KINDS = ['live', 'block', 'offline'] as const;
 export const PLAN_REASONS = ['rebalance', 'drain'] as const;
@@ -25,6 +25,13 @@ export const StepSchema = z.strictObject({
   predicted: PredictionSchema,
   /** The VM's downtime budget (from policy); the watchdog never raises max downtime above it. */
   downtimeBudgetMs: nonNegativeNumber().optional(),
+  /**
+   * Optional, set by the drain strategy: run this step only while at most this many migrations (itself
+   * included) leave its source host, and start no other migration from that host that would make more.
+   * `1` runs it alone at the full link; the prediction assumes the link shared this many ways. The executor
+   * honours it within its configured limits (the smaller of the two wins).
+   */
+  concurrency: positiveInt().optional(),
 });
 
 export const SkipSchema = z.strictObject({ vm: nonEmptyString(), why: z.string() });

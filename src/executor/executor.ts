@@ -248,7 +248,7 @@ export class Executor {
       return { status: 'skipped', reason: `${step.vm} is quarantined until ${q.until ?? '?'}` };
     }
     // Slots: a resumed job may be adopting a running migration, which holds its link whatever the count.
-    const got = await this.slots.acquire(claim, data.policy.limits, resumed);
+    const got = await this.slots.acquire(claim, data.policy.limits, resumed, step.concurrency);
     if (!got.ok) {
       if (!token) throw new Error('no lock token: cannot wait for a slot');
       await job.moveToDelayed(Date.now() + this.options.slotRetryMs, token);

@@ -5,7 +5,10 @@
 import type { Redis } from 'ioredis';
 import type { ConcurrencyLimits } from './executor-options.js';
 
-// KEYS: out, in, cluster. ARGV: member, nowMs, leaseUntilMs, limitOut, limitIn, limitCluster, force.
+// KEYS: out, in, cluster, out-limits (hash: member -> the outbound limit it runs under).
+// ARGV: member, nowMs, leaseUntilMs, limitOut, limitIn, limitCluster, force, stepLimitOut (0 = none).
+// A step's own outbound limit (Step.concurrency) binds both ways: it starts only when the source then has at
+// most that many migrations, and nothing else starts from that source that would make more while it runs.
 // Returns {1, outCount, inCount, clusterCount} when taken, {0, which-is-full, count} when not.
 const ACQUIRE = `
 local member = ARGV[1]
@@ -13,6 +16,8 @@ local now = tonumber(ARGV[2])
 local untilMs = tonumber(ARGV[3])
 local limits = { tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]) }
 local force = ARGV[7] == '1'
+local stepOut = tonumber(ARGV[8])
+if stepOut > 0 and stepOut < limits[1] then limits[1] = stepOut end
 local names = { 'outbound', 'inbound', 'cluster' }
 for i = 1, 3 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
@@ -24,21 +29,32 @@ if not force then
       if n >= limits[i] then return { 0, names[i], n } end
     end
   end
+  if not redis.call('ZSCORE', KEYS[1], member) then
+    local holders = redis.call('ZRANGE', KEYS[1], 0, -1)
+    for _, h in ipairs(holders) do
+      local hl = tonumber(redis.call('HGET', KEYS[4], h))
+      if hl and #holders + 1 > hl then return { 0, 'outbound', #holders } end
+    end
+  end
 end
 for i = 1, 3 do
   redis.call('ZADD', KEYS[i], untilMs, member)
   redis.call('PEXPIRE', KEYS[i], math.max(1, untilMs - now) * 4)
 end
+redis.call('HSET', KEYS[4], member, limits[1])
+redis.call('PEXPIRE', KEYS[4], math.max(1, untilMs - now) * 4)
 return { 1, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]) }
 `;
 
-// KEYS: out, in, cluster. ARGV: member, nowMs, leaseUntilMs. Re-adds lapsed members (the migration runs).
+// KEYS: out, in, cluster, out-limits. ARGV: member, nowMs, leaseUntilMs. Re-adds lapsed members (the
+// migration runs).
 const RENEW = `
 for i = 1, 3 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', tonumber(ARGV[2]))
   redis.call('ZADD', KEYS[i], tonumber(ARGV[3]), ARGV[1])
   redis.call('PEXPIRE', KEYS[i], math.max(1, tonumber(ARGV[3]) - tonumber(ARGV[2])) * 4)
 end
+redis.call('PEXPIRE', KEYS[4], math.max(1, tonumber(ARGV[3]) - tonumber(ARGV[2])) * 4)
 return { redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]) }
 `;
 
@@ -69,26 +85,33 @@ export class SlotStore {
 
   /** `prefix` must be hash-tagged (e.g. `{drover}`); `leaseMs` is real time. */
   constructor(redis: Redis, prefix: string, leaseMs: number) {
-    redis.defineCommand('droverSlotAcquire', { numberOfKeys: 3, lua: ACQUIRE });
-    redis.defineCommand('droverSlotRenew', { numberOfKeys: 3, lua: RENEW });
+    redis.defineCommand('droverSlotAcquire', { numberOfKeys: 4, lua: ACQUIRE });
+    redis.defineCommand('droverSlotRenew', { numberOfKeys: 4, lua: RENEW });
     this.redis = redis as ScriptRedis;
     this.prefix = prefix;
     this.leaseMs = leaseMs;
   }
 
-  private keys(claim: SlotClaim): [string, string, string] {
+  private keys(claim: SlotClaim): [string, string, string, string] {
     return [
       `${this.prefix}:slots:out:${claim.from}`,
       `${this.prefix}:slots:in:${claim.to}`,
       `${this.prefix}:slots:cluster`,
+      `${this.prefix}:slots:outlim:${claim.from}`,
     ];
   }
 
   /**
    * Takes all three slots or none. `force` takes them even over the limits: for adopting a migration that
-   * already runs (it occupies the link whatever the counters say).
+   * already runs (it occupies the link whatever the counters say). `stepConcurrency` is the step's own
+   * outbound limit (Step.concurrency), honoured within `limits`.
    */
-  async acquire(claim: SlotClaim, limits: ConcurrencyLimits, force = false): Promise<AcquireResult> {
+  async acquire(
+    claim: SlotClaim,
+    limits: ConcurrencyLimits,
+    force = false,
+    stepConcurrency?: number,
+  ): Promise<AcquireResult> {
     const now = Date.now();
     const reply = await this.redis.droverSlotAcquire(
       ...this.keys(claim),
@@ -99,6 +122,7 @@ export class SlotStore {
       limits.perHostInbound,
       limits.cluster,
       force ? '1' : '0',
+      stepConcurrency ?? 0,
     );
     if (Number(reply[0]) === 1) {
       return { ok: true, outbound: Number(reply[1]), inbound: Number(reply[2]), cluster: Number(reply[3]) };
@@ -124,8 +148,14 @@ export class SlotStore {
   }
 
   async release(claim: SlotClaim): Promise<void> {
-    const [out, inbound, cluster] = this.keys(claim);
-    await this.redis.multi().zrem(out, claim.vmId).zrem(inbound, claim.vmId).zrem(cluster, claim.vmId).exec();
+    const [out, inbound, cluster, outLimits] = this.keys(claim);
+    await this.redis
+      .multi()
+      .zrem(out, claim.vmId)
+      .zrem(inbound, claim.vmId)
+      .zrem(cluster, claim.vmId)
+      .hdel(outLimits, claim.vmId)
+      .exec();
   }
 
   /** Current holders (live leases) per key: for tests and `list`. */

@@ -1,0 +1,68 @@
+// Concurrency slots on a real Redis: the configured limits, and a step's own outbound limit
+// (Step.concurrency), which binds both ways (it starts only when few enough leave its source, and nothing
+// starts from that source that would make more while it runs).
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SlotStore } from '../../src/executor/slot-store.js';
+import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
+
+const limits = { perHostOutbound: 4, perHostInbound: 4, cluster: 8 };
+const claim = (vmId: string, from = 'a', to = 'b') => ({ vmId, from, to });
+
+describe('SlotStore', () => {
+  let redis: Redis;
+  let prefix: string;
+  let slots: SlotStore;
+
+  beforeEach(() => {
+    redis = connectRedis();
+    prefix = uniquePrefix('slots');
+    slots = new SlotStore(redis, prefix, 60_000);
+  });
+  afterEach(async () => {
+    await cleanPrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  it('takes up to the configured outbound limit', async () => {
+    for (const v of ['v1', 'v2', 'v3', 'v4']) expect((await slots.acquire(claim(v), limits)).ok).toBe(true);
+    expect(await slots.acquire(claim('v5'), limits)).toEqual({ ok: false, full: 'outbound', count: 4 });
+  });
+
+  it('a step limited to 1 runs alone: it waits for the others, and blocks new ones while it runs', async () => {
+    expect((await slots.acquire(claim('light'), limits, false, 4)).ok).toBe(true);
+    expect((await slots.acquire(claim('heavy'), limits, false, 1)).ok).toBe(false);
+    await slots.release(claim('light'));
+    expect((await slots.acquire(claim('heavy'), limits, false, 1)).ok).toBe(true);
+    // While it runs, nothing else leaves host a, whatever its own limit...
+    expect(await slots.acquire(claim('light2'), limits, false, 4)).toEqual({
+      ok: false,
+      full: 'outbound',
+      count: 1,
+    });
+    expect((await slots.acquire(claim('plain'), limits)).ok).toBe(false);
+    // ...but other hosts are not affected.
+    expect((await slots.acquire(claim('elsewhere', 'c', 'd'), limits, false, 4)).ok).toBe(true);
+    await slots.release(claim('heavy'));
+    expect((await slots.acquire(claim('light2'), limits, false, 4)).ok).toBe(true);
+  });
+
+  it('a step limit above the configured limit does not raise it', async () => {
+    const two = { ...limits, perHostOutbound: 2 };
+    expect((await slots.acquire(claim('v1'), two, false, 6)).ok).toBe(true);
+    expect((await slots.acquire(claim('v2'), two, false, 6)).ok).toBe(true);
+    expect((await slots.acquire(claim('v3'), two, false, 6)).ok).toBe(false);
+  });
+
+  it('steps limited to 2 pair up, and a third waits', async () => {
+    expect((await slots.acquire(claim('v1'), limits, false, 2)).ok).toBe(true);
+    expect((await slots.acquire(claim('v2'), limits, false, 2)).ok).toBe(true);
+    expect((await slots.acquire(claim('v3'), limits, false, 4)).ok).toBe(false);
+    expect(await slots.holders('out', 'a')).toHaveLength(2);
+  });
+
+  it('adoption (force) takes the slot whatever the limits', async () => {
+    expect((await slots.acquire(claim('heavy'), limits, false, 1)).ok).toBe(true);
+    expect((await slots.acquire(claim('adopted'), limits, true)).ok).toBe(true);
+  });
+});
