@@ -121,6 +121,19 @@ function newlyMeasured(before: HostHistory, after: HostHistory): string[] {
 /** Abort reason of a finished call's timeout timer (a constant: abort() would build a DOMException each time). */
 const TIMER_CANCELLED = Symbol('timer cancelled');
 
+/**
+ * The collector gives the event loop a turn after this many hosts (sampled, serialised or counted). A
+ * hypervisor that answers without I/O (the simulator, a cache) would otherwise run a whole cycle over
+ * thousands of hosts as one uninterrupted chain of promise callbacks, and timers, sockets and the HTTP API
+ * would wait for it.
+ */
+export const HOSTS_PER_TURN = 25;
+
+/** Resolves after the event loop has run its pending I/O and timers. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function cpuUs(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
@@ -565,9 +578,11 @@ export class Collector {
 
   private async persist(owned: readonly HostInfo[]): Promise<void> {
     if (!this.redis || owned.length === 0) return;
+    // Serialised a slice of hosts at a time, with a turn of the event loop in between; written at once.
     const histories: string[] = [];
     const records: string[] = [];
-    for (const h of owned) {
+    for (const [i, h] of owned.entries()) {
+      if (i > 0 && i % HOSTS_PER_TURN === 0) await yieldToEventLoop();
       const e = this.local.get(h.id);
       if (!e) continue;
       histories.push(h.id, JSON.stringify(e.history));
@@ -620,9 +635,10 @@ export class Collector {
     m.hostMemPct.reset();
     m.hostStale.reset();
     if (this.options.perVmMetrics) m.vmDirtyMiBps.reset();
+    const failed = new Set(outcomes.flatMap((o) => (o.ok ? [] : [o.hostId])));
     for (const h of owned) {
       const r = this.local.get(h.id)?.record ?? undefined;
-      const stale = isStale(r, now, limit) || outcomes.some((o) => o.hostId === h.id && !o.ok);
+      const stale = isStale(r, now, limit) || failed.has(h.id);
       m.hostStale.set({ host: h.id }, stale ? 1 : 0);
       if (!r) continue;
       if (r.cpuEwmaPct !== null) m.hostCpuPct.set({ host: h.id }, r.cpuEwmaPct);
@@ -667,9 +683,21 @@ export class Collector {
   ): Promise<R[]> {
     const out: R[] = new Array<R>(items.length);
     let next = 0;
+    // After every HOSTS_PER_TURN items started, every worker waits at this gate until the event loop has had
+    // a turn (a worker alone pausing would not do: the others would carry on in promise callbacks).
+    let gate: Promise<void> | null = null;
+    let sinceTurn = 0;
     const worker = async (): Promise<void> => {
-      while (next < items.length) {
+      for (;;) {
+        while (gate) await gate;
+        if (next >= items.length) return;
         const i = next++;
+        if (++sinceTurn >= HOSTS_PER_TURN) {
+          sinceTurn = 0;
+          gate = yieldToEventLoop().then(() => {
+            gate = null;
+          });
+        }
         const item = items[i];
         if (item !== undefined) out[i] = await fn(item);
       }

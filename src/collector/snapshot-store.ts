@@ -18,16 +18,25 @@ export class SnapshotStore {
     await this.redis.set(this.key, JSON.stringify(snapshot));
   }
 
-  /** The newest snapshot, or null when none was written yet. Throws ValidationError if what is stored is bad. */
+  /** The last text read and what it parsed to: a snapshot read again unchanged is not parsed again. */
+  private cached: { text: string; snapshot: Snapshot } | null = null;
+
+  /**
+   * The newest snapshot, or null when none was written yet. Throws ValidationError if what is stored is bad.
+   * Callers share the returned object (it is the same while the stored snapshot is): do not change it.
+   */
   async readLatest(): Promise<Snapshot | null> {
     const text = await this.redis.get(this.key);
     if (text === null) return null;
+    if (this.cached?.text === text) return this.cached.snapshot;
     let data: unknown;
     try {
       data = JSON.parse(text);
     } catch (err) {
       throw new DroverError('snapshot_unreadable', `redis key ${this.key}: not JSON`, { cause: err });
     }
-    return parseSnapshot(data, `redis key ${this.key}`);
+    const snapshot = parseSnapshot(data, `redis key ${this.key}`);
+    this.cached = { text, snapshot };
+    return snapshot;
   }
 }
