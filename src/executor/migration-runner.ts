@@ -15,6 +15,7 @@ import {
   type VmPresence,
 } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
+import { BlockDestination } from './block-destination.js';
 import { CallTimeout, callWithTimeout } from './call-timeout.js';
 import type { ExecutionPolicy, ExecutorOptions } from './executor-options.js';
 import { applyRecoveryAction, gatherEvidence, type VmEvidence } from './recovery.js';
@@ -280,6 +281,7 @@ export class MigrationRunner {
       bandwidthMiBps: bandwidth,
       autoConverge: schedule.autoConverge,
       postCopy: schedule.postCopy,
+      incremental: step.kind === 'block' && job.policy.blockCopy === 'incremental',
     };
     await hooks.beforeMigrate?.();
     const startedAtMs = this.hv.clock.now();
@@ -390,6 +392,11 @@ export class MigrationRunner {
           `block migration would copy shared disks onto themselves: ${shared.map((d) => d.target).join(', ')}`,
         );
       }
+      const prep = new BlockDestination(this.hv, {
+        callTimeoutMs: this.options.callTimeoutMs,
+        logger: this.log,
+      });
+      await prep.prepare({ vm, from: step.from, to: step.to, mode: policy.blockCopy });
     }
     return vm;
   }
