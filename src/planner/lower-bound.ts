@@ -13,7 +13,7 @@ export interface DimensionLoads {
   vmHost: ArrayLike<number>;
   vmLoad: ArrayLike<number>;
   /** Hosts that count (others, and their VMs, are ignored). */
-  include?: ArrayLike<number>;
+  include?: ArrayLike<number> | undefined;
 }
 
 export interface BandBound {
@@ -40,33 +40,100 @@ function fewest(prefix: Float64Array, start: number, end: number, need: number):
 
 /** `tolerancePct`: how finely the band position is searched (the bound is exact up to steps narrower). */
 export function bandLowerBound(dim: DimensionLoads, widthPct: number, tolerancePct = 1e-7): BandBound {
+  return bestBand(prepareDimension(dim), widthPct, tolerancePct);
+}
+
+/** The band position needing the fewest moves in one prepared dimension (see bandLowerBound). */
+export function bestBand(p: Prepared, widthPct: number, tolerancePct = 1e-7): BandBound {
+  const n = p.n;
+  if (n === 0) return { moves: 0, lo: 0, loRange: [0, 0] };
+  const G = p.global.length;
+  const { util, cap, from, to, flat, global } = p;
+  let outCount = 0;
+  let inCount = 0;
+  const counts = (lo: number): void => {
+    let out = 0;
+    let inn = 0;
+    const hi = lo + widthPct + EPS;
+    const low = lo - EPS;
+    for (let i = 0; i < n; i += 1) {
+      const u = util[i]!;
+      if (u > hi) out += fewest(flat, from[i]!, to[i]!, ((u - lo - widthPct) / 100) * cap[i]!);
+      else if (u < low) inn += fewest(global, 0, G, ((lo - u) / 100) * cap[i]!);
+    }
+    outCount = out;
+    inCount = inn;
+  };
+  let a = p.uMin - widthPct;
+  let b = p.uMax;
+  // Invariant: out(a) >= in(a) (a band below everything has nothing arriving), out(b) <= in(b).
+  for (let i = 0; i < 80 && b - a > tolerancePct; i += 1) {
+    const m = (a + b) / 2;
+    counts(m);
+    if (outCount >= inCount) a = m;
+    else b = m;
+  }
+  counts(a);
+  const va = Math.max(outCount, inCount);
+  counts(b);
+  const vb = Math.max(outCount, inCount);
+  const best = Math.min(va, vb);
+  // Every band from l1 (where leaving first drops to the best count) to l2 (where arriving last stays
+  // within it) needs no more than the best count; the middle of that range leaves the most slack.
+  let l1 = p.uMin - widthPct;
+  let r1 = va <= vb ? a : b;
+  for (let i = 0; i < 80 && r1 - l1 > tolerancePct; i += 1) {
+    const m = (l1 + r1) / 2;
+    counts(m);
+    if (outCount <= best) r1 = m;
+    else l1 = m;
+  }
+  let l2 = va <= vb ? a : b;
+  let r2 = p.uMax;
+  for (let i = 0; i < 80 && r2 - l2 > tolerancePct; i += 1) {
+    const m = (l2 + r2) / 2;
+    counts(m);
+    if (inCount <= best) l2 = m;
+    else r2 = m;
+  }
+  return { moves: best, lo: (r1 + l2) / 2, loRange: [r1, l2] };
+}
+
+/** One dimension made ready for counting: hosts that count, their VMs' loads sorted, as prefix sums. */
+export interface Prepared {
+  n: number;
+  util: Float64Array;
+  cap: Float64Array;
+  from: Int32Array;
+  to: Int32Array;
+  /** Per host (CSR by `from`/`to`): its VMs' loads, largest first, as prefix sums. */
+  flat: Float64Array;
+  /** Every counted VM's load, largest first, as prefix sums. */
+  global: Float64Array;
+  uMin: number;
+  uMax: number;
+}
+
+export function prepareDimension(dim: DimensionLoads): Prepared {
   const H = dim.loads.length;
   const V = dim.vmLoad.length;
-  // Monomorphic typed copies keep the hot loops below fast whatever array types the caller has.
-  const inc = new Uint8Array(H);
-  for (let h = 0; h < H; h += 1) inc[h] = !dim.include || dim.include[h] ? 1 : 0;
-  const vmHost = Int32Array.from(dim.vmHost);
-  const vmLoad = Float64Array.from(dim.vmLoad);
-  // Per-host VM loads, largest first, as prefix sums in one flat array (CSR by host).
+  const include = new Uint8Array(H);
+  for (let h = 0; h < H; h += 1) include[h] = !dim.include || dim.include[h] ? 1 : 0;
   const start = new Int32Array(H + 1);
-  let counted = 0;
   for (let v = 0; v < V; v += 1) {
-    const h = vmHost[v]!;
-    if (h >= 0 && h < H && inc[h]) {
-      start[h + 1]! += 1;
-      counted += 1;
-    }
+    const h = dim.vmHost[v] ?? -1;
+    if (h >= 0 && h < H && include[h]) start[h + 1]! += 1;
   }
   for (let h = 0; h < H; h += 1) start[h + 1]! += start[h]!;
   const fill = start.slice(0, H);
-  const flat = new Float64Array(counted);
-  const global = new Float64Array(counted);
+  const flat = new Float64Array(start[H]!);
+  const global = new Float64Array(start[H]!);
   let k = 0;
   for (let v = 0; v < V; v += 1) {
-    const h = vmHost[v]!;
-    if (h >= 0 && h < H && inc[h]) {
-      flat[fill[h]!++] = -vmLoad[v]!;
-      global[k++] = -vmLoad[v]!;
+    const h = dim.vmHost[v] ?? -1;
+    if (h >= 0 && h < H && include[h]) {
+      flat[fill[h]!++] = -(dim.vmLoad[v] ?? 0);
+      global[k++] = -(dim.vmLoad[v] ?? 0);
     }
   }
   for (let h = 0; h < H; h += 1) {
@@ -86,125 +153,10 @@ export function bandLowerBound(dim: DimensionLoads, widthPct: number, toleranceP
     for (let i = a; i < b; i += 1) flat[i] = s -= flat[i]!;
   }
   global.sort();
-  {
-    let s = 0;
-    for (let i = 0; i < global.length; i += 1) global[i] = s -= global[i]!;
-  }
-  const hosts: number[] = [];
-  for (let h = 0; h < H; h += 1) if (inc[h]) hosts.push(h);
-  const n = hosts.length;
-  if (n === 0) return { moves: 0, lo: 0, loRange: [0, 0] };
-  const util = new Float64Array(n);
-  const cap = new Float64Array(n);
-  const from = new Int32Array(n);
-  const to = new Int32Array(n);
-  let uMin = Infinity;
-  let uMax = -Infinity;
-  for (let i = 0; i < n; i += 1) {
-    const h = hosts[i]!;
-    cap[i] = dim.caps[h] ?? 1;
-    const u = ((dim.loads[h] ?? 0) / cap[i]!) * 100;
-    util[i] = u;
-    from[i] = start[h]!;
-    to[i] = start[h + 1]!;
-    if (u < uMin) uMin = u;
-    if (u > uMax) uMax = u;
-  }
-  const G = global.length;
-  let outCount = 0;
-  let inCount = 0;
-  const counts = (lo: number): void => {
-    let out = 0;
-    let inn = 0;
-    const hi = lo + widthPct + EPS;
-    const low = lo - EPS;
-    for (let i = 0; i < n; i += 1) {
-      const u = util[i]!;
-      if (u > hi) out += fewest(flat, from[i]!, to[i]!, ((u - lo - widthPct) / 100) * cap[i]!);
-      else if (u < low) inn += fewest(global, 0, G, ((lo - u) / 100) * cap[i]!);
-    }
-    outCount = out;
-    inCount = inn;
-  };
-  let a = uMin - widthPct;
-  let b = uMax;
-  // Invariant: out(a) >= in(a) (a band below everything has nothing arriving), out(b) <= in(b).
-  for (let i = 0; i < 80 && b - a > tolerancePct; i += 1) {
-    const m = (a + b) / 2;
-    counts(m);
-    if (outCount >= inCount) a = m;
-    else b = m;
-  }
-  counts(a);
-  const va = Math.max(outCount, inCount);
-  counts(b);
-  const vb = Math.max(outCount, inCount);
-  const best = Math.min(va, vb);
-  // Every band from l1 (where leaving first drops to the best count) to l2 (where arriving last stays
-  // within it) needs no more than the best count; the middle of that range leaves the most slack.
-  let l1 = uMin - widthPct;
-  let r1 = va <= vb ? a : b;
-  for (let i = 0; i < 80 && r1 - l1 > tolerancePct; i += 1) {
-    const m = (l1 + r1) / 2;
-    counts(m);
-    if (outCount <= best) r1 = m;
-    else l1 = m;
-  }
-  let l2 = va <= vb ? a : b;
-  let r2 = uMax;
-  for (let i = 0; i < 80 && r2 - l2 > tolerancePct; i += 1) {
-    const m = (l2 + r2) / 2;
-    counts(m);
-    if (inCount <= best) l2 = m;
-    else r2 = m;
-  }
-  return { moves: best, lo: (r1 + l2) / 2, loRange: [r1, l2] };
-}
-
-interface Prepared {
-  n: number;
-  util: Float64Array;
-  cap: Float64Array;
-  from: Int32Array;
-  to: Int32Array;
-  flat: Float64Array;
-  global: Float64Array;
-  uMin: number;
-  uMax: number;
-}
-
-function prepare(dim: DimensionLoads, include: Uint8Array): Prepared {
-  const H = dim.loads.length;
-  const V = dim.vmLoad.length;
-  const start = new Int32Array(H + 1);
-  for (let v = 0; v < V; v += 1) {
-    const h = dim.vmHost[v] ?? -1;
-    if (h >= 0 && h < H && include[h]) start[h + 1]! += 1;
-  }
-  for (let h = 0; h < H; h += 1) start[h + 1]! += start[h]!;
-  const fill = start.slice(0, H);
-  const flat = new Float64Array(start[H]!);
-  const global = new Float64Array(start[H]!);
-  let k = 0;
-  for (let v = 0; v < V; v += 1) {
-    const h = dim.vmHost[v] ?? -1;
-    if (h >= 0 && h < H && include[h]) {
-      flat[fill[h]!++] = -(dim.vmLoad[v] ?? 0);
-      global[k++] = -(dim.vmLoad[v] ?? 0);
-    }
-  }
-  for (let h = 0; h < H; h += 1) {
-    const seg = flat.subarray(start[h], start[h + 1]);
-    seg.sort();
-    let s = 0;
-    for (let i = 0; i < seg.length; i += 1) seg[i] = s -= seg[i]!;
-  }
-  global.sort();
   let s = 0;
   for (let i = 0; i < global.length; i += 1) global[i] = s -= global[i]!;
-  const hosts: number[] = [];
-  for (let h = 0; h < H; h += 1) if (include[h]) hosts.push(h);
-  const n = hosts.length;
+  let n = 0;
+  for (let h = 0; h < H; h += 1) if (include[h]) n += 1;
   const p: Prepared = {
     n,
     util: new Float64Array(n),
@@ -216,15 +168,19 @@ function prepare(dim: DimensionLoads, include: Uint8Array): Prepared {
     uMin: Infinity,
     uMax: -Infinity,
   };
-  hosts.forEach((h, i) => {
-    p.cap[i] = dim.caps[h] ?? 1;
-    const u = ((dim.loads[h] ?? 0) / p.cap[i]) * 100;
+  let i = 0;
+  for (let h = 0; h < H; h += 1) {
+    if (!include[h]) continue;
+    const c = dim.caps[h] ?? 1;
+    const u = ((dim.loads[h] ?? 0) / c) * 100;
+    p.cap[i] = c;
     p.util[i] = u;
     p.from[i] = start[h]!;
     p.to[i] = start[h + 1]!;
-    p.uMin = Math.min(p.uMin, u);
-    p.uMax = Math.max(p.uMax, u);
-  });
+    if (u < p.uMin) p.uMin = u;
+    if (u > p.uMax) p.uMax = u;
+    i += 1;
+  }
   return p;
 }
 
@@ -260,11 +216,8 @@ export function jointLowerBound(
   widthPct: [number, number],
   opts: JointBoundOptions = {},
 ): number {
-  const H = cpu.loads.length;
-  const include = new Uint8Array(H);
-  for (let h = 0; h < H; h += 1) include[h] = !cpu.include || cpu.include[h] ? 1 : 0;
-  const pc = prepare(cpu, include);
-  const pm = prepare(mem, include);
+  const pc = prepareDimension(cpu);
+  const pm = prepareDimension({ ...mem, include: cpu.include });
   const n = pc.n;
   if (n === 0) return 0;
   const [wc, wm] = widthPct;
@@ -314,4 +267,57 @@ export function jointLowerBound(
     budget -= 3;
   }
   return Math.min(best, ...cells.map((c) => c.low));
+}
+
+/**
+ * Moves the two bands' lower edges around `start` (on a grid of `stepPct`, up to `radius` steps each way)
+ * to where the joint count of the bound, max(leaving, arriving) with each host counted once for both
+ * dimensions, is smallest; ties go to the position nearest `start`. Used by the balance strategy to aim.
+ */
+export function refineJointBand(
+  pc: Prepared,
+  pm: Prepared,
+  widthPct: [number, number],
+  start: [number, number],
+  opts: { stepPct?: number; radius?: number } = {},
+): { lo: [number, number]; moves: number } {
+  const step = opts.stepPct ?? 0.5;
+  const r = opts.radius ?? 4;
+  const [wc, wm] = widthPct;
+  // Hosts that are inside both bands at every grid position never count: leave them out.
+  const span = step * r;
+  const active: number[] = [];
+  for (let i = 0; i < pc.n; i += 1) {
+    const uc = pc.util[i]!;
+    const um = pm.util[i]!;
+    const inside =
+      uc >= start[0] + span + EPS &&
+      uc <= start[0] - span + wc - EPS &&
+      um >= start[1] + span + EPS &&
+      um <= start[1] - span + wm - EPS;
+    if (!inside) active.push(i);
+  }
+  let best: [number, number] = [start[0], start[1]];
+  let bestMoves = Infinity;
+  let bestDist = Infinity;
+  for (let a = -r; a <= r; a += 1) {
+    for (let b = -r; b <= r; b += 1) {
+      const lc = start[0] + a * step;
+      const lm = start[1] + b * step;
+      let out = 0;
+      let inn = 0;
+      for (const i of active) {
+        out += Math.max(hostOut(pc, i, lc, wc), hostOut(pm, i, lm, wm));
+        inn += Math.max(hostIn(pc, i, lc), hostIn(pm, i, lm));
+      }
+      const moves = Math.max(out, inn);
+      const dist = a * a + b * b;
+      if (moves < bestMoves || (moves === bestMoves && dist < bestDist)) {
+        bestMoves = moves;
+        bestDist = dist;
+        best = [lc, lm];
+      }
+    }
+  }
+  return { lo: best, moves: bestMoves };
 }

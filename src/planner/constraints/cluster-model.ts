@@ -44,7 +44,10 @@ export class ClusterModel {
   readonly moved: Uint8Array;
   private readonly anti = new Map<string, Map<number, number>>();
   private readonly aff = new Map<string, Map<number, number>>();
-  private readonly forecasts = new Map<number, Map<string, VmForecast>>();
+  /** Forecast cache: one slot per VM for its first link key (the common case), a map for the others. */
+  private readonly forecastKey: Float64Array;
+  private readonly forecastSlot: (VmForecast | undefined)[];
+  private readonly forecastOther = new Map<string, VmForecast>();
   readonly options: ModelOptions;
 
   constructor(snapshot: Snapshot, policy: Policy, options: ModelOptions) {
@@ -67,6 +70,8 @@ export class ClusterModel {
     this.receivable = new Uint8Array(H);
     this.inSpread = new Uint8Array(H);
     this.moved = new Uint8Array(V);
+    this.forecastKey = new Float64Array(V).fill(Number.NaN);
+    this.forecastSlot = new Array<VmForecast | undefined>(V);
     const lim = policy.hosts;
     const vmCpuSum = new Float64Array(H);
     const vmMemSum = new Float64Array(H);
@@ -184,22 +189,22 @@ export class ClusterModel {
   forecast(v: number, to: number, concurrency = this.policy.limits.perHostConcurrency): VmForecast {
     const from = this.vmHost[v] ?? 0;
     const bw = Math.min(this.bandwidthMiBps(from), this.bandwidthMiBps(to));
-    const key = `${bw}/${concurrency}`;
-    let perVm = this.forecasts.get(v);
-    if (!perVm) {
-      perVm = new Map();
-      this.forecasts.set(v, perVm);
-    }
-    let f = perVm.get(key);
-    if (!f) {
-      const vm = this.vms[v] as Vm;
-      f = predictVmMigration(vm, { bandwidthMiBps: bw, concurrency }, this.policy, {
-        kind: this.kindOf(v),
-        downtimeBudgetMs: this.downtimeBudgetMs(v),
-        history: this.options.history?.get(vm.id),
-      });
-      perVm.set(key, f);
-    }
+    // bandwidth and concurrency in one number (exact for concurrency below 2^20).
+    const key = concurrency < 1 << 20 ? bw * (1 << 20) + concurrency : Number.NaN;
+    if (this.forecastKey[v] === key) return this.forecastSlot[v] as VmForecast;
+    const other = `${v}/${bw}/${concurrency}`;
+    let f = Number.isNaN(this.forecastKey[v] ?? Number.NaN) ? undefined : this.forecastOther.get(other);
+    if (f) return f;
+    const vm = this.vms[v] as Vm;
+    f = predictVmMigration(vm, { bandwidthMiBps: bw, concurrency }, this.policy, {
+      kind: this.kindOf(v),
+      downtimeBudgetMs: this.downtimeBudgetMs(v),
+      history: this.options.history?.get(vm.id),
+    });
+    if (Number.isNaN(this.forecastKey[v] ?? Number.NaN) && !Number.isNaN(key)) {
+      this.forecastKey[v] = key;
+      this.forecastSlot[v] = f;
+    } else this.forecastOther.set(other, f);
     return f;
   }
 

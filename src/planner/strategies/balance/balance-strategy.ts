@@ -1,20 +1,33 @@
 // `balance`: bring CPU and memory utilisation spread within target with the fewest, cheapest moves.
-// It aims at the band that needs the fewest moves (see lower-bound.ts): first hosts above the band shed VMs
-// (one VM that covers the excess when there is one, the cheapest such; else the largest), each to the host
-// with the most room below the band; then hosts still below the band take VMs from hosts with load to spare.
-// Every move is applied to the model before the next is chosen.
+// It aims at the band (one per dimension, as wide as the target) that needs the fewest moves (see
+// lower-bound.ts). Hosts above the band shed their largest suitable VMs, each best-fitted onto a host below
+// the band so that one move brings both ends in; hosts still below the band then take VMs from hosts with
+// load to spare; a pairwise local search on the extreme hosts finishes. Every move is applied to the model
+// before the next is chosen.
 import type { Skip, Step } from '../../../domain/plan.js';
 import type { ClusterModel } from '../../constraints/cluster-model.js';
-import { bandLowerBound } from '../../lower-bound.js';
+import { bestBand, prepareDimension, refineJointBand, type Prepared } from '../../lower-bound.js';
 import { HostHeap } from '../../constraints/host-heap.js';
 import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
 import { BalanceArgsSchema, type BalanceArgs } from './balance-args.js';
 
 const EPS = 1e-9;
-/** Hosts tried per VM (least loaded first) and donor hosts scanned per fill. */
+/** Hosts tried per VM (least loaded first) when no host below the band takes it. */
 const TARGET_CANDIDATES = 48;
+/** Donor hosts scanned per fill. */
 const DONOR_CANDIDATES = 32;
+/** Fullest and emptiest hosts paired per step of the local search (more when it gets stuck). */
 const PAIR_CANDIDATES = 8;
+const PAIR_CANDIDATES_STUCK = 64;
+/** Receivers below the band tried per VM before falling back to any host with room. */
+const PLACE_ATTEMPTS = 6;
+/** VMs of a host (its largest) searched for the fewest that cover its excess. */
+const COVER_CANDIDATES = 24;
+/** Band positions are searched to this precision (points). */
+const BAND_TOLERANCE_PCT = 0.01;
+/** The joint refinement's grid: step (points) and steps each way. */
+const BAND_GRID_STEP_PCT = 0.5;
+const BAND_GRID_RADIUS = 4;
 type Dim = 0 | 1; // 0 cpu, 1 memory
 const DIM_NAME = ['cpu', 'mem'] as const;
 
@@ -26,18 +39,37 @@ interface Band {
 class BalanceRun {
   readonly m: ClusterModel;
   readonly steps: Step[] = [];
-  readonly skipped: Skip[] = [];
-  private readonly skippedVm = new Set<number>();
-  private readonly cannot = new Set<number>();
+  /** VMs skipped, with why, by VM index. */
+  private readonly skips = new Map<number, string>();
+  /** Per VM: 1 once skipped with a reason (reported once). */
+  private readonly skippedVm: Uint8Array;
+  /** Per VM: 1 when it cannot move in this run (immovable, or predicted not to converge anywhere). */
+  private readonly cannot: Uint8Array;
+  /** Per VM: 1 once its VM-level eligibility was checked and found fine. */
+  private readonly eligible: Uint8Array;
   readonly receivers: number[] = [];
   readonly maxMoves: number;
+  readonly capC: Float64Array;
+  readonly capM: Float64Array;
   /** Receivers by utilisation, least first; hosts that count by utilisation, most first (per dimension). */
   private readonly emptiest: [HostHeap, HostHeap];
   private readonly fullest: [HostHeap, HostHeap];
+  /** Receivers below the band of the current round (entries that left it are dropped lazily). */
+  private under: number[] = [];
+  /** Why the last placement failed. */
+  private problem = '';
+  /** The band `under` was collected for. */
+  private current: Band | null = null;
 
   constructor(m: ClusterModel, maxMoves: number) {
     this.m = m;
     this.maxMoves = maxMoves;
+    const V = m.vms.length;
+    this.skippedVm = new Uint8Array(V);
+    this.cannot = new Uint8Array(V);
+    this.eligible = new Uint8Array(V);
+    this.capC = Float64Array.from(m.hosts, (h) => h.cpus);
+    this.capM = Float64Array.from(m.hosts, (h) => h.memMiB);
     this.emptiest = [new HostHeap(m.hostCount, 1), new HostHeap(m.hostCount, 1)];
     this.fullest = [new HostHeap(m.hostCount, -1), new HostHeap(m.hostCount, -1)];
     for (let h = 0; h < m.hostCount; h += 1) {
@@ -47,9 +79,16 @@ class BalanceRun {
   }
 
   private reindex(h: number): void {
-    for (const d of [0, 1] as Dim[]) {
-      if (this.m.receivable[h]) this.emptiest[d].push(h, this.util(d, h));
-      if (this.m.inSpread[h]) this.fullest[d].push(h, this.util(d, h));
+    const m = this.m;
+    const c = this.util(0, h);
+    const u = this.util(1, h);
+    if (m.receivable[h]) {
+      this.emptiest[0].push(h, c);
+      this.emptiest[1].push(h, u);
+    }
+    if (m.inSpread[h]) {
+      this.fullest[0].push(h, c);
+      this.fullest[1].push(h, u);
     }
   }
 
@@ -57,8 +96,7 @@ class BalanceRun {
     return d === 0 ? (this.m.cpuLoad[h] ?? 0) : (this.m.memLoad[h] ?? 0);
   }
   cap(d: Dim, h: number): number {
-    const host = this.m.hosts[h];
-    return d === 0 ? (host?.cpus ?? 1) : (host?.memMiB ?? 1);
+    return d === 0 ? (this.capC[h] ?? 1) : (this.capM[h] ?? 1);
   }
   vmLoad(d: Dim, v: number): number {
     return d === 0 ? (this.m.vmCpu[v] ?? 0) : (this.m.vmMem[v] ?? 0);
@@ -67,41 +105,177 @@ class BalanceRun {
     return (this.load(d, h) / this.cap(d, h)) * 100;
   }
 
+  /**
+   * The band needing the fewest moves: in each dimension on its own (the middle of the positions that
+   * attain the one-dimensional bound), then moved on a grid to where the joint count is smallest.
+   */
   band(targets: [number, number]): Band {
-    const lo: [number, number] = [0, 0];
-    for (const d of [0, 1] as Dim[]) {
-      const loads = d === 0 ? this.m.cpuLoad : this.m.memLoad;
-      const caps = Float64Array.from(this.m.hosts, (h) => (d === 0 ? h.cpus : h.memMiB));
-      const vmLoad = d === 0 ? this.m.vmCpu : this.m.vmMem;
-      lo[d] = bandLowerBound(
-        { loads, caps, vmHost: this.m.vmHost, vmLoad, include: this.m.inSpread },
-        targets[d],
-      ).lo;
-    }
+    const m = this.m;
+    const prep = ([0, 1] as Dim[]).map((d) =>
+      prepareDimension({
+        loads: d === 0 ? m.cpuLoad : m.memLoad,
+        caps: d === 0 ? this.capC : this.capM,
+        vmHost: m.vmHost,
+        vmLoad: d === 0 ? m.vmCpu : m.vmMem,
+        include: m.inSpread,
+      }),
+    ) as [Prepared, Prepared];
+    const start: [number, number] = [
+      bestBand(prep[0], targets[0], BAND_TOLERANCE_PCT).lo,
+      bestBand(prep[1], targets[1], BAND_TOLERANCE_PCT).lo,
+    ];
+    const { lo } = refineJointBand(prep[0], prep[1], targets, start, {
+      stepPct: BAND_GRID_STEP_PCT,
+      radius: BAND_GRID_RADIUS,
+    });
     return { lo, hi: [lo[0] + targets[0], lo[1] + targets[1]] };
   }
 
   skip(v: number, why: string): void {
-    this.cannot.add(v);
-    if (this.skippedVm.has(v)) return;
-    this.skippedVm.add(v);
-    this.skipped.push({ vm: this.m.vms[v]?.id ?? '', why });
+    this.cannot[v] = 1;
+    if (this.skippedVm[v]) return;
+    this.skippedVm[v] = 1;
+    this.skips.set(v, why);
+  }
+
+  /** The skipped VMs in snapshot order. */
+  get skipped(): Skip[] {
+    return [...this.skips.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([v, why]) => ({ vm: this.m.vms[v]?.id ?? '', why }));
+  }
+
+  /** False (and the VM marked) when VM v may not move at all in this run (rules, cooldown, history). */
+  movable(v: number): boolean {
+    if (this.cannot[v] || this.m.moved[v]) return false;
+    if (this.eligible[v]) return true;
+    const why = this.m.immovable(v, 'rebalance');
+    if (why !== null) {
+      this.skip(v, why);
+      return false;
+    }
+    this.eligible[v] = 1;
+    return true;
+  }
+
+  /**
+   * False (and the VM skipped) when VM v is predicted not to converge even over its own host's link; asked
+   * only of VMs about to be placed, so that the predictor runs for few VMs.
+   */
+  converges(v: number): boolean {
+    const alone = this.m.forecast(v, this.m.vmHost[v] ?? 0);
+    if (alone.prediction.converges) return true;
+    this.skip(v, alone.reason ?? 'predicted not to converge');
+    return false;
   }
 
   full(): boolean {
     return this.steps.length >= this.maxMoves;
   }
 
-  /** The best host for VM v within the band's upper edges, or a reason why there is none. */
-  target(v: number, d: Dim, band: Band): number | string {
+  /** Null when VM v may go to host t (rules, capacity, prediction), else why not. */
+  private check(v: number, t: number): string | null {
+    const p = this.m.placementProblem(v, t);
+    if (p !== null) return p;
+    const f = this.m.forecast(v, t);
+    return f.prediction.converges ? null : (f.reason ?? 'predicted not to converge');
+  }
+
+  /**
+   * The best host for VM v: a host below the band that v brings into it (the one with the largest deficit,
+   * so that the VM's size is used best), else the host below the band whose deficit v covers most, else the
+   * least loaded host that stays within the band. -1 (and `problem` set) when there is none.
+   */
+  place(v: number, d: Dim, band: Band): number {
+    const m = this.m;
+    if ((m.effects[v]?.prefer.length ?? 0) > 0) return this.scanTarget(v, d, band);
+    const from = m.vmHost[v] ?? 0;
+    const vc = m.vmCpu[v] ?? 0;
+    const vm = m.vmMem[v] ?? 0;
+    const cL = m.cpuLoad;
+    const mL = m.memLoad;
+    const [loC, loM] = band.lo;
+    const [hiC, hiM] = band.hi;
+    this.problem = 'no host has room within the band';
+    let failures = 0;
+    let partial = -1;
+    let partialKey = -Infinity;
+    let refused: number[] | null = null;
+    // `under` is sorted by deficit, largest first: the first receiver v completes is the best one.
+    const under = this.under;
+    for (let i = 0; i < under.length; i += 1) {
+      const u = under[i] as number;
+      if (u === from) continue;
+      const cc = this.capC[u] ?? 1;
+      const cm = this.capM[u] ?? 1;
+      const c = cL[u] ?? 0;
+      const mm = mL[u] ?? 0;
+      const dc = (loC * cc) / 100 - c;
+      const dm = (loM * cm) / 100 - mm;
+      if (dc <= EPS && dm <= EPS) continue;
+      const ac = c + vc;
+      const am = mm + vm;
+      if (ac > (hiC * cc) / 100 + EPS || am > (hiM * cm) / 100 + EPS) continue;
+      if (ac >= (loC * cc) / 100 - EPS && am >= (loM * cm) / 100 - EPS) {
+        if (!m.fits(v, u)) continue;
+        const p = this.check(v, u);
+        if (p === null) return u;
+        this.problem = p;
+        (refused ??= []).push(u);
+        failures += 1;
+        if (failures >= PLACE_ATTEMPTS) break;
+        continue;
+      }
+      const key = Math.min(vc, Math.max(0, dc)) / cc + Math.min(vm, Math.max(0, dm)) / cm;
+      if (key > partialKey) {
+        partialKey = key;
+        partial = u;
+      }
+    }
+    if (partial >= 0 && failures < PLACE_ATTEMPTS && m.fits(v, partial)) {
+      const p = this.check(v, partial);
+      if (p === null) return partial;
+      this.problem = p;
+    }
+    return this.heapTarget(v, d, band);
+  }
+
+  /** How far host h is below the band (the larger of its two deficits, as a share of capacity). */
+  private deficit(h: number, band: Band): number {
+    const dc = band.lo[0] / 100 - (this.m.cpuLoad[h] ?? 0) / (this.capC[h] ?? 1);
+    const dm = band.lo[1] / 100 - (this.m.memLoad[h] ?? 0) / (this.capM[h] ?? 1);
+    return Math.max(dc, dm);
+  }
+
+  /** Keeps `under` sorted after host h's load changed: drops it when no longer below the band. */
+  private reposition(h: number): void {
+    const band = this.current;
+    if (band === null) return;
+    const under = this.under;
+    let i = under.indexOf(h);
+    if (i < 0) return;
+    const key = this.deficit(h, band);
+    if (key <= EPS) {
+      under.splice(i, 1);
+      return;
+    }
+    while (i + 1 < under.length && this.deficit(under[i + 1] as number, band) > key) {
+      under[i] = under[i + 1] as number;
+      i += 1;
+    }
+    while (i > 0 && this.deficit(under[i - 1] as number, band) < key) {
+      under[i] = under[i - 1] as number;
+      i -= 1;
+    }
+    under[i] = h;
+  }
+
+  /** The least loaded host (in dimension d) that v keeps within the band. */
+  private heapTarget(v: number, d: Dim, band: Band): number {
     const m = this.m;
     const from = m.vmHost[v] ?? 0;
-    const alone = m.forecast(v, from);
-    if (!alone.prediction.converges) return alone.reason ?? 'predicted not to converge';
-    if ((m.effects[v]?.prefer.length ?? 0) > 0) return this.scanTarget(v, d, band);
     const cpu = m.vmCpu[v] ?? 0;
     const mem = m.vmMem[v] ?? 0;
-    let problem = 'no host has room within the band';
     const popped: number[] = [];
     let best = -1;
     for (let checked = 0; checked < TARGET_CANDIDATES; checked += 1) {
@@ -109,45 +283,36 @@ class BalanceRun {
       if (t < 0) break;
       popped.push(t);
       if (t === from) continue;
-      const host = m.hosts[t];
-      if (!host) continue;
-      const cAfter = (((m.cpuLoad[t] ?? 0) + cpu) / host.cpus) * 100;
-      const mAfter = (((m.memLoad[t] ?? 0) + mem) / host.memMiB) * 100;
+      const cAfter = (((m.cpuLoad[t] ?? 0) + cpu) / (this.capC[t] ?? 1)) * 100;
+      const mAfter = (((m.memLoad[t] ?? 0) + mem) / (this.capM[t] ?? 1)) * 100;
       if (cAfter > band.hi[0] + EPS || mAfter > band.hi[1] + EPS || !m.fits(v, t)) continue;
-      const p = m.placementProblem(v, t);
+      const p = this.check(v, t);
       if (p !== null) {
-        problem = p;
-        continue;
-      }
-      const f = m.forecast(v, t);
-      if (!f.prediction.converges) {
-        problem = f.reason ?? 'predicted not to converge';
+        this.problem = p;
         continue;
       }
       best = t;
       break;
     }
     for (const h of popped) this.emptiest[d].push(h, this.util(d, h));
-    return best >= 0 ? best : problem;
+    return best;
   }
 
   /** Full scan for VMs with prefer-hosts rules: preferred first, then under the band, then least loaded. */
-  private scanTarget(v: number, d: Dim, band: Band): number | string {
+  private scanTarget(v: number, d: Dim, band: Band): number {
     const m = this.m;
     const from = m.vmHost[v] ?? 0;
     let best = -1;
     let bestPref = -1;
     let bestUnder = -1;
     let bestUtil = Infinity;
-    let problem = 'no host has room within the band';
+    this.problem = 'no host has room within the band';
     const cpu = m.vmCpu[v] ?? 0;
     const mem = m.vmMem[v] ?? 0;
     for (const t of this.receivers) {
       if (t === from) continue;
-      const host = m.hosts[t];
-      if (!host) continue;
-      const cAfter = (((m.cpuLoad[t] ?? 0) + cpu) / host.cpus) * 100;
-      const mAfter = (((m.memLoad[t] ?? 0) + mem) / host.memMiB) * 100;
+      const cAfter = (((m.cpuLoad[t] ?? 0) + cpu) / (this.capC[t] ?? 1)) * 100;
+      const mAfter = (((m.memLoad[t] ?? 0) + mem) / (this.capM[t] ?? 1)) * 100;
       if (cAfter > band.hi[0] + EPS || mAfter > band.hi[1] + EPS) continue;
       if (!m.fits(v, t)) continue;
       const pref = m.preferred(v, t);
@@ -158,14 +323,9 @@ class BalanceRun {
         (pref === bestPref && (under < bestUnder || (under === bestUnder && u >= bestUtil)))
       )
         continue;
-      const p = m.placementProblem(v, t);
+      const p = this.check(v, t);
       if (p !== null) {
-        problem = p;
-        continue;
-      }
-      const f = m.forecast(v, t);
-      if (!f.prediction.converges) {
-        problem = f.reason ?? 'predicted not to converge';
+        this.problem = p;
         continue;
       }
       best = t;
@@ -173,7 +333,7 @@ class BalanceRun {
       bestUnder = under;
       bestUtil = u;
     }
-    return best >= 0 ? best : problem;
+    return best;
   }
 
   apply(v: number, to: number, why: string): void {
@@ -182,9 +342,29 @@ class BalanceRun {
     this.m.move(v, to);
     this.reindex(from);
     this.reindex(to);
+    this.reposition(from);
+    this.reposition(to);
   }
 
-  /** Hosts above the band shed VMs. Returns the number of moves made. */
+  /** Collects the receivers below the band, largest deficit first. */
+  collectUnder(band: Band): void {
+    const m = this.m;
+    const list: { h: number; x: number }[] = [];
+    for (const h of this.receivers) {
+      if (!m.inSpread[h]) continue;
+      const x = Math.max(band.lo[0] - this.util(0, h), band.lo[1] - this.util(1, h));
+      if (x > EPS) list.push({ h, x });
+    }
+    list.sort((a, b) => b.x - a.x);
+    this.under = list.map((e) => e.h);
+    this.current = band;
+  }
+
+  /**
+   * Hosts above the band shed VMs: one VM that covers the whole excess when there is one (the largest
+   * such that keeps the host within the band), else the VM covering most of it; each goes where place()
+   * says. Returns the number of moves made.
+   */
   shed(band: Band): number {
     const m = this.m;
     let made = 0;
@@ -196,93 +376,178 @@ class BalanceRun {
     }
     over.sort((a, b) => b.x - a.x);
     for (const { h: s } of over) {
-      for (let guard = 0; guard < 64 && !this.full(); guard += 1) {
-        const ex: [number, number] = [
-          this.load(0, s) - (band.hi[0] / 100) * this.cap(0, s),
-          this.load(1, s) - (band.hi[1] / 100) * this.cap(1, s),
-        ];
-        if (ex[0] <= EPS && ex[1] <= EPS) break;
-        const d: Dim = ex[0] / this.cap(0, s) >= ex[1] / this.cap(1, s) ? 0 : 1;
-        const capC = this.cap(0, s);
-        const capM = this.cap(1, s);
-        const exC = Math.max(0, ex[0]);
-        const exM = Math.max(0, ex[1]);
-        const spareC = this.load(0, s) - (band.lo[0] / 100) * capC;
-        const spareM = this.load(1, s) - (band.lo[1] / 100) * capM;
-        // Fewest moves: the largest VMs (in the dimensions that are over) that do not take the host below
-        // the band go first, since the emptiest host takes them and a big VM fixes both ends at once;
-        // among VMs of equal weight the cheaper to migrate. VMs that would overshoot come last.
-        const within: number[] = [];
-        const rest: number[] = [];
-        const weight = new Map<number, number>();
-        for (const v of m.hostVms[s] ?? []) {
-          if (this.cannot.has(v) || this.vmLoad(d, v) <= EPS) continue;
-          const why = m.immovable(v, 'rebalance');
-          if (why !== null) {
-            if (!m.moved[v]) this.skip(v, why);
-            continue;
+      const capC = this.capC[s] ?? 1;
+      const capM = this.capM[s] ?? 1;
+      for (let guard = 0; guard < 256 && !this.full(); guard += 1) {
+        const cLoad = m.cpuLoad[s] ?? 0;
+        const mLoad = m.memLoad[s] ?? 0;
+        const exC = cLoad - (band.hi[0] / 100) * capC;
+        const exM = mLoad - (band.hi[1] / 100) * capM;
+        if (exC <= EPS && exM <= EPS) break;
+        const spareC = cLoad - (band.lo[0] / 100) * capC;
+        const spareM = mLoad - (band.lo[1] / 100) * capM;
+        let best = this.fewestCover(s, exC, exM, spareC, spareM);
+        if (best < 0) {
+          let bestKey = 0;
+          for (const v of m.hostVms[s] ?? []) {
+            if (this.cannot[v] || m.moved[v]) continue;
+            const lc = m.vmCpu[v] ?? 0;
+            const lm = m.vmMem[v] ?? 0;
+            const cov =
+              (exC > EPS ? Math.min(lc, exC) / capC : 0) + (exM > EPS ? Math.min(lm, exM) / capM : 0);
+            if (cov <= EPS) continue;
+            const within = (lc <= EPS || lc <= spareC + EPS) && (lm <= EPS || lm <= spareM + EPS);
+            // Within the band's lower edges first (covering most), then the rest.
+            const key = within ? 4 + cov : cov;
+            if (key > bestKey + EPS) {
+              if (!this.movable(v)) continue;
+              bestKey = key;
+              best = v;
+            }
           }
-          const lc = m.vmCpu[v] ?? 0;
-          const lm = m.vmMem[v] ?? 0;
-          weight.set(
-            v,
-            (exC > EPS ? Math.min(lc, spareC) / capC : 0) + (exM > EPS ? Math.min(lm, spareM) / capM : 0),
-          );
-          if (lc <= spareC + EPS && lm <= spareM + EPS) within.push(v);
-          else rest.push(v);
         }
-        const cost = (v: number) => m.forecast(v, s).prediction.transferMiB;
-        const order = (a: number, b: number) =>
-          (weight.get(b) ?? 0) - (weight.get(a) ?? 0) || cost(a) - cost(b);
-        within.sort(order);
-        rest.sort(order);
-        const fitting = within;
-        let placed = false;
-        for (const v of [...fitting, ...rest]) {
-          const t = this.target(v, d, band);
-          if (typeof t === 'string') {
-            this.skip(v, t);
-            continue;
-          }
-          const src = m.hosts[s]?.id ?? '';
-          const dst = m.hosts[t]?.id ?? '';
-          const why =
-            `${src} ${DIM_NAME[d]} ${pct(this.util(d, s))} > ${pct(band.hi[d])}; ` +
-            `${dst} ${DIM_NAME[d]} ${pct(this.util(d, t))} has room`;
-          this.apply(v, t, why);
-          made += 1;
-          placed = true;
-          break;
+        if (best < 0) break;
+        if (!this.converges(best)) continue;
+        const d: Dim = exC / capC >= exM / capM ? 0 : 1;
+        const t = this.place(best, d, band);
+        if (t < 0) {
+          this.skip(best, this.problem);
+          continue;
         }
-        if (!placed) break;
+        const src = m.hosts[s]?.id ?? '';
+        const dst = m.hosts[t]?.id ?? '';
+        const dstUnder = this.util(d, t) < band.lo[d];
+        this.apply(
+          best,
+          t,
+          `${src} ${DIM_NAME[d]} ${pct(this.util(d, s))} > ${pct(band.hi[d])}; ` +
+            `${dst} ${DIM_NAME[d]} ${pct(this.util(d, t))} ${dstUnder ? `< ${pct(band.lo[d])}` : 'has room'}`,
+        );
+        made += 1;
       }
       if (this.full()) break;
     }
     return made;
   }
 
+  /**
+   * The fewest VMs of host s (up to three, among its largest) whose removal covers its excess in both
+   * dimensions without taking it below the band's lower edges; of those sets the one with the most load
+   * (so that each move also fills its receiver the most). Returns the set's largest VM, or -1.
+   */
+  private fewestCover(s: number, exC: number, exM: number, spareC: number, spareM: number): number {
+    const m = this.m;
+    const capC = this.capC[s] ?? 1;
+    const capM = this.capM[s] ?? 1;
+    const cand: number[] = [];
+    for (const v of m.hostVms[s] ?? []) {
+      if (this.cannot[v] || m.moved[v]) continue;
+      const lc = m.vmCpu[v] ?? 0;
+      const lm = m.vmMem[v] ?? 0;
+      if ((exC <= EPS || lc <= EPS) && (exM <= EPS || lm <= EPS)) continue;
+      if (lc > spareC + EPS || lm > spareM + EPS) continue;
+      if (!this.movable(v)) continue;
+      cand.push(v);
+    }
+    const size = (v: number) => (m.vmCpu[v] ?? 0) / capC + (m.vmMem[v] ?? 0) / capM;
+    cand.sort((a, b) => size(b) - size(a));
+    if (cand.length > COVER_CANDIDATES) cand.length = COVER_CANDIDATES;
+    const n = cand.length;
+    const c = Float64Array.from(cand, (v) => m.vmCpu[v] ?? 0);
+    const mm = Float64Array.from(cand, (v) => m.vmMem[v] ?? 0);
+    const ok = (sc: number, sm: number) =>
+      (exC <= EPS || sc >= exC - EPS) &&
+      (exM <= EPS || sm >= exM - EPS) &&
+      sc <= spareC + EPS &&
+      sm <= spareM + EPS;
+    let best = -1;
+    let bestSize = -1;
+    for (let i = 0; i < n; i += 1) {
+      if (ok(c[i]!, mm[i]!)) {
+        const z = c[i]! / capC + mm[i]! / capM;
+        if (z > bestSize) {
+          bestSize = z;
+          best = i;
+        }
+      }
+    }
+    if (best >= 0) return cand[best]!;
+    // Sets of k cannot cover a dimension that even its k largest VMs do not cover.
+    const topC = Float64Array.from(c).sort().reverse();
+    const topM = Float64Array.from(mm).sort().reverse();
+    const reach = (k: number) => {
+      let sc = 0;
+      let sm = 0;
+      for (let i = 0; i < k && i < n; i += 1) {
+        sc += topC[i]!;
+        sm += topM[i]!;
+      }
+      return (exC <= EPS || sc >= exC - EPS) && (exM <= EPS || sm >= exM - EPS);
+    };
+    if (!reach(2)) return reach(3) ? this.cover3(cand, c, mm, ok, capC, capM) : -1;
+    for (let i = 0; i < n; i += 1)
+      for (let j = i + 1; j < n; j += 1) {
+        const sc = c[i]! + c[j]!;
+        const sm = mm[i]! + mm[j]!;
+        if (ok(sc, sm)) {
+          const z = sc / capC + sm / capM;
+          if (z > bestSize) {
+            bestSize = z;
+            best = i;
+          }
+        }
+      }
+    if (best >= 0) return cand[best]!;
+    return reach(3) ? this.cover3(cand, c, mm, ok, capC, capM) : -1;
+  }
+
+  private cover3(
+    cand: number[],
+    c: Float64Array,
+    mm: Float64Array,
+    ok: (sc: number, sm: number) => boolean,
+    capC: number,
+    capM: number,
+  ): number {
+    const n = cand.length;
+    let best = -1;
+    let bestSize = -1;
+    for (let i = 0; i < n; i += 1)
+      for (let j = i + 1; j < n; j += 1)
+        for (let k = j + 1; k < n; k += 1) {
+          const sc = c[i]! + c[j]! + c[k]!;
+          const sm = mm[i]! + mm[j]! + mm[k]!;
+          if (ok(sc, sm)) {
+            const z = sc / capC + sm / capM;
+            if (z > bestSize) {
+              bestSize = z;
+              best = i;
+            }
+          }
+        }
+    return best >= 0 ? cand[best]! : -1;
+  }
+
   /** Hosts below the band take VMs from hosts with load above the band's lower edge. */
   fill(band: Band): number {
     const m = this.m;
     let made = 0;
-    const under: { h: number; x: number }[] = [];
-    for (const h of this.receivers) {
-      if (!m.inSpread[h]) continue;
-      const x = Math.max(band.lo[0] - this.util(0, h), band.lo[1] - this.util(1, h));
-      if (x > EPS) under.push({ h, x });
-    }
-    if (under.length === 0) return 0;
-    under.sort((a, b) => b.x - a.x);
-    for (const { h: t } of under) {
+    this.collectUnder(band);
+    const todo = [...this.under];
+    for (const t of todo) {
       const host = m.hosts[t];
       if (!host) continue;
+      const capC = this.capC[t] ?? 1;
+      const capM = this.capM[t] ?? 1;
+      const hiC = (band.hi[0] / 100) * capC;
+      const hiM = (band.hi[1] / 100) * capM;
+      let refused: number[] | null = null;
+      let madeRoom = false;
       for (let guard = 0; guard < 64 && !this.full(); guard += 1) {
-        const def: [number, number] = [
-          (band.lo[0] / 100) * host.cpus - this.load(0, t),
-          (band.lo[1] / 100) * host.memMiB - this.load(1, t),
-        ];
-        if (def[0] <= EPS && def[1] <= EPS) break;
-        const d: Dim = def[0] / host.cpus >= def[1] / host.memMiB ? 0 : 1;
+        const defC = (band.lo[0] / 100) * capC - (m.cpuLoad[t] ?? 0);
+        const defM = (band.lo[1] / 100) * capM - (m.memLoad[t] ?? 0);
+        if (defC <= EPS && defM <= EPS) break;
+        const d: Dim = defC / capC >= defM / capM ? 0 : 1;
         let best = -1;
         let bestKey = -Infinity;
         const popped: number[] = [];
@@ -291,42 +556,49 @@ class BalanceRun {
           if (s < 0) break;
           popped.push(s);
           if (s === t) continue;
-          const surplus = this.load(d, s) - (band.lo[d] / 100) * this.cap(d, s);
-          if (surplus <= EPS) break;
+          const sc = this.capC[s] ?? 1;
+          const sm = this.capM[s] ?? 1;
+          const spareC = (m.cpuLoad[s] ?? 0) - (band.lo[0] / 100) * sc;
+          const spareM = (m.memLoad[s] ?? 0) - (band.lo[1] / 100) * sm;
+          if ((d === 0 ? spareC : spareM) <= EPS) break;
           scanned += 1;
           for (const v of m.hostVms[s] ?? []) {
-            if (this.cannot.has(v) || m.moved[v]) continue;
-            const l = this.vmLoad(d, v);
-            if (l <= EPS || l > surplus + EPS) continue;
-            const cAfter = (((m.cpuLoad[t] ?? 0) + (m.vmCpu[v] ?? 0)) / host.cpus) * 100;
-            const mAfter = (((m.memLoad[t] ?? 0) + (m.vmMem[v] ?? 0)) / host.memMiB) * 100;
-            if (cAfter > band.hi[0] + EPS || mAfter > band.hi[1] + EPS) continue;
-            // Prefer a VM that covers every deficit (the smallest such), else the one covering the most.
+            if (this.cannot[v] || m.moved[v]) continue;
             const lc = m.vmCpu[v] ?? 0;
             const lm = m.vmMem[v] ?? 0;
-            const covers = lc >= def[0] - EPS && lm >= def[1] - EPS;
+            if ((d === 0 ? lc : lm) <= EPS) continue;
+            // The donor stays within the band's lower edges, the receiver within its upper edges.
+            if ((lc > EPS && lc > spareC + EPS) || (lm > EPS && lm > spareM + EPS)) continue;
+            if ((m.cpuLoad[t] ?? 0) + lc > hiC + EPS || (m.memLoad[t] ?? 0) + lm > hiM + EPS) continue;
+            if (refused !== null && refused.includes(v)) continue;
+            // Prefer a VM that covers every deficit (the smallest such), else the one covering the most.
+            const covers = lc >= defC - EPS && lm >= defM - EPS;
             const key = covers
-              ? 1e12 - l
-              : Math.min(lc, Math.max(0, def[0])) / host.cpus +
-                Math.min(lm, Math.max(0, def[1])) / host.memMiB;
+              ? 8 - lc / capC - lm / capM
+              : Math.min(lc, Math.max(0, defC)) / capC + Math.min(lm, Math.max(0, defM)) / capM;
             if (key > bestKey) {
+              if (!this.movable(v)) continue;
               bestKey = key;
               best = v;
             }
           }
-          if (bestKey >= 1e11) break;
+          if (bestKey >= 4) break;
         }
         for (const h of popped) this.fullest[d].push(h, this.util(d, h));
-        if (best < 0) break;
-        const v = best;
-        const why = m.immovable(v, 'rebalance') ?? m.placementProblem(v, t);
-        if (why !== null) {
-          this.cannot.add(v);
-          continue;
+        if (best < 0) {
+          // Nothing fits under the band's upper edge in the other dimension: make room there first by
+          // sending away the VM heaviest in it and lightest in this one, then try again.
+          if (!madeRoom && this.makeRoom(t, d, band)) {
+            madeRoom = true;
+            made += 1;
+            continue;
+          }
+          break;
         }
-        const f = m.forecast(v, t);
-        if (!f.prediction.converges) {
-          this.skip(v, f.reason ?? 'predicted not to converge');
+        const v = best;
+        if (!this.converges(v)) continue;
+        if (!m.fits(v, t) || this.check(v, t) !== null) {
+          (refused ??= []).push(v);
           continue;
         }
         const s = m.vmHost[v] ?? 0;
@@ -344,13 +616,46 @@ class BalanceRun {
   }
 
   /**
-   * Pairwise phase: while a dimension's spread exceeds its target, move from one of the fullest hosts to
-   * one of the emptiest the VM that best evens the pair, as long as the move lowers the maximum or raises
-   * the minimum without creating a new extreme in either dimension.
+   * Host t is below the band in dimension d but has no room left in the other one: move away the VM that
+   * frees the most of the other dimension for the least of d, keeping t above the band's lower edge there.
+   */
+  private makeRoom(t: number, d: Dim, band: Band): boolean {
+    const m = this.m;
+    const o: Dim = d === 0 ? 1 : 0;
+    if (this.full()) return false;
+    const spareO = this.load(o, t) - (band.lo[o] / 100) * this.cap(o, t);
+    let best = -1;
+    let bestKey = 0;
+    for (const v of m.hostVms[t] ?? []) {
+      if (this.cannot[v] || m.moved[v]) continue;
+      const lo = this.vmLoad(o, v);
+      if (lo <= EPS || lo > spareO + EPS) continue;
+      const key = lo / this.cap(o, t) - this.vmLoad(d, v) / this.cap(d, t);
+      if (key > bestKey && this.movable(v)) {
+        bestKey = key;
+        best = v;
+      }
+    }
+    if (best < 0 || !this.converges(best)) return false;
+    const to = this.place(best, o, band);
+    if (to < 0) return false;
+    this.apply(
+      best,
+      to,
+      `${m.hosts[t]?.id ?? ''} ${DIM_NAME[d]} ${pct(this.util(d, t))} < ${pct(band.lo[d])} but ` +
+        `${DIM_NAME[o]} ${pct(this.util(o, t))} leaves no room; ${m.hosts[to]?.id ?? ''} has room`,
+    );
+    return true;
+  }
+
+  /**
+   * Local search on the extremes: while a dimension's spread exceeds its target, move from one of the
+   * fullest hosts to one of the emptiest the VM that best evens the pair, as long as the move lowers the
+   * maximum or raises the minimum without creating a new extreme in either dimension.
    */
   pairwise(targets: [number, number]): number {
-    const m = this.m;
     let made = 0;
+    let width = PAIR_CANDIDATES;
     while (!this.full()) {
       const ext = [0, 1].map((d) => {
         const hi = this.fullest[d as Dim].peek();
@@ -365,80 +670,89 @@ class BalanceRun {
       const over0 = e0.max - e0.min - targets[0];
       const over1 = e1.max - e1.min - targets[1];
       if (over0 <= EPS && over1 <= EPS) break;
-      const d: Dim = over0 >= over1 ? 0 : 1;
-      const o: Dim = d === 0 ? 1 : 0;
-      const e = d === 0 ? e0 : e1;
-      const eo = d === 0 ? e1 : e0;
-      // The other dimension may use the room its target leaves.
-      const oMax = Math.max(eo.max, eo.min + targets[o]);
-      const oMin = Math.min(eo.min, eo.max - targets[o]);
-      const srcs: number[] = [];
-      const dsts: number[] = [];
-      for (let k = 0; k < PAIR_CANDIDATES; k += 1) {
-        const s = this.fullest[d].pop();
-        if (s >= 0) srcs.push(s);
-        const t = this.emptiest[d].pop();
-        if (t >= 0) dsts.push(t);
-      }
+      // The worse dimension first; when it is stuck, the other.
+      const order: Dim[] = over0 >= over1 ? [0, 1] : [1, 0];
       let done = false;
-      for (const s of srcs) {
-        for (const t of dsts) {
-          if (s === t || (s !== e.hi && t !== e.lo)) continue;
-          const us = this.util(d, s);
-          const ut = this.util(d, t);
-          if (us <= ut) continue;
-          const cands: { v: number; gap: number }[] = [];
-          for (const v of m.hostVms[s] ?? []) {
-            if (this.cannot.has(v) || m.moved[v]) continue;
-            const l = this.vmLoad(d, v);
-            if (l <= EPS) continue;
-            const sAfter = us - (l / this.cap(d, s)) * 100;
-            const tAfter = ut + (l / this.cap(d, t)) * 100;
-            if (Math.max(sAfter, tAfter) > e.max + EPS || Math.min(sAfter, tAfter) < e.min - EPS) continue;
-            if (Math.max(sAfter, tAfter) >= us - EPS && Math.min(sAfter, tAfter) <= ut + EPS) continue;
-            const lo2 = this.vmLoad(o, v);
-            const soAfter = this.util(o, s) - (lo2 / this.cap(o, s)) * 100;
-            const toAfter = this.util(o, t) + (lo2 / this.cap(o, t)) * 100;
-            if (toAfter > oMax + EPS || soAfter < oMin - EPS) continue;
-            if (!m.fits(v, t)) continue;
-            cands.push({ v, gap: Math.abs(sAfter - tAfter) });
-          }
-          cands.sort((a, b) => a.gap - b.gap);
-          for (const { v } of cands) {
-            const why = m.immovable(v, 'rebalance');
-            if (why !== null) {
-              this.skip(v, why);
-              continue;
-            }
-            if (m.placementProblem(v, t) !== null) continue;
-            const f = m.forecast(v, t);
-            if (!f.prediction.converges) {
-              this.skip(v, f.reason ?? 'predicted not to converge');
-              continue;
-            }
-            for (const h of srcs) this.reindex(h);
-            for (const h of dsts) this.reindex(h);
-            this.apply(
-              v,
-              t,
-              `${m.hosts[s]?.id ?? ''} ${DIM_NAME[d]} ${pct(us)} and ${m.hosts[t]?.id ?? ''} ${DIM_NAME[d]} ` +
-                `${pct(ut)} are ${Math.round(us - ut)} points apart (target spread ${targets[d]})`,
-            );
-            made += 1;
-            done = true;
-            break;
-          }
-          if (done) break;
-        }
+      for (const d of order) {
+        const over = d === 0 ? over0 : over1;
+        if (over <= EPS) continue;
+        done = this.pairStep(d, d === 0 ? e0 : e1, d === 0 ? e1 : e0, targets, width);
         if (done) break;
       }
-      if (!done) {
-        for (const h of srcs) this.reindex(h);
-        for (const h of dsts) this.reindex(h);
-        break;
+      if (done) {
+        made += 1;
+        width = PAIR_CANDIDATES;
+        continue;
       }
+      if (width >= PAIR_CANDIDATES_STUCK) break;
+      width = PAIR_CANDIDATES_STUCK;
     }
     return made;
+  }
+
+  private pairStep(
+    d: Dim,
+    e: { hi: number; lo: number; max: number; min: number },
+    eo: { hi: number; lo: number; max: number; min: number },
+    targets: [number, number],
+    width: number,
+  ): boolean {
+    const m = this.m;
+    const o: Dim = d === 0 ? 1 : 0;
+    // The other dimension may use the room its target leaves.
+    const oMax = Math.max(eo.max, eo.min + targets[o]);
+    const oMin = Math.min(eo.min, eo.max - targets[o]);
+    const srcs: number[] = [];
+    const dsts: number[] = [];
+    for (let k = 0; k < width; k += 1) {
+      const s = this.fullest[d].pop();
+      if (s >= 0) srcs.push(s);
+      const t = this.emptiest[d].pop();
+      if (t >= 0) dsts.push(t);
+    }
+    const restore = () => {
+      for (const h of srcs) this.fullest[d].push(h, this.util(d, h));
+      for (const h of dsts) this.emptiest[d].push(h, this.util(d, h));
+    };
+    for (const s of srcs) {
+      for (const t of dsts) {
+        if (s === t || (s !== e.hi && t !== e.lo)) continue;
+        const us = this.util(d, s);
+        const ut = this.util(d, t);
+        if (us <= ut) continue;
+        const cands: { v: number; gap: number }[] = [];
+        for (const v of m.hostVms[s] ?? []) {
+          if (this.cannot[v] || m.moved[v]) continue;
+          const l = this.vmLoad(d, v);
+          if (l <= EPS) continue;
+          const sAfter = us - (l / this.cap(d, s)) * 100;
+          const tAfter = ut + (l / this.cap(d, t)) * 100;
+          if (Math.max(sAfter, tAfter) > e.max + EPS || Math.min(sAfter, tAfter) < e.min - EPS) continue;
+          if (Math.max(sAfter, tAfter) >= us - EPS && Math.min(sAfter, tAfter) <= ut + EPS) continue;
+          const lo2 = this.vmLoad(o, v);
+          const soAfter = this.util(o, s) - (lo2 / this.cap(o, s)) * 100;
+          const toAfter = this.util(o, t) + (lo2 / this.cap(o, t)) * 100;
+          if (toAfter > oMax + EPS || soAfter < oMin - EPS) continue;
+          if (!m.fits(v, t)) continue;
+          cands.push({ v, gap: Math.abs(sAfter - tAfter) });
+        }
+        cands.sort((a, b) => a.gap - b.gap);
+        for (const { v } of cands) {
+          if (!this.movable(v) || !this.converges(v)) continue;
+          if (this.check(v, t) !== null) continue;
+          restore();
+          this.apply(
+            v,
+            t,
+            `${m.hosts[s]?.id ?? ''} ${DIM_NAME[d]} ${pct(us)} and ${m.hosts[t]?.id ?? ''} ${DIM_NAME[d]} ` +
+              `${pct(ut)} are ${Math.round(us - ut)} points apart (target spread ${targets[d]})`,
+          );
+          return true;
+        }
+      }
+    }
+    restore();
+    return false;
   }
 }
 
@@ -467,11 +781,11 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
     };
   }
   const run = new BalanceRun(m, args.maxMoves ?? m.policy.limits.maxMovesPerRun);
-  // Pairwise moves do most of the work with the fewest moves; where they get stuck (a dimension's extreme
-  // host has nothing that fits the pair), the band phases finish, and pairwise moves tidy up after them.
-  run.pairwise(targets);
+  // Aim at the band needing the fewest moves: shed from above it onto hosts below it, fill what is still
+  // below it, then let the local search on the extremes finish; a new band is chosen each round.
   for (let round = 0; round < 4 && !run.full() && !within(m.spread()); round += 1) {
     const band = run.band(targets);
+    run.collectUnder(band);
     const made = run.shed(band) + run.fill(band) + run.pairwise(targets);
     if (made === 0) break;
   }
@@ -484,7 +798,8 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
       note: `the best moves found improve the spread by ${gain.toFixed(1)} points, less than the minimum ${pol.minImprovementPct}`,
     };
   }
-  const result: StrategyResult = { steps: run.steps, skipped: run.skipped };
+  const skipped = run.skipped;
+  const result: StrategyResult = { steps: run.steps, skipped };
   if (run.steps.length === 0) result.note = 'no move can improve the spread within the constraints';
   else if (!within(after))
     result.note = run.full()
