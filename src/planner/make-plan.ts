@@ -101,7 +101,7 @@ export function planWith(
     snapshotTakenAt: snapshot.takenAt,
   };
   if (result.note !== undefined) plan.note = result.note;
-  if (result.steps.length > 0) plan.etaS = estimateEtaS(result.steps, policy);
+  if (result.steps.length > 0) plan.etaS = result.etaS ?? estimateEtaS(result.steps, policy);
   return plan;
 }
 

@@ -183,7 +183,8 @@ function checkPlan(
     const bw = Math.min(from?.bandwidthMiBps ?? 1150, to?.bandwidthMiBps ?? 1150);
     const f = predictVmMigration(
       vm,
-      { bandwidthMiBps: bw, concurrency: policy.limits.perHostConcurrency },
+      // A drain step says how many migrations share its source's link; others share it policy-wide.
+      { bandwidthMiBps: bw, concurrency: step.concurrency ?? policy.limits.perHostConcurrency },
       policy,
       {
         kind: step.kind,

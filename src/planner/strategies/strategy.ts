@@ -8,6 +8,8 @@ export interface StrategyResult {
   skipped: Skip[];
   /** Why nothing (or less than asked) was done. */
   note?: string;
+  /** The strategy's own estimate of the plan's wall time, when it schedules its steps itself (drain). */
+  etaS?: number;
 }
 
 export interface StrategyContext {

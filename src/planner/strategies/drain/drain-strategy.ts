@@ -1,11 +1,14 @@
 // `drain`: empty the hosts put in maintenance. Running VMs go by live (or block) migration, shut-off VMs by
 // offline migration of their definition. Placement is first-fit-decreasing by memory onto the host left with
 // the most headroom; VMs of an affinity group on the drained host travel together. If any VM cannot leave,
-// the plan lists which and why and (unless partial drains are allowed) moves nothing.
-import type { Skip, Step } from '../../../domain/plan.js';
+// the plan lists which and why and (unless partial drains are allowed) moves nothing. Feasibility is judged
+// with each VM alone on the link (the drain can always give it that); then the drain chooses, step by step,
+// how many migrations leave a drained host at once (drain-schedule.ts) and says so in Step.concurrency.
+import type { Prediction, Skip, Step } from '../../../domain/plan.js';
 import type { ClusterModel } from '../../constraints/cluster-model.js';
 import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
 import { DrainArgsSchema, type DrainArgs } from './drain-args.js';
+import { chooseDrainSchedule } from './drain-schedule.js';
 
 /** The hosts a drain empties: the ones named, else those in maintenance. */
 export function drainHostIds(m: ClusterModel, args: DrainArgs): string[] {
@@ -42,6 +45,10 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
   if (ids.length === 0) return { steps: [], skipped: [], note: 'no host to drain (none is in maintenance)' };
   const drained = ids.map((id) => m.hostIndex.get(id) ?? 0);
   const steps: Step[] = [];
+  /** Each step's predictions at 1..maxLevel migrations at once from its source. */
+  const byLevel: Prediction[][] = [];
+  const maxLevel = Math.max(1, m.policy.limits.perHostConcurrency);
+  const levels = Array.from({ length: maxLevel }, (_, i) => i + 1);
   const blockers: Skip[] = [];
   const all: number[] = drained.flatMap((h) => [...(m.hostVms[h] ?? [])]);
   const movable: number[] = [];
@@ -55,7 +62,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
   for (const unit of list) {
     const from = m.vmHost[unit[0] ?? 0] ?? 0;
     // A VM that cannot converge even with the link to itself cannot go anywhere.
-    const stuck = unit.map((v) => m.forecast(v, from)).find((f) => !f.prediction.converges);
+    const stuck = unit.map((v) => m.forecast(v, from, 1)).find((f) => !f.prediction.converges);
     if (stuck) {
       for (const v of unit)
         blockers.push({
@@ -86,7 +93,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
       for (const v of unit) {
         bad = m.placementProblem(v, t, unit);
         if (bad === null) {
-          const f = m.forecast(v, t);
+          const f = m.forecast(v, t, 1);
           if (!f.prediction.converges) bad = f.reason ?? 'predicted not to converge';
         }
         if (bad !== null) break;
@@ -111,6 +118,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
         `(cpu ${pct(m.cpuPct(best))}, mem ${pct(m.memPct(best))} before)` +
         (unit.length > 1 ? `; moves with its affinity group` : '');
       steps.push(makeStep(m, v, best, why));
+      byLevel.push(levels.map((k) => m.forecast(v, best, k).prediction));
       m.move(v, best);
     }
   }
@@ -123,11 +131,52 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
         'nothing moved',
     };
   }
-  const result: StrategyResult = { steps, skipped: blockers };
+  const scheduled = scheduleSteps(steps, byLevel, maxLevel);
+  const result: StrategyResult = { steps: scheduled.steps, skipped: blockers };
+  if (scheduled.steps.length > 0) result.etaS = scheduled.etaS;
   if (blockers.length > 0)
     result.note = `partial drain: ${blockers.length} of ${all.length} VMs cannot leave ${ids.join(', ')}`;
   else if (steps.length === 0) result.note = `${ids.join(', ')} already empty`;
   return result;
+}
+
+/**
+ * Per drained host, the concurrency of each step (chooseDrainSchedule); each step then carries it and the
+ * prediction at it. Steps that run alone come first, so the executor runs them one by one before the
+ * others go several at a time. ETA: the slowest host's.
+ */
+function scheduleSteps(
+  steps: Step[],
+  byLevel: Prediction[][],
+  maxLevel: number,
+): { steps: Step[]; etaS: number } {
+  const hosts = [...new Set(steps.map((s) => s.from))];
+  const level = new Map<Step, number>();
+  let etaS = 0;
+  for (const h of hosts) {
+    const idx = steps.flatMap((s, i) => (s.from === h ? [i] : []));
+    const schedule = chooseDrainSchedule(
+      idx.map((i) => ({ byLevel: byLevel[i] ?? [] })),
+      maxLevel,
+    );
+    etaS = Math.max(etaS, schedule.etaS);
+    idx.forEach((i, j) => {
+      const step = steps[i];
+      if (step) level.set(step, schedule.levels[j] ?? 1);
+    });
+  }
+  const out = steps.map((s, i) => {
+    const k = level.get(s) ?? 1;
+    const predicted = byLevel[i]?.[k - 1] ?? s.predicted;
+    const how =
+      k === 1
+        ? 'runs alone at the full link'
+        : `runs ${k} at once from ${s.from} (predicted to resend little when sharing the link)`;
+    return { ...s, why: `${s.why}; ${how}`, predicted, concurrency: k };
+  });
+  // Stable: within a level the placement order (largest first) stays.
+  out.sort((a, b) => (a.concurrency ?? 1) - (b.concurrency ?? 1));
+  return { steps: out, etaS: Math.round(etaS * 10) / 10 };
 }
 
 export const drainStrategy: Strategy<DrainArgs> = {
