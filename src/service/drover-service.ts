@@ -16,6 +16,8 @@ import type { DroverMetrics } from '../metrics/metrics.js';
 import { planDrain, planRebalance } from '../planner/index.js';
 import type { AutomationLevel } from './config.js';
 import type { LeaderElection } from './leader-election.js';
+import { stepForecasts } from './step-forecasts.js';
+import type { PlannerThread } from './planner-thread.js';
 import type {
   ClusterView,
   CreatedPlan,
@@ -48,6 +50,8 @@ export interface DroverServiceDeps {
   automation: { level: AutomationLevel; planMaxAgeS: number };
   metrics?: DroverMetrics;
   log?: Logger;
+  /** Plans rebalances of large clusters off the event loop; without it every plan is made in place. */
+  plannerThread?: PlannerThread;
 }
 
 const WAITING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
@@ -257,6 +261,7 @@ export class DroverService implements Operations {
       };
       return planDrain(drained, policy, [host], opts);
     }
+    if (this.deps.plannerThread) return this.deps.plannerThread.rebalance({ snapshot, policy, now, history });
     return planRebalance(snapshot, policy, opts);
   }
 
@@ -312,10 +317,12 @@ export class DroverService implements Operations {
     }
     const running = await this.deps.plans.transition(plan.id, 'running', by);
     try {
-      const result = await this.deps.executor.enqueuePlan(
-        plan,
-        executionPolicyFromPolicy(this.deps.policy()),
-      );
+      const policy = this.deps.policy();
+      const history = this.deps.history
+        ? await this.deps.history.getMany(plan.steps.map((s) => s.vm))
+        : undefined;
+      const forecasts = stepForecasts(plan, await this.latestSnapshot(), policy, history);
+      const result = await this.deps.executor.enqueuePlan(plan, executionPolicyFromPolicy(policy), forecasts);
       this.deps.log?.info(
         {
           module: 'service',

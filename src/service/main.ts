@@ -24,6 +24,7 @@ import { ConfigError, parseYaml, type Config, type HypervisorConfig, type Loaded
 import { DroverService } from './drover-service.js';
 import { LeaderElection } from './leader-election.js';
 import { PlanStore } from './plan-store.js';
+import { PLANNER_THREAD_MIN_VMS, PlannerThread } from './planner-thread.js';
 import { PolicyReloader, type ReloadOutcome } from './policy-reloader.js';
 import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
 import { openRedis, type RedisConnection } from './redis-connection.js';
@@ -164,7 +165,14 @@ export async function startService(
     election.on('elected', () => metrics.leader.set(1));
     election.on('demoted', () => metrics.leader.set(0));
 
+    const plannerThread = new PlannerThread({
+      minVms: PLANNER_THREAD_MIN_VMS,
+      log: log.child({ module: 'planner' }),
+    });
+    cleanups.push(() => plannerThread.close());
+
     const service = new DroverService({
+      plannerThread,
       instance,
       redis: redis.redis,
       clock: hypervisor.clock,
@@ -282,6 +290,7 @@ export async function startService(
           metrics.leader.set(0);
           await executor.close();
           await collector.stop();
+          await plannerThread.close();
           if (app) await app.close();
           policy.close();
           await hypervisor.close();
