@@ -289,6 +289,64 @@ export function describeConformance(
       }
     });
 
+    it('storage: a directory pool, an empty volume and an overlay, a copy to the other host with the same bytes', async () => {
+      const MiB = 1024 * 1024;
+      const tag = Math.random().toString(36).slice(2, 8);
+      const dir = `/var/lib/libvirt/images/drover-conformance-${tag}`;
+      const pool = await hv.createStoragePool(src, { name: `drover-conformance-${tag}`, targetPath: dir });
+      expect(pool).toMatchObject({ name: `drover-conformance-${tag}`, targetPath: dir, active: true });
+      expect(pool.availableBytes).toBeGreaterThan(64 * MiB);
+      expect((await hv.listStoragePools(src)).map((p) => p.name)).toContain(pool.name);
+      const base = await hv.createVolume(src, {
+        pool: pool.name,
+        name: 'base.qcow2',
+        format: 'qcow2',
+        capacityBytes: 64 * MiB,
+      });
+      expect(base).toMatchObject({
+        path: `${dir}/base.qcow2`,
+        format: 'qcow2',
+        capacityBytes: 64 * MiB,
+        backing: null,
+      });
+      const top = await hv.createVolume(src, {
+        pool: pool.name,
+        name: 'top.qcow2',
+        format: 'qcow2',
+        capacityBytes: 64 * MiB,
+        backing: { path: base.path, format: 'qcow2' },
+      });
+      expect(top.backing).toEqual({ path: base.path, format: 'qcow2' });
+      expect(await hv.lookupVolume(src, top.path)).toMatchObject({
+        path: top.path,
+        format: 'qcow2',
+        capacityBytes: 64 * MiB,
+        backing: { path: base.path },
+      });
+      expect(await hv.lookupVolume(dst, base.path)).toBeNull();
+
+      const dstPool = await hv.createStoragePool(dst, { name: `drover-conformance-${tag}`, targetPath: dir });
+      const sent = await t.run(
+        hv.copyVolume({ from: src, to: dst, path: base.path, pool: dstPool.name }),
+        60_000,
+      );
+      expect(sent.sizeBytes).toBe(base.sizeBytes);
+      expect(sent.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(await t.run(hv.volumeDigest(dst, base.path), 60_000)).toEqual(sent);
+      expect(await t.run(hv.volumeDigest(src, base.path), 60_000)).toEqual(sent);
+      expect(await hv.lookupVolume(dst, base.path)).toMatchObject({
+        format: 'qcow2',
+        capacityBytes: 64 * MiB,
+      });
+
+      await hv.deleteVolume(src, top.path);
+      await hv.deleteVolume(src, base.path);
+      await hv.deleteVolume(dst, base.path);
+      expect(await hv.lookupVolume(src, top.path)).toBeNull();
+      expect(await hv.lookupVolume(dst, base.path)).toBeNull();
+      await expectCode(hv.listStoragePools(UNKNOWN_HOST), HYPERVISOR_ERROR_CODES.noHost);
+    });
+
     it('fails with typed errors and stable codes for unknown hosts and VMs', async () => {
       const codes = HYPERVISOR_ERROR_CODES;
       await expectCode(hv.sampleHost(UNKNOWN_HOST), codes.noHost);

@@ -113,6 +113,27 @@ export interface GuestSpec {
   /** Start it after defining (default true). */
   start?: boolean;
   labels?: Record<string, string>;
+  /** File-backed disks (the guest kernel ignores them; block migrations copy them). */
+  disks?: GuestDisk[];
+}
+
+export interface GuestDisk {
+  /** Image path inside the host's namespace, e.g. /var/lib/libvirt/images/<pool dir>/disk.qcow2. */
+  path: string;
+  /** Image format (default qcow2). */
+  format?: string;
+  /** Guest device (default vda, vdb, ... in order). */
+  target?: string;
+}
+
+function diskXml(disks: readonly GuestDisk[]): string {
+  return disks
+    .map(
+      (d, i) =>
+        `<disk type='file' device='disk'><driver name='qemu' type='${d.format ?? 'qcow2'}'/>` +
+        `<source file='${d.path}'/><target dev='${d.target ?? `vd${String.fromCharCode(97 + i)}`}' bus='virtio'/></disk>`,
+    )
+    .join('\n    ');
 }
 
 export interface LabGuest {
@@ -147,6 +168,7 @@ export function guestXml(spec: GuestSpec): string {
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    ${diskXml(spec.disks ?? [])}
     <controller type='usb' model='none'/>
     <serial type='file'><source path='${join(labDir(), 'run', `${spec.name}.serial.log`)}' append='on'/><target port='0'/></serial>
     <memballoon model='none'/>
@@ -238,6 +260,23 @@ export async function heartbeatAdvances(
     if (now.seconds > first.seconds) return now;
     if (Date.now() > deadline)
       throw new Error(`${vmName} on ${hostId}: heartbeat stuck at ${first.seconds} s`);
+  }
+}
+
+/**
+ * Runs a command inside a lab host's namespaces (its own /var, so its own /var/lib/libvirt/images), e.g.
+ * qemu-img on that host's images. Rejects with stderr on failure.
+ */
+export async function labExec(hostId: string, argv: readonly string[]): Promise<string> {
+  const holder = readFileSync(join(labHost(hostId).dir, 'holder.pid'), 'utf8').trim();
+  try {
+    const { stdout } = await run('nsenter', ['-t', holder, '-m', '-u', '-n', ...argv], {
+      maxBuffer: 4 << 20,
+    });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${hostId}: ${argv.join(' ')} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
   }
 }
 
