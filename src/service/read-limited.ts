@@ -1,6 +1,7 @@
 // Reading a file drover was told to read (config, token, cluster spec, snapshot), never more than a limit.
 // The size is checked before anything is read, and the read itself stops one byte past the limit, so a
 // file that grows meanwhile, a FIFO or a device such as /dev/zero cannot make drover allocate without bound.
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { DroverError } from '../domain/errors.js';
 
@@ -48,7 +49,8 @@ export async function readLimited(
   field: string,
   what: string,
 ): Promise<string> {
-  const file = await open(path, 'r');
+  // Non-blocking, so that opening a FIFO nobody writes to returns at once instead of waiting forever.
+  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const stat = await file.stat();
     if (stat.isFile() && stat.size > limitBytes)

@@ -2,7 +2,7 @@
 // every file drover reads (config, policy, token files, the simulator's cluster spec and traces, snapshot
 // files, TLS CA/certificate/key files) and every API request body. Devices and FIFOs that never end
 // (/dev/zero) are refused too, instead of being read forever.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +87,14 @@ describe('readLimited', () => {
       { numRuns: 60 },
     );
     expect(refused).toBeGreaterThan(0);
+  });
+
+  it('does not wait for a FIFO that nobody writes to', async () => {
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const started = Date.now();
+    expect(await readLimited(fifo, 1024, 'f', 'test file')).toBe('');
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('stops reading an endless device one byte past the limit', async () => {
