@@ -1,27 +1,11 @@
-// How many migrations at once a drain should run: drover plans the drain at each concurrency from 1 to a
-// maximum (the predictor shares the drained host's link among that many migrations), estimates each plan's
-// wall time with the planner's own ETA, and keeps the fastest plan in which every VM is predicted to finish.
-// Higher concurrency overlaps the fixed per-migration costs; lower concurrency gives each migration more of
-// the link, so hot VMs resend less and still converge. Ties go to the lower concurrency.
-import type { Plan } from '../../src/domain/plan.js';
+// The settings the drain bench compares. drover's drain strategy chooses each step's concurrency itself
+// (src/planner/strategies/drain/drain-schedule.ts) within the policy's per-host limit; the fixed settings
+// are what operators set by hand: the same moves, every one at the same concurrency, each step predicted
+// (and so watched by the predictive watchdog) at that concurrency.
+import type { Plan, Step } from '../../src/domain/plan.js';
 import type { Policy } from '../../src/domain/policy.js';
 import type { Snapshot } from '../../src/domain/snapshot.js';
-import { estimateEtaS, planDrain } from '../../src/planner/index.js';
-
-export interface ConcurrencyCandidate {
-  concurrency: number;
-  etaS: number | null;
-  /** Steps predicted not to finish at this concurrency (null when the plan has no steps). */
-  notConverging: number;
-  steps: number;
-}
-
-export interface DrainChoice {
-  concurrency: number;
-  plan: Plan;
-  policy: Policy;
-  candidates: ConcurrencyCandidate[];
-}
+import { predictVmMigration } from '../../src/planner/index.js';
 
 /** The policy with `concurrency` migrations per host (and at least as many in the cluster). */
 export function withConcurrency(policy: Policy, concurrency: number): Policy {
@@ -35,33 +19,34 @@ export function withConcurrency(policy: Policy, concurrency: number): Policy {
   };
 }
 
-export function chooseDrainConcurrency(
-  snapshot: Snapshot,
-  policy: Policy,
-  hostId: string,
-  nowMs: number,
-  maxConcurrency = 8,
-): DrainChoice {
-  const candidates: ConcurrencyCandidate[] = [];
-  let best: { c: number; eta: number; plan: Plan; policy: Policy } | null = null;
-  for (let c = 1; c <= maxConcurrency; c += 1) {
-    const p = withConcurrency(policy, c);
-    const plan = planDrain(snapshot, p, [hostId], { now: nowMs });
-    const notConverging = plan.steps.filter((s) => !s.predicted.converges).length;
-    const ok = plan.steps.length > 0 && notConverging === 0;
-    const eta = ok ? estimateEtaS(plan.steps, p) : null;
-    candidates.push({ concurrency: c, etaS: eta, notConverging, steps: plan.steps.length });
-    if (eta !== null && (best === null || eta < best.eta - 1e-9)) best = { c, eta, plan, policy: p };
-  }
-  if (best === null) {
-    // Nothing converges at any concurrency: one at a time is the safest, and the plan says why.
-    const p = withConcurrency(policy, 1);
-    return {
-      concurrency: 1,
-      plan: planDrain(snapshot, p, [hostId], { now: nowMs, allowPartial: true }),
-      policy: p,
-      candidates,
-    };
-  }
-  return { concurrency: best.c, plan: best.plan, policy: best.policy, candidates };
+/** drover's moves run at a fixed concurrency: no per-step concurrency, predictions at the shared link. */
+export function fixedPlan(plan: Plan, snapshot: Snapshot, policy: Policy, concurrency: number): Plan {
+  const vms = new Map(snapshot.vms.map((v) => [v.id, v]));
+  const link = new Map(
+    snapshot.hosts.map((h) => [h.id, h.bandwidthMiBps ?? policy.migration.defaultBandwidthMiBps]),
+  );
+  const bw = (id: string): number => link.get(id) ?? policy.migration.defaultBandwidthMiBps;
+  const steps = plan.steps.map((s): Step => {
+    const { concurrency: _own, ...rest } = s;
+    const vm = vms.get(s.vm);
+    if (!vm) return rest;
+    const f = predictVmMigration(
+      vm,
+      { bandwidthMiBps: Math.min(bw(s.from), bw(s.to)), concurrency },
+      policy,
+      { kind: s.kind, downtimeBudgetMs: s.downtimeBudgetMs ?? policy.vms.defaultDowntimeBudgetMs },
+    );
+    return { ...rest, predicted: f.prediction };
+  });
+  return { ...plan, steps };
+}
+
+/** "12 x1, 8 x4": how many steps run at each concurrency. */
+export function concurrencyMix(plan: Plan): string {
+  const counts = new Map<number, number>();
+  for (const s of plan.steps) counts.set(s.concurrency ?? 0, (counts.get(s.concurrency ?? 0) ?? 0) + 1);
+  return [...counts.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([c, n]) => `${n} x${c === 0 ? '?' : c}`)
+    .join(', ');
 }

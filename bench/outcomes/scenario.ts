@@ -4,7 +4,12 @@
 import { Collector } from '../../src/collector/collector.js';
 import type { Snapshot } from '../../src/domain/snapshot.js';
 import type { ClusterSpec, ParsedClusterSpec } from '../../src/hypervisor/sim/cluster-spec.js';
-import { generateCluster, SimHypervisor, VirtualClock } from '../../src/hypervisor/sim/index.js';
+import {
+  generateCluster,
+  SimHypervisor,
+  VirtualClock,
+  type MigrationCosts,
+} from '../../src/hypervisor/sim/index.js';
 
 /** 1 and 10 Gbit/s in MiB/s. */
 export const LINKS_MIBPS = { '1G': 119.2, '10G': 1192 } as const;
@@ -58,9 +63,13 @@ const START_MS = Date.UTC(2026, 10, 2, 9, 0, 0);
  * A fresh simulator over the spec, run for a minute, then collector cycles until every running VM has a
  * measured dirty rate (at most 4 probes per host at once, 5 s windows). Deterministic for a given spec.
  */
-export async function startWorld(spec: ClusterSpec): Promise<SimWorld> {
+export async function startWorld(spec: ClusterSpec, migrationCosts?: MigrationCosts): Promise<SimWorld> {
   const clock = new VirtualClock(START_MS);
-  const hv = new SimHypervisor(spec, { clock, bandwidthNoisePct: BANDWIDTH_NOISE_PCT });
+  const hv = new SimHypervisor(spec, {
+    clock,
+    bandwidthNoisePct: BANDWIDTH_NOISE_PCT,
+    ...(migrationCosts ? { migrationCosts } : {}),
+  });
   await clock.advance(60_000);
   const collector = new Collector(
     { hypervisor: hv },
