@@ -170,7 +170,13 @@ export const MigrateFlags = {
 } as const;
 
 /** virStoragePoolState (remote_storage_pool_get_info_ret.state) */
-export const StoragePoolState = { INACTIVE: 0, BUILDING: 1, RUNNING: 2, DEGRADED: 3, INACCESSIBLE: 4 } as const;
+export const StoragePoolState = {
+  INACTIVE: 0,
+  BUILDING: 1,
+  RUNNING: 2,
+  DEGRADED: 3,
+  INACCESSIBLE: 4,
+} as const;
 
 /** virConnectListAllStoragePoolsFlags */
 export const ListStoragePoolsFlags = { INACTIVE: 1, ACTIVE: 2, PERSISTENT: 4, TRANSIENT: 8 } as const;
@@ -179,7 +185,11 @@ export const ListStoragePoolsFlags = { INACTIVE: 1, ACTIVE: 2, PERSISTENT: 4, TR
 export const StoragePoolBuildFlags = { NEW: 0, REPAIR: 1, RESIZE: 2, NO_OVERWRITE: 4, OVERWRITE: 8 } as const;
 
 /** virStoragePoolCreateFlags */
-export const StoragePoolCreateFlags = { WITH_BUILD: 1, WITH_BUILD_OVERWRITE: 2, WITH_BUILD_NO_OVERWRITE: 4 } as const;
+export const StoragePoolCreateFlags = {
+  WITH_BUILD: 1,
+  WITH_BUILD_OVERWRITE: 2,
+  WITH_BUILD_NO_OVERWRITE: 4,
+} as const;
 
 /** virStorageVolType (remote_storage_vol_get_info_ret.type) */
 export const StorageVolType = { FILE: 0, BLOCK: 1, DIR: 2, NETWORK: 3, NETDIR: 4, PLOOP: 5 } as const;
@@ -320,7 +330,12 @@ export interface StoragePoolInfo {
 }
 
 export function readStoragePoolInfo(r: XdrReader): StoragePoolInfo {
-  return { state: r.uint(), capacityBytes: r.uhyper(), allocationBytes: r.uhyper(), availableBytes: r.uhyper() };
+  return {
+    state: r.uint(),
+    capacityBytes: r.uhyper(),
+    allocationBytes: r.uhyper(),
+    availableBytes: r.uhyper(),
+  };
 }
 
 export function readStorageVol(r: XdrReader): StorageVolRef {
