@@ -5,9 +5,14 @@
 // - fewer at once gives each migration more of the link, so a guest that dirties memory fast resends less,
 //   and some converge only alone.
 // Candidates: every VM at the same level k (or the highest level up to k at which it is predicted to
-// converge), and "heavy alone": VMs whose predicted transfer grows when they share the link run alone at the
-// full link, the others k at a time. The schedule with the shortest predicted drain time wins; ties go to
-// less concurrency.
+// converge), and "heavy alone": VMs whose predicted transfer grows by more than a threshold when they share
+// the link run alone at the full link, the others k at a time (thresholds from 1 % to 50 %). The schedule
+// with the shortest predicted drain time wins; ties go to less concurrency.
+//
+// Drain time of a schedule: the steps of each level run as a group, one group after the other. A group of
+// level k keeps k migrations sharing the link until it runs out of steps, and the executor re-shares the link
+// as migrations end, so its time is the sum of its steps' durations at level k divided by k, and never less
+// than its longest step alone.
 
 /** One step's predictions at 1..max migrations at once (index k - 1). */
 export interface ScheduleItem {
@@ -28,30 +33,24 @@ export interface DrainSchedule {
   candidates: ScheduleCandidate[];
 }
 
-/** A VM counts as heavy when sharing the link makes it resend more than this fraction of its alone transfer. */
-export const HEAVY_TRANSFER_GROWTH = 0.02;
+/** Growth of the predicted transfer when sharing above which a VM runs alone, one candidate each. */
+export const HEAVY_TRANSFER_GROWTH = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5] as const;
 
-/** Makespan of items run `level` at a time each (greedy list scheduling in the given order), level by level. */
+/** Predicted drain time of items run `level` at a time each, level group after level group (see above). */
 export function scheduleEtaS(items: readonly ScheduleItem[], levels: readonly number[]): number | null {
-  const byLevel = new Map<number, number[]>();
+  const groups = new Map<number, { sumS: number; longestAloneS: number }>();
   for (let i = 0; i < items.length; i += 1) {
     const level = levels[i] ?? 1;
     const p = items[i]?.byLevel[level - 1];
     if (!p?.converges) return null;
-    const list = byLevel.get(level) ?? [];
-    list.push(p.durationS);
-    byLevel.set(level, list);
+    const alone = items[i]?.byLevel[0];
+    const g = groups.get(level) ?? { sumS: 0, longestAloneS: 0 };
+    g.sumS += p.durationS;
+    g.longestAloneS = Math.max(g.longestAloneS, alone?.converges ? alone.durationS : p.durationS);
+    groups.set(level, g);
   }
   let total = 0;
-  for (const [level, durations] of byLevel) {
-    const slots = new Array<number>(level).fill(0);
-    for (const d of durations) {
-      let i = 0;
-      for (let k = 1; k < slots.length; k += 1) if ((slots[k] ?? 0) < (slots[i] ?? 0)) i = k;
-      slots[i] = (slots[i] ?? 0) + d;
-    }
-    total += Math.max(...slots);
-  }
+  for (const [level, g] of groups) total += Math.max(g.sumS / level, g.longestAloneS);
   return total;
 }
 
@@ -61,11 +60,11 @@ function convergingLevel(item: ScheduleItem, k: number): number {
   return 1;
 }
 
-function isHeavy(item: ScheduleItem, k: number): boolean {
+function isHeavy(item: ScheduleItem, k: number, growth: number): boolean {
   const alone = item.byLevel[0];
   const shared = item.byLevel[k - 1];
   if (!alone || !shared?.converges) return true;
-  return shared.transferMiB > alone.transferMiB * (1 + HEAVY_TRANSFER_GROWTH);
+  return shared.transferMiB > alone.transferMiB * (1 + growth);
 }
 
 /** Chooses the per-step concurrency of one drained host's steps (each item's byLevel has maxLevel entries). */
@@ -74,10 +73,12 @@ export function chooseDrainSchedule(items: readonly ScheduleItem[], maxLevel: nu
   for (let k = 1; k <= Math.max(1, maxLevel); k += 1) {
     options.push({ name: `${k} at once`, levels: items.map((it) => convergingLevel(it, k)) });
     if (k > 1) {
-      options.push({
-        name: `heavy alone, others ${k} at once`,
-        levels: items.map((it) => (isHeavy(it, k) ? 1 : k)),
-      });
+      for (const growth of HEAVY_TRANSFER_GROWTH) {
+        options.push({
+          name: `alone if sharing adds over ${growth * 100} % to its transfer, others ${k} at once`,
+          levels: items.map((it) => (isHeavy(it, k, growth) ? 1 : k)),
+        });
+      }
     }
   }
   const candidates: ScheduleCandidate[] = [];
