@@ -6,6 +6,7 @@ import { parsePolicy, type Policy } from '../../src/domain/policy.js';
 import { executionPolicyFromPolicy } from '../../src/executor/executor-options.js';
 import { ClusterModel } from '../../src/planner/constraints/cluster-model.js';
 import { planDrain, planRebalance, planWith } from '../../src/planner/index.js';
+import { stepForecasts } from '../../src/service/step-forecasts.js';
 import type { Strategy } from '../../src/planner/strategies/strategy.js';
 import {
   machineInfo,
@@ -116,7 +117,13 @@ async function runScenario(sc: Scenario, planner: PlannerName): Promise<PlannerO
     const drainHost = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '';
     const { plan, policy } = plannerPlan(planner, sc.kind, snapshot, drainHost, clock.now());
     const execPolicy = executionPolicyFromPolicy(policy);
-    const exec = await executePlanVirtual(hv, clock, plan, { policy: execPolicy, limits: execPolicy.limits });
+    // drover's service hands the executor the planner's per-step watchdog forecasts; the baselines have none.
+    const forecasts = planner === 'drover' ? stepForecasts(plan, snapshot, policy) : {};
+    const exec = await executePlanVirtual(hv, clock, plan, {
+      policy: execPolicy,
+      limits: execPolicy.limits,
+      forecasts,
+    });
     const reports = exec.steps.flatMap((s) => (s.report ? [s.report] : []));
     const completed = reports.filter((r) => r.outcome === 'completed');
     const downtimes = completed.flatMap((r) => (r.downtimeMs === null ? [] : [r.downtimeMs]));
