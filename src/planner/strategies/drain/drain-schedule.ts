@@ -12,7 +12,7 @@
 // Drain time of a schedule: the steps of each level run as a group, one group after the other. A group of
 // level k keeps k migrations sharing the link until it runs out of steps, and the executor re-shares the link
 // as migrations end, so its time is the sum of its steps' durations at level k divided by k, and never less
-// than its longest step alone.
+// than its longest step as predicted at that level.
 
 /** One step's predictions at 1..max migrations at once (index k - 1). */
 export interface ScheduleItem {
@@ -38,19 +38,18 @@ export const HEAVY_TRANSFER_GROWTH = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5] as const;
 
 /** Predicted drain time of items run `level` at a time each, level group after level group (see above). */
 export function scheduleEtaS(items: readonly ScheduleItem[], levels: readonly number[]): number | null {
-  const groups = new Map<number, { sumS: number; longestAloneS: number }>();
+  const groups = new Map<number, { sumS: number; longestS: number }>();
   for (let i = 0; i < items.length; i += 1) {
     const level = levels[i] ?? 1;
     const p = items[i]?.byLevel[level - 1];
     if (!p?.converges) return null;
-    const alone = items[i]?.byLevel[0];
-    const g = groups.get(level) ?? { sumS: 0, longestAloneS: 0 };
+    const g = groups.get(level) ?? { sumS: 0, longestS: 0 };
     g.sumS += p.durationS;
-    g.longestAloneS = Math.max(g.longestAloneS, alone?.converges ? alone.durationS : p.durationS);
+    g.longestS = Math.max(g.longestS, p.durationS);
     groups.set(level, g);
   }
   let total = 0;
-  for (const [level, g] of groups) total += Math.max(g.sumS / level, g.longestAloneS);
+  for (const [level, g] of groups) total += Math.max(g.sumS / level, g.longestS);
   return total;
 }
 
