@@ -14,6 +14,11 @@ export interface MigrationRecord {
   result: MigrationRecordResult;
   /** What the planner predicted for this step, when it made one. */
   predictedDurationS: number | null;
+  /**
+   * The history correction factor that prediction already carried (1: none). With it, the next correction
+   * is this factor times measured / predicted, so the factor converges instead of feeding on itself.
+   */
+  predictionCorrection?: number;
   measuredDurationS: number;
   /** Real switch-over downtime (completed migrations only). */
   downtimeMs: number | null;

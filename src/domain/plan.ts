@@ -1,6 +1,14 @@
 // The Plan: the planner's output (`drover plan --json` prints exactly this).
 import { z } from 'zod';
-import { isoTime, nonEmptyString, nonNegativeNumber, oneOf, parseWith, positiveInt } from './validation.js';
+import {
+  isoTime,
+  nonEmptyString,
+  nonNegativeNumber,
+  oneOf,
+  parseWith,
+  positiveInt,
+  positiveNumber,
+} from './validation.js';
 
 export const MIGRATION_KINDS = ['live', 'block', 'offline'] as const;
 export const PLAN_REASONS = ['rebalance', 'drain'] as const;
@@ -14,6 +22,8 @@ export const PredictionSchema = z.strictObject({
   transferMiB: nonNegativeNumber(),
   /** The technique the prediction relies on, when plain pre-copy is not enough. */
   technique: oneOf(['precopy', 'auto-converge', 'post-copy'] as const).optional(),
+  /** The per-VM correction learnt from this VM's past migrations that the prediction applied (absent: 1). */
+  correction: positiveNumber().optional(),
 });
 
 export const StepSchema = z.strictObject({

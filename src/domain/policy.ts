@@ -281,6 +281,11 @@ const MigrationSchema = z
     defaultBandwidthMiBps: positiveNumber().default(1150),
     /** A migration predicted to take longer than this is not planned. */
     maxDurationS: positiveNumber().default(900),
+    /**
+     * Safety margin on maxDurationS (percent): a migration must be predicted to finish within maxDurationS
+     * less this share, because one that needs nearly all of it is as likely to be cut off as to finish.
+     */
+    durationMarginPct: nonNegativeNumber().max(90).default(10),
     /** Pre-copy rounds after which a migration is considered not converging. */
     maxIterations: positiveInt().default(30),
     /** Dirty rate assumed when a running VM's was not measured; null: such VMs are not moved by rebalance. */

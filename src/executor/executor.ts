@@ -366,6 +366,7 @@ export class Executor {
       endedAt: new Date(report.endedAtMs).toISOString(),
       result: report.outcome === 'stuck' ? 'failed' : report.outcome,
       predictedDurationS: data.step.predicted.durationS,
+      predictionCorrection: data.step.predicted.correction ?? 1,
       measuredDurationS: report.durationS,
       downtimeMs: report.downtimeMs,
       iterations: report.iterations,

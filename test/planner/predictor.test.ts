@@ -158,6 +158,22 @@ describe('predictVmMigration', () => {
     );
   });
 
+  it('does not plan a migration predicted to need more than maxDurationS less the safety margin', () => {
+    // Idle, every page written: 1 s setup + 12000 MiB at 1000 MiB/s = 13 s.
+    const link = { bandwidthMiBps: 1000, concurrency: 1 };
+    const at = (maxDurationS: number, durationMarginPct: number) =>
+      predictVmMigration(
+        vm({ dirtyMiBps: 0, memMiB: 12000, memUsedMiB: 12000 }),
+        link,
+        parsePolicy({ migration: { maxDurationS, durationMarginPct } }),
+        { kind: 'live', downtimeBudgetMs: 300 },
+      ).prediction.converges;
+    expect(at(14, 0)).toBe(true);
+    expect(at(14, 10)).toBe(false); // 13 s > 12.6 s
+    expect(at(15, 10)).toBe(true); // 13 s <= 13.5 s
+    expect(() => parsePolicy({ migration: { durationMarginPct: 95 } })).toThrow(/durationMarginPct/);
+  });
+
   it('sends memUsedMiB in round 0 when measured, memMiB otherwise', () => {
     const lean = predictVmMigration(vm({ dirtyMiBps: 0 }), { bandwidthMiBps: 1000, concurrency: 1 }, policy, {
       kind: 'live',
@@ -255,6 +271,48 @@ describe('history correction', () => {
     expect(historyCorrection(h, policy)).toBeCloseTo(2.5, 6);
     const wild: VmHistory = { vmId: 'vm-1', quarantinedUntil: null, records: [record(modelS * 50)] };
     expect(historyCorrection(wild, policy)).toBe(4);
+  });
+
+  it('with the correction a prediction carried, the factor converges on the real error', () => {
+    // A VM whose migrations really take 2x the model: the first prediction (no history) is half the truth.
+    const withPrediction = (predictedDurationS: number, predictionCorrection: number) => ({
+      ...record(modelS * 2),
+      predictedDurationS,
+      predictionCorrection,
+    });
+    const first: VmHistory = { vmId: 'vm-1', quarantinedUntil: null, records: [withPrediction(modelS, 1)] };
+    expect(historyCorrection(first, policy)).toBeCloseTo(2, 6);
+    // The next prediction already carried x2 and came out right: the factor stays 2, it does not become 4.
+    const second: VmHistory = {
+      vmId: 'vm-1',
+      quarantinedUntil: null,
+      records: [withPrediction(modelS * 2, 2)],
+    };
+    expect(historyCorrection(second, policy)).toBeCloseTo(2, 6);
+  });
+
+  it('a record without a prediction is modelled with round 0 at most what the migration sent', () => {
+    // 8192 MiB guest that sent only 2048 MiB (the rest never written): model 1 + 2.048 s at 1000 MiB/s.
+    const sparse = { ...record(2 * (1 + 2.048)), transferMiB: 2048 };
+    const h: VmHistory = { vmId: 'vm-1', quarantinedUntil: null, records: [sparse] };
+    expect(historyCorrection(h, policy)).toBeCloseTo(2, 6);
+  });
+
+  it('marks a prediction that applied a correction, so the executor can record it', () => {
+    const link = { bandwidthMiBps: 1150, concurrency: 1 };
+    const fast: VmHistory = { vmId: 'vm-1', quarantinedUntil: null, records: [record(modelS * 0.6)] };
+    const plain = predictVmMigration(vm({ dirtyMiBps: 10 }), link, policy, {
+      kind: 'live',
+      downtimeBudgetMs: 300,
+    });
+    const f = predictVmMigration(vm({ dirtyMiBps: 10 }), link, policy, {
+      kind: 'live',
+      downtimeBudgetMs: 300,
+      history: fast,
+    });
+    expect(plain.prediction.correction).toBeUndefined();
+    expect(f.prediction.correction).toBeCloseTo(0.6, 3);
+    expect(f.prediction.durationS).toBeCloseTo(plain.prediction.durationS * 0.6, 1);
   });
 
   it('a VM slower than modelled gets less bandwidth, so a marginal migration stops being planned', () => {

@@ -106,6 +106,19 @@ export function simulateMigration(
     const effDirty = dirty * (1 - throttle);
     const remaining = Math.min(effDirty * prevRoundS, wss);
     const stopS = remaining / bw;
+    if (stopS <= budgetS && t + stopS > limits.maxDurationS) {
+      return {
+        technique,
+        converges: false,
+        durationS: t + stopS,
+        downtimeMs: stopS * 1000 + limits.switchoverOverheadMs,
+        transferMiB: transfer + remaining,
+        iterations: roundsS.length,
+        roundsS,
+        throttle,
+        failure: `would take ${fmt(t + stopS)} s, more than the ${fmt(limits.maxDurationS)} s allowed`,
+      };
+    }
     if (stopS <= budgetS) {
       return {
         technique,

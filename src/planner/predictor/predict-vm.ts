@@ -31,11 +31,16 @@ export interface VmForecast {
   reason?: string;
 }
 
+/**
+ * The model's limits from the policy. A migration must fit in maxDurationS less the policy's safety margin:
+ * duration predictions are good to some tens of percent, so one predicted to need nearly all the time allowed
+ * is as likely to be cut off as to finish, and it is not planned.
+ */
 export function precopyLimits(policy: Policy): PrecopyLimits {
   const m = policy.migration;
   return {
     maxIterations: m.maxIterations,
-    maxDurationS: m.maxDurationS,
+    maxDurationS: m.maxDurationS * (1 - m.durationMarginPct / 100),
     setupS: m.setupS,
     switchoverOverheadMs: m.switchoverOverheadMs,
     postCopySwitchoverMs: m.postCopySwitchoverMs,
@@ -73,9 +78,11 @@ const MIN_CORRECTION = 0.5;
 const MAX_CORRECTION = 4;
 
 /**
- * Ratio of measured to modelled duration over the VM's last completed migrations (median of up to 5),
- * clamped to [0.5, 4]; 1 without usable history. The model is re-run on each record's own inputs, so the
- * factor does not feed on itself.
+ * How much slower (above 1) or faster (below 1) this VM's migrations ran than modelled: the median over its
+ * last completed migrations (up to 5) of measured / predicted duration times the correction that prediction
+ * already carried, clamped to [0.5, 4]; 1 without usable history. Multiplying by the earlier correction makes
+ * the factor converge on the model's real error for this VM instead of compounding. Records without a
+ * prediction are modelled again from their own inputs (round 0 taken as at most what the migration sent).
  */
 export function historyCorrection(history: VmHistory | undefined, policy: Policy): number {
   if (!history) return 1;
@@ -84,11 +91,15 @@ export function historyCorrection(history: VmHistory | undefined, policy: Policy
   for (let i = history.records.length - 1; i >= 0 && ratios.length < HISTORY_SAMPLES; i -= 1) {
     const r = history.records[i];
     if (!r || r.result !== 'completed' || !(r.measuredDurationS > 0) || r.kind === 'offline') continue;
+    if (r.predictedDurationS !== null && r.predictedDurationS > 0 && r.predictionCorrection !== undefined) {
+      ratios.push((r.measuredDurationS / r.predictedDurationS) * r.predictionCorrection);
+      continue;
+    }
     let modelS: number | null = null;
     if (r.bandwidthMiBps !== null && r.bandwidthMiBps > 0) {
       const out = simulateMigration(
         {
-          memMiB: r.memMiB,
+          memMiB: r.transferMiB > 0 ? Math.min(r.memMiB, r.transferMiB) : r.memMiB,
           dirtyMiBps: r.dirtyMiBps ?? 0,
           bandwidthMiBps: r.bandwidthMiBps,
           downtimeBudgetMs: Math.max(r.downtimeMs ?? 0, policy.vms.defaultDowntimeBudgetMs),
@@ -178,6 +189,7 @@ export function predictVmMigration(
     transferMiB: round(out.transferMiB, 0),
   };
   if (out.technique !== 'precopy') prediction.technique = out.technique;
+  if (correction !== 1) prediction.correction = round(correction, 3);
   const forecast: VmForecast = {
     prediction,
     iterations: out.iterations,
