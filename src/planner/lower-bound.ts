@@ -119,9 +119,12 @@ export function prepareDimension(dim: DimensionLoads): Prepared {
   const V = dim.vmLoad.length;
   const include = new Uint8Array(H);
   for (let h = 0; h < H; h += 1) include[h] = !dim.include || dim.include[h] ? 1 : 0;
+  // Monomorphic typed copies keep the loops below fast whatever array types the caller has.
+  const vmHost = dim.vmHost instanceof Int32Array ? dim.vmHost : Int32Array.from(dim.vmHost);
+  const vmLoad = dim.vmLoad instanceof Float64Array ? dim.vmLoad : Float64Array.from(dim.vmLoad);
   const start = new Int32Array(H + 1);
   for (let v = 0; v < V; v += 1) {
-    const h = dim.vmHost[v] ?? -1;
+    const h = vmHost[v]!;
     if (h >= 0 && h < H && include[h]) start[h + 1]! += 1;
   }
   for (let h = 0; h < H; h += 1) start[h + 1]! += start[h]!;
@@ -130,10 +133,10 @@ export function prepareDimension(dim: DimensionLoads): Prepared {
   const global = new Float64Array(start[H]!);
   let k = 0;
   for (let v = 0; v < V; v += 1) {
-    const h = dim.vmHost[v] ?? -1;
+    const h = vmHost[v]!;
     if (h >= 0 && h < H && include[h]) {
-      flat[fill[h]!++] = -(dim.vmLoad[v] ?? 0);
-      global[k++] = -(dim.vmLoad[v] ?? 0);
+      flat[fill[h]!++] = -vmLoad[v]!;
+      global[k++] = -vmLoad[v]!;
     }
   }
   for (let h = 0; h < H; h += 1) {
@@ -297,25 +300,45 @@ export function refineJointBand(
       um <= start[1] - span + wm - EPS;
     if (!inside) active.push(i);
   }
+  // Each host's counts at each grid offset, per dimension, computed once: the grid then only adds.
+  const side = 2 * r + 1;
+  const A = active.length;
+  const outC = new Int32Array(A * side);
+  const inC = new Int32Array(A * side);
+  const outM = new Int32Array(A * side);
+  const inM = new Int32Array(A * side);
+  for (let k = 0; k < A; k += 1) {
+    const i = active[k]!;
+    for (let a = 0; a < side; a += 1) {
+      const lc = start[0] + (a - r) * step;
+      const lm = start[1] + (a - r) * step;
+      outC[k * side + a] = hostOut(pc, i, lc, wc);
+      inC[k * side + a] = hostIn(pc, i, lc);
+      outM[k * side + a] = hostOut(pm, i, lm, wm);
+      inM[k * side + a] = hostIn(pm, i, lm);
+    }
+  }
   let best: [number, number] = [start[0], start[1]];
   let bestMoves = Infinity;
   let bestDist = Infinity;
-  for (let a = -r; a <= r; a += 1) {
-    for (let b = -r; b <= r; b += 1) {
-      const lc = start[0] + a * step;
-      const lm = start[1] + b * step;
+  for (let a = 0; a < side; a += 1) {
+    for (let b = 0; b < side; b += 1) {
       let out = 0;
       let inn = 0;
-      for (const i of active) {
-        out += Math.max(hostOut(pc, i, lc, wc), hostOut(pm, i, lm, wm));
-        inn += Math.max(hostIn(pc, i, lc), hostIn(pm, i, lm));
+      for (let k = 0; k < A; k += 1) {
+        const oc = outC[k * side + a]!;
+        const om = outM[k * side + b]!;
+        const ic = inC[k * side + a]!;
+        const im = inM[k * side + b]!;
+        out += oc > om ? oc : om;
+        inn += ic > im ? ic : im;
       }
       const moves = Math.max(out, inn);
-      const dist = a * a + b * b;
+      const dist = (a - r) * (a - r) + (b - r) * (b - r);
       if (moves < bestMoves || (moves === bestMoves && dist < bestDist)) {
         bestMoves = moves;
         bestDist = dist;
-        best = [lc, lm];
+        best = [start[0] + (a - r) * step, start[1] + (b - r) * step];
       }
     }
   }

@@ -42,7 +42,11 @@ export class ClusterModel {
   readonly inSpread: Uint8Array;
   readonly effects: readonly (VmRuleEffects | undefined)[];
   readonly moved: Uint8Array;
-  private readonly anti = new Map<string, Map<number, number>>();
+  /** Anti-affinity groups as numbers; per VM its groups' numbers (parallel to effects[v].antiAffinity). */
+  private readonly antiGroup = new Map<string, number>();
+  private readonly antiIds: (number[] | undefined)[];
+  /** Members of anti-affinity group g on host h, keyed g * hostCount + h. */
+  private readonly antiCount = new Map<number, number>();
   private readonly aff = new Map<string, Map<number, number>>();
   /** Forecast cache: one slot per VM for its first link key (the common case), a map for the others. */
   private readonly forecastKey: Float64Array;
@@ -101,14 +105,33 @@ export class ClusterModel {
     this.effects = evaluateRuleEffects(
       policy.rules,
       this.vms,
-      (vm) => this.hosts[this.hostIndex.get(vm.host) ?? 0] as Host,
+      (_vm, v) => this.hosts[this.vmHost[v] ?? 0] as Host,
     );
-    this.effects.forEach((fx, v) => {
-      if (!fx) return;
+    this.antiIds = new Array<number[] | undefined>(V);
+    const idsOf = new Map<VmRuleEffects, number[]>();
+    for (let v = 0; v < V; v += 1) {
+      const fx = this.effects[v];
+      if (!fx) continue;
       const h = this.vmHost[v] ?? 0;
-      for (const g of fx.antiAffinity) bump(this.anti, g, h, 1);
+      if (fx.antiAffinity.length > 0) {
+        // Rule effects are shared between VMs with the same groups; so are their group numbers.
+        let ids = idsOf.get(fx);
+        if (!ids) {
+          ids = fx.antiAffinity.map((g) => {
+            let id = this.antiGroup.get(g);
+            if (id === undefined) {
+              id = this.antiGroup.size;
+              this.antiGroup.set(g, id);
+            }
+            return id;
+          });
+          idsOf.set(fx, ids);
+        }
+        this.antiIds[v] = ids;
+        for (const id of ids) this.bumpAnti(id, h, 1);
+      }
       for (const g of fx.affinity) bump(this.aff, g, h, 1);
-    });
+    }
   }
 
   get hostCount(): number {
@@ -157,12 +180,15 @@ export class ClusterModel {
     this.cpuLoad[to] = (this.cpuLoad[to] ?? 0) + (this.vmCpu[v] ?? 0);
     this.memLoad[to] = (this.memLoad[to] ?? 0) + (this.vmMem[v] ?? 0);
     this.moved[v] = 1;
+    const ids = this.antiIds[v];
+    if (ids) {
+      for (const id of ids) {
+        this.bumpAnti(id, from, -1);
+        this.bumpAnti(id, to, 1);
+      }
+    }
     const fx = this.effects[v];
     if (fx) {
-      for (const g of fx.antiAffinity) {
-        bump(this.anti, g, from, -1);
-        bump(this.anti, g, to, 1);
-      }
       for (const g of fx.affinity) {
         bump(this.aff, g, from, -1);
         bump(this.aff, g, to, 1);
@@ -267,8 +293,13 @@ export class ClusterModel {
     const fx = this.effects[v];
     if (fx) {
       for (const sel of fx.avoid) if (hostMatches(sel, host)) return `rule avoids ${host.id}`;
-      for (const g of fx.antiAffinity) {
-        if ((this.anti.get(g)?.get(to) ?? 0) > 0) return `anti-affinity group ${g} already on ${host.id}`;
+      const ids = this.antiIds[v];
+      if (ids) {
+        const H = this.hosts.length;
+        for (let i = 0; i < ids.length; i += 1) {
+          if ((this.antiCount.get((ids[i] as number) * H + to) ?? 0) > 0)
+            return `anti-affinity group ${fx.antiAffinity[i] ?? ''} already on ${host.id}`;
+        }
       }
       for (const g of fx.affinity) {
         const perHost = this.aff.get(g);
@@ -293,7 +324,24 @@ export class ClusterModel {
 
   /** Anti-affinity groups: group -> hosts with their member counts (read-only view, for checks and tests). */
   antiAffinityCounts(): ReadonlyMap<string, ReadonlyMap<number, number>> {
-    return this.anti;
+    const H = this.hosts.length;
+    const out = new Map<string, Map<number, number>>();
+    for (const [g, id] of this.antiGroup) {
+      const per = new Map<number, number>();
+      for (let h = 0; h < H; h += 1) {
+        const n = this.antiCount.get(id * H + h) ?? 0;
+        if (n > 0) per.set(h, n);
+      }
+      if (per.size > 0) out.set(g, per);
+    }
+    return out;
+  }
+
+  private bumpAnti(id: number, h: number, d: number): void {
+    const key = id * this.hosts.length + h;
+    const n = (this.antiCount.get(key) ?? 0) + d;
+    if (n <= 0) this.antiCount.delete(key);
+    else this.antiCount.set(key, n);
   }
 }
 

@@ -8,8 +8,10 @@ import { factReader, type FactValue } from './rule-facts.js';
 
 type Predicate = (vm: Vm, host: Host) => boolean;
 
-// json-rules-engine's guard for the numeric operators.
-const isNumeric = (v: FactValue): boolean => Number.parseFloat(v as unknown as string).toString() !== 'NaN';
+// json-rules-engine's guard for the numeric operators. For a number, parseFloat of its string form is NaN
+// only when the number is NaN, so that case skips the two string conversions.
+const isNumeric = (v: FactValue): boolean =>
+  typeof v === 'number' ? !Number.isNaN(v) : Number.parseFloat(v as unknown as string).toString() !== 'NaN';
 
 function compileOperator(op: RuleOperator, value: RuleScalar | RuleScalar[]): (a: FactValue) => boolean {
   // The comparisons below are JavaScript's, on whatever types the fact and value have, as in the reference.
@@ -71,20 +73,30 @@ export interface CompiledRules {
   readonly rules: readonly Rule[];
   /** Indexes (into `rules` as given to compileRules) of the rules that fire for this VM, in evaluation order. */
   fired(vm: Vm, host: Host): number[];
+  /** The same into `out` (overwritten from index 0, not truncated); returns how many fired. */
+  firedInto(vm: Vm, host: Host, out: number[]): number;
   /** True when no rule can fire for anything (lets callers skip the pass). */
   readonly empty: boolean;
 }
 
 export function compileRules(rules: readonly Rule[]): CompiledRules {
   const order = rules.map((r, i) => ({ r, i })).sort((a, b) => b.r.priority - a.r.priority || a.i - b.i);
-  const preds = order.map(({ r, i }) => ({ i, p: compileCondition(r.conditions) }));
+  const index = order.map(({ i }) => i);
+  const preds = order.map(({ r }) => compileCondition(r.conditions));
+  const firedInto = (vm: Vm, host: Host, out: number[]): number => {
+    let n = 0;
+    for (let k = 0; k < preds.length; k += 1)
+      if ((preds[k] as Predicate)(vm, host)) out[n++] = index[k] as number;
+    return n;
+  };
   return {
     rules,
     empty: rules.length === 0,
     fired(vm, host) {
       const out: number[] = [];
-      for (const { i, p } of preds) if (p(vm, host)) out.push(i);
+      out.length = firedInto(vm, host, out);
       return out;
     },
+    firedInto,
   };
 }

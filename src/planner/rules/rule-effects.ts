@@ -15,11 +15,11 @@ export interface VmRuleEffects {
   pinnedBy?: string;
   downtimeBudgetMs?: number;
   downtimeBudgetBy?: string;
-  prefer: HostSelector[];
-  avoid: HostSelector[];
+  prefer: readonly HostSelector[];
+  avoid: readonly HostSelector[];
   /** Group keys (unique across rules) the VM belongs to. */
-  antiAffinity: string[];
-  affinity: string[];
+  antiAffinity: readonly string[];
+  affinity: readonly string[];
 }
 
 export function hostMatches(sel: HostSelector, host: Host): boolean {
@@ -30,33 +30,65 @@ export function hostMatches(sel: HostSelector, host: Host): boolean {
   return true;
 }
 
-function groupKey(rule: Rule, params: { group?: string | undefined; byLabel?: string | undefined }, vm: Vm) {
-  if (params.group !== undefined) return `${rule.name}/${params.group}`;
-  const value = params.byLabel !== undefined ? vm.labels?.[params.byLabel] : undefined;
-  return value === undefined ? undefined : `${rule.name}/${params.byLabel}=${value}`;
+/** A VM's group key for a rule: built once per rule and label value (many VMs share each). */
+function groupKey(
+  rule: Rule,
+  params: { group?: string | undefined; byLabel?: string | undefined },
+  vm: Vm,
+  cache: Map<Rule, Map<string, string>>,
+): string | undefined {
+  let perRule = cache.get(rule);
+  if (!perRule) {
+    perRule = new Map();
+    cache.set(rule, perRule);
+  }
+  // A rule names either a fixed group or a label, so '' cannot collide within one rule's cache.
+  const value =
+    params.group !== undefined ? '' : params.byLabel !== undefined ? vm.labels?.[params.byLabel] : undefined;
+  if (value === undefined) return undefined;
+  let key = perRule.get(value);
+  if (key === undefined) {
+    key =
+      params.group !== undefined ? `${rule.name}/${params.group}` : `${rule.name}/${params.byLabel}=${value}`;
+    perRule.set(value, key);
+  }
+  return key;
 }
+
+/** Shared by every VM without such effects; never mutated (effects replace the array instead). */
+const NONE: readonly never[] = Object.freeze([]);
 
 /**
  * Evaluates the rules for every VM. Returns one entry per VM index (undefined when no rule fired), sparse
- * so a 100,000-VM cluster with few matches costs little.
+ * so a 100,000-VM cluster with few matches costs little. Records are frozen and shared between VMs whose
+ * fired rules (and group key) are the same.
  */
 export function evaluateRuleEffects(
   rules: readonly Rule[],
   vms: readonly Vm[],
-  hostOf: (vm: Vm) => Host,
+  hostOf: (vm: Vm, index: number) => Host,
 ): (VmRuleEffects | undefined)[] {
   const out: (VmRuleEffects | undefined)[] = new Array<VmRuleEffects | undefined>(vms.length);
   if (rules.length === 0) return out;
   const compiled = compileRules(rules);
+  const fired: number[] = [];
+  // Group keys are the same few strings for many VMs: build each once.
+  const keys = new Map<Rule, Map<string, string>>();
+  // VMs with the same rules fired (and the same group key) share one frozen record.
+  const internable = rules.length <= 30;
+  const plain = new Map<number, VmRuleEffects>();
+  const grouped = new Map<number, Map<string, VmRuleEffects>>();
   for (let v = 0; v < vms.length; v += 1) {
     const vm = vms[v];
     if (!vm) continue;
-    const fired = compiled.fired(vm, hostOf(vm));
-    if (fired.length === 0) continue;
-    const fx: VmRuleEffects = { prefer: [], avoid: [], antiAffinity: [], affinity: [] };
+    const n = compiled.firedInto(vm, hostOf(vm, v), fired);
+    if (n === 0) continue;
+    const fx: VmRuleEffects = { prefer: NONE, avoid: NONE, antiAffinity: NONE, affinity: NONE };
     let budgetPriority = -1;
-    for (const i of fired) {
-      const rule = rules[i];
+    let mask = 0;
+    for (let k = 0; k < n; k += 1) {
+      mask |= 1 << (fired[k] as number);
+      const rule = rules[fired[k] as number];
       if (!rule) continue;
       const ev = rule.event;
       switch (ev.type) {
@@ -78,24 +110,50 @@ export function evaluateRuleEffects(
           }
           break;
         case 'preferHosts':
-          fx.prefer.push(ev.params);
+          fx.prefer = [...fx.prefer, ev.params];
           break;
         case 'avoidHosts':
-          fx.avoid.push(ev.params);
+          fx.avoid = [...fx.avoid, ev.params];
           break;
         case 'antiAffinity': {
-          const k = groupKey(rule, ev.params, vm);
-          if (k !== undefined) fx.antiAffinity.push(k);
+          const g = groupKey(rule, ev.params, vm, keys);
+          if (g !== undefined) fx.antiAffinity = [...fx.antiAffinity, g];
           break;
         }
         case 'affinity': {
-          const k = groupKey(rule, ev.params, vm);
-          if (k !== undefined) fx.affinity.push(k);
+          const g = groupKey(rule, ev.params, vm, keys);
+          if (g !== undefined) fx.affinity = [...fx.affinity, g];
           break;
         }
       }
     }
-    out[v] = fx;
+    out[v] = internable ? intern(fx, mask, plain, grouped) : fx;
   }
   return out;
+}
+
+function intern(
+  fx: VmRuleEffects,
+  mask: number,
+  plain: Map<number, VmRuleEffects>,
+  grouped: Map<number, Map<string, VmRuleEffects>>,
+): VmRuleEffects {
+  const groups = fx.antiAffinity.length + fx.affinity.length;
+  if (groups === 0) {
+    const known = plain.get(mask);
+    if (known) return known;
+    plain.set(mask, Object.freeze(fx));
+    return fx;
+  }
+  if (groups > 1) return Object.freeze(fx);
+  const key = fx.antiAffinity[0] ?? fx.affinity[0] ?? '';
+  let byKey = grouped.get(mask);
+  if (!byKey) {
+    byKey = new Map();
+    grouped.set(mask, byKey);
+  }
+  const known = byKey.get(key);
+  if (known) return known;
+  byKey.set(key, Object.freeze(fx));
+  return fx;
 }

@@ -21,13 +21,15 @@ const PAIR_CANDIDATES = 8;
 const PAIR_CANDIDATES_STUCK = 64;
 /** Receivers below the band tried per VM before falling back to any host with room. */
 const PLACE_ATTEMPTS = 6;
+/** Receivers (largest deficits first) considered for a VM that completes none. */
+const PARTIAL_CANDIDATES = 32;
 /** VMs of a host (its largest) searched for the fewest that cover its excess. */
 const COVER_CANDIDATES = 24;
 /** Band positions are searched to this precision (points). */
 const BAND_TOLERANCE_PCT = 0.01;
 /** The joint refinement's grid: step (points) and steps each way. */
-const BAND_GRID_STEP_PCT = 0.5;
-const BAND_GRID_RADIUS = 4;
+const BAND_GRID_STEP_PCT = 0.25;
+const BAND_GRID_RADIUS = 8;
 type Dim = 0 | 1; // 0 cpu, 1 memory
 const DIM_NAME = ['cpu', 'mem'] as const;
 
@@ -56,6 +58,18 @@ class BalanceRun {
   private readonly fullest: [HostHeap, HostHeap];
   /** Receivers below the band of the current round (entries that left it are dropped lazily). */
   private under: number[] = [];
+  /** Per host: its index in `under`, or -1. */
+  private readonly underPos: Int32Array;
+  /** Each entry's deficit (see deficit()). */
+  private underKey: number[] = [];
+  /** The smallest receiver's capacity in each dimension. */
+  private readonly minCapC: number;
+  private readonly minCapM: number;
+  /** Scratch space for fewestCover(). */
+  private coverVm = new Int32Array(64);
+  private coverCpu = new Float64Array(64);
+  private coverMem = new Float64Array(64);
+  private coverSize = new Float64Array(64);
   /** Why the last placement failed. */
   private problem = '';
   /** The band `under` was collected for. */
@@ -68,14 +82,23 @@ class BalanceRun {
     this.skippedVm = new Uint8Array(V);
     this.cannot = new Uint8Array(V);
     this.eligible = new Uint8Array(V);
+    this.underPos = new Int32Array(m.hostCount).fill(-1);
     this.capC = Float64Array.from(m.hosts, (h) => h.cpus);
     this.capM = Float64Array.from(m.hosts, (h) => h.memMiB);
     this.emptiest = [new HostHeap(m.hostCount, 1), new HostHeap(m.hostCount, 1)];
     this.fullest = [new HostHeap(m.hostCount, -1), new HostHeap(m.hostCount, -1)];
+    let minC = Infinity;
+    let minM = Infinity;
     for (let h = 0; h < m.hostCount; h += 1) {
-      if (m.receivable[h]) this.receivers.push(h);
+      if (m.receivable[h]) {
+        this.receivers.push(h);
+        minC = Math.min(minC, this.capC[h] ?? 1);
+        minM = Math.min(minM, this.capM[h] ?? 1);
+      }
       this.reindex(h);
     }
+    this.minCapC = Number.isFinite(minC) ? minC : 1;
+    this.minCapM = Number.isFinite(minM) ? minM : 1;
   }
 
   private reindex(h: number): void {
@@ -200,32 +223,49 @@ class BalanceRun {
     let failures = 0;
     let partial = -1;
     let partialKey = -Infinity;
-    let refused: number[] | null = null;
-    // `under` is sorted by deficit, largest first: the first receiver v completes is the best one.
+    // `under` is sorted by deficit, largest first. Hosts whose deficit exceeds what v could fill even on
+    // the smallest receiver cannot be completed by v: skip them (binary search); after them, the first
+    // receiver v completes is the best one.
     const under = this.under;
-    for (let i = 0; i < under.length; i += 1) {
+    const keys = this.underKey;
+    const reach = Math.max(vc / this.minCapC, vm / this.minCapM) + EPS;
+    let lo = 0;
+    let hi = under.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((keys[mid] ?? 0) > reach) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < under.length; i += 1) {
       const u = under[i] as number;
       if (u === from) continue;
       const cc = this.capC[u] ?? 1;
       const cm = this.capM[u] ?? 1;
       const c = cL[u] ?? 0;
       const mm = mL[u] ?? 0;
-      const dc = (loC * cc) / 100 - c;
-      const dm = (loM * cm) / 100 - mm;
-      if (dc <= EPS && dm <= EPS) continue;
       const ac = c + vc;
       const am = mm + vm;
+      if (ac < (loC * cc) / 100 - EPS || am < (loM * cm) / 100 - EPS) continue;
       if (ac > (hiC * cc) / 100 + EPS || am > (hiM * cm) / 100 + EPS) continue;
-      if (ac >= (loC * cc) / 100 - EPS && am >= (loM * cm) / 100 - EPS) {
-        if (!m.fits(v, u)) continue;
-        const p = this.check(v, u);
-        if (p === null) return u;
-        this.problem = p;
-        (refused ??= []).push(u);
-        failures += 1;
-        if (failures >= PLACE_ATTEMPTS) break;
-        continue;
-      }
+      if (!m.fits(v, u)) continue;
+      const p = this.check(v, u);
+      if (p === null) return u;
+      this.problem = p;
+      failures += 1;
+      if (failures >= PLACE_ATTEMPTS) break;
+    }
+    // Else the receiver (among those with the largest deficits) whose deficit v covers most.
+    const scan = Math.min(under.length, PARTIAL_CANDIDATES);
+    for (let i = 0; i < scan; i += 1) {
+      const u = under[i] as number;
+      if (u === from) continue;
+      const cc = this.capC[u] ?? 1;
+      const cm = this.capM[u] ?? 1;
+      const c = cL[u] ?? 0;
+      const mm = mL[u] ?? 0;
+      if (c + vc > (hiC * cc) / 100 + EPS || mm + vm > (hiM * cm) / 100 + EPS) continue;
+      const dc = (loC * cc) / 100 - c;
+      const dm = (loM * cm) / 100 - mm;
       const key = Math.min(vc, Math.max(0, dc)) / cc + Math.min(vm, Math.max(0, dm)) / cm;
       if (key > partialKey) {
         partialKey = key;
@@ -251,23 +291,35 @@ class BalanceRun {
   private reposition(h: number): void {
     const band = this.current;
     if (band === null) return;
-    const under = this.under;
-    let i = under.indexOf(h);
+    let i = this.underPos[h] ?? -1;
     if (i < 0) return;
+    const under = this.under;
+    const keys = this.underKey;
     const key = this.deficit(h, band);
     if (key <= EPS) {
       under.splice(i, 1);
+      keys.splice(i, 1);
+      this.underPos[h] = -1;
+      for (let k = i; k < under.length; k += 1) this.underPos[under[k] as number] = k;
       return;
     }
-    while (i + 1 < under.length && this.deficit(under[i + 1] as number, band) > key) {
-      under[i] = under[i + 1] as number;
+    while (i + 1 < under.length && (keys[i + 1] ?? 0) > key) {
+      const next = under[i + 1] as number;
+      under[i] = next;
+      keys[i] = keys[i + 1] as number;
+      this.underPos[next] = i;
       i += 1;
     }
-    while (i > 0 && this.deficit(under[i - 1] as number, band) < key) {
-      under[i] = under[i - 1] as number;
+    while (i > 0 && (keys[i - 1] ?? 0) < key) {
+      const prev = under[i - 1] as number;
+      under[i] = prev;
+      keys[i] = keys[i - 1] as number;
+      this.underPos[prev] = i;
       i -= 1;
     }
     under[i] = h;
+    keys[i] = key;
+    this.underPos[h] = i;
   }
 
   /** The least loaded host (in dimension d) that v keeps within the band. */
@@ -352,11 +404,14 @@ class BalanceRun {
     const list: { h: number; x: number }[] = [];
     for (const h of this.receivers) {
       if (!m.inSpread[h]) continue;
-      const x = Math.max(band.lo[0] - this.util(0, h), band.lo[1] - this.util(1, h));
+      const x = this.deficit(h, band);
       if (x > EPS) list.push({ h, x });
     }
     list.sort((a, b) => b.x - a.x);
     this.under = list.map((e) => e.h);
+    this.underKey = list.map((e) => e.x);
+    this.underPos.fill(-1);
+    this.under.forEach((h, i) => (this.underPos[h] = i));
     this.current = band;
   }
 
@@ -439,93 +494,99 @@ class BalanceRun {
     const m = this.m;
     const capC = this.capC[s] ?? 1;
     const capM = this.capM[s] ?? 1;
-    const cand: number[] = [];
-    for (const v of m.hostVms[s] ?? []) {
+    const vms = m.hostVms[s] ?? [];
+    if (this.coverVm.length < vms.length) this.growCover(vms.length);
+    const ids = this.coverVm;
+    const c = this.coverCpu;
+    const mm = this.coverMem;
+    const z = this.coverSize;
+    // Candidates, largest first (insertion sort: a host holds a few dozen VMs).
+    let n = 0;
+    let topC1 = 0;
+    let topC2 = 0;
+    let topC3 = 0;
+    let topM1 = 0;
+    let topM2 = 0;
+    let topM3 = 0;
+    for (const v of vms) {
       if (this.cannot[v] || m.moved[v]) continue;
       const lc = m.vmCpu[v] ?? 0;
       const lm = m.vmMem[v] ?? 0;
       if ((exC <= EPS || lc <= EPS) && (exM <= EPS || lm <= EPS)) continue;
       if (lc > spareC + EPS || lm > spareM + EPS) continue;
       if (!this.movable(v)) continue;
-      cand.push(v);
+      const size = lc / capC + lm / capM;
+      let j = n;
+      while (j > 0 && (z[j - 1] ?? 0) < size) {
+        ids[j] = ids[j - 1] ?? 0;
+        c[j] = c[j - 1] ?? 0;
+        mm[j] = mm[j - 1] ?? 0;
+        z[j] = z[j - 1] ?? 0;
+        j -= 1;
+      }
+      ids[j] = v;
+      c[j] = lc;
+      mm[j] = lm;
+      z[j] = size;
+      n += 1;
+      if (lc > topC1) [topC1, topC2, topC3] = [lc, topC1, topC2];
+      else if (lc > topC2) [topC2, topC3] = [lc, topC2];
+      else if (lc > topC3) topC3 = lc;
+      if (lm > topM1) [topM1, topM2, topM3] = [lm, topM1, topM2];
+      else if (lm > topM2) [topM2, topM3] = [lm, topM2];
+      else if (lm > topM3) topM3 = lm;
     }
-    const size = (v: number) => (m.vmCpu[v] ?? 0) / capC + (m.vmMem[v] ?? 0) / capM;
-    cand.sort((a, b) => size(b) - size(a));
-    if (cand.length > COVER_CANDIDATES) cand.length = COVER_CANDIDATES;
-    const n = cand.length;
-    const c = Float64Array.from(cand, (v) => m.vmCpu[v] ?? 0);
-    const mm = Float64Array.from(cand, (v) => m.vmMem[v] ?? 0);
-    const ok = (sc: number, sm: number) =>
-      (exC <= EPS || sc >= exC - EPS) &&
-      (exM <= EPS || sm >= exM - EPS) &&
-      sc <= spareC + EPS &&
-      sm <= spareM + EPS;
+    if (n > COVER_CANDIDATES) n = COVER_CANDIDATES;
+    const needC = exC > EPS ? exC - EPS : -Infinity;
+    const needM = exM > EPS ? exM - EPS : -Infinity;
+    const maxC = spareC + EPS;
+    const maxM = spareM + EPS;
     let best = -1;
     let bestSize = -1;
     for (let i = 0; i < n; i += 1) {
-      if (ok(c[i]!, mm[i]!)) {
-        const z = c[i]! / capC + mm[i]! / capM;
-        if (z > bestSize) {
-          bestSize = z;
-          best = i;
-        }
-      }
+      const sc = c[i] ?? 0;
+      const sm = mm[i] ?? 0;
+      if (sc >= needC && sm >= needM && sc <= maxC && sm <= maxM) return ids[i] ?? -1; // largest first
     }
-    if (best >= 0) return cand[best]!;
     // Sets of k cannot cover a dimension that even its k largest VMs do not cover.
-    const topC = Float64Array.from(c).sort().reverse();
-    const topM = Float64Array.from(mm).sort().reverse();
-    const reach = (k: number) => {
-      let sc = 0;
-      let sm = 0;
-      for (let i = 0; i < k && i < n; i += 1) {
-        sc += topC[i]!;
-        sm += topM[i]!;
-      }
-      return (exC <= EPS || sc >= exC - EPS) && (exM <= EPS || sm >= exM - EPS);
-    };
-    if (!reach(2)) return reach(3) ? this.cover3(cand, c, mm, ok, capC, capM) : -1;
-    for (let i = 0; i < n; i += 1)
-      for (let j = i + 1; j < n; j += 1) {
-        const sc = c[i]! + c[j]!;
-        const sm = mm[i]! + mm[j]!;
-        if (ok(sc, sm)) {
-          const z = sc / capC + sm / capM;
-          if (z > bestSize) {
-            bestSize = z;
-            best = i;
-          }
-        }
-      }
-    if (best >= 0) return cand[best]!;
-    return reach(3) ? this.cover3(cand, c, mm, ok, capC, capM) : -1;
-  }
-
-  private cover3(
-    cand: number[],
-    c: Float64Array,
-    mm: Float64Array,
-    ok: (sc: number, sm: number) => boolean,
-    capC: number,
-    capM: number,
-  ): number {
-    const n = cand.length;
-    let best = -1;
-    let bestSize = -1;
-    for (let i = 0; i < n; i += 1)
-      for (let j = i + 1; j < n; j += 1)
-        for (let k = j + 1; k < n; k += 1) {
-          const sc = c[i]! + c[j]! + c[k]!;
-          const sm = mm[i]! + mm[j]! + mm[k]!;
-          if (ok(sc, sm)) {
-            const z = sc / capC + sm / capM;
-            if (z > bestSize) {
-              bestSize = z;
+    if (topC1 + topC2 >= needC && topM1 + topM2 >= needM) {
+      for (let i = 0; i < n; i += 1)
+        for (let j = i + 1; j < n; j += 1) {
+          const sc = (c[i] ?? 0) + (c[j] ?? 0);
+          const sm = (mm[i] ?? 0) + (mm[j] ?? 0);
+          if (sc >= needC && sm >= needM && sc <= maxC && sm <= maxM) {
+            const size = (z[i] ?? 0) + (z[j] ?? 0);
+            if (size > bestSize) {
+              bestSize = size;
               best = i;
             }
           }
         }
-    return best >= 0 ? cand[best]! : -1;
+      if (best >= 0) return ids[best] ?? -1;
+    }
+    if (topC1 + topC2 + topC3 < needC || topM1 + topM2 + topM3 < needM) return -1;
+    for (let i = 0; i < n; i += 1)
+      for (let j = i + 1; j < n; j += 1)
+        for (let k = j + 1; k < n; k += 1) {
+          const sc = (c[i] ?? 0) + (c[j] ?? 0) + (c[k] ?? 0);
+          const sm = (mm[i] ?? 0) + (mm[j] ?? 0) + (mm[k] ?? 0);
+          if (sc >= needC && sm >= needM && sc <= maxC && sm <= maxM) {
+            const size = (z[i] ?? 0) + (z[j] ?? 0) + (z[k] ?? 0);
+            if (size > bestSize) {
+              bestSize = size;
+              best = i;
+            }
+          }
+        }
+    return best >= 0 ? (ids[best] ?? -1) : -1;
+  }
+
+  private growCover(n: number): void {
+    const size = Math.max(n, 2 * this.coverVm.length);
+    this.coverVm = new Int32Array(size);
+    this.coverCpu = new Float64Array(size);
+    this.coverMem = new Float64Array(size);
+    this.coverSize = new Float64Array(size);
   }
 
   /** Hosts below the band take VMs from hosts with load above the band's lower edge. */
