@@ -25,6 +25,8 @@ interface SizeResult {
   vms: number;
   seed: number;
   planMsP50: number;
+  planCpuMsP50: number;
+  loadavg1m: [number, number];
   peakRssMiB: number;
   boundPerDim: number;
   boundJoint: number;
@@ -82,6 +84,8 @@ export async function main(): Promise<void> {
     `${r.hosts}/${r.vms}`,
     String(r.seed),
     String(r.planMsP50),
+    String(r.planCpuMsP50),
+    r.loadavg1m.map((l) => l.toFixed(1)).join('-'),
     String(r.peakRssMiB),
     `${r.boundPerDim}/${r.boundJoint}`,
     String(r.drover.moves),
@@ -97,6 +101,8 @@ export async function main(): Promise<void> {
     'hosts/VMs',
     'seed',
     'p50 ms',
+    'cpu ms',
+    'load',
     'RSS MiB',
     'bound dim/joint',
     'moves',
@@ -112,6 +118,14 @@ export async function main(): Promise<void> {
   console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
   for (const r of rows) console.log(line(r));
   console.log(
+    'p50 ms: wall time of one plan (rules included), median of the runs; cpu ms: process CPU time of the same ' +
+      'runs (main thread and GC helpers); load: 1-minute load average before-after the timed runs',
+  );
+  console.log(
+    'bound dim/joint: the per-dimension band bound (the larger of CPU and memory) / the joint bound (a host ' +
+      'counted once for both dimensions); x bound: moves over each',
+  );
+  console.log(
     'spreads are cpu/mem points (max - min utilisation over active hosts), target 20/20; nc = steps predicted not to converge',
   );
 
@@ -119,17 +133,23 @@ export async function main(): Promise<void> {
   const big = results.filter((r) => r.hosts === 10000);
   const p50s = big.map((r) => r.planMsP50).sort((a, b) => a - b);
   const bigP50 = p50s[Math.floor(p50s.length / 2)] ?? 0;
+  const bigCpu = big.map((r) => r.planCpuMsP50).sort((a, b) => a - b);
+  const bigCpuP50 = bigCpu[Math.floor(bigCpu.length / 2)] ?? 0;
   const maxRss = Math.max(...big.map((r) => r.peakRssMiB));
   const worstRatio = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundPerDim)));
   const worstJoint = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundJoint)));
   const reachedAll = results.every((r) => r.drover.reached);
+  // No plan can beat the joint bound (a valid lower bound), so where it exceeds 1.2x the per-dimension
+  // bound, moves <= 1.2x the per-dimension bound is out of reach for any planner.
+  const perDimReachable = results.filter((r) => r.boundJoint <= 1.2 * r.boundPerDim).length;
   const goals = {
-    plan10kP50Ms: { value: bigP50, goal: '<= 1000', met: bigP50 <= 1000 },
+    plan10kP50Ms: { value: bigP50, goal: '<= 1000', met: bigP50 <= 1000, cpuMsP50: bigCpuP50 },
     peakRss10kMiB: { value: maxRss, goal: '< 512', met: maxRss < 512 },
     movesOverPerDimBound: {
       value: Math.round(worstRatio * 100) / 100,
       goal: '<= 1.2',
       met: worstRatio <= 1.2,
+      casesWhereAnyPlannerCouldMeetIt: `${perDimReachable} of ${results.length}`,
     },
     movesOverJointBound: {
       value: Math.round(worstJoint * 100) / 100,

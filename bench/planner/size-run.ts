@@ -1,4 +1,5 @@
 // One size of the planner benchmark, in its own process so that its peak RSS is its own. Prints JSON.
+import { loadavg } from 'node:os';
 import { parsePolicy } from '../../src/domain/policy.js';
 import type { Plan } from '../../src/domain/plan.js';
 import { ClusterModel } from '../../src/planner/constraints/cluster-model.js';
@@ -23,17 +24,25 @@ const policy = parsePolicy({ rules: BENCH_RULES, limits: { maxMovesPerRun: 1_000
 const snap = generateCluster({ hosts: args.hosts, vms: args.vms, seed: args.seed });
 
 const times: number[] = [];
+const cpuTimes: number[] = [];
+const loadBefore = loadavg()[0] ?? 0;
 let plan: Plan | undefined;
 for (let i = 0; i < args.runs; i += 1) {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   plan = planWith('balance', snap, policy, { now: NOW });
   times.push(performance.now() - t0);
+  // CPU of the whole process (the main thread and the collector's helper threads): less noisy than the
+  // wall time on a shared machine.
+  const c = process.cpuUsage(c0);
+  cpuTimes.push((c.user + c.system) / 1000);
 }
+const loadAfter = loadavg()[0] ?? 0;
 const peakRssMiB = process.resourceUsage().maxRSS / 1024;
-times.sort((a, b) => a - b);
-const p50Ms = times[Math.floor(times.length / 2)] ?? 0;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const p50Ms = median(times);
 
-// Bounds on the same snapshot.
+// Bounds on the same snapshot (computed after, and outside, the timed plans).
 const m = new ClusterModel(snap, policy, { nowMs: NOW });
 const dims = [0, 1].map((d) => ({
   loads: d === 0 ? m.cpuLoad : m.memLoad,
@@ -66,6 +75,9 @@ const out: Record<string, unknown> = {
   runs: args.runs,
   planMsP50: Math.round(p50Ms),
   planMsAll: times.map((t) => Math.round(t)),
+  planCpuMsP50: Math.round(median(cpuTimes)),
+  planCpuMsAll: cpuTimes.map((t) => Math.round(t)),
+  loadavg1m: [Math.round(loadBefore * 100) / 100, Math.round(loadAfter * 100) / 100],
   peakRssMiB: Math.round(peakRssMiB),
   boundPerDim: Math.max(...perDim),
   boundPerDimCpuMem: perDim,
