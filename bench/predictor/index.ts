@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Collector } from '../../src/collector/collector.js';
 import { parsePolicy, type Policy } from '../../src/domain/policy.js';
+import type { MigrationRecord, VmHistory } from '../../src/domain/history.js';
 import type { Vm } from '../../src/domain/snapshot.js';
 import type { JobStats } from '../../src/hypervisor/hypervisor.js';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
@@ -74,6 +75,8 @@ interface Run {
   round0EndS: number | null;
   /** Highest rate QEMU reported (MiB/s, at most the cap): what the link carries when there is data. */
   throughputMiBps: number | null;
+  /** Highest dirty rate QEMU reported after round 0 (MiB/s): the guest's rate while it migrates. */
+  migratingDirtyMiBps: number | null;
   processedMiB: number;
 }
 
@@ -83,7 +86,11 @@ export interface CellResult {
   capMiBps: number;
   downtimeBudgetMs: number;
   measuredDirtyMiBps: number | null;
+  /** What QEMU reported the guest dirtying during this migration (peak after round 0), for analysis. */
+  migratingDirtyMiBps: number | null;
   round0MiB: number;
+  /** The per-VM correction the prediction applied from this guest's earlier migrations (1: none). */
+  correction: number;
   bandwidthModelMiBps: number;
   setupS: number;
   switchoverOverheadMs: number;
@@ -122,6 +129,7 @@ async function runMigration(
   let finished = false;
   let aborted = false;
   const rates: number[] = [];
+  let migratingDirty: number | null = null;
   let round0MiB: number | null = null;
   let jobStartS: number | null = null;
   let round0EndS: number | null = null;
@@ -141,6 +149,10 @@ async function runMigration(
         // QEMU's rate of the last stretch; it is low while it scans untouched memory or has little left,
         // and reaches what the link carries while there is data to send: the highest reading says that
         if (s.memory_bps >= MiB) rates.push(s.memory_bps / MiB);
+        if (s.memory_iteration >= 1) {
+          const d = (s.memory_dirty_rate * s.memory_page_size) / MiB;
+          migratingDirty = Math.max(migratingDirty ?? 0, d);
+        }
         if (round0MiB === null && s.memory_iteration >= 1) {
           round0MiB = s.memory_processed / MiB;
           round0EndS = atS;
@@ -166,6 +178,7 @@ async function runMigration(
     jobStartS,
     round0EndS,
     throughputMiBps: rates.length > 0 ? Math.min(capMiBps, Math.max(...rates)) : null,
+    migratingDirtyMiBps: migratingDirty === null ? null : round(migratingDirty, 1),
     processedMiB,
   };
 }
@@ -188,6 +201,7 @@ function observation(
     capMiBps,
     completed,
     wallS: run.wallS,
+    round0MiB: run.round0MiB,
     processedMiB: run.processedMiB,
     transferS: sendingS(run, run.throughputMiBps ?? calibration.bandwidthMiBps(capMiBps)),
     throughputMiBps: run.throughputMiBps,
@@ -251,6 +265,35 @@ function classify(cells: CellResult[]): Classification {
 
 const ratio = (a: number, b: number): number | null => (b > 0 ? round(a / b, 3) : null);
 
+/**
+ * A finished migration as drover's executor records it into the VM's history (src/executor/executor.ts), so
+ * the predictor's per-VM correction learns from this guest's earlier migrations exactly as in the service.
+ */
+function historyRecord(
+  vmId: string,
+  run: Run,
+  inputs: { memMiB: number; dirtyMiBps: number | null; bandwidthMiBps: number },
+  predicted: { durationS: number; correction: number } | null,
+): MigrationRecord {
+  return {
+    vmId,
+    from: A,
+    to: B,
+    kind: 'live',
+    endedAt: new Date().toISOString(),
+    result: run.result,
+    predictedDurationS: predicted?.durationS ?? null,
+    ...(predicted ? { predictionCorrection: predicted.correction } : {}),
+    measuredDurationS: run.wallS,
+    downtimeMs: run.result === 'completed' ? (run.stats?.downtime ?? null) : null,
+    iterations: run.stats?.memory_iteration ?? 0,
+    transferMiB: run.processedMiB,
+    memMiB: inputs.memMiB,
+    dirtyMiBps: inputs.dirtyMiBps,
+    bandwidthMiBps: inputs.bandwidthMiBps,
+  };
+}
+
 export async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const grid = quick ? QUICK : FULL;
@@ -291,6 +334,23 @@ export async function main(): Promise<void> {
         const cal = await runMigration(hv, g.id, cap, 300, CALIBRATION_DEADLINE_S);
         calibration.observe(observation(cal, cap, calibration, null));
         const round0MiB = round0Equivalent(cal, calibration.bandwidthMiBps(cap), calibration.setupS());
+        // The calibration run had no prediction of its own: the predictor models it again from these inputs.
+        const history: VmHistory = {
+          vmId: g.id,
+          quarantinedUntil: null,
+          records: [
+            historyRecord(
+              g.id,
+              cal,
+              {
+                memMiB: round0MiB,
+                dirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+                bandwidthMiBps: calibration.bandwidthMiBps(cap),
+              },
+              null,
+            ),
+          ],
+        };
 
         for (const dt of grid.downtimesMs) {
           const setupS = calibration.setupS();
@@ -301,7 +361,7 @@ export async function main(): Promise<void> {
             { ...vm, memUsedMiB: round0MiB },
             { bandwidthMiBps: bw, concurrency: 1 },
             policy,
-            { kind: 'live', downtimeBudgetMs: dt, allowAutoConverge: false, allowPostCopy: false },
+            { kind: 'live', downtimeBudgetMs: dt, allowAutoConverge: false, allowPostCopy: false, history },
           );
           const p = f.prediction;
           const predictedConverges = p.converges && p.durationS <= grid.deadlineS;
@@ -309,13 +369,23 @@ export async function main(): Promise<void> {
           const converged = run.result === 'completed';
           const downtimeMs = converged ? (run.stats?.downtime ?? null) : null;
           calibration.observe(observation(run, cap, calibration, Math.max(0, p.downtimeMs - overheadMs)));
+          history.records.push(
+            historyRecord(
+              g.id,
+              run,
+              { memMiB: round0MiB, dirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps, bandwidthMiBps: bw },
+              { durationS: p.durationS, correction: f.correction },
+            ),
+          );
           const cell: CellResult = {
             dirtySetMiBps: dirty,
             memMiB,
             capMiBps: cap,
             downtimeBudgetMs: dt,
             measuredDirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+            migratingDirtyMiBps: run.migratingDirtyMiBps,
             round0MiB: round(round0MiB, 1),
+            correction: f.correction,
             bandwidthModelMiBps: round(bw, 1),
             setupS: round(setupS, 2),
             switchoverOverheadMs: round(overheadMs, 0),
@@ -375,9 +445,11 @@ export async function main(): Promise<void> {
     header: [
       'dirty set',
       'dirty measured',
+      'dirty migrating',
       'RAM MiB',
       'cap MiB/s',
       'model bw',
+      'history x',
       'budget ms',
       'predicted',
       'actual',
@@ -386,9 +458,11 @@ export async function main(): Promise<void> {
     rows: cells.map((x) => [
       x.dirtySetMiBps,
       x.measuredDirtyMiBps,
+      x.migratingDirtyMiBps,
       x.memMiB,
       x.capMiBps,
       x.bandwidthModelMiBps,
+      x.correction,
       x.downtimeBudgetMs,
       x.predicted.converges ? `${x.predicted.durationS} / ${x.predicted.downtimeMs}` : '-',
       x.actual.converged ? `${x.actual.durationS} / ${x.actual.downtimeMs}` : `- (${x.actual.result})`,
@@ -482,7 +556,7 @@ export async function main(): Promise<void> {
     notes: [
       `Real live migrations between two libvirt hosts of the lab (TCG guests), each aborted after ${grid.deadlineS} s.`,
       `Grid: dirty ${grid.dirtyMiBps.join('/')} MiB/s x caps ${grid.capsMiBps.join('/')} MiB/s x max downtime ${grid.downtimesMs.join('/')} ms; guest RAM ${RAMS_MIB.join('/')} MiB rotating over dirty rate and cap.`,
-      `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's previous migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts).`,
+      `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's first (calibration) migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts); the per-VM history correction from the guest's earlier migrations, recorded as the executor records them. The model counts a migration as converging only within the policy's maxDurationS less its 10 % safety margin (durationMarginPct).`,
       `Load average at start ${machine.loadAvg.join(' / ')}, at end ${loadAfter.join(' / ')} (2 CPUs shared with other work).`,
     ],
     summary: `Converge precision ${summary.convergePrecision}, recall ${summary.convergeRecall}; duration error median ${fmtPct(summary.durationRelErrMedian)}, p90 ${fmtPct(summary.durationRelErrP90)}; downtime error median ${summary.downtimeAbsErrMedianMs} ms.`,

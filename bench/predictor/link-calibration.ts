@@ -12,6 +12,8 @@ export interface ObservedMigration {
   completed: boolean;
   /** From the migrate call to the end (s). */
   wallS: number;
+  /** Memory sent by round 0 (MiB), when the caller saw round 0 end. */
+  round0MiB: number | null;
   /** Memory QEMU sent (MiB). */
   processedMiB: number;
   /** Time spent sending, when the caller could tell it from the job's progress (s); else sent / rate. */
@@ -26,6 +28,8 @@ export interface ObservedMigration {
 
 /** Below this much memory sent, a migration's transfer rate says nothing about the link. */
 const MIN_PROCESSED_FOR_RATE_MIB = 16;
+/** A migration that sent at most this multiple of its round 0 has a well-known sending time. */
+const CLEAN_FACTOR = 1.25;
 
 export class LinkCalibration {
   private readonly observed: ObservedMigration[] = [];
@@ -65,9 +69,17 @@ export class LinkCalibration {
     return capMiBps;
   }
 
-  /** Fixed cost per migration: median of (wall time - time spent sending) over completed migrations. */
+  /**
+   * Fixed cost per migration: median of (wall time - time spent sending) over completed migrations that sent
+   * little after round 0 (their sending time is known well, so the rest is the fixed cost and not an error
+   * of the rounds' estimate); over all completed migrations while there are none such.
+   */
   setupS(): number {
-    const samples = this.recent((o) => o.completed).map((o) => {
+    const clean = this.recent(
+      (o) => o.completed && o.round0MiB !== null && o.processedMiB <= CLEAN_FACTOR * o.round0MiB,
+    );
+    const pool = clean.length > 0 ? clean : this.recent((o) => o.completed);
+    const samples = pool.map((o) => {
       const rate = o.throughputMiBps ?? this.bandwidthMiBps(o.capMiBps);
       const sendingS = o.transferS ?? (rate > 0 ? o.processedMiB / rate : 0);
       return Math.max(0, o.wallS - sendingS);

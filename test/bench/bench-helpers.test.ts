@@ -9,6 +9,7 @@ const observed = (o: Partial<ObservedMigration>): ObservedMigration => ({
   capMiBps: 100,
   completed: true,
   wallS: 10,
+  round0MiB: null,
   processedMiB: 100,
   transferS: null,
   throughputMiBps: 50,
@@ -47,6 +48,16 @@ describe('LinkCalibration', () => {
     c.observe(observed({ wallS: 30, completed: false })); // aborted: not a setup sample
     expect(c.setupS()).toBe(9);
     expect(c.switchoverOverheadMs()).toBe((150 + 400) / 2);
+  });
+
+  it('takes setup from migrations that sent little after round 0 once there are any', () => {
+    const c = new LinkCalibration({ setupS: 1, switchoverOverheadMs: 20 });
+    // many rounds: 300 MiB sent after a 100 MiB round 0, their sending time only estimated -> 8 s "setup"
+    c.observe(observed({ wallS: 14, round0MiB: 100, processedMiB: 400, throughputMiBps: 50 }));
+    expect(c.setupS()).toBe(6);
+    // round 0 and a little more: the fixed cost is well known, 3 s
+    c.observe(observed({ wallS: 5.2, round0MiB: 100, processedMiB: 110, throughputMiBps: 50 }));
+    expect(c.setupS()).toBe(3);
   });
 });
 
