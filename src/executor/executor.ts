@@ -38,6 +38,8 @@ export interface MigrationStatus {
   kind: string;
   state: string;
   attemptsMade: number;
+  /** When a worker first took the job (epoch ms), null while it waits. */
+  startedAtMs: number | null;
   progress: MigrationProgress | null;
   result: MigrationJobResult | null;
   failedReason: string | null;
@@ -220,6 +222,7 @@ export class Executor {
         kind: job.data.step.kind,
         state,
         attemptsMade: job.attemptsMade,
+        startedAtMs: job.processedOn ?? null,
         progress,
         result: job.returnvalue ?? null,
         failedReason: job.failedReason ?? null,

@@ -145,7 +145,7 @@ export class DroverService implements Operations {
         kind: j.kind as MigrationView['kind'],
         planId: j.planId,
         state: migrationState(j),
-        startedAt: null,
+        startedAt: j.startedAtMs === null ? null : new Date(j.startedAtMs).toISOString(),
         elapsedS: report ? report.durationS : (p?.elapsedS ?? null),
         totalMiB: totalMiB === null ? null : Math.round(totalMiB),
         remainingMiB: ended ? null : p ? Math.round(p.remainingMiB) : null,

@@ -197,6 +197,7 @@ describe('cluster, plans, drain and activate', () => {
       const onHost = (snap.vms ?? []).filter((v) => v.host === 'kvm-04' && v.state === 'running');
       return onHost.length > 0 && onHost.every((v) => v.dirtyMiBps !== null);
     }, 30_000);
+    const askedAtMs = Date.now();
     const res = await call('POST', '/v1/hosts/kvm-04/drain', { body: {} });
     expect(res.status).toBe(201);
     const { record, plan } = res.json as {
@@ -217,9 +218,14 @@ describe('cluster, plans, drain and activate', () => {
     const located = await svc.hypervisor.locateVm(plan.steps[0]!.vm);
     expect(located.map((l) => l.hostId)).toEqual([plan.steps[0]!.to]);
     const migrations = (await call('GET', '/v1/migrations')).json as {
-      migrations: { vm: string; state: string }[];
+      migrations: { vm: string; state: string; startedAt: string | null }[];
     };
-    expect(migrations.migrations.find((m) => m.vm === plan.steps[0]!.vm)?.state).toBe('completed');
+    const drained = migrations.migrations.find((m) => m.vm === plan.steps[0]!.vm);
+    expect(drained?.state).toBe('completed');
+    // when a worker took the job: after the drain was asked for, not in the future
+    const startedMs = Date.parse(drained?.startedAt ?? '');
+    expect(startedMs).toBeGreaterThanOrEqual(askedAtMs);
+    expect(startedMs).toBeLessThanOrEqual(Date.now());
     const activated = await call('POST', '/v1/hosts/kvm-04/activate', { body: {} });
     expect(activated.json).toMatchObject({ id: 'kvm-04', state: 'active' });
   }, 30_000);
