@@ -7,6 +7,7 @@ import type { Policy } from '../../domain/policy.js';
 import type { Host, Snapshot, Vm } from '../../domain/snapshot.js';
 import { predictVmMigration, type VmForecast } from '../predictor/predict-vm.js';
 import { evaluateRuleEffects, hostMatches, type VmRuleEffects } from '../rules/rule-effects.js';
+import { canHostCpuModel } from './cpu-models.js';
 
 export interface ModelOptions {
   /** Epoch milliseconds the plan is made at (cooldowns, daily budgets, quarantine). */
@@ -285,10 +286,13 @@ export class ClusterModel {
     if (!this.fits(v, to)) return `${host.id} lacks room`;
     const vm = this.vms[v] as Vm;
     const src = this.hosts[from] as Host;
-    if (host.cpuModel != null) {
-      const need = vm.cpuModel ?? src.cpuModel;
-      if (need != null && host.cpuModel !== need && host.cpuModel !== src.cpuModel)
-        return `${host.id} CPU model ${host.cpuModel} is not ${need}`;
+    if (host.cpuModel != null && host.cpuModel !== src.cpuModel) {
+      // A guest with a named CPU model may go to a host of that model or a later compatible one
+      // (cpu-models.ts); one without (it sees its host's CPU) only to a host of its source's model.
+      if (vm.cpuModel != null) {
+        if (!canHostCpuModel(host.cpuModel, vm.cpuModel))
+          return `${host.id} CPU model ${host.cpuModel} cannot run ${vm.cpuModel}`;
+      } else if (src.cpuModel != null) return `${host.id} CPU model ${host.cpuModel} is not ${src.cpuModel}`;
     }
     const fx = this.effects[v];
     if (fx) {
