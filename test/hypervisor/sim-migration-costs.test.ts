@@ -89,6 +89,26 @@ describe('simulator migration costs', () => {
     expect((clock.now() - start) / 1000).toBeCloseTo(9, 2);
   });
 
+  it('migrations started at the same moment set up together and then share the link', async () => {
+    const { clock, sim } = setup(
+      [host('a', 1000), host('b', 1000)],
+      [
+        constantVm('v1', 'a', 2000, 0, 0),
+        constantVm('v2', 'a', 2000, 0, 0),
+        constantVm('v3', 'a', 2000, 0, 0),
+      ],
+      { migrationCosts: { setupMs: 1000 } },
+    );
+    const start = clock.now();
+    const handles = await Promise.all(
+      ['v1', 'v2', 'v3'].map((vmId) =>
+        sim.migrate({ vmId, from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 }),
+      ),
+    );
+    await clock.runUntil(Promise.all(handles.map((h) => h.done)));
+    expect((clock.now() - start) / 1000).toBeCloseTo(1 + 6, 2);
+  });
+
   it('the QEMU cost preset is documented numbers, not zero', () => {
     expect(QEMU_MIGRATION_COSTS.setupMs).toBeGreaterThan(0);
     expect(QEMU_MIGRATION_COSTS.streamMaxMiBps).toBeGreaterThan(1000);

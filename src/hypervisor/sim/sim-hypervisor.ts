@@ -944,7 +944,14 @@ export class SimHypervisor implements Hypervisor {
     if (m.model.phase === 'setup' && setupEnd <= now) {
       for (const h of [m.src, m.dst])
         for (const o of h.migrations)
-          if (o !== m && !o.ended && o.model.atMs < setupEnd) this.settle(o, setupEnd);
+          // (One still setting up until then or later takes no share before then: leave it.)
+          if (
+            o !== m &&
+            !o.ended &&
+            o.model.atMs < setupEnd &&
+            !(o.model.phase === 'setup' && o.model.setupEndMs >= setupEnd)
+          )
+            this.settle(o, setupEnd);
     }
     // At least one pass, so a boundary due exactly now is processed even when no time passed.
     let guard = 0;
