@@ -1,9 +1,9 @@
 // One libvirt data stream (virStream over the wire). A stream belongs to the call that opened it (e.g.
 // STORAGE_VOL_UPLOAD): its packets are of type STREAM and carry that call's procedure and serial.
 //   data      STREAM + CONTINUE, the raw bytes (no XDR)
-//   finish    STREAM + OK, empty; the sender of the data ends with it, and the peer confirms with the same
-//             (the daemon also ends a download with it: end of file, which the client then confirms by
-//             finishing)
+//   eof       STREAM + CONTINUE with no bytes: the daemon has nothing more to send (libvirtd ends a download
+//             so); the client then finishes the stream
+//   finish    STREAM + OK, empty; the client ends its side with it, and the daemon confirms with the same
 //   failure   STREAM + ERROR with a remote_error body; the daemon may also fail a stream with a REPLY +
 //             ERROR on the same serial (a failed write or finish)
 //   abort     the client sends STREAM + ERROR, empty; the daemon confirms with STREAM + OK
@@ -73,7 +73,11 @@ export class RpcStream {
         this.fail(new LibvirtProtocolError(`${this.procedureName}: stream data after the end of the stream`));
         return;
       }
-      if (body.length === 0) return;
+      if (body.length === 0) {
+        this.phase = 'eof'; // end of the daemon's data
+        this.wake();
+        return;
+      }
       this.queue.push(body);
       this.queuedBytes += body.length;
       this.bytesReceived += body.length;
@@ -89,7 +93,7 @@ export class RpcStream {
         this.phase = 'done';
         this.release();
       } else {
-        this.phase = 'eof'; // the daemon has no more data; finish() confirms
+        this.phase = 'eof'; // an end of data sent as OK is taken the same way
       }
       this.wake();
       return;

@@ -109,7 +109,7 @@ describe('libvirt data streams against a scripted peer', () => {
     return new RpcConnection(socket, { callTimeoutMs: 2_000, keepaliveIntervalMs: 0 });
   }
 
-  it('download: data right behind the reply is kept, read in order, and the end is confirmed by finishing', async () => {
+  it('download: data right behind the reply is kept, read in order; an empty data packet ends it, then the client finishes', async () => {
     const parts = [pattern(100_000, 1), pattern(1, 2), pattern(300_000, 3)];
     peer.handler = (p, s) => {
       if (p.header.type === MessageType.CALL) {
@@ -120,7 +120,8 @@ describe('libvirt data streams against a scripted peer', () => {
             ...parts.map((d) =>
               encodePacket({ ...p.header, type: MessageType.STREAM, status: MessageStatus.CONTINUE }, d),
             ),
-            encodePacket({ ...p.header, type: MessageType.STREAM, status: MessageStatus.OK }),
+            // libvirtd's end of data: a CONTINUE packet with no bytes
+            encodePacket({ ...p.header, type: MessageType.STREAM, status: MessageStatus.CONTINUE }),
           ]),
         );
       } else if (p.header.type === MessageType.STREAM && p.header.status === MessageStatus.OK) {
@@ -253,7 +254,7 @@ describe('libvirt data streams against a scripted peer', () => {
       if (p.header.type === MessageType.CALL) {
         s.replyOk(p);
         for (let i = 0; i < 40; i++) s.data(p, pattern(64 * 1024, i));
-        s.streamOk(p);
+        s.data(p, new Uint8Array(0));
       } else if (p.header.type === MessageType.STREAM && p.header.status === MessageStatus.OK) s.streamOk(p);
     };
     const c = await rpc();
