@@ -292,6 +292,11 @@ describe('Block migration on the libvirt lab', () => {
     });
     await expectPattern(B, top, 0x11, '0', '4M');
     await expectPattern(B, top, 0x22, '8M', '2M');
+    // Only the top layer travelled (NON_SHARED_INC): the destination overlay holds its 2 MiB, not the 4 MiB
+    // of the backing file a whole-disk copy would have written into it as well.
+    const topThere = await hv.lookupVolume(B, top);
+    expect(topThere?.allocationBytes).toBeGreaterThanOrEqual(2 * MiB);
+    expect(topThere?.allocationBytes).toBeLessThan(4 * MiB);
   }, 240_000);
 
   it('a destination pool without room skips the step with a reason before anything moves', async () => {
