@@ -1,0 +1,371 @@
+// Fault case on the real libvirt lab: two `drover serve` processes on one Redis, the leader SIGKILLed while
+// its plan has migrations in progress. The other process must lead within one lease, adopt the running
+// migrations, run the rest and close the plan; no VM is migrated twice, and afterwards every VM runs on
+// exactly one host, is defined on exactly one, and its heartbeat advances.
+//
+// The second process starts once the leader's executor holds every job of the plan, so the process that is
+// killed is the one running the migrations (with both up from the start, BullMQ could hand every job to the
+// follower and the kill would only test the lease).
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Snapshot } from '../../src/domain/snapshot.js';
+import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
+import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
+import { freePort } from '../../src/service/private-redis.js';
+import {
+  defineGuest,
+  guestName,
+  heartbeatAdvances,
+  labDir,
+  labHostConfigs,
+  REPO_ROOT,
+  removeGuest,
+  waitFor,
+  type LabGuest,
+} from '../lab/lab-client.js';
+import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
+import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+
+const SOURCE = 'lab1';
+const DEST = 'lab2';
+const LEASE_MS = 3_000;
+/** Migration bandwidth cap: about 6 s per guest, so the kill lands mid-migration with more to follow. */
+const LINK_MIBPS = 8;
+const GUESTS = 3;
+const TOKEN = 'failover-admin-token-0123456789';
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  port: number;
+  url: string;
+  logPath: string;
+  exit: Promise<void>;
+}
+
+let dir: string;
+let prefix: string;
+let redis: Redis;
+let hv: LibvirtHypervisor;
+const procs: Proc[] = [];
+const guests: LabGuest[] = [];
+const events: HypervisorEvent[] = [];
+let passed = false;
+
+// Same lab rules as `drover lab-demo`: every lab host is this machine and reports its whole load, so the
+// CPU and memory ceilings are lifted; dirty rates are not measured here (an assumed 2 MiB/s instead). On the
+// lab the migrations of a drain run one after the other (the destination daemon answers little else while a
+// migration arrives), so the plan spans the kill: one migration in flight, others still to come.
+const POLICY = `version: 1
+hosts: { cpuCeilingPct: 100, memCeilingPct: 100, memReserveMiB: 0 }
+limits: { perHostConcurrency: 2, perClusterConcurrency: 4 }
+migration: { assumeDirtyMiBpsWhenUnknown: 2 }
+`;
+
+function configFor(name: string, port: number): object {
+  return {
+    instance: name,
+    hypervisor: {
+      kind: 'libvirt',
+      hosts: labHostConfigs(LINK_MIBPS),
+      options: { callTimeoutMs: 15_000, reconnectMinMs: 100, reconnectMaxMs: 1_000 },
+    },
+    redis: { prefix },
+    policy: { file: join(dir, 'policy.yaml'), watch: false },
+    schedules: { rebalance: { enabled: false }, plans: { intervalS: 1 }, reconcile: { intervalS: 5 } },
+    automation: { level: 'partial' },
+    leader: { leaseMs: LEASE_MS },
+    api: { port, tokens: [{ name: 'failover', role: 'admin', value: TOKEN }] },
+    metrics: { processMetrics: false },
+    log: { level: 'info' },
+    // Each lab host reports the whole (shared, busy) machine's CPU as its own. A host's reported CPU is the
+    // lowest smoothed reading of the hold window: with a short time constant and a long window, one quieter
+    // moment of the machine gives the destination room for the guests.
+    collector: { intervalS: 2, dirtyRate: { enabled: false }, smoothing: { cpuTauS: 2, holdS: 3600 } },
+    executor: {
+      pollIntervalMs: 500,
+      progressIntervalMs: 500,
+      callTimeoutMs: 5_000,
+      lockDurationMs: 3_000,
+      stalledIntervalMs: 1_500,
+      slotLeaseMs: 5_000,
+      slotRetryMs: 500,
+    },
+    shutdown: { graceMs: 10_000 },
+  };
+}
+
+async function startServe(name: string): Promise<Proc> {
+  const port = await freePort();
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, JSON.stringify(configFor(name, port), null, 2));
+  const logPath = join(dir, `${name}.log`);
+  const fd = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/drover.js'), 'serve', '--config', file], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, REDIS_URL: redisUrl() },
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const proc: Proc = {
+    name,
+    child,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    logPath,
+    exit: new Promise((resolve) => child.once('exit', () => resolve())),
+  };
+  procs.push(proc);
+  await waitFor(
+    `${name} to serve its API`,
+    async () => ((await fetch(`${proc.url}/healthz`)).ok ? true : undefined),
+    60_000,
+    250,
+  );
+  return proc;
+}
+
+async function api<T>(proc: Proc, method: 'GET' | 'POST', path: string, body?: object): Promise<T> {
+  const res = await fetch(`${proc.url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${TOKEN}`,
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const json = (await res.json()) as T;
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function leaderName(): Promise<string | null> {
+  const value = await redis.get(`${prefix}:leader`);
+  return value === null ? null : value.slice(value.indexOf(':') + 1);
+}
+
+async function leaderGauge(proc: Proc): Promise<number | null> {
+  const text = await (await fetch(`${proc.url}/metrics`)).text();
+  const m = /^drover_leader (\d)$/m.exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+function logTail(proc: Proc, lines = 30): string {
+  try {
+    return readFileSync(proc.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+const alive = (p: Proc) => p.child.exitCode === null && p.child.signalCode === null;
+
+/** Guests whose migration libvirt shows as running on the source. */
+async function migratingNow(): Promise<number> {
+  const stats = await Promise.all(guests.map((g) => hv.jobStats(SOURCE, g.id).catch(() => null)));
+  return stats.filter((s) => s?.type === 'active').length;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'drover-failover-'));
+  writeFileSync(join(dir, 'policy.yaml'), POLICY);
+  prefix = uniquePrefix('failover');
+  redis = connectRedis();
+  hv = new LibvirtHypervisor(labHostConfigs(LINK_MIBPS), {
+    callTimeoutMs: 15_000,
+    reconnectMinMs: 100,
+    reconnectMaxMs: 1_000,
+  });
+  hv.subscribe((e) => events.push(e));
+  await hv.eventsReady();
+  // 48 MiB guests with 24 MiB written once and 1 MiB/s rewritten: about 6 s each on the capped link.
+  for (let i = 0; i < GUESTS; i++) {
+    const g = await defineGuest({
+      name: guestName(`failover${i}`),
+      host: SOURCE,
+      memMiB: 48,
+      fillMiB: 24,
+      mb: 4,
+      rate: 256,
+    });
+    guests.push(g);
+  }
+  for (const g of guests) await heartbeatAdvances(SOURCE, g.name, 20_000);
+}, 120_000);
+
+afterAll(async () => {
+  if (!passed) {
+    // Keep the processes' logs of a failed run next to the lab (the temp dir is removed below).
+    const keep = join(labDir(), 'failover-logs');
+    mkdirSync(keep, { recursive: true });
+    for (const p of procs) {
+      copyFileSync(p.logPath, join(keep, `${p.name}.log`));
+      console.log(`--- ${p.name} log (last lines; all in ${keep}) ---\n${logTail(p, 30)}`);
+    }
+  }
+  for (const p of procs) if (alive(p)) p.child.kill('SIGKILL');
+  await Promise.all(procs.map((p) => p.exit));
+  for (const g of guests) await removeGuest(g.name).catch(() => undefined);
+  await cleanPrefix(redis, prefix);
+  redis.disconnect();
+  await hv.close();
+  rmSync(dir, { recursive: true, force: true });
+  const rows = writeTable('lab-failover');
+  expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
+}, 120_000);
+
+describe('leader failover on the libvirt lab', () => {
+  it('the leader SIGKILLed mid-plan: the other leads within one lease, adopts, and finishes the plan once', async () => {
+    const started = Date.now();
+    const ids = guests.map((g) => g.id);
+    const a = await startServe('drover-a');
+    await waitFor('drover-a to lead', async () => ((await leaderName()) === 'drover-a' ? true : undefined));
+
+    // The drain needs a snapshot with our guests on the source and the hosts' CPU measured.
+    await waitFor(
+      'a snapshot with every guest',
+      async () => {
+        const snap = await api<Snapshot>(a, 'GET', '/v1/snapshots/latest');
+        const ours = snap.vms.filter((v) => ids.includes(v.id) && v.host === SOURCE);
+        return ours.length === GUESTS && snap.hosts.every((h) => h.cpuPct !== null) ? true : undefined;
+      },
+      30_000,
+      500,
+    );
+    // A dry run first, until the planner finds room for every guest (see the collector's smoothing above).
+    await waitFor(
+      'a drain plan that moves every guest',
+      async () => {
+        const dry = await api<{ plan: { steps: unknown[] } }>(a, 'POST', `/v1/hosts/${SOURCE}/drain`, {
+          dryRun: true,
+        });
+        return dry.plan.steps.length === GUESTS ? true : undefined;
+      },
+      60_000,
+      1_000,
+    );
+    const eventsBefore = events.length; // the guests' own boots are not migrations
+    const created = await api<{
+      record: {
+        plan: { id: string; steps: { vm: string; to: string }[]; skipped: unknown[]; note?: string };
+      };
+    }>(a, 'POST', `/v1/hosts/${SOURCE}/drain`, { dryRun: false });
+    const plan = created.record.plan;
+    expect(
+      plan.steps.map((s) => s.vm).sort(),
+      JSON.stringify({ skipped: plan.skipped, note: plan.note }),
+    ).toEqual([...ids].sort());
+    expect(plan.steps.every((s) => s.to === DEST)).toBe(true);
+
+    // drover-a's worker takes every job at once; drover-b comes up while the first migrations run.
+    const b = await startServe('drover-b');
+    expect(await leaderName()).toBe('drover-a');
+    await waitFor(
+      'a migration in progress',
+      async () => ((await migratingNow()) >= 1 ? true : undefined),
+      60_000,
+      100,
+    );
+    const inFlightAtKill = await migratingNow();
+    // The plan's jobs as drover-a sees them (Redis only: the destination daemon is busy with the arrival).
+    const atKill = await api<{ migrations: { vm: string; state: string }[] }>(a, 'GET', '/v1/migrations');
+    const jobsAtKill = ids.map((id) => atKill.migrations.find((m) => m.vm === id)?.state ?? 'none');
+
+    expect(jobsAtKill.filter((st) => st !== 'completed').length).toBeGreaterThanOrEqual(2);
+    const killedAt = Date.now();
+    a.child.kill('SIGKILL');
+    await a.exit;
+    await waitFor(
+      'drover-b to take the lease',
+      async () => ((await leaderName()) === 'drover-b' ? true : undefined),
+      3 * LEASE_MS,
+      20,
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n--- drover-b log ---\n${logTail(b)}`);
+    });
+    const newLeaderMs = Date.now() - killedAt;
+    expect(await leaderGauge(b)).toBe(1);
+
+    const record = await waitFor(
+      'the plan to be closed by drover-b',
+      async () => {
+        const r = await api<{ status: string; note?: string | null }>(b, 'GET', `/v1/plans/${plan.id}`);
+        return r.status === 'completed' || r.status === 'failed' ? r : undefined;
+      },
+      60_000,
+      250,
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n--- drover-b log ---\n${logTail(b)}`);
+    });
+    const planDoneMs = Date.now() - killedAt;
+
+    const { migrations } = await api<{ migrations: { vm: string; state: string }[] }>(
+      b,
+      'GET',
+      '/v1/migrations',
+    );
+    const states = ids.map((id) => migrations.find((m) => m.vm === id)?.state ?? 'none');
+
+    // No migration duplicated: each guest arrived on the destination exactly once (libvirt's own
+    // lifecycle events: an incoming migration starts the domain there) and never started on the source again.
+    const startsOn = (host: string, id: string) =>
+      events
+        .slice(eventsBefore)
+        .filter((e) => e.kind === 'lifecycle' && e.event === 'started' && e.hostId === host && e.vmId === id)
+        .length;
+    const duplicates = ids.flatMap((id) => {
+      const intoDest = startsOn(DEST, id);
+      const backOnSource = startsOn(SOURCE, id);
+      return intoDest === 1 && backOnSource === 0
+        ? []
+        : [`${id}: ${intoDest} incoming migration(s) on ${DEST}, ${backOnSource} start(s) on ${SOURCE}`];
+    });
+
+    const violations = [...(await checkInvariant(hv, ids)), ...duplicates];
+    for (const g of guests) {
+      const where = (await hv.locateVm(g.id)).find((p) => p.state === 'running');
+      if (!where) continue; // the invariant already counted it
+      await heartbeatAdvances(where.hostId, g.name, 15_000).catch((err: unknown) =>
+        violations.push(`${g.name}: ${String(err)}`),
+      );
+    }
+    const finalHosts = await Promise.all(
+      ids.map(async (id) => (await hv.locateVm(id)).find((p) => p.state === 'running')?.hostId ?? 'none'),
+    );
+    const timing = `kill->leader ${(newLeaderMs / 1000).toFixed(2)} s, kill->plan ${record.status} ${(planDoneMs / 1000).toFixed(1)} s`;
+    console.log(
+      `leader failover: at the kill ${inFlightAtKill} migrating in libvirt, jobs ${jobsAtKill.join(', ')}; ${timing}; ` +
+        `jobs ${states.join(', ')}; guests on ${finalHosts.join(', ')}`,
+    );
+    addRow({
+      suite: 'lab-failover',
+      fault: 'leader drover serve SIGKILLed mid-plan (2 processes)',
+      outcome: `plan ${record.status}; ${timing}; at kill: ${jobsAtKill.join('/')}`,
+      vmsChecked: ids.length,
+      violations: violations.length,
+      details: violations.map((v) => `  leader failover: ${v}`),
+      durationS: Math.round((Date.now() - started) / 100) / 10,
+    });
+
+    expect(newLeaderMs).toBeLessThanOrEqual(LEASE_MS + 1_000);
+    expect(record.status).toBe('completed');
+    expect(states).toEqual(ids.map(() => 'completed'));
+    expect(finalHosts).toEqual(ids.map(() => DEST));
+    expect(violations).toEqual([]);
+    expect(alive(b)).toBe(true);
+    passed = true;
+  }, 180_000);
+});
