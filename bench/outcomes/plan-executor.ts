@@ -101,11 +101,14 @@ export async function executePlan(
     };
     try {
       const report = await runner.run(job, {
+        // As the executor: a step with its own concurrency runs uncapped (the link is shared as it is used).
         bandwidthShareMiBps: () =>
-          bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
-            outbound: outbound.get(step.from) ?? 1,
-            inbound: inbound.get(step.to) ?? 1,
-          }),
+          step.concurrency !== undefined
+            ? null
+            : bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
+                outbound: outbound.get(step.from) ?? 1,
+                inbound: inbound.get(step.to) ?? 1,
+              }),
         onMigrateCall: (at) => {
           started = at;
         },

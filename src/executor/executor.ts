@@ -278,7 +278,10 @@ export class Executor {
       resumed,
       ...(Number.isFinite(earlierStartMs) ? { startedAtMs: earlierStartMs } : {}),
       abortRequested: () => abortRequested,
-      bandwidthShareMiBps: () => share,
+      // A step that carries its own concurrency was planned for its source link shared by at most that many
+      // migrations: it runs uncapped, so the link is shared as it is used and a peer that is still setting up
+      // (or already switching over) leaves its part to the others instead of idling it.
+      bandwidthShareMiBps: () => (step.concurrency !== undefined ? null : share),
       beforeMigrate: async () => {
         await redis.hset(runKey, {
           jobId: job.id ?? '',
