@@ -6,7 +6,8 @@
 //   and some converge only alone.
 // Candidates: every VM at the same level k (or the highest level up to k at which it is predicted to
 // converge), and "heavy alone": VMs whose predicted transfer grows by more than a threshold when they share
-// the link run alone at the full link, the others k at a time (thresholds from 1 % to 50 %). The schedule
+// the link k ways run alone at the full link (or j < k at a time), the others k at a time (thresholds from
+// 1 % to 50 %). The schedule
 // with the shortest predicted drain time wins; ties go to less concurrency.
 //
 // Drain time of a schedule: the steps of each level run as a group, one group after the other. A group of
@@ -71,11 +72,12 @@ export function chooseDrainSchedule(items: readonly ScheduleItem[], maxLevel: nu
   const options: { name: string; levels: number[] }[] = [];
   for (let k = 1; k <= Math.max(1, maxLevel); k += 1) {
     options.push({ name: `${k} at once`, levels: items.map((it) => convergingLevel(it, k)) });
-    if (k > 1) {
+    for (let j = 1; j < k; j += 1) {
       for (const growth of HEAVY_TRANSFER_GROWTH) {
+        const heavy = j === 1 ? 'alone' : `${j} at once`;
         options.push({
-          name: `alone if sharing adds over ${growth * 100} % to its transfer, others ${k} at once`,
-          levels: items.map((it) => (isHeavy(it, k, growth) ? 1 : k)),
+          name: `${heavy} if sharing ${k} ways adds over ${growth * 100} % to its transfer, others ${k} at once`,
+          levels: items.map((it) => (isHeavy(it, k, growth) ? convergingLevel(it, j) : k)),
         });
       }
     }
