@@ -40,11 +40,19 @@ function fewest(prefix: Float64Array, start: number, end: number, need: number):
 
 /** `tolerancePct`: how finely the band position is searched (the bound is exact up to steps narrower). */
 export function bandLowerBound(dim: DimensionLoads, widthPct: number, tolerancePct = 1e-7): BandBound {
-  return bestBand(prepareDimension(dim), widthPct, tolerancePct);
+  return bestBand(prepareDimension(dim), widthPct, tolerancePct, tolerancePct);
 }
 
-/** The band position needing the fewest moves in one prepared dimension (see bandLowerBound). */
-export function bestBand(p: Prepared, widthPct: number, tolerancePct = 1e-7): BandBound {
+/**
+ * The band position needing the fewest moves in one prepared dimension (see bandLowerBound).
+ *
+ * `relaxPct` makes the count a valid lower bound despite the finite search: the fewest moves can be
+ * reached at a single position only (where one host leaves the band's top exactly as another would fall
+ * below its bottom), which bisection can step over. Counting leaving at lo + relax and arriving at
+ * lo - relax never counts more (both are monotone) and turns such a point into an interval wider than the
+ * search's tolerance, so the search cannot miss it when relax >= tolerance.
+ */
+export function bestBand(p: Prepared, widthPct: number, tolerancePct = 1e-7, relaxPct = 0): BandBound {
   const n = p.n;
   if (n === 0) return { moves: 0, lo: 0, loRange: [0, 0] };
   const G = p.global.length;
@@ -54,12 +62,12 @@ export function bestBand(p: Prepared, widthPct: number, tolerancePct = 1e-7): Ba
   const counts = (lo: number): void => {
     let out = 0;
     let inn = 0;
-    const hi = lo + widthPct + EPS;
-    const low = lo - EPS;
+    const top = lo + relaxPct + widthPct;
+    const bottom = lo - relaxPct;
     for (let i = 0; i < n; i += 1) {
       const u = util[i]!;
-      if (u > hi) out += fewest(flat, from[i]!, to[i]!, ((u - lo - widthPct) / 100) * cap[i]!);
-      else if (u < low) inn += fewest(global, 0, G, ((lo - u) / 100) * cap[i]!);
+      if (u > top + EPS) out += fewest(flat, from[i]!, to[i]!, ((u - top) / 100) * cap[i]!);
+      else if (u < bottom - EPS) inn += fewest(global, 0, G, ((bottom - u) / 100) * cap[i]!);
     }
     outCount = out;
     inCount = inn;
@@ -227,12 +235,13 @@ export function jointLowerBound(
   const tol = opts.tolerancePct ?? 1e-3;
   // Minimum over the memory band position of max(out(cOut, .), in(cIn, .)).
   const cellLow = (cOut: number, cIn: number): number => {
+    // Leaving counted at lm + tol and arriving at lm - tol: see bestBand's relaxPct.
     const counts = (lm: number): [number, number] => {
       let out = 0;
       let inn = 0;
       for (let i = 0; i < n; i += 1) {
-        out += Math.max(hostOut(pc, i, cOut, wc), hostOut(pm, i, lm, wm));
-        inn += Math.max(hostIn(pc, i, cIn), hostIn(pm, i, lm));
+        out += Math.max(hostOut(pc, i, cOut, wc), hostOut(pm, i, lm + tol, wm));
+        inn += Math.max(hostIn(pc, i, cIn), hostIn(pm, i, lm - tol));
       }
       return [out, inn];
     };

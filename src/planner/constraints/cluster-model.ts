@@ -197,6 +197,12 @@ export class ClusterModel {
     }
   }
 
+  /** Takes back the planned move of VM v: it is back on its snapshot host and may be moved again. */
+  unmove(v: number): void {
+    this.move(v, this.vmOrigin[v] ?? 0);
+    this.moved[v] = 0;
+  }
+
   /** How the VM would travel: offline when shut off, block for local storage, live otherwise. */
   kindOf(v: number): MigrationKind {
     const vm = this.vms[v] as Vm;
