@@ -142,7 +142,29 @@ export class BlockDestination {
     }
   }
 
-  /** Removes the volumes a preparation created (after it failed, or when the migration did not go). */
+  /**
+   * Removes the disks a preparation created, once the migration did not go and the VM runs on its source only.
+   * Copied backing files stay: they were verified and the next attempt uses them. Never throws.
+   */
+  async releaseDisks(hostId: string, prepared: BlockPreparation): Promise<void> {
+    for (const disk of prepared.disks) {
+      if (disk.state !== 'created') continue;
+      try {
+        await this.call('deleteVolume', this.hv.deleteVolume(hostId, disk.path));
+        this.log?.info(
+          { host: hostId, path: disk.path },
+          'removed a disk prepared for a migration that did not go',
+        );
+      } catch (err) {
+        this.log?.warn(
+          { host: hostId, path: disk.path, err: errorMessage(err) },
+          'could not remove a prepared disk',
+        );
+      }
+    }
+  }
+
+  /** Removes the volumes a preparation created (after it failed half-way). */
   async rollback(hostId: string, prepared: BlockPreparation): Promise<void> {
     // Overlays before the files they are overlays of.
     for (const path of [...prepared.createdVolumes].reverse()) {

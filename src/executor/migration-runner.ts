@@ -15,7 +15,7 @@ import {
   type VmPresence,
 } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
-import { BlockDestination } from './block-destination.js';
+import { BlockDestination, type BlockPreparation } from './block-destination.js';
 import { CallTimeout, callWithTimeout } from './call-timeout.js';
 import type { ExecutionPolicy, ExecutorOptions } from './executor-options.js';
 import { applyRecoveryAction, gatherEvidence, type VmEvidence } from './recovery.js';
@@ -171,6 +171,8 @@ export class MigrationRunner {
   private readonly options: ExecutorOptions;
   private readonly log: Logger;
   private readonly metrics: DroverMetrics | undefined;
+  /** What the pre-check prepared on a block migration's destination, by VM, until run() takes it. */
+  private readonly blockPrepared = new Map<string, BlockPreparation>();
 
   constructor(deps: MigrationRunnerDeps) {
     this.hv = deps.hypervisor;
@@ -270,6 +272,8 @@ export class MigrationRunner {
 
     // 3. Pre-checks on both ends, just before migrating.
     const vm = await this.preCheck(job, presences, hooks);
+    const prepared = this.blockPrepared.get(step.vm);
+    this.blockPrepared.delete(step.vm);
     const schedule = this.scheduleFor(job, vm.memMiB, diskGiB(vm));
     const bandwidth = hooks.bandwidthShareMiBps?.() ?? null;
     const request: MigrationRequest = {
@@ -294,7 +298,7 @@ export class MigrationRunner {
       return this.afterFailedStart(job, schedule, vm, err, startedAtMs, hooks, log);
     }
     if (step.kind === 'offline') return this.finishOffline(job, schedule, vm, handle, startedAtMs, log);
-    return this.watch({
+    const report = await this.watch({
       job,
       vm,
       schedule,
@@ -306,6 +310,13 @@ export class MigrationRunner {
       hooks,
       log,
     });
+    // A block migration that did not go, with the VM back on its source only: the disks made for it go too.
+    if (prepared && report.outcome !== 'completed' && report.problems.length === 0)
+      await new BlockDestination(this.hv, {
+        callTimeoutMs: this.options.callTimeoutMs,
+        logger: this.log,
+      }).releaseDisks(step.to, prepared);
+    return report;
   }
 
   private newWatchdog(schedule: WatchdogSchedule, startedAtMs: number): Watchdog {
@@ -396,7 +407,10 @@ export class MigrationRunner {
         callTimeoutMs: this.options.callTimeoutMs,
         logger: this.log,
       });
-      await prep.prepare({ vm, from: step.from, to: step.to, mode: policy.blockCopy });
+      this.blockPrepared.set(
+        step.vm,
+        await prep.prepare({ vm, from: step.from, to: step.to, mode: policy.blockCopy }),
+      );
     }
     return vm;
   }

@@ -228,6 +228,28 @@ describe('block migration destination on the simulator', () => {
     expect(await hv.lookupVolume('h2', DISK)).toBeNull();
   });
 
+  it('a block migration aborted by the operator removes the disk made for it; the verified backing file stays', async () => {
+    const { hv, clock } = cluster();
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
+    let migrateAt: number | null = null;
+    const report = await clock.runUntil(
+      runner.run(job(blockStep, policy({ blockCopy: 'incremental' })), {
+        onMigrateCall: (at) => (migrateAt = at),
+        // abort a little after the start: the disk copy is still running
+        abortRequested: () => (migrateAt !== null && clock.now() - migrateAt > 100 ? 'operator' : null),
+      }),
+    );
+    expect(report.outcome).toBe('aborted');
+    expect(report.problems).toEqual([]);
+    expect(await hv.locateVm(VM)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+    expect(await hv.lookupVolume('h2', DISK)).toBeNull();
+    expect(await hv.volumeDigest('h2', BASE)).toEqual(await hv.volumeDigest('h1', BASE));
+    // The next attempt finds the backing file and goes.
+    const again = await clock.runUntil(runner.run(job(blockStep, policy({ blockCopy: 'incremental' }))));
+    expect(again.outcome).toBe('completed');
+    expect(await hv.locateVm(VM)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
+  });
+
   it('a disk with no backing file needs nothing copied in incremental mode', async () => {
     const { hv, clock } = cluster({ withBacking: false });
     const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
