@@ -94,8 +94,9 @@ export async function main(): Promise<void> {
     join(dir, 'policy.yaml'),
     stringify({
       balance: { targetCpuSpreadPct: 10, targetMemSpreadPct: 10, holdTimeS: 0, minImprovementPct: 0.1 },
-      // One wave of moves per plan: 20 at once, so a plan can finish within the minute between rebalances.
-      limits: { maxMovesPerRun: 20, perHostConcurrency: 2, perClusterConcurrency: 20 },
+      // One wave of moves per plan, all 20 at once (4 per host, so the destinations the planner picks do not
+      // hold moves back), so a plan can finish within the minute between rebalances.
+      limits: { maxMovesPerRun: 20, perHostConcurrency: 4, perClusterConcurrency: 20 },
       vms: { cooldownS: 60, maxMigrationsPerDay: 100 },
       migration: { assumeDirtyMiBpsWhenUnknown: 20 },
     }),

@@ -129,6 +129,9 @@ const TIMER_CANCELLED = Symbol('timer cancelled');
  */
 export const HOSTS_PER_TURN = 25;
 
+/** Hosts whose history and record go to Redis in one write. */
+export const HOSTS_PER_WRITE = 50;
+
 /** Resolves after the event loop has run its pending I/O and timers. */
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -578,20 +581,24 @@ export class Collector {
 
   private async persist(owned: readonly HostInfo[]): Promise<void> {
     if (!this.redis || owned.length === 0) return;
-    // Serialised a slice of hosts at a time, with a turn of the event loop in between; written at once.
-    const histories: string[] = [];
-    const records: string[] = [];
-    for (const [i, h] of owned.entries()) {
-      if (i > 0 && i % HOSTS_PER_TURN === 0) await yieldToEventLoop();
-      const e = this.local.get(h.id);
-      if (!e) continue;
-      histories.push(h.id, JSON.stringify(e.history));
-      if (e.record) records.push(h.id, JSON.stringify(e.record));
+    // A slice of hosts at a time: serialised, then written (history and record of a host together, in one
+    // transaction), with a turn of the event loop in between. One write of every host's history would be
+    // megabytes converted and sent in one go, holding the event loop all that time.
+    for (let at = 0; at < owned.length; at += HOSTS_PER_WRITE) {
+      if (at > 0) await yieldToEventLoop();
+      const histories: string[] = [];
+      const records: string[] = [];
+      for (const h of owned.slice(at, at + HOSTS_PER_WRITE)) {
+        const e = this.local.get(h.id);
+        if (!e) continue;
+        histories.push(h.id, JSON.stringify(e.history));
+        if (e.record) records.push(h.id, JSON.stringify(e.record));
+      }
+      const tx = this.redis.multi();
+      if (histories.length > 0) tx.hset(this.historyKey, ...histories);
+      if (records.length > 0) tx.hset(this.recordsKey, ...records);
+      await tx.exec();
     }
-    const tx = this.redis.multi();
-    if (histories.length > 0) tx.hset(this.historyKey, ...histories);
-    if (records.length > 0) tx.hset(this.recordsKey, ...records);
-    await tx.exec();
   }
 
   private async buildAndWrite(): Promise<Snapshot> {

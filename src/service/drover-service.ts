@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Clock } from '../domain/clock.js';
 import { DroverError, errorMessage } from '../domain/errors.js';
+import type { VmHistory } from '../domain/history.js';
 import type { Plan, PlanReason } from '../domain/plan.js';
 import type { Policy } from '../domain/policy.js';
 import type { Host, Snapshot } from '../domain/snapshot.js';
@@ -54,6 +55,8 @@ export interface DroverServiceDeps {
   plannerThread?: PlannerThread;
 }
 
+/** VMs whose migration history is read from Redis in one go. */
+const HISTORY_READ_VMS = 500;
 const WAITING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 const FINISHED_STATES = new Set(['completed', 'failed']);
 
@@ -248,7 +251,7 @@ export class DroverService implements Operations {
     const policy = this.deps.policy();
     const now = this.deps.clock.now();
     const vmIds = snapshot.vms.map((v) => v.id);
-    const history = this.deps.history ? await this.deps.history.getMany(vmIds) : undefined;
+    const history = this.deps.history ? await historyOf(this.deps.history, vmIds) : undefined;
     const opts = { now, history };
     if (reason === 'drain') {
       if (host === undefined) throw new DroverError('invalid_input', 'a drain needs a host');
@@ -469,6 +472,19 @@ export class DroverService implements Operations {
       metrics.drainRemainingVms.set({ host }, snapshot.vms.filter((v) => v.host === host).length);
     }
   }
+}
+
+/**
+ * The migration history of the VMs, read a slice at a time: one read of every VM of a large cluster would
+ * build, send and parse tens of thousands of Redis commands in one go, holding the event loop meanwhile.
+ */
+async function historyOf(store: HistoryStore, vmIds: readonly string[]): Promise<Map<string, VmHistory>> {
+  const out = new Map<string, VmHistory>();
+  for (let at = 0; at < vmIds.length; at += HISTORY_READ_VMS) {
+    const part = await store.getMany(vmIds.slice(at, at + HISTORY_READ_VMS));
+    for (const [id, h] of part) out.set(id, h);
+  }
+  return out;
 }
 
 /** Max minus min host utilisation over active hosts that reported. */
