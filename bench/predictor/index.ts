@@ -77,6 +77,8 @@ interface Run {
   throughputMiBps: number | null;
   /** Highest dirty rate QEMU reported after round 0 (MiB/s): the guest's rate while it migrates. */
   migratingDirtyMiBps: number | null;
+  /** QEMU's last dirty-rate reading after round 0 (MiB/s): what drover's executor records into history. */
+  lastDirtyMiBps: number | null;
   processedMiB: number;
 }
 
@@ -91,6 +93,8 @@ export interface CellResult {
   round0MiB: number;
   /** The per-VM correction the prediction applied from this guest's earlier migrations (1: none). */
   correction: number;
+  /** The dirty rate the prediction planned with: the measured one times the factor from history. */
+  plannedDirtyMiBps: number | null;
   bandwidthModelMiBps: number;
   setupS: number;
   switchoverOverheadMs: number;
@@ -130,6 +134,7 @@ async function runMigration(
   let aborted = false;
   const rates: number[] = [];
   let migratingDirty: number | null = null;
+  let lastDirty: number | null = null;
   let round0MiB: number | null = null;
   let jobStartS: number | null = null;
   let round0EndS: number | null = null;
@@ -152,6 +157,7 @@ async function runMigration(
         if (s.memory_iteration >= 1) {
           const d = (s.memory_dirty_rate * s.memory_page_size) / MiB;
           migratingDirty = Math.max(migratingDirty ?? 0, d);
+          lastDirty = d;
         }
         if (round0MiB === null && s.memory_iteration >= 1) {
           round0MiB = s.memory_processed / MiB;
@@ -179,6 +185,7 @@ async function runMigration(
     round0EndS,
     throughputMiBps: rates.length > 0 ? Math.min(capMiBps, Math.max(...rates)) : null,
     migratingDirtyMiBps: migratingDirty === null ? null : round(migratingDirty, 1),
+    lastDirtyMiBps: lastDirty === null ? null : round(lastDirty, 1),
     processedMiB,
   };
 }
@@ -272,7 +279,7 @@ const ratio = (a: number, b: number): number | null => (b > 0 ? round(a / b, 3) 
 function historyRecord(
   vmId: string,
   run: Run,
-  inputs: { memMiB: number; dirtyMiBps: number | null; bandwidthMiBps: number },
+  inputs: { memMiB: number; plannedDirtyMiBps: number | null; dirtyFactor: number; bandwidthMiBps: number },
   predicted: { durationS: number; correction: number } | null,
 ): MigrationRecord {
   return {
@@ -289,7 +296,9 @@ function historyRecord(
     iterations: run.stats?.memory_iteration ?? 0,
     transferMiB: run.processedMiB,
     memMiB: inputs.memMiB,
-    dirtyMiBps: inputs.dirtyMiBps,
+    dirtyMiBps: run.lastDirtyMiBps,
+    plannedDirtyMiBps: inputs.plannedDirtyMiBps,
+    plannedDirtyFactor: inputs.dirtyFactor,
     bandwidthMiBps: inputs.bandwidthMiBps,
   };
 }
@@ -344,7 +353,8 @@ export async function main(): Promise<void> {
               cal,
               {
                 memMiB: round0MiB,
-                dirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+                plannedDirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+                dirtyFactor: 1,
                 bandwidthMiBps: calibration.bandwidthMiBps(cap),
               },
               null,
@@ -373,7 +383,12 @@ export async function main(): Promise<void> {
             historyRecord(
               g.id,
               run,
-              { memMiB: round0MiB, dirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps, bandwidthMiBps: bw },
+              {
+                memMiB: round0MiB,
+                plannedDirtyMiBps: p.dirtyMiBps ?? null,
+                dirtyFactor: p.dirtyFactor ?? 1,
+                bandwidthMiBps: bw,
+              },
               { durationS: p.durationS, correction: f.correction },
             ),
           );
@@ -386,6 +401,7 @@ export async function main(): Promise<void> {
             migratingDirtyMiBps: run.migratingDirtyMiBps,
             round0MiB: round(round0MiB, 1),
             correction: f.correction,
+            plannedDirtyMiBps: p.dirtyMiBps ?? null,
             bandwidthModelMiBps: round(bw, 1),
             setupS: round(setupS, 2),
             switchoverOverheadMs: round(overheadMs, 0),
@@ -445,6 +461,7 @@ export async function main(): Promise<void> {
     header: [
       'dirty set',
       'dirty measured',
+      'dirty planned',
       'dirty migrating',
       'RAM MiB',
       'cap MiB/s',
@@ -458,6 +475,7 @@ export async function main(): Promise<void> {
     rows: cells.map((x) => [
       x.dirtySetMiBps,
       x.measuredDirtyMiBps,
+      x.plannedDirtyMiBps,
       x.migratingDirtyMiBps,
       x.memMiB,
       x.capMiBps,
@@ -556,7 +574,7 @@ export async function main(): Promise<void> {
     notes: [
       `Real live migrations between two libvirt hosts of the lab (TCG guests), each aborted after ${grid.deadlineS} s.`,
       `Grid: dirty ${grid.dirtyMiBps.join('/')} MiB/s x caps ${grid.capsMiBps.join('/')} MiB/s x max downtime ${grid.downtimesMs.join('/')} ms; guest RAM ${RAMS_MIB.join('/')} MiB rotating over dirty rate and cap.`,
-      `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's first (calibration) migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts); the per-VM history correction from the guest's earlier migrations, recorded as the executor records them. The model counts a migration as converging only within the policy's maxDurationS less its 10 % safety margin (durationMarginPct).`,
+      `Inputs: the collector's dirty-rate probe (window ${DIRTY_WINDOW_S} s) of each guest; round-0 size from the guest's first (calibration) migration; link rate, setup and switch-over overhead calibrated from the migrations before (bench/predictor/link-calibration.ts); the per-VM history corrections (duration, and the dirty rate QEMU reported while the guest migrated over the rate planned) from the guest's earlier migrations, recorded as the executor records them. The model counts a migration as converging only within the policy's maxDurationS less its 10 % safety margin (durationMarginPct).`,
       `Load average at start ${machine.loadAvg.join(' / ')}, at end ${loadAfter.join(' / ')} (2 CPUs shared with other work).`,
     ],
     summary: `Converge precision ${summary.convergePrecision}, recall ${summary.convergeRecall}; duration error median ${fmtPct(summary.durationRelErrMedian)}, p90 ${fmtPct(summary.durationRelErrP90)}; downtime error median ${summary.downtimeAbsErrMedianMs} ms.`,

@@ -24,9 +24,13 @@ export interface MigrationRecord {
   downtimeMs: number | null;
   iterations: number;
   transferMiB: number;
-  /** The VM's memory and the dirty rate the planner believed, for calibration. */
+  /** The VM's memory. */
   memMiB: number;
+  /** The dirty rate QEMU reported while the VM migrated (its last reading), null when it reported none. */
   dirtyMiBps: number | null;
+  /** The dirty rate the prediction planned with, and the history factor already in it (1: none). */
+  plannedDirtyMiBps?: number | null;
+  plannedDirtyFactor?: number;
   bandwidthMiBps: number | null;
 }
 

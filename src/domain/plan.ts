@@ -24,6 +24,10 @@ export const PredictionSchema = z.strictObject({
   technique: oneOf(['precopy', 'auto-converge', 'post-copy'] as const).optional(),
   /** The per-VM correction learnt from this VM's past migrations that the prediction applied (absent: 1). */
   correction: positiveNumber().optional(),
+  /** The dirty rate the prediction planned with (MiB/s), for a running VM. */
+  dirtyMiBps: nonNegativeNumber().optional(),
+  /** How much of that rate came from this VM's past migrations: measured rate x this factor (absent: 1). */
+  dirtyFactor: positiveNumber().optional(),
 });
 
 export const StepSchema = z.strictObject({

@@ -373,6 +373,8 @@ export class Executor {
       result: report.outcome === 'stuck' ? 'failed' : report.outcome,
       predictedDurationS: data.step.predicted.durationS,
       predictionCorrection: data.step.predicted.correction ?? 1,
+      plannedDirtyMiBps: data.step.predicted.dirtyMiBps ?? null,
+      plannedDirtyFactor: data.step.predicted.dirtyFactor ?? 1,
       measuredDurationS: report.durationS,
       downtimeMs: report.downtimeMs,
       iterations: report.iterations,

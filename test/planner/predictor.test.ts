@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parsePolicy } from '../../src/domain/policy.js';
 import type { Vm } from '../../src/domain/snapshot.js';
-import type { VmHistory } from '../../src/domain/history.js';
+import type { MigrationRecord, VmHistory } from '../../src/domain/history.js';
 import {
   historyCorrection,
+  historyDirtyFactor,
   predictiveWatchdogPlan,
   predictVmMigration,
   simulateMigration,
@@ -331,6 +332,76 @@ describe('history correction', () => {
     expect(f.correction).toBeCloseTo(3, 6);
     expect(f.prediction.converges).toBe(false);
     expect(f.reason).toMatch(/history/);
+  });
+});
+
+describe('dirty-rate factor from history', () => {
+  const policy = parsePolicy({});
+  const link = { bandwidthMiBps: 1000, concurrency: 1 };
+  const migrated = (over: Partial<MigrationRecord>): MigrationRecord => ({
+    vmId: 'vm-1',
+    from: 'a',
+    to: 'b',
+    kind: 'live',
+    endedAt: '2026-11-25T10:00:00Z',
+    result: 'completed',
+    predictedDurationS: null,
+    measuredDurationS: 20,
+    downtimeMs: 100,
+    iterations: 6,
+    transferMiB: 14000,
+    memMiB: 16384,
+    dirtyMiBps: 600,
+    bandwidthMiBps: 1000,
+    plannedDirtyMiBps: 800,
+    plannedDirtyFactor: 1,
+    ...over,
+  });
+  const hist = (...records: MigrationRecord[]): VmHistory => ({
+    vmId: 'vm-1',
+    quarantinedUntil: null,
+    records,
+  });
+
+  it('is the median rate seen while migrating over the rate planned, times the factor already applied', () => {
+    expect(historyDirtyFactor(undefined)).toBe(1);
+    expect(historyDirtyFactor(hist(migrated({})))).toBeCloseTo(0.75, 6);
+    // a plan that already used x0.75 and saw exactly that rate keeps x0.75
+    expect(
+      historyDirtyFactor(hist(migrated({ plannedDirtyMiBps: 600, plannedDirtyFactor: 0.75 }))),
+    ).toBeCloseTo(0.75, 6);
+    // aborted migrations count too: they show the rate as well as completed ones
+    expect(historyDirtyFactor(hist(migrated({ result: 'aborted', dirtyMiBps: 1600 })))).toBeCloseTo(2, 6);
+  });
+
+  it('ignores migrations that ended in round 0, reported no rate, or had no planned rate', () => {
+    expect(historyDirtyFactor(hist(migrated({ iterations: 1 })))).toBe(1);
+    expect(historyDirtyFactor(hist(migrated({ dirtyMiBps: 0 })))).toBe(1);
+    expect(historyDirtyFactor(hist(migrated({ plannedDirtyMiBps: null })))).toBe(1);
+    expect(historyDirtyFactor(hist(migrated({ dirtyMiBps: 100_000 })))).toBe(4);
+  });
+
+  it('a VM that dirtied slower while migrating is planned where the measurement alone would skip it', () => {
+    // 990 MiB/s measured against a 1000 MiB/s link: hopeless as measured; it dirtied 700 MiB/s while migrating.
+    const hot = vm({ dirtyMiBps: 990 });
+    const opts = { kind: 'live' as const, downtimeBudgetMs: 300 };
+    expect(predictVmMigration(hot, link, policy, opts).prediction.converges).toBe(false);
+    const f = predictVmMigration(hot, link, policy, {
+      ...opts,
+      history: hist(migrated({ dirtyMiBps: 700, plannedDirtyMiBps: 990 })),
+    });
+    expect(f.prediction.converges).toBe(true);
+    expect(f.prediction.dirtyMiBps).toBeCloseTo(700, 1);
+    expect(f.prediction.dirtyFactor).toBeCloseTo(0.707, 3);
+    // and the other way: one that dirtied faster while migrating is no longer planned, with the reason
+    const calm = vm({ dirtyMiBps: 300 });
+    expect(predictVmMigration(calm, link, policy, opts).prediction.converges).toBe(true);
+    const g = predictVmMigration(calm, link, policy, {
+      ...opts,
+      history: hist(migrated({ dirtyMiBps: 1200, plannedDirtyMiBps: 300 })),
+    });
+    expect(g.prediction.converges).toBe(false);
+    expect(g.reason).toMatch(/dirty rate x4 the measured one/);
   });
 });
 

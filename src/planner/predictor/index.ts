@@ -10,6 +10,7 @@ export {
 } from './precopy-model.js';
 export {
   historyCorrection,
+  historyDirtyFactor,
   plannedDirtyMiBps,
   precopyLimits,
   predictiveWatchdogPlan,

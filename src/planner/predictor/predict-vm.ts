@@ -120,6 +120,35 @@ export function historyCorrection(history: VmHistory | undefined, policy: Policy
   return Math.min(MAX_CORRECTION, Math.max(MIN_CORRECTION, median));
 }
 
+const MIN_DIRTY_FACTOR = 0.25;
+const MAX_DIRTY_FACTOR = 4;
+
+/**
+ * How fast this VM dirties memory while it migrates compared with the rate the planner measures: the median
+ * over its last migrations (up to 5, completed or not) that went past round 0 of the rate QEMU reported over
+ * the rate planned, times the factor that plan already carried; clamped to [0.25, 4]; 1 without usable
+ * history. A guest slowed by dirty logging, or a measurement window that hides how often a small working set
+ * is rewritten, shows here.
+ */
+export function historyDirtyFactor(history: VmHistory | undefined): number {
+  if (!history) return 1;
+  const ratios: number[] = [];
+  for (let i = history.records.length - 1; i >= 0 && ratios.length < HISTORY_SAMPLES; i -= 1) {
+    const r = history.records[i];
+    if (!r || r.kind === 'offline' || r.iterations < 2) continue;
+    const planned = r.plannedDirtyMiBps;
+    if (planned === undefined || planned === null || !(planned > 0)) continue;
+    if (r.dirtyMiBps === null || !(r.dirtyMiBps > 0)) continue;
+    ratios.push((r.dirtyMiBps / planned) * (r.plannedDirtyFactor ?? 1));
+  }
+  if (ratios.length === 0) return 1;
+  ratios.sort((a, b) => a - b);
+  const mid = Math.floor(ratios.length / 2);
+  const median =
+    ratios.length % 2 === 1 ? (ratios[mid] ?? 1) : ((ratios[mid - 1] ?? 1) + (ratios[mid] ?? 1)) / 2;
+  return Math.min(MAX_DIRTY_FACTOR, Math.max(MIN_DIRTY_FACTOR, median));
+}
+
 export interface PredictOptions {
   kind: MigrationKind;
   downtimeBudgetMs: number;
@@ -151,7 +180,9 @@ export function predictVmMigration(
       correction,
     };
   }
-  const dirty = plannedDirtyMiBps(vm, policy);
+  const measuredDirty = plannedDirtyMiBps(vm, policy);
+  const dirtyFactor = historyDirtyFactor(opts.history);
+  const dirty = measuredDirty === null ? null : measuredDirty * dirtyFactor;
   const bw = Math.min(share, STREAM_MAX_MIBPS) / Math.max(1, correction);
   if (dirty === null) {
     return {
@@ -190,6 +221,8 @@ export function predictVmMigration(
   };
   if (out.technique !== 'precopy') prediction.technique = out.technique;
   if (correction !== 1) prediction.correction = round(correction, 3);
+  prediction.dirtyMiBps = round(dirty, 1);
+  if (dirtyFactor !== 1) prediction.dirtyFactor = round(dirtyFactor, 3);
   const forecast: VmForecast = {
     prediction,
     iterations: out.iterations,
@@ -202,6 +235,8 @@ export function predictVmMigration(
     if (link.concurrency > 1)
       reason += ` (${fmt(link.bandwidthMiBps)} MiB/s link shared by ${link.concurrency} migrations)`;
     if (correction > 1) reason += ` (bandwidth corrected by x${fmt(correction)} from this VM's history)`;
+    if (dirtyFactor !== 1)
+      reason += ` (dirty rate x${fmt(dirtyFactor)} the measured one, as this VM dirtied while migrating before)`;
     forecast.reason = reason;
   }
   return forecast;
