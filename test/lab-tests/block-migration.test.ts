@@ -2,8 +2,9 @@
 // /var/lib/libvirt/images): storage-volume streams against a real libvirtd; a block migration through the
 // executor onto a host that has neither the storage location nor the disk (drover creates both through the
 // pool, then libvirt copies the whole disk); an incremental one whose backing file exists only on the source
-// (drover copies it through streams and verifies size and SHA-256 first); and a destination pool without
-// room, which skips the step before anything moves.
+// (drover copies it through streams and verifies size and SHA-256 first); an aborted one, after which the
+// disk made on the destination is gone again; and a destination pool without room, which skips the step
+// before anything moves.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -297,6 +298,47 @@ describe('Block migration on the libvirt lab', () => {
     const topThere = await hv.lookupVolume(B, top);
     expect(topThere?.allocationBytes).toBeGreaterThanOrEqual(2 * MiB);
     expect(topThere?.allocationBytes).toBeLessThan(4 * MiB);
+  }, 240_000);
+
+  it('an aborted block migration leaves the guest on the source and removes the disk made on the destination', async () => {
+    const { dir } = await sourceLocation();
+    const disk = `${dir}/disk.qcow2`;
+    await onSource(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '64M']);
+    // 200 MiB of written RAM over a 10 MiB/s link: about 20 s of migration to abort in.
+    const g = await defineGuest({
+      name: guestName('block'),
+      host: A,
+      memMiB: 256,
+      fillMiB: 200,
+      disks: [{ path: disk }],
+    });
+    guests.push(g.name);
+    await heartbeatAdvances(A, g.name);
+    const slow = new LibvirtHypervisor(labHostConfigs(10), { callTimeoutMs: 15_000 });
+    try {
+      const ex = new Executor({ redis, hypervisor: slow, options: parseExecutorOptions({ prefix }) });
+      executors.push(ex);
+      await ex.enqueuePlan(plan('block-abort', [step(g.id)]), parseExecutionPolicy({}));
+      ex.startWorkers();
+      await waitFor(
+        'the block migration to run',
+        async () => ((await hv.jobStats(A, g.id)).type === 'active' ? true : undefined),
+        60_000,
+        200,
+      );
+      expect(await hv.lookupVolume(B, disk)).toMatchObject({ format: 'qcow2', capacityBytes: 64 * MiB });
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(await ex.abortVm(g.id)).toBe('abort-requested');
+      const done = await finished(ex, g.id, 90_000);
+      expect(done.result?.status, JSON.stringify(done.result)).toBe('aborted');
+      expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'running', persistent: true }]);
+      await heartbeatAdvances(A, g.name);
+      expect(await hv.lookupVolume(B, disk)).toBeNull();
+      expect(await hv.lookupVolume(A, disk)).toMatchObject({ format: 'qcow2' });
+    } finally {
+      await Promise.all(executors.splice(0).map((e) => e.close()));
+      await slow.close();
+    }
   }, 240_000);
 
   it('a destination pool without room skips the step with a reason before anything moves', async () => {
