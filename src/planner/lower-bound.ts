@@ -55,8 +55,7 @@ export function bandLowerBound(dim: DimensionLoads, widthPct: number, toleranceP
 export function bestBand(p: Prepared, widthPct: number, tolerancePct = 1e-7, relaxPct = 0): BandBound {
   const n = p.n;
   if (n === 0) return { moves: 0, lo: 0, loRange: [0, 0] };
-  const G = p.global.length;
-  const { util, cap, from, to, flat, global } = p;
+  const { util, cap, from, to, flat } = p;
   let outCount = 0;
   let inCount = 0;
   const counts = (lo: number): void => {
@@ -67,7 +66,7 @@ export function bestBand(p: Prepared, widthPct: number, tolerancePct = 1e-7, rel
     for (let i = 0; i < n; i += 1) {
       const u = util[i]!;
       if (u > top + EPS) out += fewest(flat, from[i]!, to[i]!, ((u - top) / 100) * cap[i]!);
-      else if (u < bottom - EPS) inn += fewest(global, 0, G, ((bottom - u) / 100) * cap[i]!);
+      else if (u < bottom - EPS) inn += arrivals(p, ((bottom - u) / 100) * cap[i]!);
     }
     outCount = out;
     inCount = inn;
@@ -116,8 +115,13 @@ export interface Prepared {
   to: Int32Array;
   /** Per host (CSR by `from`/`to`): its VMs' loads, largest first, as prefix sums. */
   flat: Float64Array;
-  /** Every counted VM's load, largest first, as prefix sums. */
+  /**
+   * The largest counted VMs' loads, largest first, as prefix sums: enough of them to cover any deficit a
+   * host can have; all of them once `arrivals()` needed more.
+   */
   global: Float64Array;
+  /** Every counted VM's load (to complete `global` on demand), or null once `global` holds them all. */
+  rest: Float64Array | null;
   uMin: number;
   uMax: number;
 }
@@ -163,9 +167,21 @@ export function prepareDimension(dim: DimensionLoads): Prepared {
     let s = 0;
     for (let i = a; i < b; i += 1) flat[i] = s -= flat[i]!;
   }
-  global.sort();
-  let s = 0;
-  for (let i = 0; i < global.length; i += 1) global[i] = s -= global[i]!;
+  // `global` holds negated loads here. A host's deficit never exceeds its capacity times the spread of
+  // utilisations searched, so only the largest VMs whose total covers that are sorted now.
+  let maxCap = 0;
+  let uLo = Infinity;
+  let uHi = -Infinity;
+  for (let h = 0; h < H; h += 1) {
+    if (!include[h]) continue;
+    const c = dim.caps[h] ?? 1;
+    const u = ((dim.loads[h] ?? 0) / c) * 100;
+    if (c > maxCap) maxCap = c;
+    if (u < uLo) uLo = u;
+    if (u > uHi) uHi = u;
+  }
+  const cover = ((Math.max(0, uHi - uLo) + GLOBAL_MARGIN_PCT) / 100) * maxCap;
+  const top = largestCovering(global, cover);
   let n = 0;
   for (let h = 0; h < H; h += 1) if (include[h]) n += 1;
   const p: Prepared = {
@@ -175,7 +191,8 @@ export function prepareDimension(dim: DimensionLoads): Prepared {
     from: new Int32Array(n),
     to: new Int32Array(n),
     flat,
-    global,
+    global: top ?? prefixOfNegated(global),
+    rest: top ? global : null,
     uMin: Infinity,
     uMax: -Infinity,
   };
@@ -204,7 +221,63 @@ function hostOut(p: Prepared, i: number, lo: number, width: number): number {
 }
 function hostIn(p: Prepared, i: number, lo: number): number {
   const u = p.util[i]!;
-  return u < lo - EPS ? fewest(p.global, 0, p.global.length, ((lo - u) / 100) * p.cap[i]!) : 0;
+  return u < lo - EPS ? arrivals(p, ((lo - u) / 100) * p.cap[i]!) : 0;
+}
+
+/** Points beyond the utilisation range that band searches may reach (refinement grids stay within it). */
+const GLOBAL_MARGIN_PCT = 25;
+
+/** The fewest of the largest counted VMs covering `need`: sorts the rest of them if ever needed. */
+function arrivals(p: Prepared, need: number): number {
+  const g = p.global;
+  if (p.rest !== null && (g.length === 0 || g[g.length - 1]! < need - EPS)) {
+    p.global = prefixOfNegated(p.rest);
+    p.rest = null;
+  }
+  return fewest(p.global, 0, p.global.length, need);
+}
+
+/** Sorts negated loads (largest load first) and turns them into prefix sums of the loads, in place. */
+function prefixOfNegated(neg: Float64Array): Float64Array {
+  neg.sort();
+  let s = 0;
+  for (let i = 0; i < neg.length; i += 1) neg[i] = s -= neg[i]!;
+  return neg;
+}
+
+/**
+ * Prefix sums of the largest loads (given negated) whose total reaches `cover`, found with a histogram
+ * instead of sorting all of them; null when all loads together do not reach it.
+ */
+function largestCovering(neg: Float64Array, cover: number): Float64Array | null {
+  const n = neg.length;
+  let max = 0;
+  let total = 0;
+  for (let i = 0; i < n; i += 1) {
+    const x = -neg[i]!;
+    total += x;
+    if (x > max) max = x;
+  }
+  if (total < cover || max <= 0) return null;
+  const B = 256;
+  const sums = new Float64Array(B);
+  for (let i = 0; i < n; i += 1) {
+    const x = -neg[i]!;
+    sums[Math.min(B - 1, Math.floor((x / max) * B))]! += x;
+  }
+  let b = B - 1;
+  let acc = 0;
+  for (; b > 0; b -= 1) {
+    acc += sums[b]!;
+    if (acc >= cover) break;
+  }
+  const threshold = (b / B) * max;
+  let k = 0;
+  for (let i = 0; i < n; i += 1) if (-neg[i]! >= threshold) k += 1;
+  const top = new Float64Array(k);
+  k = 0;
+  for (let i = 0; i < n; i += 1) if (-neg[i]! >= threshold) top[k++] = neg[i]!;
+  return prefixOfNegated(top);
 }
 
 export interface JointBoundOptions {
@@ -327,19 +400,50 @@ export function refineJointBand(
       inM[k * side + a] = hostIn(pm, i, lm);
     }
   }
+  // max(cpu count, mem count) splits per host when one dimension's count is never below the other's over
+  // the whole grid: such hosts add to per-row or per-column sums; only the others need the full grid.
+  const rowOut = new Float64Array(side);
+  const colOut = new Float64Array(side);
+  const rowIn = new Float64Array(side);
+  const colIn = new Float64Array(side);
+  const jointOut: number[] = [];
+  const jointIn: number[] = [];
+  const split = (c: Int32Array, m: Int32Array, row: Float64Array, col: Float64Array, joint: number[]) => {
+    for (let k = 0; k < A; k += 1) {
+      let cMin = Infinity;
+      let cMax = -Infinity;
+      let mMin = Infinity;
+      let mMax = -Infinity;
+      for (let a = 0; a < side; a += 1) {
+        const x = c[k * side + a]!;
+        const y = m[k * side + a]!;
+        if (x < cMin) cMin = x;
+        if (x > cMax) cMax = x;
+        if (y < mMin) mMin = y;
+        if (y > mMax) mMax = y;
+      }
+      if (mMax <= cMin) for (let a = 0; a < side; a += 1) row[a]! += c[k * side + a]!;
+      else if (cMax <= mMin) for (let b = 0; b < side; b += 1) col[b]! += m[k * side + b]!;
+      else joint.push(k);
+    }
+  };
+  split(outC, outM, rowOut, colOut, jointOut);
+  split(inC, inM, rowIn, colIn, jointIn);
   let best: [number, number] = [start[0], start[1]];
   let bestMoves = Infinity;
   let bestDist = Infinity;
   for (let a = 0; a < side; a += 1) {
     for (let b = 0; b < side; b += 1) {
-      let out = 0;
-      let inn = 0;
-      for (let k = 0; k < A; k += 1) {
+      let out = rowOut[a]! + colOut[b]!;
+      let inn = rowIn[a]! + colIn[b]!;
+      for (const k of jointOut) {
         const oc = outC[k * side + a]!;
         const om = outM[k * side + b]!;
+        out += oc > om ? oc : om;
+      }
+      for (const k of jointIn) {
         const ic = inC[k * side + a]!;
         const im = inM[k * side + b]!;
-        out += oc > om ? oc : om;
         inn += ic > im ? ic : im;
       }
       const moves = Math.max(out, inn);
