@@ -1,10 +1,12 @@
 // A binary heap of hosts keyed by a number, with lazy invalidation: when a host's key changes it is pushed
-// again with a new version, and entries whose version is old are dropped as they surface.
+// again with a new version, and entries whose version is old are dropped as they surface. Entries live in
+// typed arrays (grown by doubling) so that pushes allocate nothing in the common case.
 
 export class HostHeap {
-  private keys: number[] = [];
-  private hosts: number[] = [];
-  private versions: number[] = [];
+  private keys = new Float64Array(64);
+  private hosts = new Int32Array(64);
+  private versions = new Int32Array(64);
+  private size = 0;
   private readonly current: Int32Array;
   /** `sign` 1: smallest key first; -1: largest first. */
   constructor(
@@ -16,10 +18,22 @@ export class HostHeap {
 
   push(host: number, key: number): void {
     const version = ++this.current[host]!;
-    this.keys.push(this.sign * key);
-    this.hosts.push(host);
-    this.versions.push(version);
-    this.up(this.keys.length - 1);
+    if (this.size === this.keys.length) this.grow();
+    // Sift up: move parents down into the hole until the new entry's place is found.
+    const k = this.sign * key;
+    let i = this.size;
+    this.size += 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.keys[p]! <= k) break;
+      this.keys[i] = this.keys[p]!;
+      this.hosts[i] = this.hosts[p]!;
+      this.versions[i] = this.versions[p]!;
+      i = p;
+    }
+    this.keys[i] = k;
+    this.hosts[i] = host;
+    this.versions[i] = version;
   }
 
   /** Drops the host until it is pushed again. */
@@ -29,8 +43,8 @@ export class HostHeap {
 
   /** The best valid host without removing it, or -1. */
   peek(): number {
-    while (this.keys.length > 0) {
-      const host = this.hosts[0] as number;
+    while (this.size > 0) {
+      const host = this.hosts[0]!;
       if (this.versions[0] === this.current[host]) return host;
       this.removeTop();
     }
@@ -39,8 +53,8 @@ export class HostHeap {
 
   /** Removes and returns the best valid host, or -1 when none is left. */
   pop(): number {
-    while (this.keys.length > 0) {
-      const host = this.hosts[0] as number;
+    while (this.size > 0) {
+      const host = this.hosts[0]!;
       const valid = this.versions[0] === this.current[host];
       this.removeTop();
       if (valid) {
@@ -51,41 +65,41 @@ export class HostHeap {
     return -1;
   }
 
+  private grow(): void {
+    const n = this.keys.length * 2;
+    const keys = new Float64Array(n);
+    const hosts = new Int32Array(n);
+    const versions = new Int32Array(n);
+    keys.set(this.keys);
+    hosts.set(this.hosts);
+    versions.set(this.versions);
+    this.keys = keys;
+    this.hosts = hosts;
+    this.versions = versions;
+  }
+
+  /** Replaces the top with the last entry and sifts it down. */
   private removeTop(): void {
-    const last = this.keys.length - 1;
-    this.swap(0, last);
-    this.keys.pop();
-    this.hosts.pop();
-    this.versions.pop();
-    this.down(0);
-  }
-
-  private swap(i: number, j: number): void {
-    [this.keys[i], this.keys[j]] = [this.keys[j] as number, this.keys[i] as number];
-    [this.hosts[i], this.hosts[j]] = [this.hosts[j] as number, this.hosts[i] as number];
-    [this.versions[i], this.versions[j]] = [this.versions[j] as number, this.versions[i] as number];
-  }
-
-  private up(i: number): void {
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if ((this.keys[p] as number) <= (this.keys[i] as number)) break;
-      this.swap(i, p);
-      i = p;
-    }
-  }
-
-  private down(i: number): void {
-    const n = this.keys.length;
+    this.size -= 1;
+    const n = this.size;
+    if (n === 0) return;
+    const k = this.keys[n]!;
+    const h = this.hosts[n]!;
+    const ver = this.versions[n]!;
+    let i = 0;
     for (;;) {
       const l = 2 * i + 1;
+      if (l >= n) break;
       const r = l + 1;
-      let m = i;
-      if (l < n && (this.keys[l] as number) < (this.keys[m] as number)) m = l;
-      if (r < n && (this.keys[r] as number) < (this.keys[m] as number)) m = r;
-      if (m === i) return;
-      this.swap(i, m);
-      i = m;
+      const c = r < n && this.keys[r]! < this.keys[l]! ? r : l;
+      if (this.keys[c]! >= k) break;
+      this.keys[i] = this.keys[c]!;
+      this.hosts[i] = this.hosts[c]!;
+      this.versions[i] = this.versions[c]!;
+      i = c;
     }
+    this.keys[i] = k;
+    this.hosts[i] = h;
+    this.versions[i] = ver;
   }
 }
