@@ -31,16 +31,27 @@ const READERS: Record<(typeof RULE_FACTS)[number], FactReader> = {
   'host.labelKeys': (_vm, h) => Object.keys(h.labels ?? {}),
 };
 
+/**
+ * A label's value when the labels have it as their own property. Label values are strings and no object
+ * prototype holds a string, so a string read needs no ownership test (the common case, and the fast one).
+ */
+function ownLabel(labels: Readonly<Record<string, string>> | null | undefined, key: string): FactValue {
+  if (!labels) return undefined;
+  const x = labels[key];
+  if (typeof x === 'string') return x;
+  return x !== undefined && Object.hasOwn(labels, key) ? x : undefined;
+}
+
 /** The reader for a fact name (validated by the policy schema); undefined for a name that is not a fact. */
 export function factReader(name: string): FactReader | undefined {
   if (Object.hasOwn(READERS, name)) return READERS[name as keyof typeof READERS];
   if (name.startsWith('vm.labels.')) {
     const key = name.slice('vm.labels.'.length);
-    return (vm) => (vm.labels && Object.hasOwn(vm.labels, key) ? vm.labels[key] : undefined);
+    return (vm) => ownLabel(vm.labels, key);
   }
   if (name.startsWith('host.labels.')) {
     const key = name.slice('host.labels.'.length);
-    return (_vm, h) => (h.labels && Object.hasOwn(h.labels, key) ? h.labels[key] : undefined);
+    return (_vm, h) => ownLabel(h.labels, key);
   }
   return undefined;
 }
