@@ -30,6 +30,7 @@ interface SizeResult {
   peakRssMiB: number;
   boundPerDim: number;
   boundJoint: number;
+  boundJointMovable: number;
   drover: Side;
   proxlb?: Side;
   watcher?: Side;
@@ -87,9 +88,11 @@ export async function main(): Promise<void> {
     String(r.planCpuMsP50),
     r.loadavg1m.map((l) => l.toFixed(1)).join('-'),
     String(r.peakRssMiB),
-    `${r.boundPerDim}/${r.boundJoint}`,
+    `${r.boundPerDim}/${r.boundJoint}/${r.boundJointMovable}`,
     String(r.drover.moves),
-    `${(r.drover.moves / Math.max(1, r.boundPerDim)).toFixed(2)}/${(r.drover.moves / Math.max(1, r.boundJoint)).toFixed(2)}`,
+    [r.boundPerDim, r.boundJoint, r.boundJointMovable]
+      .map((b) => (r.drover.moves / Math.max(1, b)).toFixed(2))
+      .join('/'),
     `${f(r.drover.before.cpuSpreadPct)}/${f(r.drover.before.memSpreadPct)}`,
     spread(r.drover),
     r.proxlb ? `${r.proxlb.moves} (${r.proxlb.nonConverging} nc) ${spread(r.proxlb)} ${r.proxlb.ms}ms` : '-',
@@ -104,7 +107,7 @@ export async function main(): Promise<void> {
     'cpu ms',
     'load',
     'RSS MiB',
-    'bound dim/joint',
+    'bound dim/joint/movable',
     'moves',
     'x bound',
     'spread before',
@@ -122,8 +125,9 @@ export async function main(): Promise<void> {
       'runs (main thread and GC helpers); load: 1-minute load average before-after the timed runs',
   );
   console.log(
-    'bound dim/joint: the per-dimension band bound (the larger of CPU and memory) / the joint bound (a host ' +
-      'counted once for both dimensions); x bound: moves over each',
+    'bound dim/joint/movable: the per-dimension band bound (the larger of CPU and memory) / the joint bound (a ' +
+      'host counted once for both dimensions) / the joint bound counting only VMs that can move under the ' +
+      'policy; x bound: moves over each',
   );
   console.log(
     'spreads are cpu/mem points (max - min utilisation over active hosts), target 20/20; nc = steps predicted not to converge',
@@ -138,6 +142,7 @@ export async function main(): Promise<void> {
   const maxRss = Math.max(...big.map((r) => r.peakRssMiB));
   const worstRatio = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundPerDim)));
   const worstJoint = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundJoint)));
+  const worstMovable = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundJointMovable)));
   const reachedAll = results.every((r) => r.drover.reached);
   // No plan can beat the joint bound (a valid lower bound), so where it exceeds 1.2x the per-dimension
   // bound, moves <= 1.2x the per-dimension bound is out of reach for any planner.
@@ -155,6 +160,11 @@ export async function main(): Promise<void> {
       value: Math.round(worstJoint * 100) / 100,
       goal: '<= 1.2',
       met: worstJoint <= 1.2,
+    },
+    movesOverJointMovableBound: {
+      value: Math.round(worstMovable * 100) / 100,
+      goal: '<= 1.2',
+      met: worstMovable <= 1.2,
     },
     targetSpreadReachedAll: { value: reachedAll, goal: 'true', met: reachedAll },
   };

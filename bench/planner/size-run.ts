@@ -56,6 +56,16 @@ const perDim = dims.map((d, i) => bandLowerBound(d, targets[i] ?? 20).moves);
 const t1 = performance.now();
 const joint = jointLowerBound(dims[0]!, dims[1]!, targets, { maxCells: args.hosts >= 10000 ? 16 : 64 });
 const boundMs = performance.now() - t1;
+// The joint bound again, counting only VMs that can move at all under the policy (not excluded or pinned,
+// and predicted to converge over their own host's link, the fastest any move of theirs can have): a lower
+// bound for plans that respect those constraints, as every planner here must.
+const movable = new Uint8Array(m.vms.length);
+for (let v = 0; v < m.vms.length; v += 1)
+  movable[v] =
+    m.immovable(v, 'rebalance') === null && m.forecast(v, m.vmHost[v] ?? 0).prediction.converges ? 1 : 0;
+const jointMovable = jointLowerBound({ ...dims[0]!, movable }, { ...dims[1]!, movable }, targets, {
+  maxCells: args.hosts >= 10000 ? 16 : 64,
+});
 
 const summary = (p: Plan, ms: number) => ({
   moves: p.steps.length,
@@ -82,6 +92,7 @@ const out: Record<string, unknown> = {
   boundPerDim: Math.max(...perDim),
   boundPerDimCpuMem: perDim,
   boundJoint: joint,
+  boundJointMovable: jointMovable,
   boundMs: Math.round(boundMs),
   drover: plan ? summary(plan, p50Ms) : null,
 };

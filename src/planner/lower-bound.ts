@@ -14,6 +14,12 @@ export interface DimensionLoads {
   vmLoad: ArrayLike<number>;
   /** Hosts that count (others, and their VMs, are ignored). */
   include?: ArrayLike<number> | undefined;
+  /**
+   * Per VM: 0 when it can never move (excluded, pinned, predicted not to converge...). Such VMs still
+   * load their host but neither leave nor arrive in the counts, which keeps the bound valid for plans
+   * under those constraints and makes it tighter. All VMs may move when absent.
+   */
+  movable?: ArrayLike<number> | undefined;
 }
 
 export interface BandBound {
@@ -134,10 +140,13 @@ export function prepareDimension(dim: DimensionLoads): Prepared {
   // Monomorphic typed copies keep the loops below fast whatever array types the caller has.
   const vmHost = dim.vmHost instanceof Int32Array ? dim.vmHost : Int32Array.from(dim.vmHost);
   const vmLoad = dim.vmLoad instanceof Float64Array ? dim.vmLoad : Float64Array.from(dim.vmLoad);
+  const movable = dim.movable;
+  const counts = (v: number, h: number) =>
+    h >= 0 && h < H && include[h] === 1 && (!movable || movable[v] !== 0);
   const start = new Int32Array(H + 1);
   for (let v = 0; v < V; v += 1) {
     const h = vmHost[v]!;
-    if (h >= 0 && h < H && include[h]) start[h + 1]! += 1;
+    if (counts(v, h)) start[h + 1]! += 1;
   }
   for (let h = 0; h < H; h += 1) start[h + 1]! += start[h]!;
   const fill = start.slice(0, H);
@@ -146,7 +155,7 @@ export function prepareDimension(dim: DimensionLoads): Prepared {
   let k = 0;
   for (let v = 0; v < V; v += 1) {
     const h = vmHost[v]!;
-    if (h >= 0 && h < H && include[h]) {
+    if (counts(v, h)) {
       flat[fill[h]!++] = -vmLoad[v]!;
       global[k++] = -vmLoad[v]!;
     }
@@ -301,7 +310,7 @@ export function jointLowerBound(
   opts: JointBoundOptions = {},
 ): number {
   const pc = prepareDimension(cpu);
-  const pm = prepareDimension({ ...mem, include: cpu.include });
+  const pm = prepareDimension({ ...mem, include: cpu.include, movable: cpu.movable });
   const n = pc.n;
   if (n === 0) return 0;
   const [wc, wm] = widthPct;

@@ -16,6 +16,8 @@ interface Tiny {
   base: [number[], number[]];
   vmHost: number[];
   vmLoad: [number[], number[]];
+  /** Per VM: 0 when it may not move. */
+  movable: number[];
   width: [number, number];
 }
 
@@ -30,6 +32,7 @@ const tinyArb: fc.Arbitrary<Tiny> = fc
       vmHost: fc.array(fc.integer({ min: 0, max: hosts - 1 }), { minLength: vms, maxLength: vms }),
       vmC: fc.array(fc.integer({ min: 0, max: 8 }), { minLength: vms, maxLength: vms }),
       vmM: fc.array(fc.integer({ min: 1, max: 32 }), { minLength: vms, maxLength: vms }),
+      movable: fc.array(fc.constantFrom(1, 1, 1, 0), { minLength: vms, maxLength: vms }),
       width: fc.tuple(fc.integer({ min: 5, max: 40 }), fc.integer({ min: 5, max: 40 })),
     }),
   )
@@ -38,6 +41,7 @@ const tinyArb: fc.Arbitrary<Tiny> = fc
     base: [t.baseC, t.baseM],
     vmHost: t.vmHost,
     vmLoad: [t.vmC, t.vmM],
+    movable: t.movable,
     width: t.width,
   }));
 
@@ -58,8 +62,11 @@ function within(t: Tiny, where: readonly number[], dims: readonly (0 | 1)[]): bo
   });
 }
 
-/** Fewest VMs whose host changes, over every placement that brings `dims` within target (null: none). */
-function fewestMoves(t: Tiny, dims: readonly (0 | 1)[]): number | null {
+/**
+ * Fewest VMs whose host changes, over every placement that brings `dims` within target (null: none); with
+ * `fixed`, VMs marked immovable stay where they are.
+ */
+function fewestMoves(t: Tiny, dims: readonly (0 | 1)[], fixed = false): number | null {
   const H = t.caps[0].length;
   const V = t.vmHost.length;
   let best: number | null = null;
@@ -71,7 +78,7 @@ function fewestMoves(t: Tiny, dims: readonly (0 | 1)[]): number | null {
     for (let v = 0; v < V; v += 1) {
       where[v] = c % H;
       c = Math.floor(c / H);
-      if (where[v] !== t.vmHost[v]) moves += 1;
+      if (where[v] !== t.vmHost[v]) moves += fixed && t.movable[v] === 0 ? Infinity : 1;
     }
     if (best !== null && moves >= best) continue;
     if (within(t, where, dims)) best = moves;
@@ -79,8 +86,15 @@ function fewestMoves(t: Tiny, dims: readonly (0 | 1)[]): number | null {
   return best;
 }
 
-function dim(t: Tiny, d: 0 | 1): DimensionLoads {
-  return { loads: loads(t, t.vmHost)[d], caps: t.caps[d], vmHost: t.vmHost, vmLoad: t.vmLoad[d] };
+function dim(t: Tiny, d: 0 | 1, fixed = false): DimensionLoads {
+  const dl: DimensionLoads = {
+    loads: loads(t, t.vmHost)[d],
+    caps: t.caps[d],
+    vmHost: t.vmHost,
+    vmLoad: t.vmLoad[d],
+  };
+  if (fixed) dl.movable = t.movable;
+  return dl;
 }
 
 describe('band lower bounds', () => {
@@ -97,6 +111,11 @@ describe('band lower bounds', () => {
         if (opt === null) return;
         compared += 1;
         expect(jointLowerBound(dim(t, 0), dim(t, 1), t.width)).toBeLessThanOrEqual(opt);
+        // With VMs that may not move: only the others count, and the bound holds for that problem.
+        const fixedOpt = fewestMoves(t, [0, 1], true);
+        if (fixedOpt === null) return;
+        expect(jointLowerBound(dim(t, 0, true), dim(t, 1, true), t.width)).toBeLessThanOrEqual(fixedOpt);
+        expect(bandLowerBound(dim(t, 0, true), t.width[0]).moves).toBeLessThanOrEqual(fixedOpt);
       }),
       { numRuns: 1500 },
     );
@@ -117,6 +136,7 @@ describe('band lower bounds', () => {
       ],
       vmHost: [1],
       vmLoad: [[1], [1]],
+      movable: [1],
       width: [25, 5],
     };
     expect(fewestMoves(t, [0])).toBe(1);
