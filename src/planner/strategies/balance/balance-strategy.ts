@@ -134,6 +134,7 @@ class BalanceRun {
    */
   band(targets: [number, number]): Band {
     const m = this.m;
+    const movable = this.ruleMovable();
     const prep = ([0, 1] as Dim[]).map((d) =>
       prepareDimension({
         loads: d === 0 ? m.cpuLoad : m.memLoad,
@@ -141,6 +142,7 @@ class BalanceRun {
         vmHost: m.vmHost,
         vmLoad: d === 0 ? m.vmCpu : m.vmMem,
         include: m.inSpread,
+        movable,
       }),
     ) as [Prepared, Prepared];
     const start: [number, number] = [
@@ -152,6 +154,18 @@ class BalanceRun {
       radius: BAND_GRID_RADIUS,
     });
     return { lo, hi: [lo[0] + targets[0], lo[1] + targets[1]] };
+  }
+
+  /** Per VM: 0 when rules exclude or pin it, or it already moved in this plan. */
+  private ruleMovable(): Uint8Array {
+    const m = this.m;
+    const out = new Uint8Array(m.vms.length);
+    for (let v = 0; v < out.length; v += 1) {
+      const fx = m.effects[v];
+      out[v] =
+        m.moved[v] || this.cannot[v] || fx?.excludedBy !== undefined || fx?.pinnedBy !== undefined ? 0 : 1;
+    }
+    return out;
   }
 
   skip(v: number, why: string): void {
