@@ -4,6 +4,15 @@
 // at least the fewest of the cluster's largest VMs that cover its deficit; moves >= max(leaving, arriving).
 // The bound is the smallest such value over all band positions. Leaving never grows and arriving never
 // shrinks as the band rises, so the best position is found by bisection.
+//
+// Why it is a lower bound: a plan that ends with the spread within `width` leaves every host inside some
+// band [lo, lo + width]; for that lo, a host above it loses at least its excess, which no fewer than its
+// largest VMs can carry, and a host below it gains at least its deficit, which no fewer than the cluster's
+// largest VMs can carry; every move is one VM leaving one host and arriving on one other, so the plan has
+// at least max(leaving, arriving) moves for its lo, hence at least the minimum over all lo. The joint bound
+// (jointLowerBound) counts a host once for both dimensions (max of its two counts, since one set of VMs
+// must cover both), with both bands searched. test/planner/lower-bound.test.ts checks both against
+// exhaustive search on small clusters.
 
 export interface DimensionLoads {
   /** Load per host (any unit) and what 100 % of the host is in that unit. */
