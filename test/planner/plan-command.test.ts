@@ -1,6 +1,6 @@
 // `drover plan` end to end: a real process, offline, no Redis.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -43,6 +43,36 @@ describe('drover plan', () => {
       const plan = parsePlan(JSON.parse(r.stdout));
       expect(plan.reason).toBe('rebalance');
       expect(plan.steps.length).toBeGreaterThan(0);
+    },
+    SLOW,
+  );
+
+  it(
+    'plans with another strategy by name, and refuses an unknown one naming the choices',
+    async () => {
+      const snapshotFile = join(fixture, 'imbalanced.json');
+      const r = await drover('plan', '--snapshot', snapshotFile, '--strategy', 'consolidate', '--json');
+      expect(r.code).toBe(0);
+      const plan = parsePlan(JSON.parse(r.stdout));
+      const snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as {
+        vms: { id: string; host: string }[];
+      };
+      // every host the plan says it frees has all its VMs leaving and none arriving
+      const freed = /frees \d+ hosts?: (.*)$/.exec(plan.note ?? '')?.[1]?.split(', ') ?? [];
+      expect(freed.length).toBeGreaterThan(0);
+      for (const host of freed) {
+        const on = snapshot.vms.filter((v) => v.host === host).map((v) => v.id);
+        expect(
+          plan.steps
+            .filter((s) => s.from === host)
+            .map((s) => s.vm)
+            .sort(),
+        ).toEqual(on.sort());
+        expect(plan.steps.some((s) => s.to === host)).toBe(false);
+      }
+      const bad = await drover('plan', '--snapshot', snapshotFile, '--strategy', 'nope');
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/no strategy "nope" \(there are balance, drain, consolidate\)/);
     },
     SLOW,
   );

@@ -8,7 +8,8 @@ import { parseSnapshot, type Snapshot } from '../../domain/snapshot.js';
 import { errorMessage } from '../../domain/errors.js';
 import { loadPolicy } from '../../planner/load-policy.js';
 import { FILE_LIMITS, FileTooLarge, readLimited } from '../../service/read-limited.js';
-import { makePlan } from '../../planner/make-plan.js';
+import { makePlan, planWith } from '../../planner/make-plan.js';
+import { STRATEGIES } from '../../planner/strategies/registry.js';
 import { CliError, runCli, type ConnectionFlags } from '../api-client.js';
 import { livePlan } from '../live-plan.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
@@ -19,6 +20,7 @@ interface PlanFlags extends ConnectionFlags {
   live?: boolean;
   policy?: string;
   drain: string[];
+  strategy?: string;
   json?: boolean;
 }
 
@@ -120,6 +122,10 @@ export function registerPlanCommand(program: Command): void {
     .option('-c, --config <file>', "with --live: the daemon's config file, to find its API and a token")
     .option('--policy <file>', 'policy YAML file (default: built-in defaults)')
     .option('--drain <host>', 'drain this host (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
+    .option(
+      '--strategy <name>',
+      `offline: plan with this strategy instead (${Object.keys(STRATEGIES).join(', ')}); drain empties --drain hosts or those in maintenance`,
+    )
     .option('--json', 'print the Plan as JSON')
     .action((flags: PlanFlags) =>
       runCli(flags.json, async (): Promise<ExitCode> => {
@@ -142,7 +148,25 @@ export function registerPlanCommand(program: Command): void {
             `--drain: no host ${unknown.map((h) => JSON.stringify(h)).join(', ')} in ${flags.snapshot}`,
             'drain',
           );
-        const plan = makePlan(snapshot, policy, { now: Date.now(), drain: flags.drain });
+        const strategy = flags.strategy;
+        if (strategy !== undefined && !Object.hasOwn(STRATEGIES, strategy))
+          throw new CliError(
+            EXIT.usage,
+            'invalid_input',
+            `--strategy: no strategy ${JSON.stringify(strategy)} (there are ${Object.keys(STRATEGIES).join(', ')})`,
+            'strategy',
+          );
+        if (strategy !== undefined && strategy !== 'drain' && flags.drain.length > 0)
+          throw new CliError(
+            EXIT.usage,
+            'invalid_input',
+            `--strategy ${strategy} does not drain; leave out --drain or --strategy`,
+            'strategy',
+          );
+        const plan =
+          strategy === undefined || strategy === 'drain'
+            ? makePlan(snapshot, policy, { now: Date.now(), drain: flags.drain })
+            : planWith(strategy, snapshot, policy, { now: Date.now() });
         if (flags.json) printJson(plan);
         else process.stdout.write(formatPlan(plan, snapshot));
         const blocked = plan.reason === 'drain' && plan.skipped.length > 0;
