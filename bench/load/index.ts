@@ -5,6 +5,11 @@
 // and lost (a step of a started plan with no job in the queue and its VM not where the step sent it).
 // The machine is shared: its load average is recorded beside every sample.
 //
+// Plans made are fewer than rebalance runs by design: a rebalance that finds the previous plan still running
+// makes none (its log line says `waiting for running plan`), and a plan lasts as long as its slowest
+// migration (16 GiB VMs take one to two minutes here, some ended by the watchdog's deadline). Before the
+// scheduler tolerated late cron ticks, a tick delayed over 1 s by a busy event loop was skipped too.
+//
 // `npm run bench -- load` (10 minutes), `--quick` (3 minutes), `--minutes=N`; LOAD_HOSTS sets the host count.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { writeFileSync, mkdirSync } from 'node:fs';
