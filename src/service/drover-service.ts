@@ -464,13 +464,20 @@ export class DroverService implements Operations {
   private async updateDrainGauges(): Promise<void> {
     const metrics = this.deps.metrics;
     if (!metrics) return;
-    const [snapshot, states] = await Promise.all([this.latestSnapshot(), this.deps.hostStates.all()]);
+    const states = await this.deps.hostStates.all();
+    const draining = Object.entries(states).flatMap(([host, state]) =>
+      state === 'maintenance' ? [host] : [],
+    );
+    if (draining.length === 0) {
+      // Nothing to count: no need to read (and, on a large cluster, parse) the snapshot every few seconds.
+      metrics.drainRemainingVms.reset();
+      return;
+    }
+    const snapshot = await this.latestSnapshot();
     if (!snapshot) return;
     metrics.drainRemainingVms.reset();
-    for (const [host, state] of Object.entries(states)) {
-      if (state !== 'maintenance') continue;
+    for (const host of draining)
       metrics.drainRemainingVms.set({ host }, snapshot.vms.filter((v) => v.host === host).length);
-    }
   }
 }
 
