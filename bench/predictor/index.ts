@@ -79,6 +79,8 @@ interface Run {
   migratingDirtyMiBps: number | null;
   /** QEMU's last dirty-rate reading after round 0 (MiB/s): what drover's executor records into history. */
   lastDirtyMiBps: number | null;
+  /** Passes QEMU made (round 0 counted), from the final stats or, for an aborted run, the last reading. */
+  passes: number;
   processedMiB: number;
 }
 
@@ -135,6 +137,7 @@ async function runMigration(
   const rates: number[] = [];
   let migratingDirty: number | null = null;
   let lastDirty: number | null = null;
+  let lastIteration = 0;
   let round0MiB: number | null = null;
   let jobStartS: number | null = null;
   let round0EndS: number | null = null;
@@ -151,6 +154,7 @@ async function runMigration(
         const atS = (Date.now() - started) / 1000;
         jobStartS ??= atS;
         lastProcessedMiB = s.memory_processed / MiB;
+        lastIteration = s.memory_iteration;
         // QEMU's rate of the last stretch; it is low while it scans untouched memory or has little left,
         // and reaches what the link carries while there is data to send: the highest reading says that
         if (s.memory_bps >= MiB) rates.push(s.memory_bps / MiB);
@@ -186,6 +190,7 @@ async function runMigration(
     throughputMiBps: rates.length > 0 ? Math.min(capMiBps, Math.max(...rates)) : null,
     migratingDirtyMiBps: migratingDirty === null ? null : round(migratingDirty, 1),
     lastDirtyMiBps: lastDirty === null ? null : round(lastDirty, 1),
+    passes: (stats?.memory_iteration ?? lastIteration) + 1,
     processedMiB,
   };
 }
@@ -293,7 +298,7 @@ function historyRecord(
     ...(predicted ? { predictionCorrection: predicted.correction } : {}),
     measuredDurationS: run.wallS,
     downtimeMs: run.result === 'completed' ? (run.stats?.downtime ?? null) : null,
-    iterations: run.stats?.memory_iteration ?? 0,
+    iterations: run.passes,
     transferMiB: run.processedMiB,
     memMiB: inputs.memMiB,
     dirtyMiBps: run.lastDirtyMiBps,
