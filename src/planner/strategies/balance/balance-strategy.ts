@@ -43,6 +43,8 @@ class BalanceRun {
   readonly steps: Step[] = [];
   /** VMs skipped, with why, by VM index. */
   private readonly skips = new Map<number, string>();
+  /** VMs skipped only because no host below the band could take them. */
+  private readonly placementSkips = new Set<number>();
   /** Per VM: 1 once skipped with a reason (reported once). */
   private readonly skippedVm: Uint8Array;
   /** Per VM: 1 when it cannot move in this run (immovable, or predicted not to converge anywhere). */
@@ -168,16 +170,19 @@ class BalanceRun {
     return out;
   }
 
-  skip(v: number, why: string): void {
+  /** `placement`: the VM could go but found no host; reported only when the plan falls short of target. */
+  skip(v: number, why: string, placement = false): void {
     this.cannot[v] = 1;
     if (this.skippedVm[v]) return;
     this.skippedVm[v] = 1;
     this.skips.set(v, why);
+    if (placement) this.placementSkips.add(v);
   }
 
-  /** The skipped VMs in snapshot order. */
-  get skipped(): Skip[] {
+  /** The skipped VMs in snapshot order; without the placement ones when the plan reached its target. */
+  skippedVms(reachedTarget: boolean): Skip[] {
     return [...this.skips.entries()]
+      .filter(([v]) => !(reachedTarget && this.placementSkips.has(v)))
       .sort((a, b) => a[0] - b[0])
       .map(([v, why]) => ({ vm: this.m.vms[v]?.id ?? '', why }));
   }
@@ -480,7 +485,7 @@ class BalanceRun {
         const d: Dim = exC / capC >= exM / capM ? 0 : 1;
         const t = this.place(best, d, band);
         if (t < 0) {
-          this.skip(best, this.problem);
+          this.skip(best, this.problem, true);
           continue;
         }
         const src = m.hosts[s]?.id ?? '';
@@ -869,11 +874,11 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
   if (run.steps.length > 0 && gain < pol.minImprovementPct) {
     return {
       steps: [],
-      skipped: run.skipped,
+      skipped: run.skippedVms(false),
       note: `the best moves found improve the spread by ${gain.toFixed(1)} points, less than the minimum ${pol.minImprovementPct}`,
     };
   }
-  const skipped = run.skipped;
+  const skipped = run.skippedVms(within(after));
   const result: StrategyResult = { steps: run.steps, skipped };
   if (run.steps.length === 0) result.note = 'no move can improve the spread within the constraints';
   else if (!within(after))
