@@ -273,8 +273,8 @@ export function buildApi(options: ApiServerOptions) {
   app.get('/v1/hosts/:id', async (request) => ops.getHost(parse(IdParam, request.params, 'params').id));
   app.post('/v1/hosts/:id/drain', async (request, reply) => {
     const { id } = parse(IdParam, request.params, 'params');
-    const { dryRun } = parse(DrainBodySchema, request.body, 'body');
-    const created = await ops.drainHost(id, dryRun, callerOf(request));
+    const { dryRun, partial } = parse(DrainBodySchema, request.body, 'body');
+    const created = await ops.drainHost(id, dryRun, callerOf(request), partial);
     return reply.code(dryRun ? 200 : 201).send(created);
   });
   app.post('/v1/hosts/:id/activate', async (request) => {

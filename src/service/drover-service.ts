@@ -239,7 +239,7 @@ export class DroverService implements Operations {
   // ------------------------------------------------------------------------------------------ planning
 
   /** Makes a plan from the latest snapshot (no side effects). */
-  async computePlan(reason: PlanReason, host?: string): Promise<Plan> {
+  async computePlan(reason: PlanReason, host?: string, partial = false): Promise<Plan> {
     const snapshot = await this.requireSnapshot();
     const age = this.snapshotAgeS(snapshot);
     if (age > this.deps.automation.planMaxAgeS) {
@@ -262,17 +262,17 @@ export class DroverService implements Operations {
         ...snapshot,
         hosts: snapshot.hosts.map((h) => (h.id === host ? { ...h, state: 'maintenance' } : h)),
       };
-      return planDrain(drained, policy, [host], opts);
+      return planDrain(drained, policy, [host], { ...opts, allowPartial: partial });
     }
     if (this.deps.plannerThread) return this.deps.plannerThread.rebalance({ snapshot, policy, now, history });
     return planRebalance(snapshot, policy, opts);
   }
 
   async createPlan(
-    request: { reason: PlanReason; host?: string; dryRun: boolean },
+    request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean },
     by: string,
   ): Promise<CreatedPlan> {
-    const plan = await this.computePlan(request.reason, request.host);
+    const plan = await this.computePlan(request.reason, request.host, request.partial ?? false);
     if (request.dryRun) return { record: null, plan };
     if (request.reason === 'drain' && request.host !== undefined)
       await this.deps.hostStates.set(request.host, 'maintenance');
@@ -373,8 +373,8 @@ export class DroverService implements Operations {
 
   // ------------------------------------------------------------------------------------------ hosts
 
-  async drainHost(id: string, dryRun: boolean, by: string): Promise<CreatedPlan> {
-    return this.createPlan({ reason: 'drain', host: id, dryRun }, by);
+  async drainHost(id: string, dryRun: boolean, by: string, partial = false): Promise<CreatedPlan> {
+    return this.createPlan({ reason: 'drain', host: id, dryRun, partial }, by);
   }
 
   async activateHost(id: string, by: string): Promise<HostView> {

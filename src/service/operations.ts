@@ -77,6 +77,13 @@ export const DrainBodySchema = z.strictObject({
   dryRun: z
     .boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` })
     .default(false),
+  /**
+   * Move what can move even when some VMs cannot leave (they stay, each with its reason); by default a
+   * drain that cannot complete moves nothing.
+   */
+  partial: z
+    .boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` })
+    .default(false),
 });
 
 /** POST /v1/plans/:id/approve|cancel, /v1/migrations/:vm/abort */
@@ -96,14 +103,14 @@ export interface Operations {
   listPlans(filter: { status?: PlanStatus | undefined; limit?: number | undefined }): Promise<PlanRecord[]>;
   getPlan(id: string): Promise<PlanRecord>;
   createPlan(
-    request: { reason: PlanReason; host?: string; dryRun: boolean },
+    request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean },
     by: string,
   ): Promise<CreatedPlan>;
   approvePlan(id: string, by: string, note?: string): Promise<PlanRecord>;
   cancelPlan(id: string, by: string, note?: string): Promise<PlanRecord>;
   listHosts(): Promise<HostView[]>;
   getHost(id: string): Promise<HostView>;
-  drainHost(id: string, dryRun: boolean, by: string): Promise<CreatedPlan>;
+  drainHost(id: string, dryRun: boolean, by: string, partial?: boolean): Promise<CreatedPlan>;
   activateHost(id: string, by: string): Promise<HostView>;
   listMigrations(): Promise<MigrationView[]>;
   getMigration(vm: string): Promise<MigrationView>;

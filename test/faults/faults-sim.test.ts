@@ -51,7 +51,7 @@ const PIN_POLICY = stringify({
 interface PlanView {
   id: string;
   status: string;
-  plan: { steps: { vm: string; to: string }[]; skipped: { vm: string; why: string }[] };
+  plan: { steps: { vm: string; to: string }[]; skipped: { vm: string; why: string }[]; note?: string };
 }
 
 async function api(
@@ -98,7 +98,12 @@ interface CaseRun {
 }
 
 /** Starts the service, waits for a snapshot and a leader, and asks for a drain of h1. */
-async function startDrain(url: string, prefix: string, policy = stringify(BASE_POLICY)): Promise<CaseRun> {
+async function startDrain(
+  url: string,
+  prefix: string,
+  policy = stringify(BASE_POLICY),
+  body: { partial?: boolean } = {},
+): Promise<CaseRun> {
   const h = await startHarness(
     url,
     prefix,
@@ -129,7 +134,7 @@ async function startDrain(url: string, prefix: string, policy = stringify(BASE_P
     },
     20_000,
   );
-  const created = await api(h, 'POST', `/v1/hosts/${SOURCE}/drain`, {});
+  const created = await api(h, 'POST', `/v1/hosts/${SOURCE}/drain`, body);
   expect(created.status, JSON.stringify(created.json)).toBe(201);
   const planId = (created.json as { record: { plan: { id: string } } }).record.plan.id;
   return { h, sim, events, planId };
@@ -212,8 +217,8 @@ function withRun(prefix: string, run: CaseRun): void {
 
 describe('faults on the simulator (whole service, drain of h1)', () => {
   it('a drain where one VM is pinned by a rule: refused as a whole, the plan says why, nothing moves', async () => {
-    // The drain strategy is all-or-nothing unless asked for a partial drain, which the API does not offer:
-    // a planning-time blocker keeps every VM where it is and the plan names the blocker.
+    // A drain is all-or-nothing unless asked for a partial one: a planning-time blocker keeps every VM where
+    // it is and the plan names the blocker.
     const started = Date.now();
     const prefix = uniquePrefix('fault-pin');
     const run = await startDrain(redisUrl(), prefix, PIN_POLICY);
@@ -226,6 +231,26 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
       expect(await run.sim.locateVm(vm)).toEqual([
         expect.objectContaining({ hostId: SOURCE, state: 'running' }),
       ]);
+  }, 120_000);
+
+  it('a partial drain where one VM is pinned: the rest move, the pinned VM stays running, the plan says why', async () => {
+    const started = Date.now();
+    const prefix = uniquePrefix('fault-pin-partial');
+    const run = await startDrain(redisUrl(), prefix, PIN_POLICY, { partial: true });
+    withRun(prefix, run);
+    const view = await finish(run, 'partial drain, one VM pinned by a rule', started);
+    expect(view.plan.skipped.find((s) => s.vm === PINNED)?.why).toMatch(/pin/);
+    expect(view.plan.note).toMatch(/partial drain/);
+    expect(view.plan.steps.length).toBeGreaterThan(0);
+    expect(view.plan.steps.some((s) => s.vm === PINNED)).toBe(false);
+    expect((await run.sim.locateVm(PINNED)).find((p) => p.state === 'running')?.hostId).toBe(SOURCE);
+    // the pinned VM is the only one left on the drained host
+    const left = [];
+    for (const vm of ALL_VMS)
+      if ((await run.sim.locateVm(vm)).some((p) => p.hostId === SOURCE)) left.push(vm);
+    expect(left).toEqual([PINNED]);
+    for (const s of view.plan.steps)
+      expect((await run.sim.locateVm(s.vm)).find((p) => p.state === 'running')?.hostId).toBe(s.to);
   }, 120_000);
 
   it('a drain where one VM cannot converge when it runs: the rest move, it stays running, the report says why', async () => {

@@ -21,6 +21,7 @@ interface DrainFlags extends ConnectionFlags {
   yes?: boolean;
   wait: boolean;
   pollMs: string;
+  partial?: boolean;
 }
 
 const FINAL = new Set(['completed', 'failed', 'cancelled', 'expired']);
@@ -149,6 +150,7 @@ export function registerDrainCommand(program: Command): void {
       .argument('<host>')
       .option('-y, --yes', 'do not ask for confirmation')
       .option('--no-wait', 'start the drain and return without following it')
+      .option('--partial', 'move what can move even if some VMs cannot leave (they stay, each with why)')
       .option('--poll-ms <ms>', 'progress refresh interval', '500'),
   ).action((host: string, flags: DrainFlags) =>
     runCli(flags.json, async () => {
@@ -161,7 +163,8 @@ export function registerDrainCommand(program: Command): void {
           `--poll-ms: expected a number >= 50, got ${flags.pollMs}`,
         );
       const path = `/v1/hosts/${encodeURIComponent(host)}/drain`;
-      const preview = await client.post<CreatedPlan>(path, { dryRun: true });
+      const partial = Boolean(flags.partial);
+      const preview = await client.post<CreatedPlan>(path, { dryRun: true, partial });
       if (!flags.json) process.stdout.write(`Drain plan for ${host}:\n${planTable(preview.plan)}\n`);
       if (!flags.yes) {
         if (!process.stdin.isTTY)
@@ -177,7 +180,7 @@ export function registerDrainCommand(program: Command): void {
           return EXIT.ok;
         }
       }
-      const started = await client.post<CreatedPlan>(path, { dryRun: false });
+      const started = await client.post<CreatedPlan>(path, { dryRun: false, partial });
       const record = started.record;
       if (!record) throw new CliError(EXIT.failure, 'bad_response', 'the daemon stored no plan');
       if (record.status === 'pending') {
