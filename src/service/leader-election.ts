@@ -202,7 +202,10 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = setTimeout(
       () => {
-        if (this.held && Date.now() >= this.validUntil) this.demote('lease not renewed in time');
+        if (!this.held) return;
+        // Timers and the wall clock may disagree by a millisecond: a timer that fires early looks again.
+        if (Date.now() >= this.validUntil) this.demote('lease not renewed in time');
+        else this.armExpiry();
       },
       Math.max(0, this.validUntil - Date.now()),
     );
