@@ -12,7 +12,7 @@ import { errorMessage } from '../domain/errors.js';
 import { Executor } from '../executor/executor.js';
 import { HistoryStore } from '../executor/history-store.js';
 import { Reconciler } from '../executor/reconciler.js';
-import { ScaledClock, SystemClock } from '../hypervisor/clock.js';
+import { ScaledClock, SystemClock } from '../clock/clocks.js';
 import type { Hypervisor } from '../hypervisor/hypervisor.js';
 import { LibvirtHypervisor } from '../hypervisor/libvirt/libvirt-hypervisor.js';
 import { SimHypervisor } from '../hypervisor/sim/sim-hypervisor.js';

@@ -3,7 +3,7 @@
 // a whole cycle.
 import { describe, expect, it } from 'vitest';
 import { Collector, HOSTS_PER_TURN } from '../../src/collector/collector.js';
-import { SystemClock } from '../../src/hypervisor/clock.js';
+import { SystemClock } from '../../src/clock/clocks.js';
 import { SimHypervisor, generateCluster } from '../../src/hypervisor/sim/index.js';
 
 describe('collector and the event loop', () => {

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CollectorMembership, hash32, ownerOf } from '../../src/collector/membership.js';
-import { VirtualClock } from '../../src/hypervisor/clock.js';
+import { VirtualClock } from '../../src/clock/clocks.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const hosts = Array.from({ length: 1000 }, (_, i) => `kvm-${String(i).padStart(4, '0')}`);

@@ -6,7 +6,7 @@ import { Collector } from '../../src/collector/collector.js';
 import { HostStateStore } from '../../src/collector/host-state-store.js';
 import { CollectorMembership } from '../../src/collector/membership.js';
 import { SnapshotStore } from '../../src/collector/snapshot-store.js';
-import { SystemClock } from '../../src/hypervisor/clock.js';
+import { SystemClock } from '../../src/clock/clocks.js';
 import { SimHypervisor, VirtualClock, generateCluster } from '../../src/hypervisor/sim/index.js';
 import type { Clock } from '../../src/domain/clock.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';

@@ -11,7 +11,7 @@ import {
   poolNameFor,
 } from '../../src/executor/block-destination.js';
 import { MigrationRunner } from '../../src/executor/migration-runner.js';
-import { VirtualClock } from '../../src/hypervisor/clock.js';
+import { VirtualClock } from '../../src/clock/clocks.js';
 import { SimHypervisor } from '../../src/hypervisor/sim/index.js';
 import { job, policy, step, testOptions } from './support/sim-cluster.js';
 

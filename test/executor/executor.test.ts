@@ -2,7 +2,7 @@
 // cluster limits, retries, progress, history and quarantine, operator aborts, adoption after a worker stops.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { ScaledClock } from '../../src/hypervisor/clock.js';
+import { ScaledClock } from '../../src/clock/clocks.js';
 import { SimHypervisor, type SimVmSpec } from '../../src/hypervisor/sim/index.js';
 import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import type { Plan, Step } from '../../src/domain/plan.js';

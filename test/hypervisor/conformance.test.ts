@@ -1,6 +1,6 @@
 // Runs the Hypervisor conformance suite against each implementation.
 import type { Clock } from '../../src/domain/clock.js';
-import { ScaledClock, VirtualClock } from '../../src/hypervisor/clock.js';
+import { ScaledClock, VirtualClock } from '../../src/clock/clocks.js';
 import { SimHypervisor } from '../../src/hypervisor/sim/index.js';
 import { describeConformance, realTimeRun } from './conformance-suite.js';
 

@@ -1,6 +1,6 @@
 // Shared set-up for the simulator's tests: small clusters on a virtual clock, and the closed-form
 // pre-copy model the physics is checked against.
-import { VirtualClock } from '../../src/hypervisor/clock.js';
+import { VirtualClock } from '../../src/clock/clocks.js';
 import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import {
   SimHypervisor,

@@ -1,6 +1,6 @@
 // Workloads, host accounting, trace replay, presets, cluster generation and reproducibility.
 import { describe, expect, it } from 'vitest';
-import { VirtualClock } from '../../src/hypervisor/clock.js';
+import { VirtualClock } from '../../src/clock/clocks.js';
 import {
   generateCluster,
   loadTrace,

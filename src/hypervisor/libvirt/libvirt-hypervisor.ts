@@ -28,7 +28,7 @@ import {
   type TypedParam,
 } from '../../libvirt/remote-protocol.js';
 import { parseLibvirtUri } from '../../libvirt/uri.js';
-import { SystemClock } from '../clock.js';
+import { SystemClock } from '../../clock/clocks.js';
 import { HYPERVISOR_ERROR_CODES, HypervisorError, type HypervisorErrorCode } from '../hypervisor.js';
 import type {
   CopyVolumeRequest,

@@ -34,4 +34,4 @@ export {
 } from './precopy.js';
 export { Prng } from './prng.js';
 export { loadTrace, BUILTIN_TRACES, type Trace, type BuiltinTraceName } from './traces.js';
-export { SystemClock, ScaledClock, VirtualClock } from '../clock.js';
+export { SystemClock, ScaledClock, VirtualClock } from '../../clock/clocks.js';

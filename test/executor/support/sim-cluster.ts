@@ -1,5 +1,5 @@
 // A small simulated cluster for executor tests, on a virtual clock, and helpers to build jobs.
-import { VirtualClock } from '../../../src/hypervisor/clock.js';
+import { VirtualClock } from '../../../src/clock/clocks.js';
 import { SimHypervisor, type SimVmSpec } from '../../../src/hypervisor/sim/index.js';
 import type { Step } from '../../../src/domain/plan.js';
 import {

@@ -1,7 +1,7 @@
 // The clocks: virtual (deterministic), scaled and system.
 import { describe, expect, it } from 'vitest';
 import { errorCode } from '../../src/domain/errors.js';
-import { ScaledClock, SystemClock, VirtualClock } from '../../src/hypervisor/clock.js';
+import { ScaledClock, SystemClock, VirtualClock } from '../../src/clock/clocks.js';
 
 describe('VirtualClock', () => {
   it('stands still until advanced, then fires due timers in time order', async () => {
