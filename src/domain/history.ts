@@ -22,6 +22,10 @@ export interface MigrationRecord {
   measuredDurationS: number;
   /** Real switch-over downtime (completed migrations only). */
   downtimeMs: number | null;
+  /** The VM's downtime budget, the downtime predicted, and the max downtime last set (ms). */
+  downtimeBudgetMs?: number;
+  predictedDowntimeMs?: number;
+  maxDowntimeMs?: number;
   iterations: number;
   transferMiB: number;
   /** The VM's memory. */

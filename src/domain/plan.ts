@@ -28,6 +28,11 @@ export const PredictionSchema = z.strictObject({
   dirtyMiBps: nonNegativeNumber().optional(),
   /** How much of that rate came from this VM's past migrations: measured rate x this factor (absent: 1). */
   dirtyFactor: positiveNumber().optional(),
+  /**
+   * The switch-over cost (ms) in downtimeMs: pausing, device state and restart on top of the last round. The
+   * watchdog lets QEMU's last round take at most the budget less this.
+   */
+  switchoverMs: nonNegativeNumber().optional(),
 });
 
 export const StepSchema = z.strictObject({

@@ -918,8 +918,14 @@ export class MigrationRunner {
     m.migrationDurationSeconds.observe({ result: report.outcome }, report.durationS);
     if (report.downtimeMs !== null) {
       m.migrationDowntimeSeconds.observe(report.downtimeMs / 1000);
-      if (report.downtimeBudgetMs > 0)
+      if (report.downtimeBudgetMs > 0) {
         m.migrationDowntimeOverBudgetRatio.observe(report.downtimeMs / report.downtimeBudgetMs);
+        // Initialised at 0 by the first measured downtime, so a rate() over it works before any overrun.
+        m.migrationDowntimeOverBudget.inc(
+          { kind: report.kind },
+          report.downtimeMs > report.downtimeBudgetMs ? 1 : 0,
+        );
+      }
     }
   }
 }

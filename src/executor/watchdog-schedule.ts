@@ -106,6 +106,8 @@ export interface WatchdogSchedule {
   /** Abort at this time after the start, whatever the progress. */
   deadlineMs: number;
   downtimeBudgetMs: number | null;
+  /** The switch-over cost the prediction counted; every max downtime set is at most budget - this. */
+  switchoverMs: number;
   /** Start the migration with auto-converge armed (QEMU throttles only once it sees no convergence). */
   autoConverge: boolean;
   /** Start the migration with post-copy allowed (the watchdog decides when to switch). */
@@ -183,9 +185,15 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
     allowAutoConverge: rawInput.allowAutoConverge,
     allowPostCopy: rawInput.allowPostCopy,
   });
-  const budget = input.downtimeBudgetMs;
+  // QEMU's max downtime bounds only the last round it sends while paused; the switch-over cost the planner
+  // learnt for this VM and pair comes on top. The max downtime any step sets is the budget less that cost,
+  // so the downtime QEMU reports stays within the budget (at least 1 ms: the planner skips VMs whose budget
+  // the cost alone exceeds).
+  const switchoverMs = rawInput.prediction?.switchoverMs ?? 0;
+  const budget = input.downtimeBudgetMs === null ? null : Math.max(1, input.downtimeBudgetMs - switchoverMs);
   const common = {
-    downtimeBudgetMs: budget,
+    downtimeBudgetMs: input.downtimeBudgetMs,
+    switchoverMs,
     autoConverge: input.allowAutoConverge,
     postCopy: input.allowPostCopy,
     postCopyOnStall: input.allowPostCopy,
@@ -260,9 +268,8 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
         forecast !== null
           ? forecast.stallWindowS * 1000
           : Math.max(tuning.minStallWindowS * 1000, (tuning.stallRounds * predictedMs) / 10);
-      const initial = Math.ceil(
-        capped(Math.max(tuning.minInitialDowntimeMs, prediction.downtimeMs * 1.2), budget),
-      );
+      const lastRoundMs = Math.max(0, prediction.downtimeMs - switchoverMs);
+      const initial = Math.ceil(capped(Math.max(tuning.minInitialDowntimeMs, lastRoundMs * 1.2), budget));
       const top = budget ?? Math.max(initial, 500);
       const stallSteps: number[] = [];
       for (let i = 1; i <= tuning.downtimeRaiseSteps; i++) {

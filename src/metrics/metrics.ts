@@ -24,6 +24,7 @@ export interface DroverMetrics {
   migrationDurationSeconds: Histogram<'result'>;
   migrationDowntimeSeconds: Histogram;
   migrationDowntimeOverBudgetRatio: Histogram;
+  migrationDowntimeOverBudget: Counter<'kind'>;
   migrationsRunning: Gauge;
   watchdogActions: Counter<'action' | 'profile'>;
   migrationsStuck: Gauge;
@@ -151,6 +152,12 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics & { p
       name: 'drover_migration_downtime_budget_ratio',
       help: 'Measured downtime divided by the VM downtime budget',
       buckets: [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 5],
+      registers,
+    }),
+    migrationDowntimeOverBudget: new Counter({
+      name: 'drover_migration_downtime_over_budget_total',
+      help: 'Completed migrations whose measured downtime exceeded the VM downtime budget',
+      labelNames: ['kind'],
       registers,
     }),
     migrationsRunning: new Gauge({

@@ -6,7 +6,7 @@ import type { Plan } from '../domain/plan.js';
 import type { Policy } from '../domain/policy.js';
 import type { Snapshot } from '../domain/snapshot.js';
 import type { PredictiveForecast } from '../executor/watchdog-schedule.js';
-import { predictiveWatchdogPlan } from '../planner/index.js';
+import { predictiveWatchdogPlan, SwitchoverBook } from '../planner/index.js';
 
 /** Forecasts by VM id; steps whose VM the snapshot does not know, offline steps and VMs predicted not to finish get none. */
 export function stepForecasts(
@@ -22,6 +22,7 @@ export function stepForecasts(
     snapshot.hosts.map((h) => [h.id, h.bandwidthMiBps ?? policy.migration.defaultBandwidthMiBps]),
   );
   const fallback = policy.migration.defaultBandwidthMiBps;
+  const switchovers = new SwitchoverBook(history?.values() ?? [], policy.migration.switchoverOverheadMs);
   for (const step of plan.steps) {
     if (step.kind === 'offline') continue;
     const vm = vms.get(step.vm);
@@ -37,6 +38,7 @@ export function stepForecasts(
         kind: step.kind,
         downtimeBudgetMs: step.downtimeBudgetMs ?? policy.vms.defaultDowntimeBudgetMs,
         history: history?.get(step.vm),
+        switchover: switchovers.cost(step.vm, step.from, step.to),
       },
     );
     if (wp.converges) out[step.vm] = { deadlineS: wp.deadlineS, stallWindowS: wp.stallWindowS };

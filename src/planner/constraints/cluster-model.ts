@@ -6,6 +6,7 @@ import type { MigrationKind } from '../../domain/plan.js';
 import type { Policy } from '../../domain/policy.js';
 import type { Host, Snapshot, Vm } from '../../domain/snapshot.js';
 import { predictVmMigration, type VmForecast } from '../predictor/predict-vm.js';
+import { SwitchoverBook, type SwitchoverCost } from '../predictor/switchover.js';
 import { evaluateRuleEffects, hostMatches, type VmRuleEffects } from '../rules/rule-effects.js';
 import { canHostCpuModel } from './cpu-models.js';
 
@@ -53,6 +54,8 @@ export class ClusterModel {
   private readonly forecastKey: Float64Array;
   private readonly forecastSlot: (VmForecast | undefined)[];
   private readonly forecastOther = new Map<string, VmForecast>();
+  /** Switch-over costs learnt from the histories; built on the first forecast that needs it. */
+  private switchovers: SwitchoverBook | null = null;
   readonly options: ModelOptions;
 
   constructor(snapshot: Snapshot, policy: Policy, options: ModelOptions) {
@@ -222,23 +225,37 @@ export class ClusterModel {
   forecast(v: number, to: number, concurrency = this.policy.limits.perHostConcurrency): VmForecast {
     const from = this.vmHost[v] ?? 0;
     const bw = Math.min(this.bandwidthMiBps(from), this.bandwidthMiBps(to));
-    // bandwidth and concurrency in one number (exact for concurrency below 2^20).
-    const key = concurrency < 1 << 20 ? bw * (1 << 20) + concurrency : Number.NaN;
-    if (this.forecastKey[v] === key) return this.forecastSlot[v] as VmForecast;
-    const other = `${v}/${bw}/${concurrency}`;
-    let f = Number.isNaN(this.forecastKey[v] ?? Number.NaN) ? undefined : this.forecastOther.get(other);
-    if (f) return f;
     const vm = this.vms[v] as Vm;
+    const switchover = this.switchoverCost(vm.id, from, to);
+    // bandwidth and concurrency in one number (exact for concurrency below 2^20); a cost learnt for this
+    // pair makes the forecast depend on the destination, so those go to the keyed map.
+    const key =
+      concurrency < 1 << 20 && switchover.source === 'policy' ? bw * (1 << 20) + concurrency : Number.NaN;
+    if (this.forecastKey[v] === key) return this.forecastSlot[v] as VmForecast;
+    const other = `${v}/${bw}/${concurrency}/${switchover.ms}`;
+    const slotFree = Number.isNaN(this.forecastKey[v] ?? Number.NaN);
+    let f = slotFree && !Number.isNaN(key) ? undefined : this.forecastOther.get(other);
+    if (f) return f;
     f = predictVmMigration(vm, { bandwidthMiBps: bw, concurrency }, this.policy, {
       kind: this.kindOf(v),
       downtimeBudgetMs: this.downtimeBudgetMs(v),
       history: this.options.history?.get(vm.id),
+      switchover,
     });
-    if (Number.isNaN(this.forecastKey[v] ?? Number.NaN) && !Number.isNaN(key)) {
+    if (slotFree && !Number.isNaN(key)) {
       this.forecastKey[v] = key;
       this.forecastSlot[v] = f;
     } else this.forecastOther.set(other, f);
     return f;
+  }
+
+  /** The switch-over cost of VM id between hosts `from` and `to` (indices), learnt from the histories. */
+  switchoverCost(vmId: string, from: number, to: number): SwitchoverCost {
+    const history = this.options.history;
+    if (!history || history.size === 0)
+      return { ms: this.policy.migration.switchoverOverheadMs, source: 'policy', samples: 0 };
+    this.switchovers ??= new SwitchoverBook(history.values(), this.policy.migration.switchoverOverheadMs);
+    return this.switchovers.cost(vmId, (this.hosts[from] as Host).id, (this.hosts[to] as Host).id);
   }
 
   /**

@@ -23,3 +23,10 @@ export {
   type PredictOptions,
   type VmForecast,
 } from './predict-vm.js';
+export {
+  SwitchoverBook,
+  switchoverSample,
+  switchoverWho,
+  type SwitchoverCost,
+  type SwitchoverSource,
+} from './switchover.js';

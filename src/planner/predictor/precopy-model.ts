@@ -13,7 +13,10 @@ export interface PrecopyInput {
   dirtyMiBps: number;
   /** Bandwidth this migration gets (the link's share). */
   bandwidthMiBps: number;
-  /** Max downtime at switch-over. */
+  /**
+   * The downtime budget: the switch-over overhead (limits.switchoverOverheadMs) plus the last round sent
+   * while paused must fit in it, so the last round gets budget - overhead.
+   */
   downtimeBudgetMs: number;
   /** Disk copied before memory (block migration); 0 for shared storage. */
   diskMiB?: number;
@@ -62,7 +65,7 @@ export function simulateMigration(
   const mem = input.memMiB;
   const wss = Math.min(input.wssMiB ?? mem, mem);
   const dirty = input.dirtyMiBps;
-  const budgetS = input.downtimeBudgetMs / 1000;
+  const budgetS = Math.max(0, input.downtimeBudgetMs - limits.switchoverOverheadMs) / 1000;
   const disk = input.diskMiB ?? 0;
   const roundsS: number[] = [];
   let t = limits.setupS + disk / bw;
@@ -100,6 +103,20 @@ export function simulateMigration(
     if (!out.converges)
       out.failure = `post-copy would take ${fmt(t)} s, more than the ${fmt(limits.maxDurationS)} s allowed`;
     return out;
+  }
+
+  if (input.downtimeBudgetMs <= limits.switchoverOverheadMs) {
+    return {
+      technique,
+      converges: false,
+      durationS: t,
+      downtimeMs: limits.switchoverOverheadMs,
+      transferMiB: transfer,
+      iterations: roundsS.length,
+      roundsS,
+      throttle,
+      failure: `budget ${fmt(input.downtimeBudgetMs)} ms, the switch-over alone takes ${fmt(limits.switchoverOverheadMs)} ms`,
+    };
   }
 
   for (;;) {

@@ -10,6 +10,7 @@ import {
   type PrecopyLimits,
   type PrecopyOutcome,
 } from './precopy-model.js';
+import { switchoverWho, type SwitchoverCost } from './switchover.js';
 
 export interface LinkShare {
   /** The migration link's bandwidth (the slower end of source and destination). */
@@ -156,6 +157,11 @@ export interface PredictOptions {
   /** Overrides the policy's technique permissions (e.g. the executor asking "plain pre-copy only"). */
   allowAutoConverge?: boolean;
   allowPostCopy?: boolean;
+  /**
+   * The switch-over cost learnt for this VM and host pair (SwitchoverBook); without it, the policy's
+   * migration.switchoverOverheadMs.
+   */
+  switchover?: SwitchoverCost | undefined;
 }
 
 const fmt = (n: number): string => (n >= 100 ? Math.round(n).toString() : String(Math.round(n * 10) / 10));
@@ -167,7 +173,12 @@ export function predictVmMigration(
   policy: Policy,
   opts: PredictOptions,
 ): VmForecast {
-  const limits = precopyLimits(policy);
+  const switchover: SwitchoverCost = opts.switchover ?? {
+    ms: policy.migration.switchoverOverheadMs,
+    source: 'policy',
+    samples: 0,
+  };
+  const limits = { ...precopyLimits(policy), switchoverOverheadMs: switchover.ms };
   const correction = historyCorrection(opts.history, policy);
   const share = link.bandwidthMiBps / Math.max(1, link.concurrency);
   if (opts.kind === 'offline' || vm.state === 'shutoff') {
@@ -220,6 +231,7 @@ export function predictVmMigration(
     transferMiB: round(out.transferMiB, 0),
   };
   if (out.technique !== 'precopy') prediction.technique = out.technique;
+  if (out.technique !== 'post-copy') prediction.switchoverMs = round(switchover.ms, 1);
   if (correction !== 1) prediction.correction = round(correction, 3);
   prediction.dirtyMiBps = round(dirty, 1);
   if (dirtyFactor !== 1) prediction.dirtyFactor = round(dirtyFactor, 3);
@@ -230,7 +242,10 @@ export function predictVmMigration(
     effectiveBandwidthMiBps: bw,
     correction,
   };
-  if (!out.converges) {
+  if (!out.converges && out.technique !== 'post-copy' && opts.downtimeBudgetMs <= switchover.ms) {
+    // No bandwidth or technique helps: the fixed part of the pause alone is over the budget.
+    forecast.reason = `budget ${fmt(opts.downtimeBudgetMs)} ms, ${switchoverWho(switchover.source)} alone takes ${fmt(switchover.ms)} ms`;
+  } else if (!out.converges) {
     let reason = out.failure ?? 'does not converge';
     if (link.concurrency > 1)
       reason += ` (${fmt(link.bandwidthMiBps)} MiB/s link shared by ${link.concurrency} migrations)`;
