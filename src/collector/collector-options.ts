@@ -69,8 +69,6 @@ export const CollectorOptionsSchema = z.strictObject({
   memberTtlS: positiveNumber().optional(),
   /** `collect --once`: gap between the two samples the CPU deltas need. */
   primeDelayMs: positiveInt().default(1000),
-  /** Export per-VM series (dirty rate); off by default because they grow with the fleet. */
-  perVmMetrics: z.boolean().default(false),
   dirtyRate: DirtyRateOptionsSchema.prefault({}),
   smoothing: SmoothingOptionsSchema.prefault({}),
 });

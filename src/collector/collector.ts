@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Clock } from '../domain/clock.js';
 import { errorCode, errorMessage } from '../domain/errors.js';
-import { HostSchema, VmSchema, type Snapshot } from '../domain/snapshot.js';
+import { HostSchema, VmSchema, spreadOf, type Snapshot } from '../domain/snapshot.js';
 import { parseWith, zodIssues } from '../domain/validation.js';
 import type { HostInfo, Hypervisor } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
@@ -630,6 +630,11 @@ export class Collector {
     });
     if (this.snapshots) await this.snapshots.write(snapshot);
     this.lastSnapshotAt = now;
+    if (this.metrics) {
+      const spread = spreadOf(snapshot);
+      this.metrics.clusterSpreadPct.set({ resource: 'cpu' }, spread.cpuSpreadPct);
+      this.metrics.clusterSpreadPct.set({ resource: 'memory' }, spread.memSpreadPct);
+    }
     return snapshot;
   }
 
@@ -641,7 +646,7 @@ export class Collector {
     m.hostCpuPct.reset();
     m.hostMemPct.reset();
     m.hostStale.reset();
-    if (this.options.perVmMetrics) m.vmDirtyMiBps.reset();
+    if (m.perVmSeries) m.vmDirtyMiBps.reset();
     const failed = new Set(outcomes.flatMap((o) => (o.ok ? [] : [o.hostId])));
     for (const h of owned) {
       const r = this.local.get(h.id)?.record ?? undefined;
@@ -651,7 +656,7 @@ export class Collector {
       if (r.cpuEwmaPct !== null) m.hostCpuPct.set({ host: h.id }, r.cpuEwmaPct);
       if (r.memUsedMiB !== null && r.memMiB > 0)
         m.hostMemPct.set({ host: h.id }, Math.min(100, (r.memUsedMiB / r.memMiB) * 100));
-      if (this.options.perVmMetrics) {
+      if (m.perVmSeries) {
         for (const vm of r.vms) {
           if (vm.dirtyMiBps !== null) m.vmDirtyMiBps.set({ vm: vm.id, host: h.id }, vm.dirtyMiBps);
         }

@@ -95,3 +95,13 @@ export function parseSnapshot(data: unknown, source = ''): Snapshot {
   if (issues.length > 0) throw new ValidationError(source, issues);
   return snapshot;
 }
+
+/** Max minus min host utilisation (points) over active hosts that reported. */
+export function spreadOf(snapshot: Snapshot): { cpuSpreadPct: number; memSpreadPct: number } {
+  const active = snapshot.hosts.filter((h) => h.state === 'active' && !h.stale);
+  const cpu = active.flatMap((h) => (h.cpuPct === null ? [] : [h.cpuPct]));
+  const mem = active.flatMap((h) => (h.memUsedMiB === null ? [] : [(h.memUsedMiB / h.memMiB) * 100]));
+  const spread = (xs: number[]) =>
+    xs.length < 2 ? 0 : Math.round((Math.max(...xs) - Math.min(...xs)) * 10) / 10;
+  return { cpuSpreadPct: spread(cpu), memSpreadPct: spread(mem) };
+}

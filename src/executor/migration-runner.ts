@@ -916,6 +916,7 @@ export class MigrationRunner {
     if (!m) return;
     m.migrations.inc({ result: report.outcome, kind: report.kind });
     m.migrationDurationSeconds.observe({ result: report.outcome }, report.durationS);
+    if (m.perVmSeries && report.outcome === 'completed') m.vmMigrations.inc({ vm: report.vmId });
     if (report.downtimeMs !== null) {
       m.migrationDowntimeSeconds.observe(report.downtimeMs / 1000);
       if (report.downtimeBudgetMs > 0) {

@@ -1,9 +1,18 @@
 // The one module that imports prom-client: every drover metric, its name, help text and labels.
 // Names follow drover_<noun>_<unit>; labels stay bounded (per-VM series only where switched on).
+import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** drover's version, from its package.json (two levels up from src/metrics/ and from dist/metrics/). */
+export const DROVER_VERSION: string = (
+  createRequire(import.meta.url)('../../package.json') as { version: string }
+).version;
 
 export interface DroverMetrics {
   readonly registry: Registry;
+  /** metrics.perVmSeries: the one switch for series labelled by VM (dirty rate, migrations per VM). */
+  readonly perVmSeries: boolean;
+  buildInfo: Gauge<'version' | 'node'>;
   // collector
   hostCpuPct: Gauge<'host'>;
   hostMemPct: Gauge<'host'>;
@@ -44,15 +53,23 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
-export function createMetrics(options: MetricsOptions = {}): DroverMetrics & { perVmSeries: boolean } {
+export function createMetrics(options: MetricsOptions = {}): DroverMetrics {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'drover_process_' });
   const registers = [registry];
   const durationBuckets = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600];
   const downtimeBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5];
+  const buildInfo = new Gauge({
+    name: 'drover_build_info',
+    help: 'Always 1; its labels say which drover and which Node.js run',
+    labelNames: ['version', 'node'],
+    registers,
+  });
+  buildInfo.set({ version: DROVER_VERSION, node: process.versions.node }, 1);
   return {
     registry,
     perVmSeries: options.perVmSeries ?? false,
+    buildInfo,
     hostCpuPct: new Gauge({
       name: 'drover_host_cpu_percent',
       help: 'Host CPU utilisation, smoothed (0-100)',
@@ -113,7 +130,7 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics & { p
     }),
     clusterSpreadPct: new Gauge({
       name: 'drover_cluster_spread_percent',
-      help: 'Spread (max - min) of host utilisation',
+      help: 'Spread (max - min) of utilisation over active hosts, in points, from the newest snapshot',
       labelNames: ['resource'],
       registers,
     }),

@@ -7,13 +7,14 @@ import { DroverError, errorMessage } from '../domain/errors.js';
 import type { VmHistory } from '../domain/history.js';
 import type { Plan, PlanReason } from '../domain/plan.js';
 import type { Policy } from '../domain/policy.js';
-import type { Host, Snapshot } from '../domain/snapshot.js';
+import { spreadOf, type Host, type Snapshot } from '../domain/snapshot.js';
 import type { HostStateStore } from '../collector/host-state-store.js';
 import type { SnapshotStore } from '../collector/snapshot-store.js';
 import { executionPolicyFromPolicy } from '../executor/executor-options.js';
 import type { Executor, MigrationStatus } from '../executor/executor.js';
 import type { HistoryStore } from '../executor/history-store.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
+import { skipReason } from '../metrics/skip-reason.js';
 import { planDrain, planRebalance } from '../planner/index.js';
 import type { AutomationLevel } from './config.js';
 import type { LeaderElection } from './leader-election.js';
@@ -303,12 +304,18 @@ export class DroverService implements Operations {
       reason: plan.reason,
       outcome: status === 'approved' ? 'auto_approved' : 'pending',
     });
+    this.countSkipped(plan);
     this.deps.log?.info(
       { module: 'service', planId: plan.id, reason: plan.reason, steps: plan.steps.length, status, by },
       'plan stored',
     );
     if (status === 'approved') record = await this.start(record, by);
     return record;
+  }
+
+  /** drover_plan_skipped_vms_total: the VMs a plan the service acts on left where they are, by kind of reason. */
+  private countSkipped(plan: Plan): void {
+    for (const s of plan.skipped) this.deps.metrics?.planSkippedVms.inc({ reason: skipReason(s.why) });
   }
 
   /** Hands an approved plan to the executor. */
@@ -412,6 +419,7 @@ export class DroverService implements Operations {
     const plan = await this.computePlan('rebalance');
     if (plan.steps.length === 0) {
       this.deps.metrics?.plans.inc({ reason: 'rebalance', outcome: 'no_moves' });
+      this.countSkipped(plan);
       return { planId: null, steps: 0, status: plan.note ?? 'balanced' };
     }
     const record = await this.store(plan, 'schedule', 'fenced');
@@ -492,14 +500,4 @@ async function historyOf(store: HistoryStore, vmIds: readonly string[]): Promise
     for (const [id, h] of part) out.set(id, h);
   }
   return out;
-}
-
-/** Max minus min host utilisation over active hosts that reported. */
-export function spreadOf(snapshot: Snapshot): { cpuSpreadPct: number; memSpreadPct: number } {
-  const active = snapshot.hosts.filter((h) => h.state === 'active' && !h.stale);
-  const cpu = active.flatMap((h) => (h.cpuPct === null ? [] : [h.cpuPct]));
-  const mem = active.flatMap((h) => (h.memUsedMiB === null ? [] : [(h.memUsedMiB / h.memMiB) * 100]));
-  const spread = (xs: number[]) =>
-    xs.length < 2 ? 0 : Math.round((Math.max(...xs) - Math.min(...xs)) * 10) / 10;
-  return { cpuSpreadPct: spread(cpu), memSpreadPct: spread(mem) };
 }

@@ -8,7 +8,6 @@ describe('collector options', () => {
     expect(o.intervalS).toBe(30);
     expect(o.dirtyRate).toEqual({ enabled: true, windowS: 5, maxPerHost: 2, remeasureS: 300 });
     expect(o.smoothing.holdS).toBe(120);
-    expect(o.perVmMetrics).toBe(false);
     expect(staleAfterMs(o)).toBe(65_000);
     expect(memberTtlMs(o)).toBe(30_000);
     expect(staleAfterMs(parseCollectorOptions({ staleAfterS: 10 }))).toBe(10_000);

@@ -36,10 +36,10 @@ function smallCluster(): ClusterSpec {
   };
 }
 
-function setup(options: CollectorOptionsInput = {}, spec: ClusterSpec = smallCluster()) {
+function setup(options: CollectorOptionsInput = {}, spec: ClusterSpec = smallCluster(), perVmSeries = false) {
   const clock = new VirtualClock();
   const sim = new SimHypervisor(spec, { clock });
-  const metrics = createMetrics();
+  const metrics = createMetrics({ perVmSeries });
   const collector = new Collector({ hypervisor: sim, metrics }, { hostTimeoutMs: 2000, ...options });
   /** Moves the clock one interval on, then runs a cycle. */
   const cycle = async () => {
@@ -246,9 +246,9 @@ describe('Collector on the simulator', () => {
     expect(r.snapshot.vms.every((v) => v.host === 'h2')).toBe(true);
   });
 
-  it('exports host series, and per-VM dirty-rate series only when switched on', async () => {
-    for (const perVmMetrics of [false, true]) {
-      const { metrics, cycle } = setup({ perVmMetrics, dirtyRate: { maxPerHost: 4 } });
+  it('exports host series and the cluster spread, and per-VM dirty-rate series only when metrics.perVmSeries is on', async () => {
+    for (const perVmSeries of [false, true]) {
+      const { metrics, cycle } = setup({ dirtyRate: { maxPerHost: 4 } }, smallCluster(), perVmSeries);
       await cycle();
       await cycle();
       const cpu = await metrics.registry.getSingleMetricAsString('drover_host_cpu_percent');
@@ -257,7 +257,12 @@ describe('Collector on the simulator', () => {
         'host="h2"',
       );
       const dirty = await metrics.registry.getSingleMetricAsString('drover_vm_dirty_mebibytes_per_second');
-      expect(dirty.includes('vm="busy"')).toBe(perVmMetrics);
+      expect(dirty.includes('vm="busy"')).toBe(perVmSeries);
+      const spread = await metrics.registry.getSingleMetricAsString('drover_cluster_spread_percent');
+      // h1 runs busy VMs, h2 one quieter VM: the CPU spread is well above zero.
+      const cpuSpread = Number(/resource="cpu"} (\S+)/.exec(spread)?.[1]);
+      expect(cpuSpread).toBeGreaterThan(5);
+      expect(spread).toMatch(/resource="memory"} \d/);
       expect(
         await metrics.registry.getSingleMetricAsString('drover_collector_sample_duration_seconds'),
       ).toContain('drover_collector_sample_duration_seconds_count{host="h1"} 2');
