@@ -19,6 +19,7 @@ import { BlockDestination, type BlockPreparation } from './block-destination.js'
 import { CallTimeout, callWithTimeout } from './call-timeout.js';
 import type { ExecutionPolicy, ExecutorOptions } from './executor-options.js';
 import { applyRecoveryAction, gatherEvidence, type VmEvidence } from './recovery.js';
+import { StorageCheck } from './storage-check.js';
 import { Watchdog, type AbortReason, type WatchdogAction } from './watchdog.js';
 import { watchdogSchedule, type PredictiveForecast, type WatchdogSchedule } from './watchdog-schedule.js';
 
@@ -173,6 +174,8 @@ export class MigrationRunner {
   private readonly metrics: DroverMetrics | undefined;
   /** What the pre-check prepared on a block migration's destination, by VM, until run() takes it. */
   private readonly blockPrepared = new Map<string, BlockPreparation>();
+  /** VMs whose disks the pre-check proved to be on storage both ends share, until run() takes it. */
+  private readonly storageVerified = new Set<string>();
 
   constructor(deps: MigrationRunnerDeps) {
     this.hv = deps.hypervisor;
@@ -274,6 +277,7 @@ export class MigrationRunner {
     const vm = await this.preCheck(job, presences, hooks);
     const prepared = this.blockPrepared.get(step.vm);
     this.blockPrepared.delete(step.vm);
+    const storageVerified = this.storageVerified.delete(step.vm);
     const schedule = this.scheduleFor(job, vm.memMiB, diskGiB(vm));
     const bandwidth = hooks.bandwidthShareMiBps?.() ?? null;
     const request: MigrationRequest = {
@@ -286,6 +290,7 @@ export class MigrationRunner {
       autoConverge: schedule.autoConverge,
       postCopy: schedule.postCopy,
       incremental: step.kind === 'block' && job.policy.blockCopy === 'incremental',
+      ...(storageVerified ? { storageVerified: true } : {}),
     };
     await hooks.beforeMigrate?.();
     const startedAtMs = this.hv.clock.now();
@@ -403,6 +408,14 @@ export class MigrationRunner {
           `block migration would copy shared disks onto themselves: ${shared.map((d) => d.target).join(', ')}`,
         );
       }
+    }
+    // What the configuration says about the disks, proven on both ends (throws StorageCheckError).
+    const proof = await new StorageCheck(this.hv, {
+      callTimeoutMs: this.options.callTimeoutMs,
+      logger: this.log,
+    }).verify({ vm, from: step.from, to: step.to, kind: step.kind });
+    if (step.kind === 'live' && proof.shared.length > 0) this.storageVerified.add(step.vm);
+    if (step.kind === 'block') {
       const prep = new BlockDestination(this.hv, {
         callTimeoutMs: this.options.callTimeoutMs,
         logger: this.log,

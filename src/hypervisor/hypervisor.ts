@@ -128,6 +128,12 @@ export interface MigrationRequest {
   postCopy?: boolean;
   /** Block migration: copy only the top image layer (the destination must have the backing files). */
   incremental?: boolean;
+  /**
+   * The caller proved that both hosts see the disk files this live migration leaves in place (a marker file
+   * written on one end was found on the other), so the hypervisor need not guess it from the file system type
+   * (libvirt's guess knows NFS and a few cluster file systems, not a bind mount or an unlisted one).
+   */
+  storageVerified?: boolean;
 }
 
 export type MigrationResult = 'completed' | 'aborted' | 'failed';

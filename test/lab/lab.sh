@@ -7,6 +7,9 @@
 # host's link is one `ip link set down` there. Clients reach each daemon through its unix socket:
 #   qemu+unix:///system?socket=$LAB_DIR/hosts/lab<n>/sock/libvirt-sock
 # The guest (test/lab/guest/) is a multiboot kernel built here with gcc; guests boot it via <kernel>.
+# Shared storage: $LAB/shared is bind-mounted into every host at /var/lib/libvirt/shared (one directory all
+# hosts see, as an NFS export would be); everything else under /var (e.g. /var/lib/libvirt/images) is the
+# host's own.
 #
 # usage: lab.sh up | down | status | uri HOST | hosts
 #        lab.sh daemon-stop HOST | daemon-start HOST | daemon-kill HOST | daemon-pause HOST | daemon-resume HOST
@@ -174,11 +177,23 @@ forwarder_stop() {
   rm -f "$dir/tls-forward.pid" "$dir/tls-forward.sock"
 }
 
+SHARED_MOUNT=/var/lib/libvirt/shared
+
+shared_mount() { # shared_mount HOST  bind-mounts $LAB/shared at $SHARED_MOUNT inside HOST (idempotent)
+  local holder
+  holder=$(holder_of "$1")
+  mkdir -p "$LAB/shared"
+  nsenter -t "$holder" -m sh -ec "
+    mkdir -p $SHARED_MOUNT
+    mountpoint -q $SHARED_MOUNT || mount -n --bind '$LAB/shared' $SHARED_MOUNT"
+}
+
 host_up() { # host_up HOST
   local h=$1 n dir holder sw
   n=$(host_index "$h")
   dir=$(host_dir "$h")
   if pid_runs "$(holder_of "$h")" '^sleep infinity'; then
+    shared_mount "$h"
     daemon_start "$h"
     return 0
   fi
@@ -200,6 +215,7 @@ host_up() { # host_up HOST
   ip link add "eth0-$h" netns "$holder" type veth peer name "port-$h" netns "$sw"
   nsenter -t "$holder" -n sh -ec "ip link set eth0-$h name eth0; ip addr add 10.77.0.$n/24 dev eth0; ip link set eth0 up"
   nsenter -t "$sw" -n sh -ec "ip link set port-$h master br0; ip link set port-$h up"
+  shared_mount "$h"
   daemon_start "$h"
 }
 

@@ -412,6 +412,8 @@ export class LibvirtHypervisor implements Hypervisor {
         flags |= MigrateFlags.LIVE;
         if (request.autoConverge) flags |= MigrateFlags.AUTO_CONVERGE;
         if (request.postCopy) flags |= MigrateFlags.POSTCOPY;
+        // drover's storage check proved both ends see the disks: tell libvirt not to second-guess it
+        if (request.storageVerified) flags |= MigrateFlags.UNSAFE;
         if (request.bandwidthMiBps)
           params.push({
             field: 'bandwidth',
