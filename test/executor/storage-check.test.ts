@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { MigrationRunner } from '../../src/executor/migration-runner.js';
 import { StorageCheck, StorageCheckError, isFileSource } from '../../src/executor/storage-check.js';
-import { VirtualClock } from '../../src/hypervisor/clock.js';
+import { VirtualClock } from '../../src/clock/clocks.js';
 import { SimHypervisor } from '../../src/hypervisor/sim/index.js';
 import { job, step, testOptions } from './support/sim-cluster.js';
 
