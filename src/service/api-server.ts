@@ -1,7 +1,10 @@
 // The HTTP API (fastify): JSON under /v1, plus /healthz, /readyz and /metrics.
 //
-// Auth: `Authorization: Bearer <token>`. Reads (GET) need a read or admin token, changes (POST) an admin
-// token. A presented token is compared with every configured one in constant time (SHA-256 digests through
+// Auth: every route declares its role (public, read, admin) in one table next to its handler (routeTable);
+// a route registered without one stops the server from starting. The role is looked up on the route the
+// router matched, after it decoded the path, so no spelling of a URL reaches a route past its check; a URL
+// that matches no route needs a read token (GET/HEAD) or an admin token (anything else) before it gets its
+// 404. Changes must come as application/json (415 otherwise). `Authorization: Bearer <token>`; a presented token is compared with every configured one in constant time (SHA-256 digests through
 // timingSafeEqual, no early exit), so response time does not reveal how much of a token matched.
 // Errors are JSON: { "error": { "code", "message", "field"?, "issues"? } } with a fitting status.
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -12,8 +15,30 @@ import { DroverError, ValidationError, errorCode, errorMessage, type InputIssue 
 import { nonEmptyString, oneOf, parseWith, positiveInt } from '../domain/validation.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import type { ApiRole, ApiToken } from './config.js';
-import { CreatePlanBodySchema, DrainBodySchema, NoteBodySchema, type Operations } from './operations.js';
+import {
+  ActivateBodySchema,
+  CreatePlanBodySchema,
+  DrainBodySchema,
+  NoteBodySchema,
+  type CreatedPlan,
+  type Operations,
+} from './operations.js';
 import { PLAN_STATUSES } from './plan-store.js';
+
+/** Who may call a route: anyone, a read (or admin) token, an admin token. */
+export const ROUTE_ROLES = ['public', 'read', 'admin'] as const;
+export type RouteRole = (typeof ROUTE_ROLES)[number];
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    role?: RouteRole;
+  }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Longest id in a path (plans, hosts, VMs); a longer one is refused with 400 naming the parameter. */
+export const MAX_ID_LENGTH = 256;
 
 export interface ApiServerOptions {
   ops: Operations;
@@ -73,8 +98,8 @@ export function matchToken(tokens: readonly ApiToken[], presented: string): ApiT
   return found;
 }
 
-const IdParam = z.strictObject({ id: nonEmptyString().max(256) });
-const VmParam = z.strictObject({ vm: nonEmptyString().max(256) });
+const IdParam = z.strictObject({ id: nonEmptyString().max(MAX_ID_LENGTH) });
+const VmParam = z.strictObject({ vm: nonEmptyString().max(MAX_ID_LENGTH) });
 const PlanListQuery = z.strictObject({
   status: oneOf(PLAN_STATUSES).optional(),
   limit: z.coerce
@@ -155,22 +180,19 @@ export function buildApi(options: ApiServerOptions) {
       : { logger: false }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // URLs the router refuses before any hook (a parameter over maxParamLength, bad encoding) get drover's
-    // error shape too, instead of fastify's own.
+    // Parameters up to well past MAX_ID_LENGTH reach the route, whose auth runs first and whose schema then
+    // refuses an over-long id with 400 naming it.
+    routerOptions: { maxParamLength: 4 * MAX_ID_LENGTH },
+    // URLs the router refuses before any hook (a parameter longer still, bad encoding) get drover's error
+    // shape and 400 too, instead of fastify's own.
     frameworkErrors: (err, _request, reply) => {
-      const status = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
       void (reply as FastifyReply)
-        .code(status)
+        .code(400)
         .send({ error: { code: 'invalid_input', message: err.message, field: 'url' } });
     },
   });
-  const { ops } = options;
   // JSON only: other bodies get 415 rather than reaching a route as a string.
   app.removeContentTypeParser('text/plain');
-
-  function callerOf(request: FastifyRequest): string {
-    return (request as FastifyRequest & { droverCaller?: string }).droverCaller ?? 'anonymous';
-  }
 
   function authorize(request: FastifyRequest, need: ApiRole): void {
     const header = request.headers.authorization;
@@ -190,15 +212,38 @@ export function buildApi(options: ApiServerOptions) {
     (request as FastifyRequest & { droverCaller?: string }).droverCaller = `api:${token.name}`;
   }
 
+  /** The role a request needs: its matched route's, or (no route matched) read for GET/HEAD, admin otherwise. */
+  function roleOf(request: FastifyRequest): RouteRole {
+    const declared = request.is404 ? undefined : request.routeOptions.config.role;
+    if (declared !== undefined) return declared;
+    return request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'admin';
+  }
+
+  // Every route must say who may call it; one that does not stops the server from starting.
+  app.addHook('onRoute', (route) => {
+    const role: unknown = (route.config as { role?: unknown } | undefined)?.role;
+    if (!ROUTE_ROLES.includes(role as RouteRole))
+      throw new Error(`route ${String(route.method)} ${route.url} declares no role (public, read or admin)`);
+  });
+
+  // Decided on the route the router matched (after it decoded the path), never on the raw URL.
   app.addHook('onRequest', (request, _reply, done) => {
-    const path = request.url.split('?')[0] ?? '';
     try {
-      if (options.draining?.() && request.method !== 'GET' && request.method !== 'HEAD')
-        throw new HttpError('shutting_down', 'this drover process is shutting down; send changes to another');
-      if (path.startsWith('/v1/') || path === '/v1') {
-        authorize(request, request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'admin');
-      } else if (path === '/metrics' && options.metricsAuth) {
-        authorize(request, 'read');
+      const role = roleOf(request);
+      if (role !== 'public') authorize(request, role);
+      if (!SAFE_METHODS.has(request.method)) {
+        if (options.draining?.())
+          throw new HttpError(
+            'shutting_down',
+            'this drover process is shutting down; send changes to another',
+          );
+        // A change must say it is JSON: a browser form or a bare POST cannot send this without CORS consent.
+        if (mediaType(request.headers['content-type']) !== 'application/json')
+          throw new HttpError(
+            'unsupported_media_type',
+            'send the request body as application/json',
+            'content-type',
+          );
       }
       done();
     } catch (err) {
@@ -219,80 +264,185 @@ export function buildApi(options: ApiServerOptions) {
     }),
   );
 
-  app.get('/healthz', () => Promise.resolve({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
-    if (options.draining?.()) {
-      return reply
-        .code(503)
-        .send({ ready: false, checks: { shutdown: { ok: false, detail: 'shutting down' } } });
-    }
-    const view = await ops.ready();
-    return reply.code(view.ready ? 200 : 503).send(view);
-  });
-  app.get('/metrics', async (_request, reply) => {
-    const text = await options.metrics.registry.metrics();
-    return reply.type(options.metrics.registry.contentType).send(text);
-  });
-
-  app.get('/v1/cluster', async () => ops.cluster());
-  app.get('/v1/snapshots/latest', async () => {
-    const snapshot = await ops.latestSnapshot();
-    if (!snapshot) throw new HttpError('no_snapshot', 'no snapshot has been taken yet');
-    return snapshot;
-  });
-
-  app.get('/v1/plans', async (request) => {
-    const query = parse(PlanListQuery, request.query, 'query');
-    return { plans: await ops.listPlans(query) };
-  });
-  app.post('/v1/plans', async (request, reply) => {
-    const body = parse(CreatePlanBodySchema, request.body, 'body');
-    if (body.reason === 'drain' && body.host === undefined)
-      throw new ValidationError('', [{ path: 'body.host', message: 'expected the host to drain' }]);
-    if (body.reason === 'rebalance' && body.host !== undefined)
-      throw new ValidationError('', [{ path: 'body.host', message: 'a rebalance plan takes no host' }]);
-    const created = await ops.createPlan(
-      { reason: body.reason, dryRun: body.dryRun, ...(body.host !== undefined ? { host: body.host } : {}) },
-      callerOf(request),
-    );
-    return reply.code(body.dryRun ? 200 : 201).send(created);
-  });
-  app.get('/v1/plans/:id', async (request) => ops.getPlan(parse(IdParam, request.params, 'params').id));
-  app.post('/v1/plans/:id/approve', async (request) => {
-    const { id } = parse(IdParam, request.params, 'params');
-    const { note } = parse(NoteBodySchema, request.body, 'body');
-    return ops.approvePlan(id, callerOf(request), note);
-  });
-  app.post('/v1/plans/:id/cancel', async (request) => {
-    const { id } = parse(IdParam, request.params, 'params');
-    const { note } = parse(NoteBodySchema, request.body, 'body');
-    return ops.cancelPlan(id, callerOf(request), note);
-  });
-
-  app.get('/v1/hosts', async () => ({ hosts: await ops.listHosts() }));
-  app.get('/v1/hosts/:id', async (request) => ops.getHost(parse(IdParam, request.params, 'params').id));
-  app.post('/v1/hosts/:id/drain', async (request, reply) => {
-    const { id } = parse(IdParam, request.params, 'params');
-    const { dryRun, partial } = parse(DrainBodySchema, request.body, 'body');
-    const created = await ops.drainHost(id, dryRun, callerOf(request), partial);
-    return reply.code(dryRun ? 200 : 201).send(created);
-  });
-  app.post('/v1/hosts/:id/activate', async (request) => {
-    const { id } = parse(IdParam, request.params, 'params');
-    return ops.activateHost(id, callerOf(request));
-  });
-
-  app.get('/v1/migrations', async () => ({ migrations: await ops.listMigrations() }));
-  app.get('/v1/migrations/:vm', async (request) =>
-    ops.getMigration(parse(VmParam, request.params, 'params').vm),
-  );
-  app.post('/v1/migrations/:vm/abort', async (request) => {
-    const { vm } = parse(VmParam, request.params, 'params');
-    parse(NoteBodySchema, request.body, 'body');
-    return ops.abortMigration(vm, callerOf(request));
-  });
-
+  for (const route of routeTable(options)) {
+    app.route({ method: route.method, url: route.url, config: { role: route.role }, handler: route.handler });
+  }
   return app;
+}
+
+/** The media type of a Content-Type header, lower-cased, without parameters. */
+function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
+type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+export interface RouteSpec {
+  method: 'GET' | 'POST';
+  url: string;
+  /** Who may call it: `public` (anyone), `read` (a read or admin token), `admin`. */
+  role: RouteRole;
+  handler: Handler;
+}
+
+/** Every route with its role, next to its handler: the one place that says who may call what. */
+function routeTable(options: ApiServerOptions): RouteSpec[] {
+  const { ops } = options;
+  const callerOf = (request: FastifyRequest): string =>
+    (request as FastifyRequest & { droverCaller?: string }).droverCaller ?? 'anonymous';
+  return [
+    { method: 'GET', url: '/healthz', role: 'public', handler: () => Promise.resolve({ status: 'ok' }) },
+    {
+      method: 'GET',
+      url: '/readyz',
+      role: 'public',
+      handler: async (_request, reply) => {
+        if (options.draining?.()) {
+          return reply
+            .code(503)
+            .send({ ready: false, checks: { shutdown: { ok: false, detail: 'shutting down' } } });
+        }
+        const view = await ops.ready();
+        return reply.code(view.ready ? 200 : 503).send(view);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/metrics',
+      role: options.metricsAuth ? 'read' : 'public',
+      handler: async (_request, reply) => {
+        const text = await options.metrics.registry.metrics();
+        return reply.type(options.metrics.registry.contentType).send(text);
+      },
+    },
+    { method: 'GET', url: '/v1/cluster', role: 'read', handler: async () => ops.cluster() },
+    {
+      method: 'GET',
+      url: '/v1/snapshots/latest',
+      role: 'read',
+      handler: async () => {
+        const snapshot = await ops.latestSnapshot();
+        if (!snapshot) throw new HttpError('no_snapshot', 'no snapshot has been taken yet');
+        return snapshot;
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/plans',
+      role: 'read',
+      handler: async (request) => {
+        const query = parse(PlanListQuery, request.query, 'query');
+        return { plans: await ops.listPlans(query) };
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/plans',
+      role: 'admin',
+      handler: async (request, reply) => {
+        const body = parse(CreatePlanBodySchema, request.body, 'body');
+        if (body.reason === 'drain' && body.host === undefined)
+          throw new ValidationError('', [{ path: 'body.host', message: 'expected the host to drain' }]);
+        if (body.reason === 'rebalance' && body.host !== undefined)
+          throw new ValidationError('', [{ path: 'body.host', message: 'a rebalance plan takes no host' }]);
+        const created = await ops.createPlan(
+          {
+            reason: body.reason,
+            dryRun: body.dryRun,
+            ...(body.host !== undefined ? { host: body.host } : {}),
+          },
+          callerOf(request),
+        );
+        return reply.code(createdStatus(body.dryRun, created)).send(created);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/plans/:id',
+      role: 'read',
+      handler: async (request) => ops.getPlan(parse(IdParam, request.params, 'params').id),
+    },
+    {
+      method: 'POST',
+      url: '/v1/plans/:id/approve',
+      role: 'admin',
+      handler: async (request) => {
+        const { id } = parse(IdParam, request.params, 'params');
+        const { note } = parse(NoteBodySchema, request.body, 'body');
+        return ops.approvePlan(id, callerOf(request), note);
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/plans/:id/cancel',
+      role: 'admin',
+      handler: async (request) => {
+        const { id } = parse(IdParam, request.params, 'params');
+        const { note } = parse(NoteBodySchema, request.body, 'body');
+        return ops.cancelPlan(id, callerOf(request), note);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/hosts',
+      role: 'read',
+      handler: async () => ({ hosts: await ops.listHosts() }),
+    },
+    {
+      method: 'GET',
+      url: '/v1/hosts/:id',
+      role: 'read',
+      handler: async (request) => ops.getHost(parse(IdParam, request.params, 'params').id),
+    },
+    {
+      method: 'POST',
+      url: '/v1/hosts/:id/drain',
+      role: 'admin',
+      handler: async (request, reply) => {
+        const { id } = parse(IdParam, request.params, 'params');
+        const { dryRun, partial } = parse(DrainBodySchema, request.body, 'body');
+        const created = await ops.drainHost(id, dryRun, callerOf(request), partial);
+        return reply.code(createdStatus(dryRun, created)).send(created);
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/hosts/:id/activate',
+      role: 'admin',
+      handler: async (request) => {
+        const { id } = parse(IdParam, request.params, 'params');
+        const { cancelDrain } = parse(ActivateBodySchema, request.body, 'body');
+        return ops.activateHost(id, callerOf(request), cancelDrain);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/migrations',
+      role: 'read',
+      handler: async () => ({ migrations: await ops.listMigrations() }),
+    },
+    {
+      method: 'GET',
+      url: '/v1/migrations/:vm',
+      role: 'read',
+      handler: async (request) => ops.getMigration(parse(VmParam, request.params, 'params').vm),
+    },
+    {
+      method: 'POST',
+      url: '/v1/migrations/:vm/abort',
+      role: 'admin',
+      handler: async (request) => {
+        const { vm } = parse(VmParam, request.params, 'params');
+        parse(NoteBodySchema, request.body, 'body');
+        return ops.abortMigration(vm, callerOf(request));
+      },
+    },
+  ];
+}
+
+/** 200 for a dry run or a drain already under way (its plan is returned), 201 for a new plan. */
+function createdStatus(dryRun: boolean, created: CreatedPlan): number {
+  return dryRun || created.existing === true ? 200 : 201;
 }
 
 /** Starts listening; resolves with the bound address (port 0 picks a free one). */

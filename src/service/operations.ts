@@ -86,6 +86,14 @@ export const DrainBodySchema = z.strictObject({
     .default(false),
 });
 
+/** POST /v1/hosts/:id/activate */
+export const ActivateBodySchema = z.strictObject({
+  /** Cancel the host's running drain first; without it, activating a host that is draining is refused. */
+  cancelDrain: z
+    .boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` })
+    .default(false),
+});
+
 /** POST /v1/plans/:id/approve|cancel, /v1/migrations/:vm/abort */
 export const NoteBodySchema = z.strictObject({ note: z.string().max(500).optional() });
 
@@ -93,6 +101,8 @@ export interface CreatedPlan {
   /** Null for a dry run. */
   record: PlanRecord | null;
   plan: Plan;
+  /** True when the host was draining already: this is that drain's plan, not a new one. */
+  existing?: boolean;
 }
 
 /** Everything an operator can ask the daemon; `by` names the caller (`api:<token name>`). */
@@ -111,7 +121,7 @@ export interface Operations {
   listHosts(): Promise<HostView[]>;
   getHost(id: string): Promise<HostView>;
   drainHost(id: string, dryRun: boolean, by: string, partial?: boolean): Promise<CreatedPlan>;
-  activateHost(id: string, by: string): Promise<HostView>;
+  activateHost(id: string, by: string, cancelDrain?: boolean): Promise<HostView>;
   listMigrations(): Promise<MigrationView[]>;
   getMigration(vm: string): Promise<MigrationView>;
   abortMigration(vm: string, by: string): Promise<MigrationView>;
