@@ -2,20 +2,25 @@
 // DROVER_TOKEN environment, or the daemon's own config file (--config: its api.host/port and first admin
 // token). Also the shared error handling: every failure becomes an exit code and a message (JSON with --json).
 import type { Command } from 'commander';
-import { DroverError, ValidationError, errorCode, errorMessage } from '../domain/errors.js';
+import { ValidationError, errorCode, errorMessage } from '../domain/errors.js';
 import { loadConfig } from '../service/config.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 
-/** A failure with the exit code it maps to. */
-export class CliError extends DroverError {
+/**
+ * A failure with the exit code it maps to. Its `code` is the API's (a DroverErrorCode, or one the daemon's
+ * HTTP layer sent) or the CLI's own, so it is text the CLI prints rather than one of drover's closed codes.
+ */
+export class CliError extends Error {
+  readonly code: string;
   constructor(
     readonly exitCode: ExitCode,
     code: string,
     message: string,
     readonly field?: string,
   ) {
-    super(code, message);
+    super(message);
     this.name = 'CliError';
+    this.code = code;
   }
 }
 

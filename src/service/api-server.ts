@@ -11,7 +11,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { DroverError, ValidationError, errorCode, errorMessage, type InputIssue } from '../domain/errors.js';
+import {
+  DroverError,
+  ValidationError,
+  errorCode,
+  errorMessage,
+  type DroverErrorCode,
+  type InputIssue,
+} from '../domain/errors.js';
 import { nonEmptyString, oneOf, parseWith, positiveInt } from '../domain/validation.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import type { ApiRole, ApiToken } from './config.js';
@@ -58,7 +65,8 @@ export interface ApiError {
   issues?: InputIssue[];
 }
 
-const STATUS_BY_CODE: Record<string, number> = {
+/** The HTTP status of each error code; the compiler insists every code has one (500: a failure of drover). */
+const STATUS_BY_CODE: Record<DroverErrorCode, number> = {
   invalid_input: 400,
   unauthorized: 401,
   forbidden: 403,
@@ -71,11 +79,50 @@ const STATUS_BY_CODE: Record<string, number> = {
   unsupported_media_type: 415,
   shutting_down: 503,
   snapshot_stale: 409,
+  invalid_argument: 500,
+  file_too_large: 500,
+  policy_too_large: 500,
+  policy_unreadable: 500,
+  plan_unreadable: 500,
+  snapshot_unreadable: 500,
+  trace_invalid: 500,
+  trace_not_found: 500,
+  trace_too_large: 500,
+  history_corrupt: 500,
+  unknown_strategy: 500,
+  bad_instance: 500,
+  planner_closed: 500,
+  planner_failed: 500,
+  redis_missing: 500,
+  redis_start_failed: 500,
+  redis_timeout: 500,
+  aborted: 500,
+  clock_busy: 500,
+  clock_limit: 500,
+  clock_stalled: 500,
+  no_host: 500,
+  no_domain: 500,
+  host_unreachable: 500,
+  operation_invalid: 500,
+  migrate_unsafe: 500,
+  cpu_incompatible: 500,
+  operation_failed: 500,
+  host_timeout: 500,
+  host_sample_invalid: 500,
+  call_timeout: 500,
+  step_skipped: 500,
+  runner_detached: 500,
+  migration_start_failed: 500,
+  migration_refused: 500,
+  block_destination_failed: 500,
+  watchdog_profile: 500,
+  storage_not_shared: 500,
+  storage_shared: 500,
 };
 
 class HttpError extends DroverError {
   constructor(
-    code: string,
+    code: DroverErrorCode,
     message: string,
     readonly field?: string,
   ) {
@@ -141,7 +188,7 @@ function errorBody(err: unknown): { status: number; body: { error: ApiError } } 
   if (err instanceof DroverError && code !== undefined) {
     const field = err instanceof HttpError ? err.field : undefined;
     return {
-      status: STATUS_BY_CODE[code] ?? 500,
+      status: STATUS_BY_CODE[err.code] ?? 500,
       body: { error: { code, message: err.message, ...(field !== undefined ? { field } : {}) } },
     };
   }

@@ -3,7 +3,7 @@
 // Small clusters are planned in place: copying the snapshot to the thread would cost more than planning.
 // If the thread cannot be started or dies, planning falls back to the main thread (logged once).
 import { Worker } from 'node:worker_threads';
-import { DroverError, errorMessage } from '../domain/errors.js';
+import { DroverError, errorMessage, isDroverErrorCode } from '../domain/errors.js';
 import type { VmHistory } from '../domain/history.js';
 import type { Plan } from '../domain/plan.js';
 import type { Policy } from '../domain/policy.js';
@@ -95,7 +95,8 @@ export class PlannerThread {
       this.pending.delete(reply.id);
       if (reply.ok) waiting.resolve(reply.plan);
       else {
-        const err = new DroverError(reply.error.code, reply.error.message);
+        const code = isDroverErrorCode(reply.error.code) ? reply.error.code : 'planner_failed';
+        const err = new DroverError(code, reply.error.message);
         err.name = reply.error.name;
         waiting.reject(err);
       }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DroverError, ValidationError } from '../../src/domain/errors.js';
+import { DroverError, ValidationError, isDroverErrorCode } from '../../src/domain/errors.js';
 import { parsePlan } from '../../src/domain/plan.js';
 import { parsePolicy } from '../../src/domain/policy.js';
 import { parseSnapshot } from '../../src/domain/snapshot.js';
@@ -22,7 +22,7 @@ import {
 import { classify, classifyAsync, mutated, mutatedText, printSummary, runs, tally } from './fuzz-support.js';
 
 function isTypedInputError(err: unknown): boolean {
-  if (!(err instanceof DroverError) || typeof err.code !== 'string' || err.code === '') return false;
+  if (!(err instanceof DroverError) || !isDroverErrorCode(err.code)) return false;
   if (err instanceof ValidationError) {
     // Every issue carries a message; the message of the error lists them all.
     return (
