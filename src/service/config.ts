@@ -233,6 +233,11 @@ export const MetricsConfigSchema = z.strictObject({
 export const ConfigSchema = z.strictObject({
   /** Name of this drover process in logs and leases; default: hostname and pid. */
   instance: nonEmptyString().optional(),
+  /**
+   * Where the private redis-server keeps its data when no Redis is configured (relative to the config file);
+   * default: $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/drover, ~/.local/state/drover. --state-dir wins.
+   */
+  stateDir: nonEmptyString().optional(),
   hypervisor: HypervisorConfigSchema,
   redis: RedisConfigSchema.prefault({}),
   policy: PolicyConfigSchema,

@@ -27,13 +27,45 @@ import { PlanStore } from './plan-store.js';
 import { PLANNER_THREAD_MIN_VMS, PlannerThread } from './planner-thread.js';
 import { PolicyReloader, type ReloadOutcome } from './policy-reloader.js';
 import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
-import { openRedis, type RedisConnection } from './redis-connection.js';
+import { checkPersistence, openRedis, type RedisConnection } from './redis-connection.js';
+import { resolveStateDir, type StateDir } from './state-dir.js';
 import { Schedules } from './schedules.js';
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** Default: pino JSON to stdout at the config's log level. */
   logger?: Logger;
+  /**
+   * The state directory of the private redis-server (`--state-dir`; wins over the config's stateDir). null: a
+   * throwaway directory, nothing persists.
+   */
+  stateDir?: string | null;
+  /**
+   * Called when a part drover cannot run without is gone for good (the private redis-server died and could not
+   * be started again). Default: log and exit the process with status 1.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+/** True when no Redis is configured and drover starts its own redis-server. */
+export function usesPrivateRedis(config: Config, env: NodeJS.ProcessEnv): boolean {
+  const r = config.redis;
+  return env.REDIS_URL === undefined && r.url === undefined && !r.sentinel && !r.cluster;
+}
+
+/** The state directory `drover serve` would use for this config (null when it is told to use none). */
+export function stateDirOf(
+  loaded: LoadedConfig,
+  env: NodeJS.ProcessEnv,
+  flag?: string | null,
+): StateDir | null {
+  if (flag === null) return null;
+  const fromConfig = loaded.config.stateDir;
+  return resolveStateDir({
+    flag,
+    config: fromConfig === undefined ? undefined : resolve(loaded.dir, fromConfig),
+    env,
+  });
 }
 
 export interface RunningService {
@@ -42,6 +74,8 @@ export interface RunningService {
   readonly log: Logger;
   readonly metrics: DroverMetrics;
   readonly redis: RedisConnection;
+  /** Where the private redis-server keeps its data; null with a configured Redis or a throwaway one. */
+  readonly stateDir: StateDir | null;
   readonly hypervisor: Hypervisor;
   /** The simulator, when the hypervisor is one (tests inject faults through it). */
   readonly sim: SimHypervisor | null;
@@ -119,9 +153,49 @@ export async function startService(
     for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
   };
   try {
-    const redis = await openRedis(config.redis, env);
+    const ownRedis = usesPrivateRedis(config, env);
+    const stateDir = ownRedis ? stateDirOf(loaded, env, options.stateDir) : null;
+    const onFatal =
+      options.onFatal ??
+      ((err: Error) => {
+        log.fatal({ module: 'service', err: err.message }, 'exiting: a part drover needs is gone');
+        process.exit(1);
+      });
+    const redis = await openRedis(config.redis, env, {
+      stateDir: stateDir?.path ?? null,
+      hostname: hostname(),
+      supervise: {
+        onExit: ({ pid, code, signal }) =>
+          log.error(
+            { module: 'redis', pid, code, signal },
+            'the private redis-server exited: starting it again on its data',
+          ),
+        onRestart: ({ pid, restarts }) =>
+          log.warn({ module: 'redis', pid, restarts }, 'the private redis-server runs again'),
+        onGiveUp: (err) => {
+          log.fatal({ module: 'redis', err: err.message }, 'the private redis-server cannot be kept running');
+          onFatal(err);
+        },
+      },
+    });
     cleanups.push(() => redis.close());
     log.info({ module: 'service', redis: redis.description }, 'redis connected');
+    if (redis.stateLock?.tookOver)
+      log.warn(
+        { module: 'service', stateDir: stateDir?.path, pid: redis.stateLock.tookOver.pid },
+        'the last drover on this state directory did not stop cleanly; its lock was taken over',
+      );
+    if (stateDir)
+      log.info(
+        { module: 'service', stateDir: stateDir.path, from: stateDir.source },
+        'state: private redis-server with AOF (appendfsync everysec)',
+      );
+    else if (!ownRedis) {
+      const persistence = await checkPersistence(redis.redis);
+      if (persistence.persists === true)
+        log.info({ module: 'redis', persistence: persistence.detail }, 'redis persists its data');
+      else log.warn({ module: 'redis', persistence: persistence.detail }, 'redis may lose drover state');
+    }
 
     const { hypervisor, sim } = await createHypervisor(config.hypervisor, loaded.dir);
     cleanups.push(() => hypervisor.close());
@@ -268,6 +342,7 @@ export async function startService(
       log,
       metrics,
       redis,
+      stateDir,
       hypervisor,
       sim,
       election,

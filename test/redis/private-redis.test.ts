@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { startPrivateRedis } from '../../src/service/private-redis.js';
+import { spawn } from 'node:child_process';
+import { freePort, startPrivateRedis } from '../../src/service/private-redis.js';
+import { checkPersistence } from '../../src/service/redis-connection.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 describe('private redis-server', () => {
@@ -32,6 +34,45 @@ describe('private redis-server', () => {
     client.disconnect();
     await second.stop();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('tells a Redis that persists from one that does not, and one that hides its CONFIG', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drover-aof-'));
+    const aof = await startPrivateRedis({ appendOnly: true, dir });
+    const plain = await startPrivateRedis();
+    const a = new Redis(aof.url);
+    const p = new Redis(plain.url);
+    expect(await checkPersistence(a)).toMatchObject({
+      persists: true,
+      detail: 'AOF on (appendfsync everysec)',
+    });
+    expect(await checkPersistence(p)).toMatchObject({ persists: false, detail: /turn on appendonly/ });
+    await p.call('CONFIG', 'SET', 'save', '3600 1');
+    expect((await checkPersistence(p)).detail).toMatch(/RDB snapshots only/);
+    a.disconnect();
+    p.disconnect();
+    await aof.stop();
+    await plain.stop();
+    await rm(dir, { recursive: true, force: true });
+
+    // CONFIG renamed away, as some managed Redis services do: drover cannot tell, and says so.
+    const port = await freePort();
+    const child = spawn('redis-server', [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--rename-command',
+      'CONFIG',
+      '""',
+    ]);
+    const hidden = new Redis({ port, host: '127.0.0.1', retryStrategy: (n) => (n > 100 ? null : 50) });
+    expect(await checkPersistence(hidden)).toMatchObject({ persists: null, detail: /cannot tell/ });
+    hidden.disconnect();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
   });
 
   it('says how to get redis-server when the binary is missing', async () => {

@@ -188,7 +188,11 @@ async function runDemo(flags: DemoFlags): Promise<ExitCode> {
   let running: RunningService | null = null;
   try {
     const loaded = await loadConfig(await writeDemoConfig(dir, speed, token));
-    running = await startService(loaded, { logger: pino({ level: 'info' }, pino.destination(logPath)) });
+    // Its own state directory inside the run's temporary one: never the operator's, removed at the end.
+    running = await startService(loaded, {
+      logger: pino({ level: 'info' }, pino.destination(logPath)),
+      stateDir: join(dir, 'state'),
+    });
     const url = running.apiUrl;
     if (url === null) throw new CliError(EXIT.failure, 'demo_no_api', 'the API did not start');
     say(paint('drover demo', 'bold') + ` — a simulated 10-host cluster at ${speed}x real time`);

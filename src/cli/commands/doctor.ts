@@ -1,12 +1,17 @@
 // `drover doctor --config FILE`: checks what drover depends on, one line each — the config, the policy,
-// Redis and the clock skew against it, every host, VMs running or defined on two hosts, the daemon's API.
+// Redis and the clock skew against it, where state lives and whether it persists, every host, VMs running or
+// defined on two hosts, the daemon's API.
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../../domain/errors.js';
 import type { Hypervisor } from '../../hypervisor/hypervisor.js';
 import { loadPolicy } from '../../planner/load-policy.js';
 import { loadConfig, type LoadedConfig } from '../../service/config.js';
-import { createHypervisor } from '../../service/main.js';
-import { openRedis } from '../../service/redis-connection.js';
+import { createHypervisor, stateDirOf } from '../../service/main.js';
+import { checkPersistence, openRedis } from '../../service/redis-connection.js';
+import { lockHolderAlive, readLock } from '../../service/state-dir.js';
 import { CliError, runCli } from '../api-client.js';
 import { EXIT } from '../exit-codes.js';
 import { paint, printJson, table } from '../output.js';
@@ -35,7 +40,61 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
   }
 }
 
-async function checkRedis(loaded: LoadedConfig, env: NodeJS.ProcessEnv, checks: Check[]): Promise<void> {
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The private redis-server's state directory: where, from which setting, writable, in use by whom. */
+async function checkStateDir(
+  loaded: LoadedConfig,
+  env: NodeJS.ProcessEnv,
+  flag: string | undefined,
+  checks: Check[],
+): Promise<void> {
+  const sd = stateDirOf(loaded, env, flag);
+  if (sd === null) return;
+  const from = {
+    flag: '--state-dir',
+    config: 'stateDir in the config',
+    systemd: '$STATE_DIRECTORY (systemd)',
+    xdg: '$XDG_STATE_HOME',
+    home: 'the default',
+  }[sd.source];
+  let probe = sd.path;
+  while (!(await exists(probe)) && dirname(probe) !== probe) probe = dirname(probe);
+  try {
+    await access(probe, constants.W_OK);
+  } catch {
+    checks.push({
+      name: 'state',
+      status: 'fail',
+      detail: `${sd.path} (from ${from}) cannot be written: ${probe} is not writable; choose another with --state-dir`,
+    });
+    return;
+  }
+  const lock = await readLock(sd.path);
+  const holder = lock && lockHolderAlive(lock) ? `in use by drover pid ${lock.pid}` : 'no drover runs on it';
+  const data = (await exists(join(sd.path, 'redis', 'appendonlydir')))
+    ? 'holds data'
+    : (await exists(sd.path))
+      ? 'no data yet'
+      : 'created at first start';
+  checks.push({
+    name: 'state',
+    status: 'ok',
+    detail: `${sd.path} (from ${from}); persists: private redis-server with AOF, appendfsync everysec; ${data}; ${holder}`,
+  });
+}
+
+async function checkRedis(
+  loaded: LoadedConfig,
+  env: NodeJS.ProcessEnv,
+  checks: Check[],
+  stateDirFlag?: string,
+): Promise<void> {
   const r = loaded.config.redis;
   if (env.REDIS_URL === undefined && r.url === undefined && !r.sentinel && !r.cluster) {
     checks.push({
@@ -43,6 +102,7 @@ async function checkRedis(loaded: LoadedConfig, env: NodeJS.ProcessEnv, checks: 
       status: 'warn',
       detail: 'none configured: `drover serve` starts a private redis-server (one process only)',
     });
+    await checkStateDir(loaded, env, stateDirFlag, checks);
     return;
   }
   const conn = await openRedis(r, env);
@@ -61,6 +121,12 @@ async function checkRedis(loaded: LoadedConfig, env: NodeJS.ProcessEnv, checks: 
       name: 'clock skew',
       status: Math.abs(skewMs) > MAX_SKEW_MS ? 'fail' : 'ok',
       detail: `this machine is ${skewMs >= 0 ? '+' : ''}${skewMs} ms from Redis (limit ±${MAX_SKEW_MS} ms; run NTP)`,
+    });
+    const persistence = await withTimeout(checkPersistence(conn.redis), 5000, 'redis CONFIG GET');
+    checks.push({
+      name: 'state',
+      status: persistence.persists === true ? 'ok' : 'warn',
+      detail: `in Redis ${conn.description}; ${persistence.persists === true ? 'persists: ' : ''}${persistence.detail}`,
     });
   } catch (err) {
     checks.push({ name: 'redis', status: 'fail', detail: `${conn.description}: ${errorMessage(err)}` });
@@ -142,7 +208,11 @@ async function checkApi(loaded: LoadedConfig, checks: Check[]): Promise<void> {
   }
 }
 
-export async function runDoctor(configPath: string, env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {
+export async function runDoctor(
+  configPath: string,
+  env: NodeJS.ProcessEnv = process.env,
+  stateDirFlag?: string,
+): Promise<Check[]> {
   const checks: Check[] = [];
   const loaded = await loadConfig(configPath, env);
   checks.push({ name: 'config', status: 'ok', detail: `${loaded.path} is valid` });
@@ -152,7 +222,7 @@ export async function runDoctor(configPath: string, env: NodeJS.ProcessEnv = pro
   } catch (err) {
     checks.push({ name: 'policy', status: 'fail', detail: errorMessage(err) });
   }
-  await checkRedis(loaded, env, checks);
+  await checkRedis(loaded, env, checks, stateDirFlag);
   let hv: Hypervisor | null = null;
   try {
     hv = (await createHypervisor(loaded.config.hypervisor, loaded.dir)).hypervisor;
@@ -169,13 +239,16 @@ export async function runDoctor(configPath: string, env: NodeJS.ProcessEnv = pro
 export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check the config, policy, Redis and clock skew, every host, VMs on two hosts, the daemon')
+    .description(
+      'check the config, policy, Redis and clock skew, where state lives, every host, VMs on two hosts, the daemon',
+    )
     .requiredOption('-c, --config <file>', "the daemon's config file")
+    .option('--state-dir <dir>', 'the state directory `drover serve` is given (when it runs its own Redis)')
     .option('--json', 'print machine-readable JSON only')
-    .action((flags: { config: string; json?: boolean }) =>
+    .action((flags: { config: string; json?: boolean; stateDir?: string }) =>
       runCli(flags.json, async () => {
         if (!flags.config) throw new CliError(EXIT.usage, 'invalid_input', '--config is required');
-        const checks = await runDoctor(flags.config);
+        const checks = await runDoctor(flags.config, process.env, flags.stateDir);
         const ok = checks.every((c) => c.status !== 'fail');
         if (flags.json) printJson({ ok, checks });
         else {

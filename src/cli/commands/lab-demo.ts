@@ -467,7 +467,11 @@ async function runLabDemo(flags: LabDemoFlags): Promise<ExitCode> {
   try {
     for (const g of GUESTS) await removeGuest(hosts, g.name); // leftovers of an interrupted run
     const loaded = await loadConfig(await writeLabConfig(dir, hosts, bandwidthMiBps, token));
-    running = await startService(loaded, { logger: pino({ level: 'info' }, pino.destination(logPath)) });
+    // Its own state directory inside the run's temporary one: never the operator's, removed at the end.
+    running = await startService(loaded, {
+      logger: pino({ level: 'info' }, pino.destination(logPath)),
+      stateDir: join(dir, 'state'),
+    });
     const url = running.apiUrl;
     if (url === null) throw new CliError(EXIT.failure, 'demo_no_api', 'the API did not start');
     say(paint('drover lab demo', 'bold') + ` — ${hosts.length} real libvirt hosts (${labDir})`);

@@ -1,5 +1,6 @@
-// `drover serve --config FILE`: runs the daemon. A bad config exits with EXIT.badInput naming every bad
-// field. SIGHUP reloads the policy (a bad one is rejected and the old one kept); SIGTERM/SIGINT stop taking
+// `drover serve --config FILE [--state-dir DIR]`: runs the daemon. A bad config exits with EXIT.badInput naming
+// every bad field. Without a configured Redis it runs its own redis-server on the state directory (locked: a
+// second serve there is refused); when that redis-server dies and cannot be started again it exits 1. SIGHUP reloads the policy (a bad one is rejected and the old one kept); SIGTERM/SIGINT stop taking
 // work, hand running migrations over and exit 0 (a second signal exits at once).
 import type { Command } from 'commander';
 import { ValidationError } from '../../domain/errors.js';
@@ -13,7 +14,11 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('run the drover daemon: collector, executor workers, leader election, schedules, HTTP API')
     .requiredOption('-c, --config <file>', 'config file (see drover.example.yaml)')
-    .action(async (opts: { config: string }) => {
+    .option(
+      '--state-dir <dir>',
+      'where the private redis-server keeps its data (default: $STATE_DIRECTORY, $XDG_STATE_HOME/drover, ~/.local/state/drover)',
+    )
+    .action(async (opts: { config: string; stateDir?: string }) => {
       let loaded;
       try {
         loaded = await loadConfig(opts.config);
@@ -29,7 +34,13 @@ export function registerServeCommand(program: Command): void {
       }
       let svc;
       try {
-        svc = await startService(loaded);
+        svc = await startService(loaded, {
+          ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
+          onFatal: (err) => {
+            process.stderr.write(`drover: stopping: ${err.message}\n`);
+            process.exit(EXIT.failure);
+          },
+        });
       } catch (err) {
         process.stderr.write(
           `drover: could not start: ${err instanceof Error ? err.message : String(err)}\n`,
