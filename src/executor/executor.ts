@@ -262,6 +262,10 @@ export class Executor {
     let share = bandwidthShareMiBps(links.from, links.to, got);
     let abortRequested: AbortReason | null = null;
     let detached = false;
+    // Kept for the next attempt when this one called migrate and is retried: the retry then looks for this
+    // attempt's migration (running: adopt it; completed: record its completion) instead of skipping the step.
+    let keepRunRecord = false;
+    let ended = false;
     let lastProgressAt = 0;
     const heartbeat = setInterval(
       () => {
@@ -311,6 +315,7 @@ export class Executor {
     };
     try {
       const report = await this.runner.run(data, hooks);
+      ended = true;
       await this.recordHistory(data, report).catch((err: unknown) => {
         log.error({ err: errorMessage(err) }, 'could not record the migration history');
       });
@@ -338,13 +343,20 @@ export class Executor {
         await job.moveToDelayed(Date.now() + 100, token);
         throw new DelayedError();
       }
-      if (isTransient(err)) throw err;
+      if (isTransient(err)) {
+        keepRunRecord =
+          !ended &&
+          job.attemptsMade + 1 < this.options.attempts &&
+          (await redis.exists(runKey).catch(() => 0)) === 1;
+        throw err;
+      }
       throw new UnrecoverableError(`${code ?? 'error'}: ${errorMessage(err)}`);
     } finally {
       clearInterval(heartbeat);
       if (!detached) {
-        await Promise.all([this.slots.release(claim), redis.del(runKey, this.key('abort', step.vm))]).catch(
-          (err: unknown) => log.warn({ err: errorMessage(err) }, 'clean-up failed'),
+        const keys = keepRunRecord ? [this.key('abort', step.vm)] : [runKey, this.key('abort', step.vm)];
+        await Promise.all([this.slots.release(claim), redis.del(...keys)]).catch((err: unknown) =>
+          log.warn({ err: errorMessage(err) }, 'clean-up failed'),
         );
       }
     }

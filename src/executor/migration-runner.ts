@@ -269,6 +269,8 @@ export class MigrationRunner {
     const onDest = presences.find((p) => p.hostId === step.to && p.state === 'running');
     const onSource = presences.find((p) => p.hostId === step.from && p.state !== 'shutoff');
     if (onDest && !onSource && step.kind !== 'offline') {
+      // An earlier attempt's migration (the worker's run record says one was started) that completed: its
+      // outcome, adopted. Without such an attempt the world moved the VM, and the step has nothing to do.
       if (hooks.resumed) return this.finishAdoptedCompletion(job, log);
       throw new StepSkipped(`${step.vm} already runs on ${step.to}`);
     }
@@ -443,6 +445,11 @@ export class MigrationRunner {
     try {
       stats = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
     } catch (inner) {
+      // Gone from the source: the answer raced the end of a migration that may have completed.
+      if (errorCode(inner) === 'no_domain') {
+        const landed = await this.landedOnDestination(job, schedule, vm, calledAtMs, log);
+        if (landed) return landed;
+      }
       // The monitor does not answer either: the migration may well be running behind it. Watch it.
       if (!(inner instanceof CallTimeout) || !(err instanceof CallTimeout)) {
         throw new MigrationStartError(
@@ -468,7 +475,13 @@ export class MigrationRunner {
         log,
       });
     }
+    // No job on the source any more: where the VM runs says whether the call's error raced a completion
+    // (a refusal of the request itself moved nothing).
     const code = errorCode(err);
+    if (code !== 'invalid_argument' && code !== 'migrate_unsafe' && code !== 'cpu_incompatible') {
+      const landed = await this.landedOnDestination(job, schedule, vm, calledAtMs, log);
+      if (landed) return landed;
+    }
     if (
       code === 'no_domain' ||
       code === 'operation_invalid' ||
@@ -483,6 +496,42 @@ export class MigrationRunner {
       {
         cause: err,
       },
+    );
+  }
+
+  /**
+   * After a migrate call that failed: when the VM runs on the destination and nowhere else, the migration
+   * this run started completed (the error raced its end). Null otherwise.
+   */
+  private async landedOnDestination(
+    job: MigrationJobData,
+    schedule: WatchdogSchedule,
+    vm: VmInfo,
+    calledAtMs: number,
+    log: Logger,
+  ): Promise<MigrationReport | null> {
+    const { step } = job;
+    if (step.kind === 'offline' || step.from === step.to) return null;
+    const presences = await this.call('locateVm', this.hv.locateVm(step.vm)).catch(() => null);
+    const live = (presences ?? []).filter((p) => p.state !== 'shutoff');
+    if (live.length !== 1 || live[0]?.hostId !== step.to || live[0].state !== 'running') return null;
+    log.info({}, 'the migrate call failed but the VM runs on the destination: it completed');
+    return this.finish(
+      {
+        job,
+        vm,
+        schedule,
+        watchdog: this.newWatchdog(schedule, calledAtMs),
+        handle: null,
+        adopted: false,
+        startedAtMs: calledAtMs,
+        bandwidthMiBps: null,
+        hooks: {},
+        log,
+      },
+      { result: 'completed', error: null, stats: null },
+      [],
+      null,
     );
   }
 

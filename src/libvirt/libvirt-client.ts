@@ -370,8 +370,8 @@ export class LibvirtClient {
   }
 
   /**
-   * virConnectGetAllDomainStats for `domains` (empty = all of them, filtered by `flags`); `stats` is an OR of
-   * DomainStatsTypes.
+   * virConnectGetAllDomainStats for `domains` (empty = all of them, filtered by `flags`, an OR of
+   * GetAllDomainStatsFlags); `stats` is an OR of DomainStatsTypes.
    */
   async allDomainStats(
     stats: number,
@@ -388,33 +388,51 @@ export class LibvirtClient {
   }
 
   /** virDomainStartDirtyRateCalc (page-sampling); the result appears in the DIRTYRATE stats group. */
-  async startDirtyRateCalc(d: DomainRef, seconds: number, flags = 0): Promise<void> {
-    await this.voidCall(Procedure.DOMAIN_START_DIRTY_RATE_CALC, domainArgs(d).int(seconds).uint(flags));
+  async startDirtyRateCalc(
+    d: DomainRef,
+    seconds: number,
+    flags = 0,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
+    await this.voidCall(
+      Procedure.DOMAIN_START_DIRTY_RATE_CALC,
+      domainArgs(d).int(seconds).uint(flags),
+      options.timeoutMs,
+    );
   }
 
   /** virDomainGetJobStats; `completed` asks for the last finished job's stats. */
   async jobStats(
     d: DomainRef,
-    options: { completed?: boolean; keepCompleted?: boolean } = {},
+    options: { completed?: boolean; keepCompleted?: boolean; timeoutMs?: number } = {},
   ): Promise<JobStatsReply> {
     const flags =
       (options.completed ? JobStatsFlags.COMPLETED : 0) |
       (options.keepCompleted ? JobStatsFlags.KEEP_COMPLETED : 0);
-    const r = await this.rpc.call(Procedure.DOMAIN_GET_JOB_STATS, domainArgs(d).uint(flags));
+    const r = await this.rpc.call(
+      Procedure.DOMAIN_GET_JOB_STATS,
+      domainArgs(d).uint(flags),
+      options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
+    );
     const type = r.int();
     return { type, params: paramRecord(readTypedParams(r)) };
   }
 
-  async abortJob(d: DomainRef): Promise<void> {
-    await this.voidCall(Procedure.DOMAIN_ABORT_JOB, domainArgs(d));
+  async abortJob(d: DomainRef, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.voidCall(Procedure.DOMAIN_ABORT_JOB, domainArgs(d), options.timeoutMs);
   }
 
-  async migrateSetMaxDowntime(d: DomainRef, downtimeMs: number): Promise<void> {
+  async migrateSetMaxDowntime(
+    d: DomainRef,
+    downtimeMs: number,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
     await this.voidCall(
       Procedure.DOMAIN_MIGRATE_SET_MAX_DOWNTIME,
       domainArgs(d)
         .uhyper(BigInt(Math.round(downtimeMs)))
         .uint(0),
+      options.timeoutMs,
     );
   }
 
@@ -425,17 +443,23 @@ export class LibvirtClient {
   }
 
   /** Bandwidth cap in MiB/s. */
-  async migrateSetMaxSpeed(d: DomainRef, bandwidthMiBps: number, flags = 0): Promise<void> {
+  async migrateSetMaxSpeed(
+    d: DomainRef,
+    bandwidthMiBps: number,
+    flags = 0,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
     await this.voidCall(
       Procedure.DOMAIN_MIGRATE_SET_MAX_SPEED,
       domainArgs(d)
         .uhyper(BigInt(Math.round(bandwidthMiBps)))
         .uint(flags),
+      options.timeoutMs,
     );
   }
 
-  async migrateStartPostCopy(d: DomainRef): Promise<void> {
-    await this.voidCall(Procedure.DOMAIN_MIGRATE_START_POST_COPY, domainArgs(d).uint(0));
+  async migrateStartPostCopy(d: DomainRef, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.voidCall(Procedure.DOMAIN_MIGRATE_START_POST_COPY, domainArgs(d).uint(0), options.timeoutMs);
   }
 
   /**

@@ -219,6 +219,14 @@ export const ListDomainsFlags = {
   SHUTOFF: 64,
 } as const;
 
+/** virConnectGetAllDomainStatsFlags: the ListDomainsFlags filters plus these. */
+export const GetAllDomainStatsFlags = {
+  /** Report only what can be read without waiting for a domain's job (a busy or stuck monitor). */
+  NOWAIT: 1 << 29,
+  BACKING: 1 << 30,
+  ENFORCE_STATS: 2 ** 31,
+} as const;
+
 /** virDomainUndefineFlagsValues */
 export const UndefineFlags = {
   MANAGED_SAVE: 1,

@@ -9,6 +9,7 @@ import {
   isInvalidArgument,
   isMigrateUnsafe,
   isNoDomain,
+  isNoSupport,
   isOperationAborted,
   isOperationInvalid,
   isTimeout,
@@ -21,6 +22,7 @@ import {
   DomainState,
   DomainStatsTypes,
   DomainXmlFlags,
+  GetAllDomainStatsFlags,
   LifecycleEventType,
   ListDomainsFlags,
   MigrateFlags,
@@ -117,6 +119,12 @@ export function vmStateOf(virState: number): VmState {
 
 const kibToMiB = (kib: number | undefined): number | null => (kib === undefined ? null : kib / 1024);
 
+/**
+ * Client-side bound of a monitor call: above libvirt's own 30 s wait for a domain's job, so a call queued
+ * behind a stuck one gets the daemon's answer (its timeout error) rather than being abandoned to it.
+ */
+const MONITOR_CALL_TIMEOUT_MS = 60_000;
+
 export class LibvirtHypervisor implements Hypervisor {
   readonly clock: Clock;
   private readonly hosts: Map<string, { config: ParsedLibvirtHostConfig; connection: HostConnection }>;
@@ -130,6 +138,14 @@ export class LibvirtHypervisor implements Hypervisor {
     migrationTimeoutMs: number;
   };
   private readonly storage: LibvirtStorage;
+  /**
+   * Calls that need a domain's QEMU monitor go one at a time per domain (see viaMonitor): the tail of each
+   * domain's queue, and the job-stats question in flight, which a second asker joins.
+   */
+  private readonly monitorQueues = new Map<string, Promise<void>>();
+  private readonly monitorJoinable = new Map<string, Promise<unknown>>();
+  /** The stats of the last job-completed event per host/vm (the source reports a migration's figures). */
+  private readonly completedEvents = new Map<string, { at: number; stats: JobStats }>();
 
   /**
    * @param hosts `{ id, uri, bandwidthMiBps?, labels?, peerUri?, migrateUri?, sharedStoragePaths? }` per host
@@ -186,6 +202,44 @@ export class LibvirtHypervisor implements Hypervisor {
     } catch (err) {
       throw toHypervisorError(err, what);
     }
+  }
+
+  /**
+   * Runs a call that needs the QEMU monitor of host/vm after the previous such call of that domain answered.
+   * libvirtd serves at most max_client_requests (5 by default) calls of one connection at once and stops
+   * reading the connection beyond that, so questions repeated to a monitor that does not answer (a QEMU
+   * stopped with SIGSTOP) would block every other call to the host, locating VMs included. Queued here, a
+   * stuck domain holds one of those requests, not all. Its client-side timeout is long, since the daemon keeps
+   * working on a call the client gave up on; callers bound their own wait (the executor's call timeouts).
+   * A joinable call (no arguments: job stats) shares the one already asked instead of queueing another.
+   */
+  private viaMonitor<T>(
+    hostId: string,
+    vmId: string,
+    what: string,
+    fn: (timeoutMs: number) => Promise<T>,
+    joinable = false,
+  ): Promise<T> {
+    const lane = `${hostId}/${vmId}`;
+    const joinKey = `${lane}/${what}`;
+    if (joinable) {
+      const pending = this.monitorJoinable.get(joinKey);
+      if (pending) return pending as Promise<T>;
+    }
+    const timeoutMs = Math.max(this.options.callTimeoutMs, MONITOR_CALL_TIMEOUT_MS);
+    const previous = this.monitorQueues.get(lane) ?? Promise.resolve();
+    const call = previous.then(() => fn(timeoutMs));
+    const tail = call.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.monitorQueues.set(lane, tail);
+    if (joinable) this.monitorJoinable.set(joinKey, call);
+    void tail.then(() => {
+      if (this.monitorQueues.get(lane) === tail) this.monitorQueues.delete(lane);
+      if (this.monitorJoinable.get(joinKey) === call) this.monitorJoinable.delete(joinKey);
+    });
+    return call;
   }
 
   private host(hostId: string) {
@@ -322,19 +376,14 @@ export class LibvirtHypervisor implements Hypervisor {
   async sampleVms(hostId: string): Promise<VmSample[]> {
     return this.guard('sampleVms', async () => {
       const client = await this.client(hostId);
-      const records = await client.allDomainStats(STATS_GROUPS);
+      // NOWAIT: a domain whose job is busy (migrating, a stuck monitor) gives what it can without its job
+      // (state, CPU time) instead of holding up every other domain's figures.
+      const records = await client.allDomainStats(STATS_GROUPS, GetAllDomainStatsFlags.NOWAIT);
       const at = this.clock.now();
       return Promise.all(
         records.map(async ({ domain, params }) => {
           const state = vmStateOf(numberParam(params, 'state.state') ?? DomainState.SHUTOFF);
-          let migrating = false;
-          if (state !== 'shutoff') {
-            try {
-              migrating = jobTypeName((await client.jobStats(domain)).type) === 'active';
-            } catch (err) {
-              if (!isNoDomain(err) && !isOperationInvalid(err)) throw err;
-            }
-          }
+          const migrating = state !== 'shutoff' && (await this.migratingNow(hostId, client, domain));
           const memKiB = numberParam(params, 'balloon.maximum') ?? numberParam(params, 'balloon.current');
           const vmId = uuidToString(domain.uuid);
           return {
@@ -354,11 +403,49 @@ export class LibvirtHypervisor implements Hypervisor {
     });
   }
 
+  /**
+   * Whether the domain has a migration job, asked of its monitor for at most the call timeout: a monitor
+   * that does not answer in time, or a domain receiving a migration (libvirt gives job stats on the source
+   * only), counts as busy with one. Only a lost connection fails the host's sample.
+   */
+  private async migratingNow(hostId: string, client: LibvirtClient, domain: DomainRef): Promise<boolean> {
+    const vmId = uuidToString(domain.uuid);
+    const asked = this.viaMonitor(
+      hostId,
+      vmId,
+      'jobStats',
+      (timeoutMs) => client.jobStats(domain, { timeoutMs }),
+      true,
+    );
+    asked.catch(() => undefined);
+    const bound = new AbortController();
+    try {
+      const reply = await Promise.race([
+        asked,
+        this.clock.sleep(this.options.callTimeoutMs, bound.signal).then(
+          () => null,
+          () => null,
+        ),
+      ]);
+      return reply === null || jobTypeName(reply.type) === 'active';
+    } catch (err) {
+      if (isConnectionLost(err)) throw err;
+      if (isNoDomain(err) || isOperationInvalid(err)) return false; // gone or not running: no job
+      // Receiving a migration (no such support on the destination), the daemon's own timeout waiting for
+      // the domain's job, or another refusal: the domain is busy with a job.
+      return isNoSupport(err) || isTimeout(err) || true;
+    } finally {
+      bound.abort();
+    }
+  }
+
   async startDirtyRate(hostId: string, vmId: string, windowS: number): Promise<void> {
     return this.guard('startDirtyRate', async () => {
-      const { client, dom } = await this.domain(hostId, vmId);
       const startedAt = this.clock.now();
-      await client.startDirtyRateCalc(dom, Math.max(1, Math.round(windowS)));
+      await this.viaMonitor(hostId, vmId, 'startDirtyRate', async (timeoutMs) => {
+        const { client, dom } = await this.domain(hostId, vmId);
+        await client.startDirtyRateCalc(dom, Math.max(1, Math.round(windowS)), 0, { timeoutMs });
+      });
       this.dirtyRateStartedAt.set(`${hostId}/${vmId}`, startedAt);
     });
   }
@@ -440,51 +527,90 @@ export class LibvirtHypervisor implements Hypervisor {
       const destUri = dest.config.peerUri ?? dest.config.uri;
       parseLibvirtUri(destUri);
 
+      const calledAt = this.clock.now();
       const perform = client.migratePerform3Params(dom, destUri, params, flags, {
         timeoutMs: this.options.migrationTimeoutMs,
       });
       const done = perform.then(
-        () => this.completedOutcome(request),
-        (err: unknown) => this.failedOutcome(request, key, err),
+        () => this.completedOutcome(request, calledAt),
+        (err: unknown) => this.failedOutcome(request, key, err, calledAt),
       );
       // Resolve once the job is visible on the source with its memory figures (libvirt shows the job a moment
-      // before QEMU reports any), or once the call already settled.
+      // before QEMU reports any), or once the call already settled. The migration call is out: from here on
+      // only its own answer (`done`) decides the outcome, so an answer of this wait that races the end of the
+      // job (the domain gone, shut off or "not running", no job any more) ends the wait and nothing else.
       const settled = done.then(() => true);
       // An offline move has no running job to wait for.
       const deadline = request.kind === 'offline' ? this.clock.now() : this.clock.now() + 10_000;
       while (this.clock.now() < deadline) {
         const finished = await Promise.race([settled, this.clock.sleep(50).then(() => false)]);
         if (finished) break;
-        try {
-          const stats = await client.jobStats(dom);
-          if (jobTypeName(stats.type) === 'active' && (numberParam(stats.params, 'memory_total') ?? 0) > 0)
-            break;
-        } catch (err) {
-          if (isNoDomain(err)) break; // already gone from the source: the migration finished
-          throw err;
-        }
+        const seen = await Promise.race([
+          settled.then(() => 'ended' as const),
+          this.viaMonitor(
+            request.from,
+            request.vmId,
+            'jobStats',
+            (timeoutMs) => client.jobStats(dom, { timeoutMs }),
+            true,
+          ).then(
+            (stats) =>
+              jobTypeName(stats.type) === 'active' && (numberParam(stats.params, 'memory_total') ?? 0) > 0
+                ? ('running' as const)
+                : jobTypeName(stats.type) === 'active' || jobTypeName(stats.type) === 'none'
+                  ? ('starting' as const)
+                  : ('ended' as const),
+            () => 'ended' as const,
+          ),
+        ]);
+        if (seen !== 'starting') break;
       }
       return { request, done };
     });
   }
 
-  private async completedOutcome(request: MigrationRequest): Promise<MigrationOutcome> {
-    // The outcome is known; the stats are a nicety, so failing to read them changes nothing.
-    const stats = await this.completedJobStats(request.to, request.vmId).catch(() => null);
-    return { result: 'completed', error: null, stats };
+  private async completedOutcome(request: MigrationRequest, calledAt: number): Promise<MigrationOutcome> {
+    return { result: 'completed', error: null, stats: await this.statsOfCompletion(request, calledAt) };
+  }
+
+  /**
+   * The figures of a migration that completed: the destination's completed-job stats, else the source's
+   * job-completed event (the source domain is gone by now), else its completed-job stats. The outcome is
+   * known either way; failing to read them changes nothing.
+   */
+  private async statsOfCompletion(request: MigrationRequest, calledAt: number): Promise<JobStats | null> {
+    const fromDest = await this.completedJobStats(request.to, request.vmId).catch(() => null);
+    if (fromDest !== null) return fromDest;
+    const event = this.completedEvents.get(`${request.from}/${request.vmId}`);
+    if (event && event.at >= calledAt) return event.stats;
+    return this.completedJobStats(request.from, request.vmId).catch(() => null);
   }
 
   private async failedOutcome(
     request: MigrationRequest,
     key: string,
     err: unknown,
+    calledAt: number,
   ): Promise<MigrationOutcome> {
     const message = err instanceof Error ? err.message : String(err);
     if (isConnectionLost(err)) return this.followAfterDisconnect(request, key, message);
     const aborted = this.abortRequested.has(key) || isOperationAborted(err);
     this.abortRequested.delete(key);
+    // An error that races the end of the job ("domain is not running", no domain, no active job) says where
+    // the VM is not; where it runs says how the migration ended. Running on the destination and nowhere else
+    // is a completed migration, whatever the call answered.
+    if (await this.runsOnDestinationOnly(request)) return this.completedOutcome(request, calledAt);
     const stats = await this.completedJobStats(request.from, request.vmId).catch(() => null);
     return { result: aborted ? 'aborted' : 'failed', error: message, stats };
+  }
+
+  /** True when the VM runs on the request's destination and is not running or paused anywhere else. */
+  private async runsOnDestinationOnly(request: MigrationRequest): Promise<boolean> {
+    if (request.kind === 'offline') return false;
+    const where = await this.locateVm(request.vmId).catch(() => null);
+    if (where === null) return false;
+    const live = where.filter((p) => p.state !== 'shutoff');
+    return live.length === 1 && live[0]?.hostId === request.to && live[0].state === 'running';
   }
 
   /**
@@ -525,12 +651,21 @@ export class LibvirtHypervisor implements Hypervisor {
 
   async jobStats(hostId: string, vmId: string): Promise<JobStats> {
     return this.guard('jobStats', async () => {
-      const found = await this.domain(hostId, vmId);
       let reply;
       try {
-        reply = await found.client.jobStats(found.dom);
+        reply = await this.viaMonitor(
+          hostId,
+          vmId,
+          'jobStats',
+          async (timeoutMs) => {
+            const found = await this.domain(hostId, vmId);
+            return found.client.jobStats(found.dom, { timeoutMs });
+          },
+          true,
+        );
       } catch (err) {
-        // libvirt refuses the question for a domain that is not running; such a domain has no job.
+        // libvirt refuses the question for a domain that is not running (shut off at the end of its
+        // migration, say); such a domain has no job.
         if (isOperationInvalid(err)) return toJobStats('none', {}, false);
         throw err;
       }
@@ -567,8 +702,10 @@ export class LibvirtHypervisor implements Hypervisor {
           HYPERVISOR_ERROR_CODES.invalidArgument,
           `setMaxDowntime: ms must be >= 0, got ${ms}`,
         );
-      const { client, dom } = await this.domain(hostId, vmId);
-      await client.migrateSetMaxDowntime(dom, ms);
+      await this.viaMonitor(hostId, vmId, 'setMaxDowntime', async (timeoutMs) => {
+        const { client, dom } = await this.domain(hostId, vmId);
+        await client.migrateSetMaxDowntime(dom, ms, { timeoutMs });
+      });
     });
   }
 
@@ -579,24 +716,36 @@ export class LibvirtHypervisor implements Hypervisor {
           HYPERVISOR_ERROR_CODES.invalidArgument,
           `setMaxBandwidth: mibps must be > 0, got ${mibps}`,
         );
-      const { client, dom } = await this.domain(hostId, vmId);
-      await client.migrateSetMaxSpeed(dom, Math.max(1, Math.round(mibps)));
+      await this.viaMonitor(hostId, vmId, 'setMaxBandwidth', async (timeoutMs) => {
+        const { client, dom } = await this.domain(hostId, vmId);
+        await client.migrateSetMaxSpeed(dom, Math.max(1, Math.round(mibps)), 0, { timeoutMs });
+      });
     });
   }
 
   async startPostCopy(hostId: string, vmId: string): Promise<void> {
     return this.guard('startPostCopy', async () => {
-      const { client, dom } = await this.domain(hostId, vmId);
-      await client.migrateStartPostCopy(dom);
+      await this.viaMonitor(hostId, vmId, 'startPostCopy', async (timeoutMs) => {
+        const { client, dom } = await this.domain(hostId, vmId);
+        await client.migrateStartPostCopy(dom, { timeoutMs });
+      });
       this.postCopyStarted.add(`${hostId}/${vmId}`);
     });
   }
 
   async abortJob(hostId: string, vmId: string): Promise<void> {
     return this.guard('abortJob', async () => {
-      const { client, dom } = await this.domain(hostId, vmId);
       this.abortRequested.add(`${hostId}/${vmId}`);
-      await client.abortJob(dom);
+      await this.viaMonitor(
+        hostId,
+        vmId,
+        'abortJob',
+        async (timeoutMs) => {
+          const { client, dom } = await this.domain(hostId, vmId);
+          await client.abortJob(dom, { timeoutMs });
+        },
+        true,
+      );
     });
   }
 
@@ -733,12 +882,13 @@ export class LibvirtHypervisor implements Hypervisor {
     });
     client.events.on('job-completed', ({ domain, params }) => {
       const vmId = uuidToString(domain.uuid);
-      this.emit({
-        kind: 'job-completed',
-        hostId,
-        vmId,
-        stats: toJobStats('completed', params, this.postCopyStarted.has(`${hostId}/${vmId}`)),
-      });
+      const stats = toJobStats('completed', params, this.postCopyStarted.has(`${hostId}/${vmId}`));
+      this.completedEvents.set(`${hostId}/${vmId}`, { at: this.clock.now(), stats });
+      if (this.completedEvents.size > 1_000) {
+        const oldest = this.completedEvents.keys().next().value;
+        if (oldest !== undefined) this.completedEvents.delete(oldest);
+      }
+      this.emit({ kind: 'job-completed', hostId, vmId, stats });
     });
   }
 
