@@ -569,6 +569,11 @@ export class MigrationRunner {
       for (;;) {
         if (hooks.signal?.aborted) throw new RunnerDetached();
         if (settled !== null) break;
+        // Decisions due by time (deadline, a stall window run out) act before the next poll's round trip.
+        for (const action of watchdog.tick(clock.now())) {
+          if (action.kind === 'abort' && firstAbortAtMs === null) firstAbortAtMs = clock.now();
+          await this.carryOut(ctx, action, records);
+        }
         const now = clock.now();
         let stats: JobStats | null = null;
         let error: string | undefined;
@@ -627,11 +632,15 @@ export class MigrationRunner {
           break;
         }
         if (wake.signal.aborted) wake = new AbortController();
+        // Sleep until the next poll or the watchdog's next due moment, whichever comes first (a timer on
+        // the clock: a deadline between polls fires at its moment).
+        const dueAtMs = watchdog.nextDueAtMs();
+        const sleepMs =
+          dueAtMs === null
+            ? this.options.pollIntervalMs
+            : Math.max(1, Math.min(this.options.pollIntervalMs, dueAtMs - clock.now()));
         try {
-          await clock.sleep(
-            this.options.pollIntervalMs,
-            AbortSignal.any([wake.signal, ...(hooks.signal ? [hooks.signal] : [])]),
-          );
+          await clock.sleep(sleepMs, AbortSignal.any([wake.signal, ...(hooks.signal ? [hooks.signal] : [])]));
         } catch {
           // woken early by an event, the end of the migration or the signal: the loop looks again
           if (wake.signal.aborted) wake = new AbortController();

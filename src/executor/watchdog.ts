@@ -124,6 +124,44 @@ export class Watchdog {
     return this.abort(nowMs, 'operator');
   }
 
+  /**
+   * Decisions due by time alone, from what the samples so far showed: a timed step, the deadline, a stall
+   * whose window has run out. The runner calls it when the timer set from `nextDueAtMs` fires, so these act at
+   * their moment rather than at the next poll.
+   */
+  tick(nowMs: number): WatchdogAction[] {
+    const s = this.s;
+    if (s.phase === 'aborting' || s.phase === 'post-copy') return [];
+    const actions = this.timedSteps(nowMs);
+    const deadline = this.checkDeadline(nowMs);
+    if (deadline.length > 0) return [...actions, ...deadline];
+    // A stall is judged on answers: while the monitor is silent only the deadline holds.
+    if (!s.stuck && s.lastStats?.type === 'active') actions.push(...this.checkStall(nowMs));
+    return actions;
+  }
+
+  /**
+   * The next moment a decision falls due without a new sample (clock ms), or null: the next timed step, the
+   * deadline, and the end of the stall window when the rounds it also needs have already passed.
+   */
+  nextDueAtMs(): number | null {
+    const s = this.s;
+    if (s.phase === 'aborting' || s.phase === 'post-copy') return null;
+    let due = s.startedAtMs + this.schedule.deadlineMs;
+    const timed = this.schedule.timedSteps[s.nextTimedStep];
+    if (timed !== undefined) due = Math.min(due, s.startedAtMs + timed.atMs);
+    if (
+      !s.stuck &&
+      s.lastStats?.type === 'active' &&
+      s.iteration - s.lastProgressIteration >= this.schedule.stallMinIterations
+    ) {
+      const windowMs =
+        s.phase === 'auto-converge' ? this.schedule.autoConvergeGraceMs : this.schedule.stallWindowMs;
+      due = Math.min(due, s.lastProgressAtMs + windowMs);
+    }
+    return due;
+  }
+
   /** Feeds one poll result; returns what to do now (possibly nothing). */
   observe(sample: WatchdogSample): WatchdogAction[] {
     const now = sample.atMs;

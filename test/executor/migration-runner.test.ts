@@ -97,6 +97,24 @@ describe('MigrationRunner on the simulator', () => {
     expect(report.downtimeMs ?? 0).toBeGreaterThan(250);
   });
 
+  it('a deadline between polls aborts at its moment, not at the next poll (a timer on the clock)', async () => {
+    const { hv, clock } = simCluster();
+    // Polls every 5 s; the deadline falls 2.3 s after a poll.
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions({ pollIntervalMs: 5000 }) });
+    const startedAt = clock.now();
+    const aborts: number[] = [];
+    const report = await clock.runUntil(
+      runner.run(
+        { ...job(step(VMS.hot, { predicted: slow })), forecast: { deadlineS: 12.3, stallWindowS: 1000 } },
+        { onAbortIssued: (at) => aborts.push(at - startedAt) },
+      ),
+    );
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('deadline');
+    // On the virtual clock the timer fires exactly at 12.3 s; the poll after it would be at 15 s.
+    expect(aborts).toEqual([12_300]);
+  });
+
   it('nova: follows the timetable and aborts at the completion timeout (800 s x data_gb)', async () => {
     const { hv, clock } = simCluster();
     const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });

@@ -55,6 +55,49 @@ describe('Watchdog', () => {
     expect(actions).toEqual([]);
   });
 
+  it('names the next due moment and acts on it by time alone: deadline, then a stall window run out', () => {
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction,
+      forecast: { deadlineS: 60, stallWindowS: 10 },
+    });
+    const wd = new Watchdog(schedule, 0);
+    // Nothing seen yet: only the deadline is due.
+    expect(wd.nextDueAtMs()).toBe(60_000);
+    expect(wd.tick(59_999)).toEqual([]);
+    // Round 0 falls, then rounds 1..3 sit at the same level: no new low after round 1.
+    wd.observe({ atMs: 1000, stats: stats(900, 0) });
+    wd.observe({ atMs: 2000, stats: stats(200, 1) });
+    wd.observe({ atMs: 3000, stats: stats(210, 2) });
+    expect(wd.nextDueAtMs()).toBe(60_000); // one round without progress is not yet enough
+    wd.observe({ atMs: 4000, stats: stats(210, 3) });
+    // Two rounds without a new low since progress at 2 s: the stall window ends at 12 s.
+    expect(wd.nextDueAtMs()).toBe(12_000);
+    expect(wd.tick(11_999)).toEqual([]);
+    const raised = wd.tick(12_000);
+    expect(raised.map((a) => a.kind)).toEqual(['set-max-downtime']);
+    expect(raised[0]).toMatchObject({ reason: 'stalled' });
+    // A fresh window after the escalation: it needs two more rounds before its end is due again.
+    expect(wd.nextDueAtMs()).toBe(60_000);
+  });
+
+  it('tick aborts at the deadline even while the monitor is silent, once', () => {
+    const wd = new Watchdog(
+      watchdogSchedule({
+        profile: 'predictive',
+        memMiB: 1024,
+        prediction,
+        forecast: { deadlineS: 5, stallWindowS: 10 },
+      }),
+      0,
+    );
+    wd.observe({ atMs: 1000, stats: null, error: 'timeout' });
+    expect(wd.tick(5000)).toEqual([{ kind: 'abort', reason: 'deadline', repeat: false }]);
+    expect(wd.tick(6000)).toEqual([]);
+    expect(wd.nextDueAtMs()).toBeNull();
+  });
+
   it('escalates a stall along the predictive ladder, never above the budget, then aborts', () => {
     const schedule = watchdogSchedule({
       profile: 'predictive',
