@@ -246,14 +246,19 @@ export async function heartbeat(hostId: string, vmName: string): Promise<Heartbe
   return { seconds, passes, pages };
 }
 
-/** Resolves with the heartbeat once its seconds counter advanced past `after` (or rejects after timeoutMs). */
+/**
+ * Resolves with the heartbeat once its seconds counter advanced past the first reading, or rejects after
+ * timeoutMs plus ten times what that first reading took: on a loaded machine the monitor answers slowly and
+ * a TCG guest's clock runs slow alike, so the wait scales with what this machine shows now.
+ */
 export async function heartbeatAdvances(
   hostId: string,
   vmName: string,
   timeoutMs = 5_000,
 ): Promise<Heartbeat> {
+  const asked = Date.now();
   const first = await heartbeat(hostId, vmName);
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + timeoutMs + 10 * (Date.now() - asked);
   for (;;) {
     await sleep(250);
     const now = await heartbeat(hostId, vmName);
