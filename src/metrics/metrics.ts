@@ -66,6 +66,14 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics {
     registers,
   });
   buildInfo.set({ version: DROVER_VERSION, node: process.versions.node }, 1);
+  const policyReloads = new Counter({
+    name: 'drover_policy_reloads_total',
+    help: 'Policy reloads by outcome',
+    labelNames: ['outcome'],
+    registers,
+  });
+  // At 0 from the start, so increase() in DroverPolicyReloadRejected sees the first rejection.
+  for (const outcome of ['applied', 'unchanged', 'rejected']) policyReloads.inc({ outcome }, 0);
   return {
     registry,
     perVmSeries: options.perVmSeries ?? false,
@@ -221,11 +229,6 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics {
       labelNames: ['schedule', 'outcome'],
       registers,
     }),
-    policyReloads: new Counter({
-      name: 'drover_policy_reloads_total',
-      help: 'Policy reloads by outcome',
-      labelNames: ['outcome'],
-      registers,
-    }),
+    policyReloads,
   };
 }

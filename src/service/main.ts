@@ -302,6 +302,7 @@ export async function startService(
       name: 'plans',
       trigger: { everyMs: config.schedules.plans.intervalS * 1000 },
       leaderOnly: true,
+      frequent: true,
       run: () => service.trackPlans(),
     });
     const reconciler = new Reconciler({
@@ -315,6 +316,7 @@ export async function startService(
       name: 'reconcile',
       trigger: { everyMs: config.schedules.reconcile.intervalS * 1000 },
       leaderOnly: true,
+      frequent: true,
       run: async () => {
         const report = await reconciler.runOnce();
         return {

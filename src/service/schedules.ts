@@ -16,6 +16,7 @@ export type ScheduleOutcome = 'ok' | 'failed' | 'overlap' | 'not_leader' | 'stop
 export const CRON_LATE_TOLERANCE_MS = 30_000;
 
 export interface ScheduleLogger {
+  debug(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
 }
@@ -28,6 +29,11 @@ export interface ScheduleSpec {
   leaderOnly: boolean;
   /** The work; what it returns is logged with the outcome. */
   run: (signal: AbortSignal) => Promise<object | void>;
+  /**
+   * A run every few seconds (plan upkeep, reconcile): its `ok` runs log at debug, so the info log carries
+   * only what changed. Failures, overlaps and missed runs still warn.
+   */
+  frequent?: boolean;
 }
 
 export interface SchedulesDeps {
@@ -71,6 +77,9 @@ export class Schedules {
       lastOutcome: null,
       lastRunAt: null,
     });
+    // The outcomes an alert counts exist at 0 from the start, so increase() sees the first failure.
+    for (const outcome of ['failed', 'missed'] as const)
+      this.deps.metrics?.scheduleRuns.inc({ schedule: spec.name, outcome }, 0);
     if (this.started) this.arm(this.entries.get(spec.name)!);
   }
 
@@ -176,6 +185,7 @@ export class Schedules {
     const fields = { module: 'schedules', schedule, outcome, durationMs, ...detail };
     if (outcome === 'failed' || outcome === 'overlap' || outcome === 'missed')
       this.deps.log?.warn(fields, 'schedule run');
+    else if (outcome === 'ok' && entry.spec.frequent) this.deps.log?.debug(fields, 'schedule run');
     else if (outcome !== 'not_leader') this.deps.log?.info(fields, 'schedule run');
     return outcome;
   }

@@ -12,7 +12,10 @@ const run = promisify(execFile);
 const dir = join(import.meta.dirname, '../../deploy/prometheus');
 
 interface RuleFile {
-  groups: { name: string; rules: { alert: string; expr: string; for?: string }[] }[];
+  groups: {
+    name: string;
+    rules: { alert: string; expr: string; for?: string; annotations: Record<string, string> }[];
+  }[];
 }
 
 async function rules(): Promise<RuleFile> {
@@ -22,7 +25,7 @@ async function rules(): Promise<RuleFile> {
 describe('deploy/prometheus/alerts.yml', () => {
   it('passes promtool check rules', async () => {
     const { stdout } = await run('promtool', ['check', 'rules', 'alerts.yml'], { cwd: dir });
-    expect(stdout).toContain('SUCCESS: 8 rules found');
+    expect(stdout).toContain('SUCCESS: 13 rules found');
   });
 
   it('passes its promtool unit tests', async () => {
@@ -34,11 +37,16 @@ describe('deploy/prometheus/alerts.yml', () => {
     const file = await rules();
     const alerts = file.groups.flatMap((g) => g.rules);
     expect(alerts.map((a) => a.alert).sort()).toEqual([
+      'DroverDown',
       'DroverDrainNotProgressing',
       'DroverHostOverloaded',
+      'DroverHostStale',
       'DroverMigrationAbortRateHigh',
+      'DroverMigrationDowntimeOverBudget',
       'DroverMigrationStuck',
       'DroverNoLeader',
+      'DroverPolicyReloadRejected',
+      'DroverScheduleFailed',
       'DroverSnapshotStale',
       'DroverVmMigratedTooOften',
       'DroverVmOnTwoHosts',
@@ -47,8 +55,31 @@ describe('deploy/prometheus/alerts.yml', () => {
     const exported = new Set((await metrics.registry.getMetricsAsJSON()).map((m) => m.name));
     for (const alert of alerts) {
       const used = alert.expr.match(/\bdrover_[a-z_]+/g) ?? [];
+      if (alert.alert === 'DroverDown') continue; // reads Prometheus's own `up`
       expect(used.length, alert.alert).toBeGreaterThan(0);
       for (const name of used) expect(exported, `${alert.alert} uses ${name}`).toContain(name);
+    }
+  });
+
+  it('links every alert to its runbook, which says what it means, its impact, how to diagnose and mitigate it', async () => {
+    const alerts = (await rules()).groups.flatMap((g) => g.rules);
+    const root = join(dir, '../..');
+    for (const alert of alerts) {
+      expect(alert.annotations.runbook_url, alert.alert).toBe(
+        `{{ with $externalLabels.drover_runbook_base }}{{ . }}{{ else }}docs/runbooks{{ end }}/${alert.alert}.md`,
+      );
+      const text = await readFile(join(root, 'docs/runbooks', `${alert.alert}.md`), 'utf8');
+      expect(text, alert.alert).toMatch(new RegExp(`^# ${alert.alert}$`, 'm'));
+      for (const section of ['Meaning', 'Impact', 'Diagnosis', 'Mitigation'])
+        expect(text, `${alert.alert}: ${section}`).toMatch(new RegExp(`^## ${section}$`, 'm'));
+      expect(text, `${alert.alert} names drover commands`).toMatch(/`drover [a-z]+/);
+    }
+  });
+
+  it('keeps the job label in every aggregation, so two clusters on one Prometheus stay apart', async () => {
+    for (const alert of (await rules()).groups.flatMap((g) => g.rules)) {
+      for (const m of alert.expr.matchAll(/\b(sum|max|min|count)\s*(by\s*\(([^)]*)\))?\s*\(/g))
+        expect(m[3] ?? '', `${alert.alert}: ${m[0]}`).toMatch(/\bjob\b/);
     }
   });
 });

@@ -76,4 +76,14 @@ describe('deploy/grafana/drover.json', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('has job and instance variables, and every query filters on both', async () => {
+    const text = await readFile(join(import.meta.dirname, '../../deploy/grafana/drover.json'), 'utf8');
+    const board = JSON.parse(text) as { templating: { list: { name: string }[] }; panels: Panel[] };
+    expect(board.templating.list.map((v) => v.name)).toEqual(['datasource', 'job', 'instance']);
+    for (const expr of board.panels.flatMap((p) => p.targets.map((t) => t.expr))) {
+      for (const m of expr.matchAll(/\bdrover_[a-z_]+(\{[^}]*\})?/g))
+        expect(m[1] ?? '', expr).toBe('{job=~"$job",instance=~"$instance"}');
+    }
+  });
 });

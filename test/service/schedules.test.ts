@@ -21,6 +21,7 @@ describe('Schedules', () => {
     const log = {
       info: (o: object) => lines.push(o as { outcome: string }),
       warn: (o: object) => lines.push(o as { outcome: string }),
+      debug: () => undefined,
     };
     schedules = new Schedules({ metrics, log, isLeader: () => true });
     let concurrent = 0;
@@ -105,6 +106,35 @@ describe('Schedules', () => {
       lastOutcome: 'failed',
       leaderOnly: true,
     });
+  });
+
+  it('logs the ok runs of a frequent schedule at debug, its failures as warnings, and counts failed from 0', async () => {
+    const metrics = createMetrics();
+    const levels: string[] = [];
+    const log = {
+      info: () => levels.push('info'),
+      warn: () => levels.push('warn'),
+      debug: () => levels.push('debug'),
+    };
+    schedules = new Schedules({ metrics, log, isLeader: () => true });
+    let fail = false;
+    schedules.add({
+      name: 'plans',
+      trigger: { everyMs: 50 },
+      leaderOnly: true,
+      frequent: true,
+      run: () => (fail ? Promise.reject(new Error('redis gone')) : Promise.resolve({ expired: 0 })),
+    });
+    const text = await metrics.registry.getSingleMetricAsString('drover_schedule_runs_total');
+    expect(text).toContain('drover_schedule_runs_total{schedule="plans",outcome="failed"} 0');
+    schedules.start();
+    await sleep(300);
+    expect(levels.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(levels)).toEqual(new Set(['debug']));
+    fail = true;
+    await sleep(300);
+    expect(levels).toContain('warn');
+    expect(levels).not.toContain('info');
   });
 
   it('waits for running work on stop and hands it an aborted signal', async () => {
