@@ -20,32 +20,6 @@ import {
   type WorkloadPresetName,
 } from './workloads.js';
 
-/** Named CPU models by vendor, oldest first: a host runs any model of its vendor up to its own. */
-export const CPU_MODEL_FAMILIES: readonly (readonly string[])[] = [
-  [
-    'Nehalem',
-    'Westmere',
-    'SandyBridge',
-    'IvyBridge',
-    'Haswell',
-    'Broadwell',
-    'Skylake-Server',
-    'Cascadelake-Server',
-    'Icelake-Server',
-    'SapphireRapids',
-  ],
-  ['Opteron_G4', 'Opteron_G5', 'EPYC', 'EPYC-Rome', 'EPYC-Milan', 'EPYC-Genoa'],
-];
-
-/** The VM CPU models a host with `cpuModel` can run (itself and the older models of its vendor). */
-export function cpuModelsRunnableOn(cpuModel: string): string[] {
-  for (const family of CPU_MODEL_FAMILIES) {
-    const i = family.indexOf(cpuModel);
-    if (i >= 0) return family.slice(0, i + 1);
-  }
-  return [cpuModel];
-}
-
 export const SimHostSpecSchema = z.strictObject({
   id: nonEmptyString(),
   cpus: positiveInt(),
@@ -53,7 +27,7 @@ export const SimHostSpecSchema = z.strictObject({
   /** Migration link bandwidth, shared by every migration into and out of this host. */
   bandwidthMiBps: positiveNumber(),
   cpuModel: nonEmptyString().default('Cascadelake-Server'),
-  /** VM CPU models this host can run; default: cpuModelsRunnableOn(cpuModel). */
+  /** VM CPU models this host can run; default: cpuModelsRunnableOn(cpuModel) (src/domain/cpu-models.ts). */
   supportedCpuModels: z.array(nonEmptyString()).optional(),
   /** Memory the host itself uses, beside its VMs. */
   reservedMemMiB: nonNegativeNumber().default(0),

@@ -1,10 +1,9 @@
 // The simulator's public API.
+export { cpuModelsRunnableOn, CPU_MODEL_LINES } from '../../domain/cpu-models.js';
 export { SimHypervisor, LIFECYCLE_DETAIL, type SimHypervisorOptions } from './sim-hypervisor.js';
 export {
   generateCluster,
   parseClusterSpec,
-  cpuModelsRunnableOn,
-  CPU_MODEL_FAMILIES,
   type ClusterSpec,
   type SimHostSpec,
   type SimVmSpec,

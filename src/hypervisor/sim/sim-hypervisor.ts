@@ -11,6 +11,7 @@
 // job-completed is emitted on both ends of a successful migration and never for an aborted one; an aborted
 // migration stops the destination domain with detail `failed`.
 import type { Clock } from '../../domain/clock.js';
+import { cpuModelsRunnableOn } from '../../domain/cpu-models.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { StorageKind, VmState } from '../../domain/snapshot.js';
 import {
@@ -36,7 +37,6 @@ import {
   type VolumeSpec,
 } from '../hypervisor.js';
 import {
-  cpuModelsRunnableOn,
   parseClusterSpec,
   SimVmSpecSchema,
   type ClusterSpec,

@@ -8,7 +8,7 @@ import type { Host, Snapshot, Vm } from '../../domain/snapshot.js';
 import { predictVmMigration, type VmForecast } from '../predictor/predict-vm.js';
 import { SwitchoverBook, type SwitchoverCost } from '../predictor/switchover.js';
 import { evaluateRuleEffects, hostMatches, type VmRuleEffects } from '../rules/rule-effects.js';
-import { canHostCpuModel } from './cpu-models.js';
+import { canHostCpuModel } from '../../domain/cpu-models.js';
 
 export interface ModelOptions {
   /** Epoch milliseconds the plan is made at (cooldowns, daily budgets, quarantine). */
