@@ -36,6 +36,9 @@ export const DROVER_ERROR_CODES = [
   'redis_missing',
   'redis_start_failed',
   'redis_timeout',
+  'redis_lost',
+  'state_dir_unusable',
+  'state_locked',
   // clocks
   'aborted',
   'clock_busy',
