@@ -28,7 +28,9 @@ import type {
   Operations,
   ReadyView,
 } from './operations.js';
+import { newPlanId } from './plan-id.js';
 import {
+  DrainUnderWay,
   FINAL_PLAN_STATUSES,
   PlanConflict,
   initialStatus,
@@ -55,6 +57,9 @@ export interface DroverServiceDeps {
   /** Plans rebalances of large clusters off the event loop; without it every plan is made in place. */
   plannerThread?: PlannerThread;
 }
+
+/** A running plan with no queued or running job is closed once this long has passed since it started. */
+const ENQUEUE_SETTLE_MS = 10_000;
 
 /** VMs whose migration history is read from Redis in one go. */
 const HISTORY_READ_VMS = 500;
@@ -273,12 +278,24 @@ export class DroverService implements Operations {
     request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean },
     by: string,
   ): Promise<CreatedPlan> {
+    const drain = request.reason === 'drain' && !request.dryRun ? (request.host ?? null) : null;
+    // One drain per host: a host already being drained answers with that drain's plan.
+    if (drain !== null) {
+      const open = await this.deps.plans.openDrain(drain);
+      if (open) return { record: open, plan: open.plan, existing: true };
+    }
     const plan = await this.computePlan(request.reason, request.host, request.partial ?? false);
     if (request.dryRun) return { record: null, plan };
-    if (request.reason === 'drain' && request.host !== undefined)
-      await this.deps.hostStates.set(request.host, 'maintenance');
-    const record = await this.store(plan, by, null, request.host);
-    return { record, plan };
+    if (drain !== null) await this.deps.hostStates.set(drain, 'maintenance');
+    try {
+      const record = await this.store(plan, by, null, request.host);
+      return { record, plan: record.plan };
+    } catch (err) {
+      // Another request stored a drain of this host first (decided in Redis): its plan is the answer.
+      if (!(err instanceof DrainUnderWay)) throw err;
+      const open = await this.deps.plans.require(err.planId);
+      return { record: open, plan: open.plan, existing: true };
+    }
   }
 
   /**
@@ -290,6 +307,8 @@ export class DroverService implements Operations {
     if (fenced && !fence)
       throw new DroverError('not_leader', 'lost the leader lease before storing the plan');
     const status = initialStatus(plan.reason, this.deps.automation.level);
+    // Unique under concurrency (the planner's id is only the time): see plan-id.ts.
+    plan = { ...plan, id: newPlanId(plan.reason, Date.parse(plan.createdAt)) };
     let record = await this.deps.plans.create(
       plan,
       {
@@ -342,6 +361,12 @@ export class DroverService implements Operations {
         },
         'plan handed to the executor',
       );
+      if (result.enqueued.length === 0) {
+        // Every VM already had a migration queued by another plan: this one has nothing left to run.
+        const note = `no steps of its own: ${result.alreadyQueued.length} VM(s) already queued by other plans`;
+        this.deps.metrics?.plans.inc({ reason: plan.reason, outcome: 'completed' });
+        return await this.deps.plans.transition(plan.id, 'completed', by, note);
+      }
     } catch (err) {
       await this.deps.plans.transition(plan.id, 'failed', by, `could not enqueue: ${errorMessage(err)}`);
       throw err;
@@ -384,9 +409,33 @@ export class DroverService implements Operations {
     return this.createPlan({ reason: 'drain', host: id, dryRun, partial }, by);
   }
 
-  async activateHost(id: string, by: string): Promise<HostView> {
+  /**
+   * Makes a host active again. While a drain of it is open this is refused (409 naming the plan), unless
+   * `cancelDrain`: then that plan is cancelled first.
+   */
+  async activateHost(id: string, by: string, cancelDrain = false): Promise<HostView> {
     const host = await this.getHost(id);
-    await this.deps.hostStates.set(id, 'active');
+    if (cancelDrain) {
+      const open = await this.deps.plans.openDrain(id);
+      if (open) {
+        try {
+          await this.cancelPlan(open.plan.id, by, `host ${id} activated`);
+        } catch (err) {
+          // It ended meanwhile: nothing left to cancel.
+          if (!(err instanceof PlanConflict)) throw err;
+        }
+      }
+    }
+    try {
+      await this.deps.plans.activateUnlessDraining(id, this.deps.hostStates.key);
+    } catch (err) {
+      if (err instanceof DrainUnderWay)
+        throw new DroverError(
+          'conflict',
+          `host ${id} is being drained by plan ${err.planId}; cancel that plan first, or activate with cancelDrain: true (drover activate --cancel-drain)`,
+        );
+      throw err;
+    }
     this.deps.metrics?.drainRemainingVms.remove({ host: id });
     this.deps.log?.info({ module: 'service', host: id, by }, 'host activated');
     return { ...host, state: host.state === 'down' ? 'down' : 'active' };
@@ -446,11 +495,18 @@ export class DroverService implements Operations {
           expired++;
         } else if (record.status === 'running') {
           const mine = jobs.filter((j) => j.planId === plan.id);
+          const live = mine.some((j) => !FINISHED_STATES.has(j.state));
           const done = plan.steps.every((s) =>
             mine.some((j) => j.vmId === s.vm && FINISHED_STATES.has(j.state)),
           );
-          const vanished = plan.steps.every((s) => !mine.some((j) => j.vmId === s.vm));
-          if (done || vanished) {
+          // A step whose VM another plan already had queued has no job of this plan; a finished job may
+          // have been replaced by a later plan's. Once nothing of this plan is queued or running, and it
+          // has been running long enough for its enqueue to have finished, it is over.
+          const runningSince = Date.parse(
+            record.events.findLast((e) => e.status === 'running')?.at ?? record.updatedAt,
+          );
+          const settled = !live && Date.now() - runningSince > ENQUEUE_SETTLE_MS;
+          if (done || settled) {
             const results = mine.map(migrationState);
             const count = (r: string) => results.filter((x) => x === r).length;
             const note = `${count('completed')} completed, ${count('aborted')} aborted, ${count('failed') + count('stuck')} failed, ${count('skipped')} skipped`;

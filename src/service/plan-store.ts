@@ -88,22 +88,76 @@ export function planExpired(plan: Plan, nowMs: number, maxAgeS: number): boolean
   return nowMs - basis > maxAgeS * 1000;
 }
 
-// KEYS: plan key, index key, [lease key]. ARGV: record JSON, createdAt ms, plan id, keep, [fence value].
+// One drain per host: `<prefix>:drain:<host>` holds the id of the host's latest drain plan. A new drain is
+// stored only when that plan is final (or gone); otherwise the script answers with the running one. The
+// caller reads the drain key first and names the plan key it saw (KEYS[5]); if the drain key changed
+// meanwhile the script answers RETRY, so every key the script touches is declared.
+//
+// KEYS: plan key, index key, lease key (or the index key), drain key (or the index key), the current drain's
+// plan key (or the index key). ARGV: record JSON, createdAt ms, plan id, keep, fence value ('' = unfenced),
+// '1' for a drain, the drain key's value the caller saw ('' = none).
 const SAVE = `
-if #KEYS == 3 and redis.call('GET', KEYS[3]) ~= ARGV[5] then
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then
   return redis.error_reply('NOT_LEADER')
+end
+if ARGV[6] == '1' then
+  local current = redis.call('GET', KEYS[4]) or ''
+  if current ~= ARGV[7] then return {'RETRY'} end
+  if current ~= '' then
+    local text = redis.call('GET', KEYS[5])
+    if text then
+      local status = cjson.decode(text).status
+      if status == 'pending' or status == 'approved' or status == 'running' then
+        return {'DRAINING', current}
+      end
+    end
+  end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('EXISTS')
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[3]) end
+local out = {'OK'}
 local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if extra > 0 then
-  return redis.call('ZRANGE', KEYS[2], 0, extra - 1)
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do table.insert(out, id) end
 end
-return {}
+return out
 `;
+
+// Activates a host unless a drain of it is under way. KEYS: drain key, the current drain's plan key (or the
+// drain key), host-state hash. ARGV: host id, the drain key's value the caller saw ('' = none).
+const ACTIVATE = `
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[2] then return {'RETRY'} end
+if current ~= '' then
+  local text = redis.call('GET', KEYS[2])
+  if text then
+    local status = cjson.decode(text).status
+    if status == 'pending' or status == 'approved' or status == 'running' then
+      return {'DRAINING', current}
+    end
+  end
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+return {'OK'}
+`;
+
+/** The plans still able to move VMs. */
+const OPEN_PLAN_STATUSES: readonly PlanStatus[] = ['pending', 'approved', 'running'];
+
+/** A drain asked for a host that another, still open, drain plan is emptying. */
+export class DrainUnderWay extends DroverError {
+  constructor(
+    readonly host: string,
+    readonly planId: string,
+  ) {
+    super('conflict', `host ${host} is being drained by plan ${planId}`);
+    this.name = 'DrainUnderWay';
+  }
+}
 
 // KEYS: plan key. ARGV: allowed current statuses (comma list), new status, event JSON, updatedAt.
 const TRANSITION = `
@@ -155,7 +209,44 @@ export class PlanStore {
     return `${this.prefix}:plan:${id}`;
   }
 
-  /** Stores a new plan. With a fence, only while that fence still holds the leader lease. */
+  private drainKey(host: string): string {
+    return `${this.prefix}:drain:${host}`;
+  }
+
+  /** The open (pending, approved or running) drain plan of a host, if any. */
+  async openDrain(host: string): Promise<PlanRecord | null> {
+    const id = await this.redis.get(this.drainKey(host));
+    if (id === null) return null;
+    const record = await this.get(id);
+    return record && OPEN_PLAN_STATUSES.includes(record.status) ? record : null;
+  }
+
+  /**
+   * Removes the host's drover state (it is active again) in one step with checking that no drain of it is
+   * open; throws DrainUnderWay naming the plan otherwise.
+   */
+  async activateUnlessDraining(host: string, hostStateKey: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const seen = (await this.redis.get(this.drainKey(host))) ?? '';
+      const reply = (await this.redis.eval(
+        ACTIVATE,
+        3,
+        this.drainKey(host),
+        seen === '' ? this.drainKey(host) : this.key(seen),
+        hostStateKey,
+        host,
+        seen,
+      )) as string[];
+      if (reply[0] === 'OK') return;
+      if (reply[0] === 'DRAINING') throw new DrainUnderWay(host, reply[1] ?? seen);
+      if (attempt >= 20) throw new DroverError('conflict', `host ${host}: drains keep changing; try again`);
+    }
+  }
+
+  /**
+   * Stores a new plan. With a fence, only while that fence still holds the leader lease. A drain plan (with
+   * `init.host`) is stored only while no other drain of that host is open: otherwise DrainUnderWay names it.
+   */
   async create(
     plan: Plan,
     init: { status: 'pending' | 'approved'; createdBy: string; automation: AutomationLevel; host?: string },
@@ -175,17 +266,41 @@ export class PlanStore {
       },
       'plan record',
     );
-    const keys = [this.key(plan.id), this.indexKey, ...(fence ? [fence.key] : [])];
-    const args = [JSON.stringify(record), String(Date.parse(plan.createdAt)), plan.id, String(this.keep)];
-    if (fence) args.push(fence.value);
+    const drain = plan.reason === 'drain' && init.host !== undefined ? init.host : null;
     let dropped: string[];
-    try {
-      dropped = (await this.redis.eval(SAVE, keys.length, ...keys, ...args)) as string[];
-    } catch (err) {
-      const message = err instanceof Error ? err.message : '';
-      if (message.includes('NOT_LEADER')) throw new NotLeader(`storing plan ${plan.id}`);
-      if (message.includes('EXISTS')) throw new DroverError('conflict', `plan ${plan.id} exists already`);
-      throw err;
+    for (let attempt = 0; ; attempt++) {
+      const seen = drain === null ? '' : ((await this.redis.get(this.drainKey(drain))) ?? '');
+      const keys = [
+        this.key(plan.id),
+        this.indexKey,
+        fence ? fence.key : this.indexKey,
+        drain === null ? this.indexKey : this.drainKey(drain),
+        seen === '' ? this.indexKey : this.key(seen),
+      ];
+      const args = [
+        JSON.stringify(record),
+        String(Date.parse(plan.createdAt)),
+        plan.id,
+        String(this.keep),
+        fence ? fence.value : '',
+        drain === null ? '' : '1',
+        seen,
+      ];
+      let reply: string[];
+      try {
+        reply = (await this.redis.eval(SAVE, keys.length, ...keys, ...args)) as string[];
+      } catch (err) {
+        const message = err instanceof Error ? err.message : '';
+        if (message.includes('NOT_LEADER')) throw new NotLeader(`storing plan ${plan.id}`);
+        if (message.includes('EXISTS')) throw new DroverError('conflict', `plan ${plan.id} exists already`);
+        throw err;
+      }
+      if (reply[0] === 'DRAINING') throw new DrainUnderWay(drain ?? '', reply[1] ?? seen);
+      if (reply[0] === 'OK') {
+        dropped = reply.slice(1);
+        break;
+      }
+      if (attempt >= 20) throw new DroverError('conflict', `host ${drain}: drains keep changing; try again`);
     }
     if (dropped.length > 0) {
       await this.redis.zrem(this.indexKey, ...dropped);
