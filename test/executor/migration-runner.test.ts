@@ -2,7 +2,12 @@
 // recovery and adoption. Deterministic: the whole cluster and the runner share one VirtualClock.
 import { describe, expect, it } from 'vitest';
 import { StepSkipped } from '../../src/domain/errors.js';
-import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
+import {
+  HYPERVISOR_ERROR_CODES,
+  HypervisorError,
+  type Hypervisor,
+  type HypervisorEvent,
+} from '../../src/hypervisor/hypervisor.js';
 import {
   MigrationRunner,
   RunnerDetached,
@@ -36,6 +41,34 @@ describe('MigrationRunner on the simulator', () => {
     expect(await hv.locateVm(VMS.idle)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
     expect(progress.length).toBeGreaterThan(3);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  });
+
+  it('a migrate call whose answer races the end of its migration (error 55) is this run completing', async () => {
+    const { hv, clock } = simCluster();
+    // libvirt's answer when a question follows the migration's end: the domain is no longer running there.
+    const racing = new Proxy(hv, {
+      get(target, prop) {
+        if (prop === 'migrate')
+          return async (request: Parameters<Hypervisor['migrate']>[0]) => {
+            const handle = await target.migrate(request);
+            await handle.done;
+            throw new HypervisorError(
+              HYPERVISOR_ERROR_CODES.operationInvalid,
+              'migrate: DOMAIN_GET_JOB_STATS: Requested operation is not valid: domain is not running (libvirt error 55)',
+            );
+          };
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const runner = new MigrationRunner({ hypervisor: racing, options: testOptions() });
+    const report = await clock.runUntil(runner.run(job(step(VMS.idle))));
+    expect(report.outcome, report.reason).toBe('completed');
+    expect(report.adopted).toBe(false);
+    expect(report.problems).toEqual([]);
+    expect(report.downtimeMs).not.toBeNull();
+    expect(report.transferMiB).toBeGreaterThanOrEqual(4096);
+    expect(await hv.locateVm(VMS.idle)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
   });
 
   it('kubevirt: aborts a migration that makes no progress for 150 s; the VM stays on the source only', async () => {
