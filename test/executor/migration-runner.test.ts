@@ -13,6 +13,7 @@ import {
   RunnerDetached,
   type MigrationReport,
 } from '../../src/executor/migration-runner.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
 import { VMS, job, policy, simCluster, step, testOptions } from './support/sim-cluster.js';
 
 /** A prediction long enough (deadline 2 x 20 s + 30 s) for the stall ladder to play out first. */
@@ -128,6 +129,36 @@ describe('MigrationRunner on the simulator', () => {
     expect(where(report)).toContain('set-max-downtime');
     expect(report.downtimeMs ?? Infinity).toBeLessThanOrEqual(400);
     expect(report.downtimeMs ?? 0).toBeGreaterThan(250);
+  });
+
+  it('counts a downtime over budget, and keeps within it once the prediction carries the switch-over', async () => {
+    const overBudget = async (metrics: ReturnType<typeof createMetrics>) =>
+      (await metrics.registry.getSingleMetric('drover_migration_downtime_over_budget_total')?.get())
+        ?.values ?? [];
+    // Hosts whose switch-over pauses the guest 100 ms on top of the last round.
+    const first = simCluster([], { switchoverMs: 100 });
+    const metrics = createMetrics();
+    const runner = new MigrationRunner({ hypervisor: first.hv, options: testOptions(), metrics });
+    // Planned without knowing the cost: max downtime is the whole 100 ms budget, the pause goes over it.
+    const blind = await first.clock.runUntil(
+      runner.run(job(step(VMS.idle, { downtimeBudgetMs: 100 }), policy({ profile: 'kubevirt' }))),
+    );
+    expect(blind.outcome).toBe('completed');
+    expect(blind.maxDowntimeMs).toBe(100);
+    expect(blind.downtimeMs ?? 0).toBeGreaterThan(100);
+    expect(await overBudget(metrics)).toEqual([{ labels: { kind: 'live' }, value: 1 }]);
+
+    // The same step with the learnt 100 ms in its prediction: max downtime 20 ms, the pause within 120 ms.
+    const second = simCluster([], { switchoverMs: 100 });
+    const metrics2 = createMetrics();
+    const runner2 = new MigrationRunner({ hypervisor: second.hv, options: testOptions(), metrics: metrics2 });
+    const learnt = step(VMS.idle, { downtimeBudgetMs: 120 });
+    learnt.predicted = { ...learnt.predicted, switchoverMs: 100 };
+    const kept = await second.clock.runUntil(runner2.run(job(learnt, policy({ profile: 'kubevirt' }))));
+    expect(kept.outcome).toBe('completed');
+    expect(kept.maxDowntimeMs).toBe(20);
+    expect(kept.downtimeMs ?? Infinity).toBeLessThanOrEqual(120);
+    expect(await overBudget(metrics2)).toEqual([{ labels: { kind: 'live' }, value: 0 }]);
   });
 
   it('a deadline between polls aborts at its moment, not at the next poll (a timer on the clock)', async () => {

@@ -54,6 +54,11 @@ export interface MigrationCosts {
   streamMaxMiBps?: number;
   /** Rate at which the migration thread scans never-written (zero) pages. */
   zeroScanMiBps?: number;
+  /**
+   * The pause on top of the last round: stopping the vCPUs, device state, starting the destination. QEMU's
+   * max downtime does not bound it (it bounds only the last round's estimate).
+   */
+  switchoverMs?: number;
 }
 
 /**
@@ -67,7 +72,7 @@ export interface MigrationCosts {
  * - zeroScanMiBps 4096: the migration thread tests each never-written 4 KiB page for zero and sends only a
  *   page header; an order of GiB/s per thread. An assumption, not a measurement.
  */
-export const QEMU_MIGRATION_COSTS: Required<MigrationCosts> = {
+export const QEMU_MIGRATION_COSTS: Required<Omit<MigrationCosts, 'switchoverMs'>> = {
   setupMs: 1000,
   streamMaxMiBps: 1120,
   zeroScanMiBps: 4096,
@@ -133,6 +138,7 @@ export class PrecopyMigration {
   /** Bandwidth measured over the last completed round (the switch-over decision uses it). */
   measuredMiBps = 0;
   switchoverStartMs = 0;
+  private readonly switchoverCostMs: number;
   switchoverEndMs = 0;
   switchoverMiB = 0;
   postcopy = false;
@@ -151,6 +157,7 @@ export class PrecopyMigration {
     this.setupEndMs = input.startedAtMs + Math.max(0, input.setupMs ?? 0);
     this.streamMaxMiBps = input.streamMaxMiBps ?? Infinity;
     this.zeroScanMiBps = input.zeroScanMiBps ?? Infinity;
+    this.switchoverCostMs = Math.max(0, input.switchoverMs ?? 0);
     const used = Math.min(input.memMiB, Math.max(0, input.usedMiB ?? input.memMiB));
     this.zeroLeftMiB = input.memMiB - used;
     this.atMs = input.startedAtMs;
@@ -322,7 +329,7 @@ export class PrecopyMigration {
     this.phase = 'switchover';
     this.switchoverMiB = pendingMiB;
     this.roundRemainingMiB = 0;
-    this.downtimeMs = bw > 0 ? (pendingMiB / bw) * 1000 : 0;
+    this.downtimeMs = (bw > 0 ? (pendingMiB / bw) * 1000 : 0) + this.switchoverCostMs;
     this.switchoverStartMs = this.atMs;
     this.switchoverEndMs = this.atMs + this.downtimeMs;
     out.push({ kind: 'switchover', atMs: this.atMs, downtimeMs: this.downtimeMs });

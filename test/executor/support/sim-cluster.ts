@@ -35,7 +35,10 @@ export const VMS = {
   off: 'vm-off',
 } as const;
 
-export function simCluster(extraVms: SimVmSpec[] = []): { hv: SimHypervisor; clock: VirtualClock } {
+export function simCluster(
+  extraVms: SimVmSpec[] = [],
+  opts: { switchoverMs?: number } = {},
+): { hv: SimHypervisor; clock: VirtualClock } {
   const clock = new VirtualClock();
   const host = (id: string, cpuModel = 'Cascadelake-Server') => ({
     id,
@@ -71,7 +74,9 @@ export function simCluster(extraVms: SimVmSpec[] = []): { hv: SimHypervisor; clo
         ...extraVms,
       ],
     },
-    { clock },
+    opts.switchoverMs !== undefined
+      ? { clock, migrationCosts: { switchoverMs: opts.switchoverMs } }
+      : { clock },
   );
   return { hv, clock };
 }
