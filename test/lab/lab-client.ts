@@ -115,6 +115,8 @@ export interface GuestSpec {
   labels?: Record<string, string>;
   /** File-backed disks (the guest kernel ignores them; block migrations copy them). */
   disks?: GuestDisk[];
+  /** A `<cpu>` element for the domain (default none: QEMU's default CPU). */
+  cpuXml?: string;
 }
 
 export interface GuestDisk {
@@ -158,7 +160,12 @@ export function guestXml(spec: GuestSpec): string {
   <name>${spec.name}</name>
   <metadata><drover:labels xmlns:drover="https://drover.dev/xmlns/labels/1">${labels}</drover:labels></metadata>
   <memory unit='MiB'>${memMiB}</memory>
-  <vcpu>1</vcpu>
+  <vcpu>1</vcpu>${
+    spec.cpuXml
+      ? `
+  ${spec.cpuXml}`
+      : ''
+  }
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>${join(labDir(), 'guest', 'guest.elf')}</kernel>
