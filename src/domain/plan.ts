@@ -72,6 +72,8 @@ export const PlanSchema = z.strictObject({
   note: z.string().optional(),
   /** Expected wall time of the whole plan, from the predictions and the concurrency limits. */
   etaS: nonNegativeNumber().optional(),
+  /** What the plan's migrations are predicted to copy in all (memory written plus re-sent pages), GiB. */
+  transferGiB: nonNegativeNumber().optional(),
   /** The snapshot this plan was made from (its takenAt), so stale plans can expire. */
   snapshotTakenAt: isoTime().optional(),
 });

@@ -230,8 +230,21 @@ const BalanceSchema = z
     targetMemSpreadPct: percent().default(20),
     /** A rebalance is not planned sooner than this after the previous one (no ping-pong). */
     holdTimeS: nonNegativeNumber().default(900),
-    /** A rebalance must lower the worse spread by at least this many points, or nothing moves. */
+    /**
+     * A rebalance that repairs no rule and relieves no host above its ceilings must lower the imbalance
+     * (the points by which hosts stand outside the target band, see strategies/balance/README.md) by at
+     * least this much, unless it brings every spread within target.
+     */
     minImprovementPct: nonNegativeNumber().default(2),
+    /** Memory balanced on what VMs are allocated, or on what their guests use (falls back to allocated). */
+    memoryBasis: oneOf(['allocated', 'used'] as const).default('allocated'),
+    /**
+     * `spread`: act when a spread exceeds its target (or a host is above a ceiling, or a rule is broken);
+     * `threshold`: act only when some host is above a ceiling or a rule is broken.
+     */
+    trigger: oneOf(['spread', 'threshold'] as const).default('spread'),
+    /** Only relieve hosts above their ceilings (and repair rules); never even out hosts below them. */
+    offloadOnly: z.boolean().default(false),
   })
   .prefault({});
 
@@ -243,6 +256,13 @@ const HostLimitsSchema = z
     /** Kept free on every host whatever the ceiling says. */
     cpuReservePct: percent().default(0),
     memReserveMiB: nonNegativeNumber().default(4096),
+    /**
+     * vCPUs a host may be allocated per usable core (Nova's cpu_allocation_ratio; 16 is Nova's initial
+     * ratio); null: no limit.
+     */
+    vcpuAllocationRatio: positiveNumber().nullable().default(16),
+    /** Cores kept for the host itself, not allocatable to VMs (Nova's reserved_host_cpus). */
+    reservedCpus: nonNegativeInt().default(0),
   })
   .prefault({});
 

@@ -101,7 +101,11 @@ export function planWith(
     snapshotTakenAt: snapshot.takenAt,
   };
   if (result.note !== undefined) plan.note = result.note;
-  if (result.steps.length > 0) plan.etaS = result.etaS ?? estimateEtaS(result.steps, policy);
+  if (result.steps.length > 0) {
+    plan.etaS = result.etaS ?? estimateEtaS(result.steps, policy);
+    const mib = result.steps.reduce((n, st) => n + st.predicted.transferMiB, 0);
+    plan.transferGiB = Math.round((mib / 1024) * 100) / 100;
+  }
   return plan;
 }
 

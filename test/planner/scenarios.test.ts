@@ -78,17 +78,30 @@ describe('rebalance scenarios', () => {
     const held = planRebalance(snap, policy, { now: NOW, lastRebalanceAtMs: NOW - 60_000 });
     expect(held.steps).toEqual([]);
     expect(held.note).toBe('holding: the last rebalance was 60 s ago, hold time is 900 s');
-    const picky = planRebalance(snap, parsePolicy({ balance: { minImprovementPct: 500 } }), { now: NOW });
+    // The gate applies to plans that repair no rule, relieve no host above a ceiling and leave the spread
+    // over target: one move, no ceilings.
+    const picky = planRebalance(
+      snap,
+      parsePolicy({
+        balance: { minImprovementPct: 500 },
+        hosts: { cpuCeilingPct: 100, memCeilingPct: 100, memReserveMiB: 0 },
+        limits: { maxMovesPerRun: 1 },
+      }),
+      { now: NOW },
+    );
     expect(picky.steps).toEqual([]);
     expect(picky.note).toMatch(/less than the minimum 500/);
     expect(picky.after).toEqual(picky.before);
-    const calm = planRebalance(
-      snap,
-      parsePolicy({ balance: { targetCpuSpreadPct: 90, targetMemSpreadPct: 90 } }),
-      { now: NOW },
-    );
+    const wide = { targetCpuSpreadPct: 90, targetMemSpreadPct: 90 };
+    const calm = planRebalance(snap, parsePolicy({ balance: wide, hosts: { cpuCeilingPct: 95 } }), {
+      now: NOW,
+    });
     expect(calm.steps).toEqual([]);
     expect(calm.note).toMatch(/^spread within target/);
+    // Within the spread target but kvm-01 (90 % CPU) is above the default 85 % ceiling: one move relieves it.
+    const hot = planRebalance(snap, parsePolicy({ balance: wide }), { now: NOW });
+    expect(hot.steps).toHaveLength(1);
+    expect(hot.steps[0]?.why).toMatch(/^kvm-01 cpu 90% > ceiling 85%/);
   });
 
   it('skips VMs in cooldown or quarantine and over their daily budget', () => {

@@ -38,6 +38,12 @@ export class ClusterModel {
   readonly memLimit: Float64Array;
   readonly vmCpu: Float64Array;
   readonly vmMem: Float64Array;
+  /** Memory as balance counts it (policy balance.memoryBasis): allocated, or what the guests use. */
+  readonly memBalLoad: Float64Array;
+  readonly vmMemBal: Float64Array;
+  /** Allocated vCPUs per host and what a host may be allocated (Nova: (cpus - reserved) x ratio). */
+  readonly vcpuAlloc: Float64Array;
+  readonly vcpuCap: Float64Array;
   /** Hosts that may receive VMs (active, fresh, not being drained). */
   readonly receivable: Uint8Array;
   /** Hosts whose utilisation counts in the spread (active and fresh). */
@@ -75,6 +81,10 @@ export class ClusterModel {
     this.memLimit = new Float64Array(H);
     this.vmCpu = new Float64Array(V);
     this.vmMem = new Float64Array(V);
+    this.memBalLoad = new Float64Array(H);
+    this.vmMemBal = new Float64Array(V);
+    this.vcpuAlloc = new Float64Array(H);
+    this.vcpuCap = new Float64Array(H);
     this.receivable = new Uint8Array(H);
     this.inSpread = new Uint8Array(H);
     this.moved = new Uint8Array(V);
@@ -83,6 +93,8 @@ export class ClusterModel {
     const lim = policy.hosts;
     const vmCpuSum = new Float64Array(H);
     const vmMemSum = new Float64Array(H);
+    const vmUsedSum = new Float64Array(H);
+    const usedBasis = policy.balance.memoryBasis === 'used';
     for (let v = 0; v < V; v += 1) {
       const vm = this.vms[v] as Vm;
       const h = this.hostIndex.get(vm.host) ?? 0;
@@ -94,6 +106,10 @@ export class ClusterModel {
       this.vmMem[v] = on ? vm.memMiB : 0;
       vmCpuSum[h] = (vmCpuSum[h] ?? 0) + (this.vmCpu[v] ?? 0);
       vmMemSum[h] = (vmMemSum[h] ?? 0) + (this.vmMem[v] ?? 0);
+      this.vmMemBal[v] = usedBasis ? (on ? (vm.memUsedMiB ?? vm.memMiB) : 0) : (this.vmMem[v] ?? 0);
+      vmUsedSum[h] = (vmUsedSum[h] ?? 0) + (this.vmMemBal[v] ?? 0);
+      // Nova counts every instance's vCPUs, running or not.
+      this.vcpuAlloc[h] = (this.vcpuAlloc[h] ?? 0) + vm.vcpus;
     }
     for (let h = 0; h < H; h += 1) {
       const host = this.hosts[h] as Host;
@@ -102,6 +118,11 @@ export class ClusterModel {
       this.memLoad[h] = Math.max(host.memUsedMiB ?? 0, vmMemSum[h] ?? 0);
       this.cpuLimit[h] = (host.cpus * Math.min(lim.cpuCeilingPct, 100 - lim.cpuReservePct)) / 100;
       this.memLimit[h] = Math.min((host.memMiB * lim.memCeilingPct) / 100, host.memMiB - lim.memReserveMiB);
+      this.memBalLoad[h] = usedBasis ? (host.memUsedMiB ?? vmUsedSum[h] ?? 0) : (this.memLoad[h] ?? 0);
+      this.vcpuCap[h] =
+        lim.vcpuAllocationRatio === null
+          ? Infinity
+          : Math.max(0, host.cpus - lim.reservedCpus) * lim.vcpuAllocationRatio;
       const fresh = host.state === 'active' && host.stale !== true;
       this.inSpread[h] = fresh && !options.draining?.has(host.id) ? 1 : 0;
       this.receivable[h] = this.inSpread[h] ?? 0;
@@ -145,8 +166,9 @@ export class ClusterModel {
   cpuPct(h: number): number {
     return ((this.cpuLoad[h] ?? 0) / (this.hosts[h] as Host).cpus) * 100;
   }
+  /** Memory utilisation as balance counts it (allocated or used, per balance.memoryBasis). */
   memPct(h: number): number {
-    return ((this.memLoad[h] ?? 0) / (this.hosts[h] as Host).memMiB) * 100;
+    return ((this.memBalLoad[h] ?? 0) / (this.hosts[h] as Host).memMiB) * 100;
   }
 
   /** max - min utilisation over the hosts that count. */
@@ -183,6 +205,11 @@ export class ClusterModel {
     this.memLoad[from] = (this.memLoad[from] ?? 0) - (this.vmMem[v] ?? 0);
     this.cpuLoad[to] = (this.cpuLoad[to] ?? 0) + (this.vmCpu[v] ?? 0);
     this.memLoad[to] = (this.memLoad[to] ?? 0) + (this.vmMem[v] ?? 0);
+    this.memBalLoad[from] = (this.memBalLoad[from] ?? 0) - (this.vmMemBal[v] ?? 0);
+    this.memBalLoad[to] = (this.memBalLoad[to] ?? 0) + (this.vmMemBal[v] ?? 0);
+    const vcpus = (this.vms[v] as Vm).vcpus;
+    this.vcpuAlloc[from] = (this.vcpuAlloc[from] ?? 0) - vcpus;
+    this.vcpuAlloc[to] = (this.vcpuAlloc[to] ?? 0) + vcpus;
     this.moved[v] = 1;
     const ids = this.antiIds[v];
     if (ids) {
@@ -292,7 +319,8 @@ export class ClusterModel {
   fits(v: number, to: number): boolean {
     return (
       (this.memLoad[to] ?? 0) + (this.vmMem[v] ?? 0) <= (this.memLimit[to] ?? 0) + 1e-9 &&
-      (this.cpuLoad[to] ?? 0) + (this.vmCpu[v] ?? 0) <= (this.cpuLimit[to] ?? 0) + 1e-9
+      (this.cpuLoad[to] ?? 0) + (this.vmCpu[v] ?? 0) <= (this.cpuLimit[to] ?? 0) + 1e-9 &&
+      (this.vcpuAlloc[to] ?? 0) + (this.vms[v] as Vm).vcpus <= (this.vcpuCap[to] ?? 0) + 1e-9
     );
   }
 
@@ -339,6 +367,96 @@ export class ClusterModel {
       }
     }
     return null;
+  }
+
+  /**
+   * The hard-rule violations VM v takes part in where it stands, and would on host `to`: anti-affinity
+   * partners sharing its host, being apart from its affinity group's other hosts' members, and standing on
+   * a host a rule avoids. Moving v from its host to `to` changes the cluster's violation count by
+   * `violationDelta(v, to)`.
+   */
+  violationDelta(v: number, to: number): number {
+    const fx = this.effects[v];
+    if (!fx) return 0;
+    const from = this.vmHost[v] ?? 0;
+    if (from === to) return 0;
+    let d = 0;
+    const ids = this.antiIds[v];
+    if (ids) {
+      const H = this.hosts.length;
+      for (const id of ids) {
+        if ((this.antiCount.get(id * H + from) ?? 0) > 1) d -= 1;
+        if ((this.antiCount.get(id * H + to) ?? 0) > 0) d += 1;
+      }
+    }
+    for (const g of fx.affinity) {
+      const per = this.aff.get(g);
+      if ((per?.get(from) ?? 0) === 1) d -= 1;
+      if ((per?.get(to) ?? 0) === 0) d += 1;
+    }
+    if (fx.avoid.length > 0) {
+      const src = this.hosts[from] as Host;
+      const dst = this.hosts[to] as Host;
+      if (fx.avoid.some((sel) => hostMatches(sel, src))) d -= 1;
+      if (fx.avoid.some((sel) => hostMatches(sel, dst))) d += 1;
+    }
+    return d;
+  }
+
+  /** Hosts holding members of VM v's affinity groups (other than its own host). */
+  affinityHosts(v: number): number[] {
+    const fx = this.effects[v];
+    if (!fx || fx.affinity.length === 0) return [];
+    const from = this.vmHost[v] ?? 0;
+    const out = new Set<number>();
+    for (const g of fx.affinity) for (const h of this.aff.get(g)?.keys() ?? []) if (h !== from) out.add(h);
+    return [...out];
+  }
+
+  /** True when VM v has rules that can be broken by where it stands (anti-affinity, affinity, avoid). */
+  hasPlacementRules(v: number): boolean {
+    const fx = this.effects[v];
+    return fx !== undefined && (fx.antiAffinity.length > 0 || fx.affinity.length > 0 || fx.avoid.length > 0);
+  }
+
+  /** Why VM v breaks a hard rule where it stands now, or null. */
+  violationOf(v: number): string | null {
+    const fx = this.effects[v];
+    if (!fx) return null;
+    const h = this.vmHost[v] ?? 0;
+    const host = this.hosts[h] as Host;
+    const ids = this.antiIds[v];
+    if (ids) {
+      const H = this.hosts.length;
+      for (let i = 0; i < ids.length; i += 1)
+        if ((this.antiCount.get((ids[i] as number) * H + h) ?? 0) > 1)
+          return `anti-affinity group ${fx.antiAffinity[i] ?? ''} shares ${host.id}`;
+    }
+    for (const g of fx.affinity) {
+      const per = this.aff.get(g);
+      if (per && per.size > 1) {
+        let top = -1;
+        let topN = 0;
+        for (const [hh, n] of per) if (n > topN || (n === topN && hh < top)) [top, topN] = [hh, n];
+        if (top !== h) return `affinity group ${g} is split (most of it on ${this.hosts[top]?.id ?? ''})`;
+      }
+    }
+    for (const sel of fx.avoid) if (hostMatches(sel, host)) return `a rule avoids ${host.id}`;
+    return null;
+  }
+
+  /** The cluster's count of hard-rule violations (see violationDelta). */
+  violations(): number {
+    let n = 0;
+    for (const c of this.antiCount.values()) n += c - 1;
+    for (const per of this.aff.values()) n += Math.max(0, per.size - 1);
+    for (let v = 0; v < this.vms.length; v += 1) {
+      const fx = this.effects[v];
+      if (!fx || fx.avoid.length === 0) continue;
+      const host = this.hosts[this.vmHost[v] ?? 0] as Host;
+      if (fx.avoid.some((sel) => hostMatches(sel, host))) n += 1;
+    }
+    return n;
   }
 
   /** 1 when a prefer-hosts rule of VM v matches host h, else 0. */

@@ -10,6 +10,8 @@ import { bestBand, prepareDimension, refineJointBand, type Prepared } from '../.
 import { HostHeap } from '../../constraints/host-heap.js';
 import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
 import { BalanceArgsSchema, type BalanceArgs } from './balance-args.js';
+import { compareObjective, Objective, OBJECTIVE_EPS, type ObjectiveValue } from '../../objective.js';
+import { ObjectiveSearch } from './objective-search.js';
 
 const EPS = 1e-9;
 /** Hosts tried per VM (least loaded first) when no host below the band takes it. */
@@ -840,16 +842,27 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
   const m = ctx.model;
   const pol = m.policy.balance;
   const targets: [number, number] = [pol.targetCpuSpreadPct, pol.targetMemSpreadPct];
-  const before = m.spread();
   const within = (s: { cpuSpreadPct: number; memSpreadPct: number }) =>
     s.cpuSpreadPct <= targets[0] && s.memSpreadPct <= targets[1];
-  if (within(before)) {
+  const before = m.spread();
+  const obj = new Objective(m, pol.offloadOnly);
+  const start = obj.value();
+  const urgent = start.violations > 0 || start.overCeilingPct > OBJECTIVE_EPS;
+  if (!urgent && (within(before) || pol.offloadOnly)) {
     return {
       steps: [],
       skipped: [],
-      note:
-        `spread within target: cpu ${before.cpuSpreadPct} <= ${targets[0]} points, ` +
-        `mem ${before.memSpreadPct} <= ${targets[1]} points`,
+      note: pol.offloadOnly
+        ? 'no host above a ceiling and no rule broken (offload only)'
+        : `spread within target: cpu ${before.cpuSpreadPct} <= ${targets[0]} points, ` +
+          `mem ${before.memSpreadPct} <= ${targets[1]} points`,
+    };
+  }
+  if (!urgent && pol.trigger === 'threshold') {
+    return {
+      steps: [],
+      skipped: [],
+      note: 'no host above a ceiling and no rule broken (trigger: threshold)',
     };
   }
   if (ctx.lastRebalanceAtMs != null && ctx.nowMs - ctx.lastRebalanceAtMs < pol.holdTimeS * 1000) {
@@ -860,38 +873,117 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
       note: `holding: the last rebalance was ${ago} s ago, hold time is ${pol.holdTimeS} s`,
     };
   }
-  const run = new BalanceRun(m, args.maxMoves ?? m.policy.limits.maxMovesPerRun);
-  // Aim at the band needing the fewest moves: shed from above it onto hosts below it, fill what is still
-  // below it, then let the local search on the extremes finish; a new band is chosen each round.
-  for (let round = 0; round < 4 && !run.full() && !within(m.spread()); round += 1) {
-    const band = run.band(targets);
-    run.collectUnder(band);
-    const made = run.shed(band) + run.fill(band) + run.pairwise(targets);
-    if (made === 0) break;
+  const maxMoves = args.maxMoves ?? m.policy.limits.maxMovesPerRun;
+  const search = new ObjectiveSearch(m, obj, maxMoves);
+  // Rules first, then hosts above their ceilings: the most valuable moves take the budget first.
+  search.run(2);
+  let bandSkips: Skip[] = [];
+  obj.refresh();
+  if (!search.full() && !pol.offloadOnly && (obj.active[0] || obj.active[1])) {
+    // The imbalance two ways from here: best move first, and the band search that reaches the target with
+    // the fewest moves (lower-bound.ts); the plan keeps whichever leaves the better objective (then the
+    // fewer moves, then the fewer bytes).
+    const kept = search.steps.length;
+    search.run(3);
+    obj.refresh();
+    const greedyValue = obj.value();
+    if (pol.memoryBasis === 'allocated') {
+      const greedy = search.undoFrom(kept);
+      const run = new BalanceRun(m, maxMoves - kept);
+      for (let round = 0; round < 4 && !run.full() && !within(m.spread()); round += 1) {
+        const band = run.band(targets);
+        run.collectUnder(band);
+        const made = run.shed(band) + run.fill(band) + run.pairwise(targets);
+        if (made === 0) break;
+      }
+      obj.refresh();
+      const bandValue = obj.value();
+      const cmp =
+        compareObjective(bandValue, greedyValue) ||
+        run.steps.length - greedy.steps.length ||
+        transferMiB(run.steps) - transferMiB(greedy.steps);
+      if (cmp < 0) {
+        search.steps.push(...run.steps);
+        bandSkips = run.skippedVms(within(m.spread()));
+      } else {
+        const index = new Map(run.steps.map((st) => [st.vm, -1]));
+        m.vms.forEach((x, i) => {
+          if (index.has(x.id)) index.set(x.id, i);
+        });
+        for (let i = run.steps.length - 1; i >= 0; i -= 1) {
+          const v = index.get(run.steps[i]?.vm ?? '') ?? -1;
+          if (v >= 0) m.unmove(v);
+        }
+        search.redo(greedy);
+      }
+    }
   }
+  obj.refresh();
+  const end = obj.value();
   const after = m.spread();
-  const gain = before.cpuSpreadPct - after.cpuSpreadPct + (before.memSpreadPct - after.memSpreadPct);
-  if (run.steps.length > 0 && gain < pol.minImprovementPct) {
+  const steps = search.steps;
+  const skipped = mergeSkips(m, search.skips, bandSkips);
+  const gain = start.imbalancePct - end.imbalancePct;
+  const passes =
+    end.violations < start.violations ||
+    end.overCeilingPct < start.overCeilingPct - OBJECTIVE_EPS ||
+    (within(after) && !within(before)) ||
+    gain >= pol.minImprovementPct;
+  if (steps.length > 0 && !passes) {
     return {
       steps: [],
-      skipped: run.skippedVms(false),
-      note: `the best moves found improve the spread by ${gain.toFixed(1)} points, less than the minimum ${pol.minImprovementPct}`,
+      skipped,
+      note:
+        `the best moves found lower the imbalance by ${gain.toFixed(1)} points, ` +
+        `less than the minimum ${pol.minImprovementPct}`,
     };
   }
-  const skipped = run.skippedVms(within(after));
-  const result: StrategyResult = { steps: run.steps, skipped };
-  if (run.steps.length === 0) result.note = 'no move can improve the spread within the constraints';
-  else if (!within(after))
-    result.note = run.full()
-      ? `stopped at the limit of ${run.maxMoves} moves; spread not yet within target`
-      : 'spread not within target: no further move fits the constraints';
+  const result: StrategyResult = { steps, skipped };
+  if (steps.length === 0) result.note = 'no move improves the balance within the constraints';
+  else if (end.violations > 0 || end.overCeilingPct > OBJECTIVE_EPS || (!pol.offloadOnly && !within(after)))
+    result.note =
+      steps.length >= maxMoves
+        ? `stopped at the limit of ${maxMoves} moves; ${shortOf(end, within(after))}`
+        : `${shortOf(end, within(after))}: no further move fits the constraints`;
   return result;
+}
+
+function shortOf(end: ObjectiveValue, balanced: boolean): string {
+  const parts: string[] = [];
+  if (end.violations > 0) parts.push(`${end.violations} rule violation(s) left`);
+  if (end.overCeilingPct > OBJECTIVE_EPS)
+    parts.push(`hosts still ${end.overCeilingPct.toFixed(1)} points above ceilings`);
+  if (!balanced) parts.push('spread not yet within target');
+  return parts.join('; ');
+}
+
+function transferMiB(steps: readonly Step[]): number {
+  let n = 0;
+  for (const s of steps) n += s.predicted.transferMiB;
+  return n;
+}
+
+/** Skipped VMs of both searches, once each, in snapshot order. */
+function mergeSkips(m: ClusterModel, search: ReadonlyMap<number, string>, band: readonly Skip[]): Skip[] {
+  const byId = new Map<string, string>();
+  for (const s of band) byId.set(s.vm, s.why);
+  const out: { v: number; skip: Skip }[] = [];
+  for (const [v, why] of search) {
+    const id = m.vms[v]?.id ?? '';
+    if (m.moved[v]) continue;
+    out.push({ v, skip: { vm: id, why } });
+    byId.delete(id);
+  }
+  const index = byId.size > 0 ? new Map(m.vms.map((x, i) => [x.id, i])) : new Map<string, number>();
+  for (const [id, why] of byId) out.push({ v: index.get(id) ?? 0, skip: { vm: id, why } });
+  return out.sort((a, b) => a.v - b.v).map((e) => e.skip);
 }
 
 export const balanceStrategy: Strategy<BalanceArgs> = {
   name: 'balance',
   reason: 'rebalance',
-  description: 'bring CPU and memory spread within target with the fewest, cheapest moves',
+  description:
+    'repair broken rules, relieve hosts above their ceilings, then bring CPU and memory spread within target',
   argsSchema: BalanceArgsSchema,
   plan: planBalance,
 };

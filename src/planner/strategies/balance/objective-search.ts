@@ -1,0 +1,280 @@
+// Best-move-first search on the rebalance objective (objective.ts): each round evaluates moving the VMs of
+// the hosts that matter most (hosts holding VMs that break a rule, hosts above a ceiling, hosts above the
+// band, the fullest) to the hosts with the most room, takes the move that improves the objective most —
+// among equals the one that copies the fewest bytes — and applies it to the model before the next round.
+// It stops when no allowed move improves the objective or the move budget is spent, so a budget always buys
+// the most valuable moves first. Small clusters are searched exhaustively (every VM to every host).
+import type { Step } from '../../../domain/plan.js';
+import type { ClusterModel } from '../../constraints/cluster-model.js';
+import { compareObjective, OBJECTIVE_EPS, type Objective, type ObjectiveValue } from '../../objective.js';
+import { makeStep, pct } from '../strategy.js';
+
+/** Hosts taken per kind of source and destination in a round; widened once when nothing is found. */
+const WIDTH = 8;
+const WIDTH_STUCK = 64;
+/** Candidates whose constraints are checked per round before giving up on the round. */
+const CHECKS_PER_ROUND = 256;
+/** Feasible candidates of equal value compared for bytes to copy. */
+const TIE_CHECKS = 8;
+
+interface Candidate {
+  v: number;
+  t: number;
+  d: ObjectiveValue;
+  /** Bytes proxy for ordering: the VM's memory. */
+  memMiB: number;
+}
+
+/** Keeps the k hosts with the largest key. */
+class TopK {
+  readonly hosts: number[] = [];
+  readonly keys: number[] = [];
+  constructor(readonly k: number) {}
+  offer(h: number, key: number): void {
+    const n = this.hosts.length;
+    if (n === this.k && key <= (this.keys[n - 1] ?? -Infinity)) return;
+    let i = n === this.k ? n - 1 : n;
+    while (i > 0 && (this.keys[i - 1] ?? -Infinity) < key) {
+      this.hosts[i] = this.hosts[i - 1] as number;
+      this.keys[i] = this.keys[i - 1] as number;
+      i -= 1;
+    }
+    this.hosts[i] = h;
+    this.keys[i] = key;
+  }
+}
+
+export class ObjectiveSearch {
+  readonly steps: Step[] = [];
+  /** The moves made, as VM index and host index pairs (for undo and redo). */
+  readonly moves: number[] = [];
+  /** Why a VM could not move, by VM index (first reason). */
+  readonly skips = new Map<number, string>();
+  private readonly cannot: Uint8Array;
+  private readonly eligible: Uint8Array;
+  /** VMs with rules that a placement can break. */
+  private readonly ruleVms: number[] = [];
+  violations: number;
+
+  constructor(
+    readonly m: ClusterModel,
+    readonly obj: Objective,
+    readonly maxMoves: number,
+  ) {
+    this.cannot = new Uint8Array(m.vms.length);
+    this.eligible = new Uint8Array(m.vms.length);
+    for (let v = 0; v < m.vms.length; v += 1) if (m.hasPlacementRules(v)) this.ruleVms.push(v);
+    this.violations = m.violations();
+  }
+
+  /** Takes back the moves after the first `keep` (latest first); returns what was taken back. */
+  undoFrom(keep: number): { steps: Step[]; moves: number[] } {
+    const steps = this.steps.splice(keep);
+    const moves = this.moves.splice(keep * 2);
+    for (let i = moves.length - 2; i >= 0; i -= 2) this.m.unmove(moves[i] as number);
+    this.violations = this.m.violations();
+    return { steps, moves };
+  }
+
+  /** Applies moves taken back by undoFrom again. */
+  redo(taken: { steps: Step[]; moves: number[] }): void {
+    for (let i = 0; i < taken.moves.length; i += 2)
+      this.m.move(taken.moves[i] as number, taken.moves[i + 1] as number);
+    this.steps.push(...taken.steps);
+    this.moves.push(...taken.moves);
+    this.violations = this.m.violations();
+  }
+
+  full(): boolean {
+    return this.steps.length >= this.maxMoves;
+  }
+
+  private skip(v: number, why: string): void {
+    this.cannot[v] = 1;
+    if (!this.skips.has(v)) this.skips.set(v, why);
+  }
+
+  private movable(v: number): boolean {
+    const m = this.m;
+    if (this.cannot[v] || m.moved[v]) return false;
+    if (this.eligible[v]) return true;
+    const why = m.immovable(v, 'rebalance');
+    if (why !== null) {
+      this.skip(v, why);
+      return false;
+    }
+    const alone = m.forecast(v, m.vmHost[v] ?? 0);
+    if (!alone.prediction.converges) {
+      this.skip(v, alone.reason ?? 'predicted not to converge');
+      return false;
+    }
+    this.eligible[v] = 1;
+    return true;
+  }
+
+  /**
+   * Runs rounds until the budget is spent or no move improves. `tiers` 2 counts only rule repair and
+   * ceiling relief as improvement; 3 counts imbalance too.
+   */
+  run(tiers: 2 | 3): number {
+    let made = 0;
+    while (!this.full()) {
+      this.obj.refresh();
+      let done = this.round(WIDTH, tiers);
+      if (!done && this.m.hostCount > WIDTH) done = this.round(WIDTH_STUCK, tiers);
+      if (!done) break;
+      made += 1;
+    }
+    return made;
+  }
+
+  private improves(d: ObjectiveValue, tiers: 2 | 3): boolean {
+    if (d.violations !== 0) return d.violations < 0;
+    if (Math.abs(d.overCeilingPct) > OBJECTIVE_EPS) return d.overCeilingPct < 0;
+    return tiers === 3 && d.imbalancePct < -OBJECTIVE_EPS;
+  }
+
+  private round(width: number, tiers: 2 | 3): boolean {
+    const m = this.m;
+    const obj = this.obj;
+    const H = m.hostCount;
+    const exhaustive = H <= width;
+    const srcCeil = new TopK(width);
+    const srcBand = new TopK(width);
+    const srcFull: [TopK, TopK] = [new TopK(width), new TopK(width)];
+    const dstEmpty: [TopK, TopK] = [new TopK(width), new TopK(width)];
+    const dstRoom = new TopK(width);
+    for (let h = 0; h < H; h += 1) {
+      const host = m.hosts[h];
+      if (!host) continue;
+      if (m.inSpread[h]) {
+        const c = obj.hostCeiling(h);
+        if (c > OBJECTIVE_EPS) srcCeil.offer(h, c);
+        const cu = m.cpuPct(h);
+        const mu = m.memPct(h);
+        const above = Math.max(cu - obj.hi[0], mu - obj.hi[1]);
+        if (tiers === 3 && above > 0) srcBand.offer(h, above);
+        if (tiers === 3) {
+          srcFull[0].offer(h, cu);
+          srcFull[1].offer(h, mu);
+        }
+      }
+      if (m.receivable[h]) {
+        dstEmpty[0].offer(h, -m.cpuPct(h));
+        dstEmpty[1].offer(h, -m.memPct(h));
+        const room = Math.min(
+          ((m.cpuLimit[h] ?? 0) - (m.cpuLoad[h] ?? 0)) / host.cpus,
+          ((m.memLimit[h] ?? 0) - (m.memLoad[h] ?? 0)) / host.memMiB,
+        );
+        dstRoom.offer(h, room);
+      }
+    }
+    const sources = new Set<number>();
+    const dests = new Set<number>();
+    if (exhaustive) {
+      for (let h = 0; h < H; h += 1) {
+        if (m.inSpread[h] || m.hostVms[h]?.length) sources.add(h);
+        if (m.receivable[h]) dests.add(h);
+      }
+    } else {
+      for (const k of [srcCeil, srcBand, srcFull[0], srcFull[1]]) for (const h of k.hosts) sources.add(h);
+      for (const k of [dstEmpty[0], dstEmpty[1], dstRoom]) for (const h of k.hosts) dests.add(h);
+    }
+    const destList = [...dests];
+    const cands: Candidate[] = [];
+    const consider = (v: number, t: number): void => {
+      if (t === (m.vmHost[v] ?? 0) || !m.receivable[t] || !m.fits(v, t)) return;
+      const d = obj.delta(v, t);
+      if (this.improves(d, tiers)) cands.push({ v, t, d, memMiB: m.vmMem[v] ?? 0 });
+    };
+    // VMs that break a rule: every destination considered, plus their affinity groups' hosts.
+    if (this.violations > 0) {
+      for (const v of this.ruleVms) {
+        if (this.cannot[v] || m.moved[v] || m.violationOf(v) === null) continue;
+        for (const t of destList) consider(v, t);
+        for (const t of m.affinityHosts(v)) if (!dests.has(t)) consider(v, t);
+      }
+    }
+    for (const s of sources) {
+      for (const v of m.hostVms[s] ?? []) {
+        if (this.cannot[v] || m.moved[v]) continue;
+        for (const t of destList) consider(v, t);
+      }
+    }
+    if (cands.length === 0) return false;
+    cands.sort((a, b) => compareObjective(a.d, b.d) || a.memMiB - b.memMiB);
+    let checks = 0;
+    const rejected = new Set<Candidate>();
+    for (;;) {
+      let best: Candidate | null = null;
+      let bestTransfer = Infinity;
+      let ties = 0;
+      for (const c of cands) {
+        if (checks >= CHECKS_PER_ROUND) break;
+        if (rejected.has(c)) continue;
+        if (best && (compareObjective(c.d, best.d) !== 0 || ties >= TIE_CHECKS)) break;
+        if (!this.movable(c.v)) continue;
+        checks += 1;
+        if (m.placementProblem(c.v, c.t) !== null) {
+          rejected.add(c);
+          continue;
+        }
+        const f = m.forecast(c.v, c.t);
+        if (!f.prediction.converges) {
+          rejected.add(c);
+          continue;
+        }
+        if (best) ties += 1;
+        if (f.prediction.transferMiB < bestTransfer) {
+          best = c;
+          bestTransfer = f.prediction.transferMiB;
+        }
+      }
+      if (!best) return false;
+      if (this.accept(best)) return true;
+      rejected.add(best);
+    }
+  }
+
+  private accept(c: Candidate): boolean {
+    const m = this.m;
+    const step = makeStep(m, c.v, c.t, this.why(c, m.vmHost[c.v] ?? 0));
+    m.move(c.v, c.t);
+    this.steps.push(step);
+    this.moves.push(c.v, c.t);
+    this.violations += c.d.violations;
+    return true;
+  }
+
+  private why(c: Candidate, s: number): string {
+    const m = this.m;
+    const src = m.hosts[s]?.id ?? '';
+    const dst = m.hosts[c.t]?.id ?? '';
+    if (c.d.violations < 0)
+      return `repairs a rule: ${m.violationOf(c.v) ?? 'broken placement'}; ${dst} keeps it`;
+    if (c.d.overCeilingPct < 0) {
+      const parts: string[] = [];
+      const host = m.hosts[s];
+      if (host) {
+        const cu = m.cpuPct(s);
+        const cl = ((m.cpuLimit[s] ?? 0) / host.cpus) * 100;
+        if (cu > cl + OBJECTIVE_EPS) parts.push(`cpu ${pct(cu)} > ceiling ${pct(cl)}`);
+        const mu = ((m.memLoad[s] ?? 0) / host.memMiB) * 100;
+        const ml = ((m.memLimit[s] ?? 0) / host.memMiB) * 100;
+        if (mu > ml + OBJECTIVE_EPS) parts.push(`mem ${pct(mu)} > ceiling ${pct(ml)}`);
+        const va = m.vcpuAlloc[s] ?? 0;
+        const vc = m.vcpuCap[s] ?? Infinity;
+        if (va > vc) parts.push(`vCPUs allocated ${va} > ${vc}`);
+      }
+      return `${src} ${parts.join(', ')}; ${dst} has room`;
+    }
+    const o = this.obj;
+    const dims: string[] = [];
+    if (o.active[0]) dims.push(`cpu ${pct(m.cpuPct(s))} vs band ${pct(o.lo[0])}-${pct(o.hi[0])}`);
+    if (o.active[1]) dims.push(`mem ${pct(m.memPct(s))} vs band ${pct(o.lo[1])}-${pct(o.hi[1])}`);
+    return (
+      `${src} ${dims.join(', ')}; to ${dst} (cpu ${pct(m.cpuPct(c.t))}, mem ${pct(m.memPct(c.t))}) ` +
+      `lowers the imbalance by ${(-c.d.imbalancePct).toFixed(1)} points`
+    );
+  }
+}
