@@ -52,8 +52,11 @@ export class ObjectiveSearch {
   readonly skips = new Map<number, string>();
   private readonly cannot: Uint8Array;
   private readonly eligible: Uint8Array;
-  /** VMs with rules that a placement can break. */
-  private readonly ruleVms: number[] = [];
+  /**
+   * VMs breaking a rule where they stand. Moves never create a violation (placementProblem), so later
+   * violators are among the first; the list is filtered as rounds repair them.
+   */
+  private violators: number[] = [];
   violations: number;
 
   constructor(
@@ -63,8 +66,10 @@ export class ObjectiveSearch {
   ) {
     this.cannot = new Uint8Array(m.vms.length);
     this.eligible = new Uint8Array(m.vms.length);
-    for (let v = 0; v < m.vms.length; v += 1) if (m.hasPlacementRules(v)) this.ruleVms.push(v);
     this.violations = m.violations();
+    if (this.violations > 0)
+      for (let v = 0; v < m.vms.length; v += 1)
+        if (m.hasPlacementRules(v) && m.violationOf(v) !== null) this.violators.push(v);
   }
 
   /** Takes back the moves after the first `keep` (latest first); returns what was taken back. */
@@ -189,8 +194,9 @@ export class ObjectiveSearch {
     };
     // VMs that break a rule: every destination considered, plus their affinity groups' hosts.
     if (this.violations > 0) {
-      for (const v of this.ruleVms) {
-        if (this.cannot[v] || m.moved[v] || m.violationOf(v) === null) continue;
+      this.violators = this.violators.filter((v) => !m.moved[v] && m.violationOf(v) !== null);
+      for (const v of this.violators) {
+        if (this.cannot[v]) continue;
         for (const t of destList) consider(v, t);
         for (const t of m.affinityHosts(v)) if (!dests.has(t)) consider(v, t);
       }
