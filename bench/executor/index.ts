@@ -1,8 +1,9 @@
 // bench/executor: how quickly the executor acts, in real time (a real Redis with BullMQ, the simulator on
 // the system clock, and the libvirt lab when it is up).
 //   1. job runnable -> migration call: a plan's job is added to an idle queue; time until the migrate call.
-//   2. watchdog reaction: a migration's deadline passes; time until the abort is issued (poll 500 ms).
-//      Goal: p99 <= one poll interval + 50 ms.
+//   2. watchdog reaction: a migration's deadline passes; time until the abort is issued (poll 500 ms, the
+//      deadline 3.2 s after the start: between two polls). The watchdog's timer fires at the deadline, so
+//      the goal is p99 <= 50 ms (on the simulator with the system clock).
 //   3. adoption: a worker process running a migration on the lab is killed with SIGKILL; time until another
 //      worker has adopted it and reports its progress. Goal: <= 10 s. Needs the lab (make lab-up) and root;
 //      without the lab the row says why it was not measured.
@@ -29,7 +30,8 @@ const POLL_MS = 500;
 const LATENCY_RUNS = 40;
 const REACTION_RUNS = 40;
 const REACTION_BATCH = 10;
-const ADOPTION_RUNS = 3;
+/** SIGKILL -> adoption runs on the lab (BENCH_ADOPTION_RUNS; each takes tens of seconds on a busy machine). */
+const ADOPTION_RUNS = Number(process.env.BENCH_ADOPTION_RUNS ?? 20);
 
 function plan(id: string, steps: Step[]): Plan {
   return {
@@ -148,13 +150,13 @@ async function watchdogReaction(redisUrl: string): Promise<number[]> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const started = new Map<string, number>();
   const aborted = new Map<string, number>();
-  // Deadline = predicted duration x 2 + 0 s margin = 3 s; the stall window (10 s) is longer, so the
-  // deadline is what fires.
+  // Deadline = predicted duration x 2 + 0 s margin = 3.2 s, between the 6th and 7th poll; the stall window
+  // (10 s) is longer, so the deadline is what fires.
   const policy = parseExecutionPolicy({
     predictive: { deadlineFactor: 2, deadlineMarginS: 0, minStallWindowS: 10 },
     limits: { perHostOutbound: 4, perHostInbound: 4, cluster: REACTION_BATCH * 2 },
   });
-  const deadlineMs = 3_000;
+  const deadlineMs = 3_200;
   const ex = new Executor({
     redis,
     hypervisor: hv,
@@ -173,7 +175,7 @@ async function watchdogReaction(redisUrl: string): Promise<number[]> {
     for (let b = 0; b < REACTION_RUNS / REACTION_BATCH; b++) {
       const steps = Array.from({ length: REACTION_BATCH }, (_, k) => {
         const i = b * REACTION_BATCH + k;
-        return step(`r${i}`, `h${k * 2}`, `h${k * 2 + 1}`, 1.5);
+        return step(`r${i}`, `h${k * 2}`, `h${k * 2 + 1}`, 1.6);
       });
       await ex.enqueuePlan(plan(`react-${b}`, steps), policy);
       await waitUntil('the batch to be aborted', () => steps.every((s) => aborted.has(s.vm)), 60_000);
@@ -294,8 +296,8 @@ export async function main(): Promise<void> {
           reaction.p50,
           reaction.p99,
           reaction.max,
-          `p99 <= ${POLL_MS + 50}`,
-          reaction.p99 <= POLL_MS + 50 ? 'yes' : 'no',
+          'p99 <= 50',
+          reaction.p99 <= 50 ? 'yes' : 'no',
         ],
         [
           'worker SIGKILL -> migration adopted',
@@ -303,8 +305,8 @@ export async function main(): Promise<void> {
           adoptStats?.p50 ?? null,
           adoptStats?.p99 ?? null,
           adoptStats?.max ?? null,
-          '<= 10000',
-          adoptStats === null ? adopt.note : adoptStats.max <= 10_000 ? 'yes' : 'no',
+          'p99 <= 5000 over >= 20 runs',
+          adoptStats === null ? adopt.note : adoptStats.p99 <= 5_000 && adoptStats.n >= 20 ? 'yes' : 'no',
         ],
       ],
     };
@@ -324,6 +326,20 @@ export async function main(): Promise<void> {
           adoptionMs: adoptStats,
           adoptionNote: adopt.note,
           table,
+          goals: [
+            {
+              goal: 'deadline (between polls) -> abort issued, p99 ms (simulator, system clock)',
+              target: '<= 50',
+              measured: reaction.p99,
+              met: reaction.p99 <= 50,
+            },
+            {
+              goal: 'worker SIGKILL -> migration adopted on the lab, p99 ms over >= 20 runs',
+              target: '<= 5000',
+              measured: adoptStats?.p99 ?? null,
+              met: adoptStats !== null && adoptStats.n >= 20 && adoptStats.p99 <= 5_000,
+            },
+          ],
         },
         null,
         2,
