@@ -5,8 +5,8 @@ import type { Plan } from '../../src/domain/plan.js';
 import { ClusterModel } from '../../src/planner/constraints/cluster-model.js';
 import { bandLowerBound, jointLowerBound } from '../../src/planner/lower-bound.js';
 import { planWith } from '../../src/planner/make-plan.js';
-import { proxlbGreedy } from '../../src/planner/baselines/proxlb-greedy.js';
-import { watcherStabilization } from '../../src/planner/baselines/watcher-stabilization.js';
+import { proxlbGreedy } from './baselines/proxlb-greedy.js';
+import { watcherStabilization } from './baselines/watcher-stabilization.js';
 import { BENCH_RULES, generateCluster } from '../../test/planner/support/generate-cluster.js';
 
 interface Args {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parsePolicy } from '../../src/domain/policy.js';
 import type { Host } from '../../src/domain/snapshot.js';
 import { compileRules } from '../../src/planner/rules/compile-rules.js';
-import { referenceEngine } from '../../src/planner/rules/reference-engine.js';
+import { referenceEngine } from '../../test/planner/support/reference-engine.js';
 import { BENCH_RULES, generateCluster } from '../../test/planner/support/generate-cluster.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { parsePolicy, RULE_OPERATORS, type RuleCondition } from '../../src/domain/policy.js';
 import type { Host, Vm } from '../../src/domain/snapshot.js';
 import { compileRules } from '../../src/planner/rules/compile-rules.js';
-import { referenceEngine } from '../../src/planner/rules/reference-engine.js';
+import { referenceEngine } from './support/reference-engine.js';
 
 const FACTS = [
   'vm.name',

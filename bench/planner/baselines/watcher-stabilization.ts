@@ -6,14 +6,14 @@
 // policy's target (the same goal drover's balance has) or when no move lowers the deviation. It does not
 // look at dirty rates.
 import { z } from 'zod';
-import type { Step } from '../../domain/plan.js';
-import { positiveInt, positiveNumber } from '../../domain/validation.js';
+import type { Step } from '../../../src/domain/plan.js';
+import { positiveInt, positiveNumber } from '../../../src/domain/validation.js';
 import {
   makeStep,
   type Strategy,
   type StrategyContext,
   type StrategyResult,
-} from '../strategies/strategy.js';
+} from '../../../src/planner/strategies/strategy.js';
 
 export const WatcherArgsSchema = z
   .strictObject({

@@ -5,16 +5,16 @@
 // drover's balance. It honours capacity, exclusions, pins and anti-affinity, but not dirty rates: it never
 // asks whether a migration will converge.
 import { z } from 'zod';
-import type { Step } from '../../domain/plan.js';
-import { positiveInt } from '../../domain/validation.js';
-import { HostHeap } from '../constraints/host-heap.js';
+import type { Step } from '../../../src/domain/plan.js';
+import { positiveInt } from '../../../src/domain/validation.js';
+import { HostHeap } from '../../../src/planner/constraints/host-heap.js';
 import {
   makeStep,
   pct,
   type Strategy,
   type StrategyContext,
   type StrategyResult,
-} from '../strategies/strategy.js';
+} from '../../../src/planner/strategies/strategy.js';
 
 export const ProxlbArgsSchema = z.strictObject({ maxMoves: positiveInt().optional() }).prefault({});
 export type ProxlbArgs = z.output<typeof ProxlbArgsSchema>;

@@ -1,9 +1,9 @@
 // json-rules-engine itself, run the slow and authoritative way: one engine run per VM. The compiled rules
 // must always agree with this (differential test), and the rules benchmark measures both.
 import { Engine } from 'json-rules-engine';
-import type { Rule } from '../../domain/policy.js';
-import type { Host, Vm } from '../../domain/snapshot.js';
-import { factsOf } from './rule-facts.js';
+import type { Rule } from '../../../src/domain/policy.js';
+import type { Host, Vm } from '../../../src/domain/snapshot.js';
+import { factsOf } from '../../../src/planner/rules/rule-facts.js';
 
 export interface ReferenceEngine {
   /** Indexes of the rules that fire for this VM, sorted ascending. */
