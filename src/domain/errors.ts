@@ -37,6 +37,7 @@ export const DROVER_ERROR_CODES = [
   'redis_start_failed',
   'redis_timeout',
   'redis_lost',
+  'redis_unavailable',
   'state_dir_unusable',
   'state_locked',
   // clocks

@@ -44,6 +44,29 @@ declare module 'fastify' {
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
+/**
+ * How long a route that needs Redis waits for its answer (a Redis that accepts connections but does not
+ * answer) before it gives up with 503 redis_unavailable.
+ */
+export const REDIS_WAIT_MS = 5000;
+
+/** Rejects with redis_unavailable when `work` has not settled within `ms`. */
+async function withinDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(new HttpError('redis_unavailable', `no answer from drover's Redis within ${ms} ms (${what})`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Longest id in a path (plans, hosts, VMs); a longer one is refused with 400 naming the parameter. */
 export const MAX_ID_LENGTH = 256;
 
@@ -54,6 +77,13 @@ export interface ApiServerOptions {
   log?: Logger;
   bodyLimitBytes: number;
   metricsAuth: boolean;
+  /**
+   * Whether drover's Redis connection is up right now (no I/O). While it is not, every route that needs
+   * Redis answers 503 redis_unavailable at once, and /healthz reports it.
+   */
+  redisUp?: () => boolean;
+  /** Longest wait for a route's answer before 503 redis_unavailable (default REDIS_WAIT_MS). */
+  redisWaitMs?: number;
   /** Whether the process is shutting down (readyz then answers 503). */
   draining?: () => boolean;
 }
@@ -97,6 +127,7 @@ const STATUS_BY_CODE: Record<DroverErrorCode, number> = {
   redis_start_failed: 500,
   redis_timeout: 500,
   redis_lost: 500,
+  redis_unavailable: 503,
   state_dir_unusable: 500,
   state_locked: 500,
   aborted: 500,
@@ -280,7 +311,11 @@ export function buildApi(options: ApiServerOptions) {
   app.addHook('onRequest', (request, _reply, done) => {
     try {
       const role = roleOf(request);
-      if (role !== 'public') authorize(request, role);
+      if (role !== 'public') {
+        authorize(request, role);
+        if (options.redisUp && !options.redisUp())
+          throw new HttpError('redis_unavailable', "drover's Redis is not reachable; try again shortly");
+      }
       if (!SAFE_METHODS.has(request.method)) {
         if (options.draining?.())
           throw new HttpError(
@@ -314,8 +349,19 @@ export function buildApi(options: ApiServerOptions) {
     }),
   );
 
+  const waitMs = options.redisWaitMs ?? REDIS_WAIT_MS;
   for (const route of routeTable(options)) {
-    app.route({ method: route.method, url: route.url, config: { role: route.role }, handler: route.handler });
+    // Every route but the public ones reads or writes Redis: none waits longer than waitMs for it.
+    const handler: Handler =
+      route.role === 'public'
+        ? route.handler
+        : (request, reply) =>
+            withinDeadline(
+              route.handler(request, reply),
+              waitMs,
+              route.method === 'GET' ? 'nothing was read' : 'the change may or may not have been made',
+            );
+    app.route({ method: route.method, url: route.url, config: { role: route.role }, handler });
   }
   return app;
 }
@@ -338,10 +384,24 @@ export interface RouteSpec {
 /** Every route with its role, next to its handler: the one place that says who may call what. */
 function routeTable(options: ApiServerOptions): RouteSpec[] {
   const { ops } = options;
+  const waitMs = options.redisWaitMs ?? REDIS_WAIT_MS;
   const callerOf = (request: FastifyRequest): string =>
     (request as FastifyRequest & { droverCaller?: string }).droverCaller ?? 'anonymous';
   return [
-    { method: 'GET', url: '/healthz', role: 'public', handler: () => Promise.resolve({ status: 'ok' }) },
+    {
+      method: 'GET',
+      url: '/healthz',
+      role: 'public',
+      // Liveness: 200 while the process serves; the dependency is reported, not fatal (restarting drover
+      // does not bring Redis back).
+      handler: () => {
+        const redisOk = options.redisUp?.() ?? true;
+        return Promise.resolve({
+          status: redisOk ? 'ok' : 'degraded',
+          checks: { redis: { ok: redisOk, detail: redisOk ? 'connected' : 'not connected' } },
+        });
+      },
+    },
     {
       method: 'GET',
       url: '/readyz',
@@ -352,7 +412,14 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
             .code(503)
             .send({ ready: false, checks: { shutdown: { ok: false, detail: 'shutting down' } } });
         }
-        const view = await ops.ready();
+        if (options.redisUp && !options.redisUp())
+          return reply
+            .code(503)
+            .send({ ready: false, checks: { redis: { ok: false, detail: 'not connected' } } });
+        const view = await withinDeadline(ops.ready(), waitMs, 'readiness').catch(() => ({
+          ready: false,
+          checks: { redis: { ok: false, detail: `no answer within ${waitMs} ms` } },
+        }));
         return reply.code(view.ready ? 200 : 503).send(view);
       },
     },

@@ -273,6 +273,7 @@ export async function startService(
         log,
         bodyLimitBytes: config.api.bodyLimitBytes,
         metricsAuth: config.api.metricsAuth,
+        redisUp: () => redis.redis.status === 'ready',
         draining: () => draining,
       });
       const bound = await listen(app, config.api.host, config.api.port);
