@@ -28,6 +28,7 @@ import {
   waitFor,
   type LabGuest,
 } from '../lab/lab-client.js';
+import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 
 const run = promisify(execFile);
@@ -68,7 +69,24 @@ describe('Risky paths on the libvirt lab', () => {
   });
   afterAll(async () => {
     await hv.close();
+    const rows = writeTable('lab-risky');
+    expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
   });
+
+  /** A fault-table row for the test's guests, whose invariant must hold. */
+  async function row(fault: string, started: number, ids: string[], outcome: string): Promise<void> {
+    const violations = await checkInvariant(hv, ids);
+    addRow({
+      suite: 'lab-risky',
+      fault,
+      outcome,
+      vmsChecked: ids.length,
+      violations: violations.length,
+      details: violations.map((v) => `  ${fault}: ${v}`),
+      durationS: Math.round((Date.now() - started) / 100) / 10,
+    });
+    expect(violations).toEqual([]);
+  }
   beforeEach(() => {
     redis = connectRedis();
   });
@@ -115,6 +133,7 @@ describe('Risky paths on the libvirt lab', () => {
   }
 
   it('a guest with a CPU model the destination lacks is refused before anything moves', async () => {
+    const started = Date.now();
     // The source runs it anyway (check='none': TCG starts without the model's missing features); the
     // destination daemon, asked with the guest's CPU definition, answers incompatible.
     const g = await guest(
@@ -127,9 +146,16 @@ describe('Risky paths on the libvirt lab', () => {
     await onlyOn(A, g);
     // no migration job ever ran on the source
     expect(await hv.completedJobStats(A, g.id)).toBeNull();
+    await row(
+      'destination lacks the guest CPU model',
+      started,
+      [g.id],
+      'step skipped before migrating; guest on lab1',
+    );
   }, 180_000);
 
   it('a host-model guest is asked of the destination with its expanded CPU, and moves when it fits', async () => {
+    const started = Date.now();
     const g = await guest(`<cpu mode='host-model' check='none'/>`);
     // what the destination is asked: the model the source expanded host-model into, not "host-model"
     const client = await labClient(A);
@@ -143,9 +169,16 @@ describe('Risky paths on the libvirt lab', () => {
     const done = await migrate(g);
     expect(done.result?.status, JSON.stringify(done)).toBe('completed');
     await onlyOn(B, g);
+    await row(
+      'host-model guest, CPU compared on the destination',
+      started,
+      [g.id],
+      'job completed; guest on lab2',
+    );
   }, 180_000);
 
   it('a VM running on two hosts: the reconciler, its alert metric and drover doctor agree', async () => {
+    const started = Date.now();
     const g = await guest();
     const other = await guest(); // a guest where it belongs: must not be reported
     // The same domain (same UUID) started on the second host as well: a split brain.
@@ -228,5 +261,11 @@ describe('Risky paths on the libvirt lab', () => {
     }
     await onlyOn(A, g);
     await onlyOn(A, other);
+    await row(
+      'VM running on two hosts (split brain)',
+      started,
+      [g.id, other.id],
+      'reconciler, metric and doctor report it; after repair on lab1 only',
+    );
   }, 240_000);
 });

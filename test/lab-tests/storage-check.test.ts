@@ -25,6 +25,7 @@ import {
   waitFor,
   type LabGuest,
 } from '../lab/lab-client.js';
+import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';
@@ -106,6 +107,8 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
   });
   afterAll(async () => {
     await Promise.all(hvs.map((h) => h.close()));
+    const rows = writeTable('lab-storage');
+    expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
   });
   beforeEach(() => {
     redis = connectRedis();
@@ -160,6 +163,21 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
     );
   }
 
+  /** A fault-table row for the test's guest, whose invariant must hold. */
+  async function row(fault: string, started: number, g: LabGuest, outcome: string): Promise<void> {
+    const violations = await checkInvariant(plain, [g.id]);
+    addRow({
+      suite: 'lab-storage',
+      fault,
+      outcome,
+      vmsChecked: 1,
+      violations: violations.length,
+      details: violations.map((v) => `  ${fault}: ${v}`),
+      durationS: Math.round((Date.now() - started) / 100) / 10,
+    });
+    expect(violations).toEqual([]);
+  }
+
   /** No marker of the check is left in `dir` on either host. */
   async function noMarkers(dir: string): Promise<void> {
     for (const h of [A, B]) {
@@ -169,6 +187,7 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
   }
 
   it('a disk in the directory both hosts mount migrates live; the marker is gone afterwards', async () => {
+    const started = Date.now();
     const { dir, disk } = await diskIn(SHARED);
     const g = await guestWithDisk(disk);
     const vm = (await right.listVms(A)).find((v) => v.id === g.id);
@@ -183,9 +202,16 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
     const out = await labExec(B, ['qemu-io', '-r', '-U', '-f', 'qcow2', '-c', 'read -P 0x3c 0 1M', disk]);
     expect(out).toMatch(/read 1048576\/1048576 bytes/);
     await noMarkers(dir);
+    await row(
+      'disk on storage both hosts share, live',
+      started,
+      g,
+      'job completed (proven shared); guest on lab2',
+    );
   }, 240_000);
 
   it('a wrong sharedStoragePaths entry is refused before anything moves; the host-local disk goes by block migration', async () => {
+    const started = Date.now();
     const { dir, disk } = await diskIn(IMAGES);
     const g = await guestWithDisk(disk);
     const vm = (await wrong.listVms(A)).find((v) => v.id === g.id);
@@ -211,9 +237,16 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
     await heartbeatAdvances(B, g.name);
     const out = await labExec(B, ['qemu-io', '-r', '-U', '-f', 'qcow2', '-c', 'read -P 0x3c 0 1M', disk]);
     expect(out).toMatch(/read 1048576\/1048576 bytes/);
+    await row(
+      'wrong sharedStoragePaths entry (host-local disk), live',
+      started,
+      g,
+      'refused storage_not_shared, guest stayed; block migration then completed; guest on lab2',
+    );
   }, 300_000);
 
   it('a block migration of a disk both hosts see is refused (it would copy the disk onto itself)', async () => {
+    const started = Date.now();
     const { dir, disk } = await diskIn(SHARED);
     const g = await guestWithDisk(disk);
     const digest = () => labExec(A, ['sha256sum', disk]);
@@ -228,5 +261,11 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
     await heartbeatAdvances(A, g.name);
     expect(await digest()).toBe(before);
     await noMarkers(dir);
+    await row(
+      'block migration of a disk on shared storage',
+      started,
+      g,
+      'refused storage_shared; guest on lab1, disk unchanged',
+    );
   }, 240_000);
 });
