@@ -838,6 +838,11 @@ class BalanceRun {
   }
 }
 
+/** Budgets (moves) up to which best-move-first also runs for the imbalance, whatever the cluster's size. */
+const GREEDY_MAX_MOVES = 200;
+/** Hosts up to which it runs whatever the budget. */
+const GREEDY_ANY_HOSTS = 200;
+
 function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
   const m = ctx.model;
   const pol = m.policy.balance;
@@ -875,8 +880,15 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
   }
   const maxMoves = args.maxMoves ?? m.policy.limits.maxMovesPerRun;
   const search = new ObjectiveSearch(m, obj, maxMoves);
-  // Rules first, then hosts above their ceilings: the most valuable moves take the budget first.
-  search.run(2);
+  // Rules first, then hosts above their ceilings: the most valuable moves take the budget first. Best move
+  // first costs a round over the candidate hosts per move: on a large cluster with a large budget (where
+  // the order of moves matters least) only rule repair runs so, and the band search does the rest.
+  const large =
+    !pol.offloadOnly &&
+    pol.memoryBasis === 'allocated' &&
+    maxMoves > GREEDY_MAX_MOVES &&
+    m.hostCount > GREEDY_ANY_HOSTS;
+  search.run(large ? 1 : 2);
   let bandSkips: Skip[] = [];
   obj.refresh();
   if (!search.full() && !pol.offloadOnly && (obj.active[0] || obj.active[1])) {
@@ -884,9 +896,13 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
     // the fewest moves (lower-bound.ts); the plan keeps whichever leaves the better objective (then the
     // fewer moves, then the fewer bytes).
     const kept = search.steps.length;
-    search.run(3);
+    // Best move first costs a round over the candidate hosts per move: on a large cluster with a large
+    // budget only the band search runs (it needs a fraction of the time for thousands of moves).
+    const greedyToo =
+      pol.memoryBasis === 'used' || maxMoves - kept <= GREEDY_MAX_MOVES || m.hostCount <= GREEDY_ANY_HOSTS;
+    if (greedyToo) search.run(3);
     obj.refresh();
-    const greedyValue = obj.value();
+    const greedyValue = greedyToo ? obj.value() : null;
     if (pol.memoryBasis === 'allocated') {
       const greedy = search.undoFrom(kept);
       const run = new BalanceRun(m, maxMoves - kept);
@@ -899,9 +915,11 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
       obj.refresh();
       const bandValue = obj.value();
       const cmp =
-        compareObjective(bandValue, greedyValue) ||
-        run.steps.length - greedy.steps.length ||
-        transferMiB(run.steps) - transferMiB(greedy.steps);
+        greedyValue === null
+          ? -1
+          : compareObjective(bandValue, greedyValue) ||
+            run.steps.length - greedy.steps.length ||
+            transferMiB(run.steps) - transferMiB(greedy.steps);
       if (cmp < 0) {
         search.steps.push(...run.steps);
         bandSkips = run.skippedVms(within(m.spread()));

@@ -118,10 +118,10 @@ export class ObjectiveSearch {
   }
 
   /**
-   * Runs rounds until the budget is spent or no move improves. `tiers` 2 counts only rule repair and
-   * ceiling relief as improvement; 3 counts imbalance too.
+   * Runs rounds until the budget is spent or no move improves. `tiers` 1 counts only rule repair, 2 ceiling
+   * relief too, 3 the imbalance too.
    */
-  run(tiers: 2 | 3): number {
+  run(tiers: 1 | 2 | 3): number {
     let made = 0;
     while (!this.full()) {
       this.obj.refresh();
@@ -133,13 +133,14 @@ export class ObjectiveSearch {
     return made;
   }
 
-  private improves(d: ObjectiveValue, tiers: 2 | 3): boolean {
+  private improves(d: ObjectiveValue, tiers: 1 | 2 | 3): boolean {
     if (d.violations !== 0) return d.violations < 0;
+    if (tiers === 1) return false;
     if (Math.abs(d.overCeilingPct) > OBJECTIVE_EPS) return d.overCeilingPct < 0;
     return tiers === 3 && d.imbalancePct < -OBJECTIVE_EPS;
   }
 
-  private round(width: number, tiers: 2 | 3): boolean {
+  private round(width: number, tiers: 1 | 2 | 3): boolean {
     const m = this.m;
     const obj = this.obj;
     const H = m.hostCount;
