@@ -15,12 +15,15 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerPlanCommand } from './commands/plan.js';
 import { registerLabDemoCommand } from './commands/lab-demo.js';
 
+import { DROVER_VERSION } from '../domain/version.js';
+
 export { EXIT } from './exit-codes.js';
 
 const program = new Command();
 program
   .name('drover')
-  .description('keeps libvirt/KVM clusters balanced and drains hosts with migrations that finish');
+  .description('keeps libvirt/KVM clusters balanced and drains hosts with migrations that finish')
+  .version(DROVER_VERSION, '-V, --version', "print drover's version");
 program.showHelpAfterError();
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : EXIT.usage);

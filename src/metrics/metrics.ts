@@ -1,12 +1,7 @@
 // The one module that imports prom-client: every drover metric, its name, help text and labels.
 // Names follow drover_<noun>_<unit>; labels stay bounded (per-VM series only where switched on).
-import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-
-/** drover's version, from its package.json (two levels up from src/metrics/ and from dist/metrics/). */
-export const DROVER_VERSION: string = (
-  createRequire(import.meta.url)('../../package.json') as { version: string }
-).version;
+import { DROVER_VERSION } from '../domain/version.js';
 
 export interface DroverMetrics {
   readonly registry: Registry;
