@@ -849,11 +849,15 @@ export class MigrationRunner {
   private async verifyOnDestination(job: MigrationJobData): Promise<string[]> {
     const { step } = job;
     const problems: string[] = [];
-    let presences: VmPresence[];
-    try {
-      presences = await this.call('locateVm', this.hv.locateVm(step.vm));
-    } catch (err) {
-      return [`could not verify: ${errorMessage(err)}`];
+    let presences: VmPresence[] | null = null;
+    // A slow answer is no verdict: on a loaded host the location calls can take longer than one call
+    // timeout, so ask up to three times before reporting that the end could not be verified.
+    for (let attempt = 1; presences === null; attempt++) {
+      try {
+        presences = await this.call('locateVm', this.hv.locateVm(step.vm));
+      } catch (err) {
+        if (!(err instanceof CallTimeout) || attempt >= 3) return [`could not verify: ${errorMessage(err)}`];
+      }
     }
     const dest = presences.find((p) => p.hostId === step.to);
     if (!dest || dest.state !== 'running') problems.push(`not running on ${step.to}`);
