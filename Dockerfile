@@ -14,7 +14,15 @@ RUN npx tsc -p tsconfig.build.json \
  && npm prune --omit=dev --no-audit --no-fund
 
 # --- run: Node and the compiled code only, as an unprivileged user -------------------------------------------
+# The node image brings its own Node 20 (not Debian 12's nodejs 18); ssh is for qemu+ssh:// hypervisor URIs.
 FROM node:20-bookworm-slim
+LABEL org.opencontainers.image.title="drover" \
+      org.opencontainers.image.description="Keeps libvirt/KVM clusters balanced and drains hosts with live migrations" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssh-client \
+ && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     DROVER_HEALTH_URL=http://127.0.0.1:8080/healthz
 WORKDIR /app
