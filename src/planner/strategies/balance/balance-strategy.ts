@@ -839,7 +839,7 @@ class BalanceRun {
 }
 
 /** Budgets (moves) up to which best-move-first also runs for the imbalance, whatever the cluster's size. */
-const GREEDY_MAX_MOVES = 200;
+const GREEDY_MAX_MOVES = 50;
 /** Hosts up to which it runs whatever the budget. */
 const GREEDY_ANY_HOSTS = 200;
 

@@ -11,7 +11,7 @@ import { makeStep, pct } from '../strategy.js';
 
 /** Hosts taken per kind of source and destination in a round; widened once when nothing is found. */
 const WIDTH = 8;
-const WIDTH_STUCK = 64;
+const WIDTH_STUCK = 24;
 /** Candidates whose constraints are checked per round before giving up on the round. */
 const CHECKS_PER_ROUND = 256;
 /** Feasible candidates of equal value compared for bytes to copy. */
