@@ -30,6 +30,7 @@ import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
 import { checkPersistence, openRedis, type RedisConnection } from './redis-connection.js';
 import { resolveStateDir, type StateDir } from './state-dir.js';
 import { Schedules } from './schedules.js';
+import { securityWarnings } from './security-warnings.js';
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
@@ -147,6 +148,9 @@ export async function startService(
     processMetrics: config.metrics.processMetrics,
   });
   const prefix = config.redis.prefix;
+
+  for (const w of await securityWarnings(loaded, env))
+    log.warn({ module: 'security', field: w.field, warning: w.message }, 'security warning');
 
   const cleanups: (() => Promise<void>)[] = [];
   const undo = async () => {

@@ -11,6 +11,7 @@ import { loadPolicy } from '../../planner/load-policy.js';
 import { loadConfig, type LoadedConfig } from '../../service/config.js';
 import { createHypervisor, stateDirOf } from '../../service/main.js';
 import { checkPersistence, openRedis } from '../../service/redis-connection.js';
+import { securityWarnings } from '../../service/security-warnings.js';
 import { lockHolderAlive, readLock } from '../../service/state-dir.js';
 import { CliError, runCli } from '../api-client.js';
 import { EXIT } from '../exit-codes.js';
@@ -216,6 +217,8 @@ export async function runDoctor(
   const checks: Check[] = [];
   const loaded = await loadConfig(configPath, env);
   checks.push({ name: 'config', status: 'ok', detail: `${loaded.path} is valid` });
+  for (const w of await securityWarnings(loaded, env))
+    checks.push({ name: `security ${w.field}`, status: 'warn', detail: w.message });
   try {
     await loadPolicy(loaded.policyPath);
     checks.push({ name: 'policy', status: 'ok', detail: `${loaded.policyPath} is valid` });
