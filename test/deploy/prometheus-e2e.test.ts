@@ -278,16 +278,27 @@ describe('Prometheus scraping drover', () => {
         60_000,
       );
 
+    // A partial drain of kvm-03: its only VM is pinned, so it stays and is counted as skipped. It runs before
+    // the rebalance, so nothing else is on kvm-03 yet and the drain ends at once (activate is refused while a
+    // drain of the host is open).
+    const drain = await api<PlanAnswer>('POST', '/v1/hosts/kvm-03/drain', { partial: true });
+    expect(drain.plan.skipped.map((s) => s.why).join()).toMatch(/pinned/);
+    await planDone(drain.plan.id);
+    await api('POST', '/v1/hosts/kvm-03/activate', {});
+    await until(
+      'kvm-03 active in the latest snapshot',
+      async () =>
+        (await api<{ hosts: { id: string; state: string }[] }>('GET', '/v1/snapshots/latest')).hosts.some(
+          (h) => h.id === 'kvm-03' && h.state === 'active',
+        ),
+      15_000,
+    );
+
     // A rebalance: kvm-01 carries six busy VMs; the plan is approved by hand (automation: partial).
     const rebalance = await api<PlanAnswer>('POST', '/v1/plans', { reason: 'rebalance' });
     expect(rebalance.plan.steps.length).toBeGreaterThan(0);
     await api('POST', `/v1/plans/${rebalance.plan.id}/approve`, {});
     await planDone(rebalance.plan.id);
-
-    // A partial drain of kvm-03: its only VM is pinned, so it stays and is counted as skipped.
-    const drain = await api<PlanAnswer>('POST', '/v1/hosts/kvm-03/drain', { partial: true });
-    expect(drain.plan.skipped.map((s) => s.why).join()).toMatch(/pinned/);
-    await api('POST', '/v1/hosts/kvm-03/activate', {});
 
     // An abort: vm-9 leaves kvm-04 over a slowed link and is aborted while it runs.
     sim.faults.slowLink('kvm-04', 0.01);
@@ -303,6 +314,8 @@ describe('Prometheus scraping drover', () => {
         15_000,
       );
       await api('POST', `/v1/migrations/${vm}/abort`, {});
+      // the rest of kvm-04's VMs (the rebalance may have placed some there) leave at full speed
+      sim.faults.slowLink('kvm-04', 1);
       await planDone(slow.plan.id);
     } finally {
       sim.faults.slowLink('kvm-04', 1);
