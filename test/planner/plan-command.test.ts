@@ -39,10 +39,12 @@ describe('drover plan', () => {
         join(root, 'policies/default.yaml'),
         '--json',
       );
-      expect(r.code).toBe(0);
       const plan = parsePlan(JSON.parse(r.stdout));
       expect(plan.reason).toBe('rebalance');
       expect(plan.steps.length).toBeGreaterThan(0);
+      // jvm-1 cannot converge and pinned-1 is pinned: VMs skipped, so not everything moved (exit 5)
+      expect(plan.skipped.length).toBe(2);
+      expect(r.code).toBe(5);
     },
     SLOW,
   );
@@ -52,8 +54,10 @@ describe('drover plan', () => {
     async () => {
       const snapshotFile = join(fixture, 'imbalanced.json');
       const r = await drover('plan', '--snapshot', snapshotFile, '--strategy', 'consolidate', '--json');
-      expect(r.code).toBe(0);
       const plan = parsePlan(JSON.parse(r.stdout));
+      // jvm-1 cannot converge, so it keeps kvm-01 in use: a VM skipped, exit 5
+      expect(plan.skipped.map((s) => s.vm)).toEqual(['00000000-0000-4000-8000-000000000001']);
+      expect(r.code).toBe(5);
       const snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as {
         vms: { id: string; host: string }[];
       };

@@ -1,6 +1,6 @@
 // `drover plan --snapshot FILE [--policy FILE] [--drain HOST]... [--json]`: plans offline from a snapshot
 // file, without Redis or the daemon. Prints the Plan (exactly the Plan format with --json, a table with each
-// move's reason without). Bad input exits 3 naming the field; a drain that cannot complete exits 5.
+// move's reason without). Bad input exits 3 naming the field; a plan that skips any VM (rebalance or drain) exits 5.
 import type { Command } from 'commander';
 import type { Plan } from '../../domain/plan.js';
 import { DEFAULT_POLICY, type Policy } from '../../domain/policy.js';
@@ -133,7 +133,7 @@ export function registerPlanCommand(program: Command): void {
           const live = await livePlan(flags, flags.drain);
           if (flags.json) printJson(live.plan);
           else process.stdout.write(formatPlan(live.plan, live.snapshot));
-          return live.plan.reason === 'drain' && live.plan.skipped.length > 0 ? EXIT.notConverged : EXIT.ok;
+          return live.plan.skipped.length > 0 ? EXIT.notConverged : EXIT.ok;
         }
         if (flags.snapshot === undefined)
           throw new CliError(EXIT.usage, 'invalid_input', 'give --snapshot FILE, or --live', 'snapshot');
@@ -169,8 +169,8 @@ export function registerPlanCommand(program: Command): void {
             : planWith(strategy, snapshot, policy, { now: Date.now() });
         if (flags.json) printJson(plan);
         else process.stdout.write(formatPlan(plan, snapshot));
-        const blocked = plan.reason === 'drain' && plan.skipped.length > 0;
-        return blocked ? EXIT.notConverged : EXIT.ok;
+        // Any VM the plan leaves where it is (a rebalance's as much as a drain's) means not everything moved.
+        return plan.skipped.length > 0 ? EXIT.notConverged : EXIT.ok;
       }),
     );
 }
