@@ -6,10 +6,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlan } from '../../src/domain/plan.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
+import { writeFixture, type Fixture } from '../service/service-fixture.js';
+import { uniquePrefix } from '../support/redis.js';
 
 const root = join(import.meta.dirname, '../..');
 const imbalanced = join(root, 'test/planner/fixtures/imbalanced.json');
 let dir: string;
+let fixture: Fixture;
 
 interface Run {
   code: number;
@@ -33,10 +36,13 @@ function drover(args: string[]): Promise<Run> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'drover-exit-'));
+  // A simulated cluster's daemon config: `drover recover` opens its hosts (no daemon, no Redis needed).
+  fixture = await writeFixture(uniquePrefix('exit-codes'));
 });
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
+  await fixture.cleanup();
 });
 
 describe('drover plan --snapshot (rebalance)', () => {
@@ -70,5 +76,21 @@ describe('drover plan --snapshot (rebalance)', () => {
     expect(plan.skipped).toEqual([]);
     expect(plan.steps.length).toBeGreaterThan(0);
     expect(run.code).toBe(EXIT.ok);
+  }, 300_000);
+});
+
+describe('drover recover', () => {
+  it('exits badInput for a VM no host has, and ok for one that runs', async () => {
+    const config = join(fixture.dir, 'drover.yaml');
+    const unknown = '00000000-0000-4000-8000-0000000000ff';
+    const human = await drover(['recover', unknown, '--config', config]);
+    expect(human.stderr).toContain(`no VM ${unknown} on any host`);
+    expect(human.code).toBe(EXIT.badInput);
+    const json = await drover(['recover', unknown, '--config', config, '--json', '--apply', '1']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ error: { code: 'not_found', field: 'vm' } });
+    expect(json.code).toBe(EXIT.badInput);
+    const known = await drover(['recover', '00000000-0000-4000-8000-000000000001', '--config', config]);
+    expect(known.stdout).toMatch(/diagnosis: ok — running on kvm-01 only/);
+    expect(known.code).toBe(EXIT.ok);
   }, 300_000);
 });

@@ -9,12 +9,12 @@ import {
   type MigrationHint,
   type VmEvidence,
 } from '../../executor/recovery.js';
+import { EXIT } from '../exit-codes.js';
 
-/** Exit codes (the same values as EXIT in main.ts). */
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-const EXIT_UNREACHABLE = 4;
+const EXIT_OK = EXIT.ok;
+const EXIT_FAILURE = EXIT.failure;
+const EXIT_USAGE = EXIT.usage;
+const EXIT_UNREACHABLE = EXIT.unreachable;
 
 export interface RecoverOptions {
   /** Indexes (1-based, as printed) of actions to carry out. */
@@ -81,6 +81,13 @@ export async function runRecover(
   } catch (err) {
     io.err(`could not gather evidence for ${vmId}: ${errorMessage(err)}`);
     return EXIT_UNREACHABLE;
+  }
+  if (evidence.hosts.length === 0) {
+    // Every host answered (an unreachable one fails locateVm above) and none has the VM: an unknown VM.
+    const message = `no VM ${vmId} on any host (running, paused or defined); give the VM's libvirt UUID`;
+    if (options.json) io.out(JSON.stringify({ error: { code: 'not_found', message, field: 'vm' } }, null, 2));
+    else io.err(message);
+    return EXIT.badInput;
   }
   const chosen = options.apply ?? [];
   const applied: { index: number; kind: string; hostId: string; error: string | null }[] = [];
