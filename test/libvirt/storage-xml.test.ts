@@ -95,6 +95,40 @@ describe('storage XML', () => {
     });
   });
 
+  it('reads a network pool: its <source> host and directory are not the target', () => {
+    expect(
+      parsePoolXml(`<pool type='netfs'>
+  <name>shared</name>
+  <source>
+    <host name='nfs.example'/>
+    <dir path='/export/images'/>
+    <format type='nfs'/>
+  </source>
+  <target>
+    <path>/var/lib/libvirt/images/shared</path>
+  </target>
+</pool>`),
+    ).toEqual({ type: 'netfs', name: 'shared', targetPath: '/var/lib/libvirt/images/shared' });
+  });
+
+  it('reads a volume whose name looks like a number as text', () => {
+    expect(
+      parseVolumeXml('<volume><name>007</name><target><path>/p/007</path></target></volume>'),
+    ).toMatchObject({
+      name: '007',
+      path: '/p/007',
+      format: null,
+      capacityBytes: null,
+    });
+  });
+
+  it('refuses storage XML that is not well-formed, saying which document', () => {
+    expect(() => parsePoolXml("<pool type='dir'><name>x</pool>")).toThrow(
+      /storage pool XML is not well-formed/,
+    );
+    expect(() => parseVolumeXml('<volume><name>v</name>')).toThrow(/storage volume XML is not well-formed/);
+  });
+
   it('writes pool and volume documents that read back, escaping what XML needs escaped', () => {
     const pool = dirPoolXml("a&b's", "/srv/x<y>'z");
     expect(pool).toContain('&amp;');

@@ -1,14 +1,29 @@
 // Reads the few facts drover needs from a libvirt domain XML: memory, vCPUs, CPU model, disks, labels.
 // Labels live in the domain's <metadata> as <drover:labels xmlns:drover="https://drover.dev/xmlns/labels/1">
 // <drover:label name="app">db</drover:label></drover:labels>.
+import {
+  attr,
+  child,
+  childNames,
+  children,
+  childText,
+  parseXml,
+  text,
+  writeXml,
+  type XmlNode,
+} from './xml-tree.js';
+
 export const LABELS_NAMESPACE = 'https://drover.dev/xmlns/labels/1';
 
 export interface DomainXmlFacts {
   type: string | null;
   memMiB: number;
+  /** vCPUs online now (`<vcpu current=…>`, else the maximum). */
   vcpus: number;
+  /** The most vCPUs the domain can have (the `<vcpu>` element's value). */
+  maxVcpus: number;
   cpuModel: string | null;
-  /** The <cpu> element as written, for CPU comparison on another host. */
+  /** The domain's <cpu> element written back from the parsed document, for CPU comparison on another host. */
   cpuXml: string | null;
   arch: string | null;
   machine: string | null;
@@ -31,76 +46,73 @@ const UNIT_TO_KIB: Record<string, number> = {
   gb: 1_000_000_000 / 1024,
 };
 
-function attr(tag: string, name: string): string | null {
-  const m = new RegExp(`\\s${name}=(['"])(.*?)\\1`).exec(tag);
-  return m ? unescapeXml(m[2] ?? '') : null;
+function memoryMiB(memory: XmlNode | undefined): number {
+  if (memory === undefined) return 0;
+  const unit = attr(memory, 'unit')?.toLowerCase() ?? 'kib';
+  return (Number(text(memory)) * (UNIT_TO_KIB[unit] ?? 1)) / 1024;
 }
 
-function unescapeXml(text: string): string {
-  return text
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&amp;/g, '&');
+/** `<vcpu current='2'>8</vcpu>`: 2 vCPUs online now, 8 at most. */
+function vcpuCounts(vcpu: XmlNode | undefined): { vcpus: number; maxVcpus: number } {
+  const max = Number(text(vcpu)) || 1;
+  const current = Number(attr(vcpu, 'current') ?? max) || max;
+  return { vcpus: Math.min(current, max), maxVcpus: max };
 }
 
-function element(xml: string, name: string): { tag: string; body: string } | null {
-  const m = new RegExp(`<${name}(\\s[^>]*)?(?:/>|>([\\s\\S]*?)</${name}>)`).exec(xml);
-  return m ? { tag: `<${name}${m[1] ?? ''}>`, body: m[2] ?? '' } : null;
+function diskFacts(disk: XmlNode): DomainXmlFacts['disks'][number] {
+  const source = child(disk, 'source');
+  return {
+    target: attr(child(disk, 'target'), 'dev') ?? '',
+    source: attr(source, 'file') ?? attr(source, 'dev') ?? attr(source, 'name') ?? attr(source, 'volume'),
+    type: attr(disk, 'type') ?? 'file',
+    format: attr(child(disk, 'driver'), 'type'),
+    shareable: child(disk, 'shareable') !== undefined,
+  };
+}
+
+/** drover's labels: the `labels` elements in <metadata> whose namespace is LABELS_NAMESPACE, whatever prefix
+ * the document gives it; other applications' metadata is left alone. */
+function labelsOf(metadata: XmlNode | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const name of childNames(metadata)) {
+    const colon = name.indexOf(':');
+    const prefix = colon < 0 ? null : name.slice(0, colon);
+    if (name.slice(colon + 1) !== 'labels') continue;
+    const labelTag = prefix === null ? 'label' : `${prefix}:label`;
+    for (const block of children(metadata, name)) {
+      if (attr(block, prefix === null ? 'xmlns' : `xmlns:${prefix}`) !== LABELS_NAMESPACE) continue;
+      for (const label of children(block, labelTag)) {
+        const key = attr(label, 'name');
+        if (key !== null) labels[key] = text(label);
+      }
+    }
+  }
+  return labels;
 }
 
 export function parseDomainXml(xml: string): DomainXmlFacts {
-  const domainTag = /<domain(\s[^>]*)?>/.exec(xml)?.[0] ?? '';
-  const memory = element(xml, 'memory');
-  const unit = (memory && attr(memory.tag, 'unit'))?.toLowerCase() ?? 'kib';
-  const memKiB = Number(memory?.body.trim() ?? 0) * (UNIT_TO_KIB[unit] ?? 1);
-  const vcpu = element(xml, 'vcpu');
-  const cpu = /<cpu[\s>][\s\S]*?<\/cpu>|<cpu\s[^>]*\/>/.exec(xml)?.[0] ?? null;
-  const cpuModel = cpu ? (element(cpu, 'model')?.body.trim() ?? null) : null;
-  const osType = /<type\s[^>]*>[^<]*<\/type>/.exec(element(xml, 'os')?.body ?? '')?.[0] ?? '';
-  const devices = element(xml, 'devices')?.body ?? '';
-  const disks: DomainXmlFacts['disks'] = [];
-  for (const m of devices.matchAll(/<disk(\s[^>]*)>([\s\S]*?)<\/disk>/g)) {
-    const tag = `<disk${m[1] ?? ''}>`;
-    const body = m[2] ?? '';
-    if ((attr(tag, 'device') ?? 'disk') !== 'disk') continue;
-    const sourceEl = /<source(\s[^>]*)?\/?>/.exec(body)?.[0] ?? '';
-    const driverEl = /<driver(\s[^>]*)?\/?>/.exec(body)?.[0] ?? '';
-    const targetEl = /<target(\s[^>]*)?\/?>/.exec(body)?.[0] ?? '';
-    disks.push({
-      target: attr(targetEl, 'dev') ?? '',
-      source:
-        attr(sourceEl, 'file') ?? attr(sourceEl, 'dev') ?? attr(sourceEl, 'name') ?? attr(sourceEl, 'volume'),
-      type: attr(tag, 'type') ?? 'file',
-      format: attr(driverEl, 'type'),
-      shareable: /<shareable\s*\/>/.test(body),
-    });
-  }
-  const labels: Record<string, string> = {};
-  const metadata = element(xml, 'metadata')?.body ?? '';
-  for (const block of metadata.matchAll(/<(\w+):labels\s[^>]*>([\s\S]*?)<\/\1:labels>/g)) {
-    if (!(block[0] ?? '').includes(LABELS_NAMESPACE)) continue;
-    for (const l of (block[2] ?? '').matchAll(/<\w+:label\s+name=(['"])(.*?)\1\s*>([\s\S]*?)<\/\w+:label>/g))
-      labels[unescapeXml(l[2] ?? '')] = unescapeXml(l[3] ?? '');
-  }
+  const domain = parseXml(xml, 'domain', 'domain');
+  const cpu = child(domain, 'cpu');
+  const osType = child(child(domain, 'os'), 'type');
+  const devices = child(domain, 'devices');
   return {
-    type: attr(domainTag, 'type'),
-    memMiB: memKiB / 1024,
-    vcpus: Number(vcpu?.body.trim() ?? 1) || 1,
-    cpuModel,
-    cpuXml: cpu,
+    type: attr(domain, 'type'),
+    memMiB: memoryMiB(child(domain, 'memory')),
+    ...vcpuCounts(child(domain, 'vcpu')),
+    cpuModel: childText(cpu, 'model'),
+    cpuXml: cpu === undefined ? null : writeXml('cpu', cpu),
     arch: attr(osType, 'arch'),
     machine: attr(osType, 'machine'),
-    emulator: element(devices, 'emulator')?.body.trim() ?? null,
-    disks,
-    labels,
+    emulator: childText(devices, 'emulator'),
+    disks: children(devices, 'disk')
+      .filter((d) => (attr(d, 'device') ?? 'disk') === 'disk')
+      .map(diskFacts),
+    labels: labelsOf(child(domain, 'metadata')),
   };
 }
 
 /** The host CPU model from a capabilities document (<host><cpu><model>). */
 export function hostCpuModel(capabilitiesXml: string): string | null {
-  const host = element(capabilitiesXml, 'host')?.body ?? '';
-  const cpu = element(host, 'cpu')?.body ?? '';
-  return element(cpu, 'model')?.body.trim() ?? null;
+  const capabilities = parseXml(capabilitiesXml, 'capabilities', 'capabilities');
+  return childText(child(child(capabilities, 'host'), 'cpu'), 'model');
 }

@@ -1,5 +1,6 @@
 // Storage pool and volume XML: the few facts drover reads from libvirt's descriptions, and the small
 // documents it writes to create a directory pool or a volume.
+import { attr, child, childText, parseXml, text, type XmlNode } from './xml-tree.js';
 
 export interface PoolXmlFacts {
   type: string;
@@ -44,68 +45,37 @@ export function escapeXml(text: string): string {
     .replace(/'/g, '&apos;');
 }
 
-function unescapeXml(text: string): string {
-  return text
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&amp;/g, '&');
-}
-
-function attr(tag: string, name: string): string | null {
-  const m = new RegExp(`\\s${name}=(['"])(.*?)\\1`).exec(tag);
-  return m ? unescapeXml(m[2] ?? '') : null;
-}
-
-/** First <name ...>body</name> (or <name .../>) directly in `xml` (no nesting of the same name expected). */
-function element(xml: string, name: string): { tag: string; body: string } | null {
-  const m = new RegExp(`<${name}(\\s[^>]*)?(?:/>|>([\\s\\S]*?)</${name}>)`).exec(xml);
-  return m ? { tag: `<${name}${m[1] ?? ''}>`, body: m[2] ?? '' } : null;
-}
-
-function text(xml: string, name: string): string | null {
-  const el = element(xml, name);
-  return el ? unescapeXml(el.body.trim()) : null;
-}
-
-function bytes(xml: string, name: string): number | null {
-  const el = element(xml, name);
-  if (!el) return null;
-  const value = Number(el.body.trim());
+function bytes(node: XmlNode | undefined): number | null {
+  if (node === undefined) return null;
+  const value = Number(text(node));
   if (!Number.isFinite(value)) return null;
-  const unit = (attr(el.tag, 'unit') ?? 'bytes').toLowerCase();
+  const unit = (attr(node, 'unit') ?? 'bytes').toLowerCase();
   return value * (UNIT_BYTES[unit] ?? 1);
 }
 
 export function parsePoolXml(xml: string): PoolXmlFacts {
-  const poolTag = /<pool(\s[^>]*)?>/.exec(xml)?.[0] ?? '';
-  const target = element(xml, 'target')?.body ?? '';
+  const pool = parseXml(xml, 'storage pool', 'pool');
   return {
-    type: attr(poolTag, 'type') ?? 'unknown',
-    name: text(xml, 'name') ?? '',
-    targetPath: text(target, 'path'),
+    type: attr(pool, 'type') ?? 'unknown',
+    name: childText(pool, 'name') ?? '',
+    targetPath: childText(child(pool, 'target'), 'path'),
   };
 }
 
 export function parseVolumeXml(xml: string): VolumeXmlFacts {
-  // <backingStore> has its own <path> and <format>: read it apart from the volume's <target>.
-  const backingEl = element(xml, 'backingStore');
-  const withoutBacking = backingEl ? xml.replace(/<backingStore[\s\S]*?<\/backingStore>/, '') : xml;
-  const target = element(withoutBacking, 'target')?.body ?? '';
-  const backingPath = backingEl ? text(backingEl.body, 'path') : null;
-  const formatOf = (body: string) => {
-    const f = element(body, 'format');
-    return f ? attr(f.tag, 'type') : null;
-  };
+  const volume = parseXml(xml, 'storage volume', 'volume');
+  // <backingStore> has its own <path> and <format>, apart from the volume's <target>.
+  const target = child(volume, 'target');
+  const backing = child(volume, 'backingStore');
+  const backingPath = childText(backing, 'path');
   return {
-    name: text(withoutBacking, 'name') ?? '',
-    path: text(target, 'path'),
-    format: formatOf(target),
-    capacityBytes: bytes(withoutBacking, 'capacity'),
-    allocationBytes: bytes(withoutBacking, 'allocation'),
-    physicalBytes: bytes(withoutBacking, 'physical'),
-    backing: backingEl && backingPath ? { path: backingPath, format: formatOf(backingEl.body) } : null,
+    name: childText(volume, 'name') ?? '',
+    path: childText(target, 'path'),
+    format: attr(child(target, 'format'), 'type'),
+    capacityBytes: bytes(child(volume, 'capacity')),
+    allocationBytes: bytes(child(volume, 'allocation')),
+    physicalBytes: bytes(child(volume, 'physical')),
+    backing: backingPath ? { path: backingPath, format: attr(child(backing, 'format'), 'type') } : null,
   };
 }
 
