@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlan } from '../../src/domain/plan.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { writeFixture, type Fixture } from '../service/service-fixture.js';
-import { uniquePrefix } from '../support/redis.js';
+import { startService, type RunningService } from '../../src/service/main.js';
+import { ADMIN_TOKEN, smallCluster, writeFixture, type Fixture } from '../service/service-fixture.js';
+import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 
 const root = join(import.meta.dirname, '../..');
 const imbalanced = join(root, 'test/planner/fixtures/imbalanced.json');
@@ -92,5 +93,59 @@ describe('drover recover', () => {
     const known = await drover(['recover', '00000000-0000-4000-8000-000000000001', '--config', config]);
     expect(known.stdout).toMatch(/diagnosis: ok — running on kvm-01 only/);
     expect(known.code).toBe(EXIT.ok);
+  }, 300_000);
+});
+
+describe('drover drain --no-wait', () => {
+  let stuck: Fixture;
+  let svc: RunningService;
+
+  beforeAll(async () => {
+    // Every host carries a 48 GiB VM: kvm-04's cannot fit on any other 64 GiB host, so draining kvm-04
+    // can move nothing.
+    const cluster = smallCluster();
+    cluster.vms = cluster.vms.filter((v) => v.host !== 'kvm-04');
+    for (const host of ['kvm-01', 'kvm-02', 'kvm-03', 'kvm-04'])
+      cluster.vms.push({
+        id: `00000000-0000-4000-8000-0000000001${host.slice(-2)}`,
+        name: `big-${host.slice(-2)}`,
+        host,
+        vcpus: 2,
+        memMiB: 49152,
+        workload: { kind: 'constant' as const, cpuPct: 10, dirtyMiBps: 5, wwsMiB: 64 },
+      });
+    stuck = await writeFixture(uniquePrefix('exit-drain'), {}, cluster);
+    svc = await startService(await stuck.load(), { env: { REDIS_URL: redisUrl() } });
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      if (await fetch(`${svc.apiUrl}/readyz`).then((r) => r.ok)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }, 300_000);
+
+  afterAll(async () => {
+    await svc?.stop('test done');
+    const redis = connectRedis();
+    await cleanPrefix(redis, stuck.prefix);
+    redis.disconnect();
+    await stuck.cleanup();
+  });
+
+  it('exits notConverged and says nothing moved when no VM can leave the host', async () => {
+    const admin = ['--url', svc.apiUrl!, '--token', ADMIN_TOKEN];
+    const run = await drover(['drain', 'kvm-04', '--yes', '--no-wait', ...admin]);
+    expect(run.stdout).toMatch(/^skipped 00000000-0000-4000-8000-000000000104: /m);
+    // The service stores the plan with no moves and completes it at once.
+    expect(run.stdout).toMatch(/\(plan drain-\S+, completed; `drover activate kvm-04` ends maintenance\)/);
+    expect(run.stdout).toMatch(/nothing moved: 1 VM\(s\) stay on kvm-04, which is in maintenance/);
+    expect(run.code).toBe(EXIT.notConverged);
+    // What the service does with the host: it stays in maintenance, its VM where it was.
+    const host = (await svc.service.listHosts()).find((h) => h.id === 'kvm-04');
+    expect(host?.state).toBe('maintenance');
+    const json = await drover(['drain', 'kvm-04', '--yes', '--no-wait', '--json', ...admin]);
+    const shown = JSON.parse(json.stdout) as { plan: { plan: { steps: unknown[]; skipped: unknown[] } } };
+    expect(shown.plan.plan.steps).toEqual([]);
+    expect(shown.plan.plan.skipped).toHaveLength(1);
+    expect(json.code).toBe(EXIT.notConverged);
   }, 300_000);
 });

@@ -193,9 +193,21 @@ export function registerDrainCommand(program: Command): void {
         return EXIT.notConverged;
       }
       if (!flags.wait) {
+        const { steps, skipped } = record.plan;
         if (flags.json) printJson({ plan: record, migrations: [] });
-        else process.stdout.write(`drain of ${host} started: plan ${record.plan.id} (${record.status})\n`);
-        return EXIT.ok;
+        else if (steps.length === 0 && skipped.length > 0)
+          process.stdout.write(
+            `nothing moved: ${skipped.length} VM(s) stay on ${host}, which is in maintenance` +
+              ` (plan ${record.plan.id}, ${record.status}; \`drover activate ${host}\` ends maintenance)\n`,
+          );
+        else
+          process.stdout.write(
+            `drain of ${host} started: plan ${record.plan.id} (${record.status})` +
+              (skipped.length > 0 ? `; ${skipped.length} VM(s) will stay on ${host}` : '') +
+              '\n',
+          );
+        // Known now: VMs the plan leaves behind mean the drain cannot finish with the host empty.
+        return skipped.length > 0 ? EXIT.notConverged : EXIT.ok;
       }
       const result = await followPlan(client, started.plan, { pollMs, quiet: Boolean(flags.json) });
       if (flags.json) {
