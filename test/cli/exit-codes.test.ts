@@ -149,3 +149,34 @@ describe('drover drain --no-wait', () => {
     expect(json.code).toBe(EXIT.notConverged);
   }, 300_000);
 });
+
+describe('flag errors', () => {
+  it('name the flag and what was typed, not a parsed key and null', async () => {
+    const watchdog = await drover([
+      'watchdog',
+      'schedule',
+      '--profile',
+      'strict',
+      '--mem-mib',
+      'abc',
+      '--budget-ms',
+      '-3',
+    ]);
+    expect(watchdog.stderr.trim().split('\n')).toEqual([
+      'drover watchdog schedule: --profile: expected one of predictive | nova | kubevirt, got "strict"',
+      'drover watchdog schedule: --mem-mib: expected a positive number, got "abc"',
+      'drover watchdog schedule: --budget-ms: expected a positive number, got "-3"',
+    ]);
+    expect(watchdog.code).toBe(EXIT.badInput);
+    const collect = await drover(['collect', '--once', '--hosts', 'abc', '--vms-per-host', '0']);
+    expect(collect.stderr.trim().split('\n')).toEqual([
+      'drover collect: --hosts: expected a positive integer, got "abc"',
+      'drover collect: --vms-per-host: expected a positive integer, got "0"',
+    ]);
+    expect(collect.code).toBe(EXIT.badInput);
+    // Refused before any request: the URL need not answer.
+    const drain = await drover(['drain', 'kvm-01', '--poll-ms', 'abc', '--url', 'http://127.0.0.1:9']);
+    expect(drain.stderr).toContain('--poll-ms: expected a number >= 50, got "abc"');
+    expect(drain.code).toBe(EXIT.usage);
+  }, 300_000);
+});

@@ -9,6 +9,7 @@ import type { Snapshot } from '../../domain/snapshot.js';
 import { parseWith, positiveInt } from '../../domain/validation.js';
 import type { Hypervisor } from '../../hypervisor/hypervisor.js';
 import { generateCluster, SimHypervisor, VirtualClock } from '../../hypervisor/sim/index.js';
+import { flagErrorLines } from '../flags.js';
 
 /** Exit codes (the same values as EXIT in main.ts). */
 const EXIT_FAILURE = 1;
@@ -101,7 +102,7 @@ export function registerCollectCommand(program: Command): void {
       try {
         args = parseWith(CollectArgsSchema, raw, 'drover collect');
       } catch (err) {
-        console.error(errorMessage(err));
+        for (const line of flagErrorLines(err, raw, 'drover collect')) console.error(line);
         process.exit(err instanceof ValidationError ? EXIT_BAD_INPUT : EXIT_FAILURE);
       }
       if (!args.once) {

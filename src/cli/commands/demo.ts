@@ -180,7 +180,7 @@ async function runDemo(flags: DemoFlags): Promise<ExitCode> {
     throw new CliError(
       EXIT.usage,
       'invalid_input',
-      `--speed: expected a positive number, got ${flags.speed}`,
+      `--speed: expected a positive number, got ${JSON.stringify(flags.speed)}`,
     );
   const dir = await mkdtemp(join(tmpdir(), 'drover-demo-'));
   const token = randomBytes(24).toString('hex');

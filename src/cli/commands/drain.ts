@@ -160,7 +160,7 @@ export function registerDrainCommand(program: Command): void {
         throw new CliError(
           EXIT.usage,
           'invalid_input',
-          `--poll-ms: expected a number >= 50, got ${flags.pollMs}`,
+          `--poll-ms: expected a number >= 50, got ${JSON.stringify(flags.pollMs)}`,
         );
       const path = `/v1/hosts/${encodeURIComponent(host)}/drain`;
       const partial = Boolean(flags.partial);

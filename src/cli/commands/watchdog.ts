@@ -1,7 +1,6 @@
 // `drover watchdog schedule`: prints what a watchdog profile will do to a migration over time.
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { errorMessage } from '../../domain/errors.js';
 import { oneOf, parseWith, positiveNumber } from '../../domain/validation.js';
 import {
   describeSchedule,
@@ -9,6 +8,7 @@ import {
   watchdogSchedule,
   type WatchdogSchedule,
 } from '../../executor/watchdog-schedule.js';
+import { flagErrorLines } from '../flags.js';
 
 /** Exit code for bad input (the same value as EXIT.badInput in main.ts). */
 const EXIT_BAD_INPUT = 3;
@@ -122,7 +122,8 @@ export function registerWatchdogCommand(program: Command): void {
       try {
         report = scheduleReport(opts);
       } catch (err) {
-        process.stderr.write(`${errorMessage(err)}\n`);
+        for (const line of flagErrorLines(err, opts, 'drover watchdog schedule'))
+          process.stderr.write(`${line}\n`);
         process.exitCode = EXIT_BAD_INPUT;
         return;
       }
