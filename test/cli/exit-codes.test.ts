@@ -134,7 +134,7 @@ describe('drover drain --no-wait', () => {
   it('exits notConverged and says nothing moved when no VM can leave the host', async () => {
     const admin = ['--url', svc.apiUrl!, '--token', ADMIN_TOKEN];
     const run = await drover(['drain', 'kvm-04', '--yes', '--no-wait', ...admin]);
-    expect(run.stdout).toMatch(/^skipped 00000000-0000-4000-8000-000000000104: /m);
+    expect(run.stdout).toMatch(/^skipped big-04: /m);
     // The service stores the plan with no moves and completes it at once.
     expect(run.stdout).toMatch(/\(plan drain-\S+, completed; `drover activate kvm-04` ends maintenance\)/);
     expect(run.stdout).toMatch(/nothing moved: 1 VM\(s\) stay on kvm-04, which is in maintenance/);
@@ -147,6 +147,11 @@ describe('drover drain --no-wait', () => {
     expect(shown.plan.plan.steps).toEqual([]);
     expect(shown.plan.plan.skipped).toHaveLength(1);
     expect(json.code).toBe(EXIT.notConverged);
+    // Followed to the end with --partial: the VM that stayed is named in the summary.
+    const partial = await drover(['drain', 'kvm-04', '--yes', '--partial', '--poll-ms', '200', ...admin]);
+    expect(partial.stdout).toMatch(/^skipped big-04: /m);
+    expect(partial.stdout).toContain('1 VM(s) stay on kvm-04: big-04');
+    expect(partial.code).toBe(EXIT.notConverged);
   }, 300_000);
 });
 

@@ -131,6 +131,8 @@ describe('drover drain', () => {
     const run = await drover(['drain', 'kvm-03', '--yes', '--poll-ms', '200', ...admin()]);
     expect(run.stderr).toMatch(/: completed/);
     expect(run.stdout).toMatch(/^VM\s+TO\s+RESULT\s+TOOK$/m);
+    // The drain plan names its VM as `plan` and `status` do (kvm-03 carries vm-8).
+    expect(run.stdout).toMatch(/^vm-8\s+kvm-03\s+kvm-0[124]\s+live\s/m);
     expect(run.stdout).toMatch(/plan drain-\S+: completed \(1 completed, 0 aborted, 0 failed, 0 skipped\)/);
     expect(run.code).toBe(EXIT.ok);
     const hosts = (await svc.service.listHosts()).find((h) => h.id === 'kvm-03');

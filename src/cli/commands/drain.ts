@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline/promises';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import type { Plan } from '../../domain/plan.js';
+import type { Snapshot } from '../../domain/snapshot.js';
 import type { CreatedPlan, MigrationView } from '../../service/operations.js';
 import type { PlanRecord } from '../../service/plan-store.js';
 import {
@@ -15,7 +16,7 @@ import {
   type ConnectionFlags,
 } from '../api-client.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
-import { duration, num, paint, printJson, table, useColour } from '../output.js';
+import { duration, num, paint, printJson, table } from '../output.js';
 
 interface DrainFlags extends ConnectionFlags {
   yes?: boolean;
@@ -27,11 +28,12 @@ interface DrainFlags extends ConnectionFlags {
 const FINAL = new Set(['completed', 'failed', 'cancelled', 'expired']);
 const ENDED = new Set(['completed', 'aborted', 'failed', 'skipped', 'stuck', 'removed']);
 
-export function planTable(plan: Plan): string {
+export function planTable(plan: Plan, names: ReadonlyMap<string, string> = new Map()): string {
+  const name = (vm: string) => names.get(vm) ?? vm;
   const steps = table(
     ['VM', 'FROM', 'TO', 'KIND', '>PREDICTED', '>DOWNTIME', '>MiB', 'WHY'],
     plan.steps.map((s) => [
-      s.vm,
+      name(s.vm),
       s.from,
       s.to,
       s.kind,
@@ -42,7 +44,7 @@ export function planTable(plan: Plan): string {
     ]),
   );
   const lines = [plan.steps.length > 0 ? steps : 'no VM to move'];
-  for (const skip of plan.skipped) lines.push(`${paint('skipped', 'yellow')} ${skip.vm}: ${skip.why}`);
+  for (const skip of plan.skipped) lines.push(`${paint('skipped', 'yellow')} ${name(skip.vm)}: ${skip.why}`);
   if (plan.note) lines.push(plan.note);
   lines.push(
     `${plan.steps.length} move(s), ${plan.skipped.length} skipped, ETA ${duration(plan.etaS ?? null)}` +
@@ -165,7 +167,14 @@ export function registerDrainCommand(program: Command): void {
       const path = `/v1/hosts/${encodeURIComponent(host)}/drain`;
       const partial = Boolean(flags.partial);
       const preview = await client.post<CreatedPlan>(path, { dryRun: true, partial });
-      if (!flags.json) process.stdout.write(`Drain plan for ${host}:\n${planTable(preview.plan)}\n`);
+      // VM names as `plan` and `status` show them, from the daemon's latest snapshot (ids if it has none).
+      const names = flags.json
+        ? new Map<string, string>()
+        : await client
+            .get<Snapshot>('/v1/snapshots/latest')
+            .then((snap) => new Map(snap.vms.map((v) => [v.id, v.name])))
+            .catch(() => new Map<string, string>());
+      if (!flags.json) process.stdout.write(`Drain plan for ${host}:\n${planTable(preview.plan, names)}\n`);
       if (!flags.yes) {
         if (!process.stdin.isTTY)
           throw new CliError(
@@ -220,9 +229,10 @@ export function registerDrainCommand(program: Command): void {
         process.stdout.write(
           `plan ${result.record.plan.id}: ${paint(result.record.status, colour)}${last?.note ? ` (${last.note})` : ''}\n`,
         );
-        if (useColour() && result.record.plan.skipped.length > 0)
+        const stayed = result.record.plan.skipped.map((s) => names.get(s.vm) ?? s.vm);
+        if (stayed.length > 0)
           process.stdout.write(
-            paint(`${result.record.plan.skipped.length} VM(s) stay on ${host}\n`, 'yellow'),
+            paint(`${stayed.length} VM(s) stay on ${host}: ${stayed.join(', ')}\n`, 'yellow'),
           );
       }
       return outcomeExit(result.record, result.migrations);
