@@ -12,7 +12,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts', 'policies/**/*.test.ts'],
-          exclude: ['test/lab-tests/**', '**/node_modules/**'],
+          exclude: ['test/lab/**', '**/node_modules/**'],
           globalSetup: ['test/support/global-redis.ts'],
           testTimeout: 30_000,
           hookTimeout: 120_000,
@@ -22,7 +22,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'lab',
-          include: ['test/lab-tests/**/*.test.ts'],
+          include: ['test/lab/**/*.test.ts'],
           globalSetup: ['test/support/global-redis.ts', 'test/lab/global-lab.ts'],
           fileParallelism: false,
           testTimeout: 90_000,

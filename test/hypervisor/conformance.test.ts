@@ -56,5 +56,5 @@ describeConformance('SimHypervisor on a ScaledClock', () => {
   });
 });
 
-// Real libvirt: test/lab-tests/conformance-libvirt.test.ts runs the same suite against the lab's daemons
+// Real libvirt: test/lab/conformance-libvirt.test.ts runs the same suite against the lab's daemons
 // (run: realTimeRun). Another implementation adds its own describeConformance(...) call like these.

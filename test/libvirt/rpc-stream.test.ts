@@ -2,7 +2,7 @@
 // answers as libvirtd does (remote_daemon_stream.c): the opening call gets a REPLY, data travels as
 // STREAM + CONTINUE raw bytes with the call's procedure and serial, the end is STREAM + OK confirmed by
 // STREAM + OK, failures are STREAM + ERROR (or REPLY + ERROR) with a remote_error body. The same framing
-// against a real libvirtd is in test/lab-tests/block-migration.test.ts.
+// against a real libvirtd is in test/lab/block-migration.test.ts.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';

@@ -3,14 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtClient, uuidToString } from '../../src/libvirt/libvirt-client.js';
 import { isNoDomain, LibvirtError } from '../../src/libvirt/errors.js';
 import { DomainState, DomainStatsTypes, ListDomainsFlags } from '../../src/libvirt/remote-protocol.js';
-import {
-  defineGuest,
-  guestName,
-  labClient,
-  labHosts,
-  removeGuest,
-  type LabGuest,
-} from '../lab/lab-client.js';
+import { defineGuest, guestName, labClient, labHosts, removeGuest, type LabGuest } from './lab-client.js';
 
 describe('libvirt client over a unix socket', () => {
   let client: LibvirtClient;

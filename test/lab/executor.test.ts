@@ -22,7 +22,7 @@ import {
   removeGuest,
   waitFor,
   type LabGuest,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 import { startWorkerProcess } from '../executor/support/spawn-worker.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 

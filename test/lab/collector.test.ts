@@ -20,7 +20,7 @@ import {
   stopDaemon,
   waitFor,
   type LabGuest,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const HOST = 'lab1';

@@ -15,7 +15,7 @@ import {
   labHostConfigs,
   removeGuest,
   waitFor,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';

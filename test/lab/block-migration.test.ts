@@ -26,7 +26,7 @@ import {
   removeGuest,
   waitFor,
   type LabGuest,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';

@@ -27,7 +27,7 @@ import {
   removeGuest,
   waitFor,
   type LabGuest,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 

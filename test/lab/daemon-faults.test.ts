@@ -16,7 +16,7 @@ import {
   resumeDaemon,
   startDaemon,
   waitFor,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 
 const HOST = 'lab2';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtClient } from '../../src/libvirt/libvirt-client.js';
 import { isConnectionLost } from '../../src/libvirt/errors.js';
-import { labCommand, labDir, labHost } from '../lab/lab-client.js';
+import { labCommand, labDir, labHost } from './lab-client.js';
 
 const HOST = 'lab2';
 

@@ -11,7 +11,7 @@ import {
   removeGuest,
   waitFor,
   type LabGuest,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 
 const HOST = 'lab1';
 

@@ -25,7 +25,7 @@ import {
   startDaemon,
   waitFor,
   type LabGuest,
-} from '../lab/lab-client.js';
+} from './lab-client.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { startWorkerProcess } from '../executor/support/spawn-worker.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';

@@ -1,7 +1,7 @@
 // The shared Hypervisor conformance suite on LibvirtHypervisor against the lab's real daemons and guests.
 import { afterAll } from 'vitest';
 import { describeConformance, realTimeRun, type ConformanceTarget } from '../hypervisor/conformance-suite.js';
-import { labHostConfigs, defineGuest, removeGuest, waitFor, type LabGuest } from '../lab/lab-client.js';
+import { labHostConfigs, defineGuest, removeGuest, waitFor, type LabGuest } from './lab-client.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 
 const SRC = 'lab1';
