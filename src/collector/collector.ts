@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { withDeadline } from '../clock/deadline.js';
 import type { Clock } from '../domain/clock.js';
 import { errorCode, errorMessage } from '../domain/errors.js';
 import { HostSchema, VmSchema, spreadOf, type Snapshot } from '../domain/snapshot.js';
@@ -117,9 +118,6 @@ function newlyMeasured(before: HostHistory, after: HostHistory): string[] {
   }
   return out;
 }
-
-/** Abort reason of a finished call's timeout timer (a constant: abort() would build a DOMException each time). */
-const TIMER_CANCELLED = Symbol('timer cancelled');
 
 /**
  * The collector gives the event loop a turn after this many hosts (sampled, serialised or counted). A
@@ -672,20 +670,9 @@ export class Collector {
   }
 
   /** Races the work against the host timeout on the collector's clock. */
-  private async withTimeout<T>(hostId: string, what: string, work: Promise<T>): Promise<T> {
-    const abort = new AbortController();
+  private withTimeout<T>(hostId: string, what: string, work: Promise<T>): Promise<T> {
     const timeoutMs = this.options.hostTimeoutMs;
-    const timer = this.clock.sleep(timeoutMs, abort.signal).then(
-      () => {
-        throw new HostTimeoutError(hostId, timeoutMs, what);
-      },
-      () => undefined as never,
-    );
-    try {
-      return await Promise.race([work, timer]);
-    } finally {
-      abort.abort(TIMER_CANCELLED);
-    }
+    return withDeadline(this.clock, timeoutMs, work, () => new HostTimeoutError(hostId, timeoutMs, what));
   }
 
   private async mapLimited<T, R>(

@@ -19,6 +19,8 @@ import {
   type DroverErrorCode,
   type InputIssue,
 } from '../domain/errors.js';
+import { SystemClock } from '../clock/clocks.js';
+import { withDeadline } from '../clock/deadline.js';
 import { nonEmptyString, oneOf, parseWith, positiveInt } from '../domain/validation.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import type { ApiRole, ApiToken } from './config.js';
@@ -51,21 +53,16 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export const REDIS_WAIT_MS = 5000;
 
 /** Rejects with redis_unavailable when `work` has not settled within `ms`. */
-async function withinDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(new HttpError('redis_unavailable', `no answer from drover's Redis within ${ms} ms (${what})`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
+function withinDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return withDeadline(
+    REAL_TIME,
+    ms,
+    work,
+    () => new HttpError('redis_unavailable', `no answer from drover's Redis within ${ms} ms (${what})`),
+  );
 }
+
+const REAL_TIME = new SystemClock();
 
 /** Longest id in a path (plans, hosts, VMs); a longer one is refused with 400 naming the parameter. */
 export const MAX_ID_LENGTH = 256;

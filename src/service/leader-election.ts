@@ -8,6 +8,9 @@
 // replaced within one lease period of its last renewal.
 import { EventEmitter } from 'node:events';
 import type { Redis, Cluster } from 'ioredis';
+import { SystemClock } from '../clock/clocks.js';
+import { withDeadline } from '../clock/deadline.js';
+import type { Clock } from '../domain/clock.js';
 import { DroverError, errorMessage } from '../domain/errors.js';
 
 export type RedisClient = Redis | Cluster;
@@ -31,6 +34,8 @@ export interface LeaderElectionOptions {
   instance: string;
   leaseMs: number;
   log?: LeaseLogger;
+  /** Times Redis's answers (default: real time). */
+  clock?: Clock;
 }
 
 export interface LeaderElectionEvents {
@@ -77,6 +82,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   private readonly fenceKey: string;
   private readonly stepMs: number;
   private readonly marginMs: number;
+  private readonly clock: Clock;
   private held: { value: string; token: number } | null = null;
   private validUntil = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -92,6 +98,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.fenceKey = `${options.prefix}:leader:fence`;
     this.stepMs = Math.max(50, Math.floor(options.leaseMs / 4));
     this.marginMs = Math.max(20, Math.floor(options.leaseMs / 10));
+    this.clock = options.clock ?? new SystemClock();
   }
 
   get instance(): string {
@@ -163,7 +170,9 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     let next = this.stepMs;
     try {
       const holderValue = this.held?.value ?? '';
-      const reply = (await withTimeout(
+      const reply = (await withDeadline(
+        this.clock,
+        this.stepMs,
         this.options.redis.eval(
           ACQUIRE,
           2,
@@ -173,7 +182,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
           String(this.options.leaseMs),
           holderValue,
         ),
-        this.stepMs,
+        () => new DroverError('redis_timeout', `no answer from Redis within ${this.stepMs} ms`),
       )) as [number, string, number?];
       const [ok, value, ttlMs] = reply;
       if (ok === 1) {
@@ -220,20 +229,5 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.validUntil = 0;
     this.options.log?.warn({ reason }, 'no longer leader');
     this.emit('demoted', reason);
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new DroverError('redis_timeout', `no answer from Redis within ${ms} ms`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -5,6 +5,8 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
+import { SystemClock } from '../../clock/clocks.js';
+import { withDeadline } from '../../clock/deadline.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { Hypervisor } from '../../hypervisor/hypervisor.js';
 import { loadPolicy } from '../../planner/load-policy.js';
@@ -27,19 +29,11 @@ export interface Check {
 /** Largest tolerated difference between this machine's clock and Redis's (leases and plan expiry use both). */
 const MAX_SKEW_MS = 2000;
 
-async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return withDeadline(REAL_TIME, ms, work, () => new Error(`${what}: no answer within ${ms} ms`));
 }
+
+const REAL_TIME = new SystemClock();
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
