@@ -1,4 +1,4 @@
-// bench/collector: one collector process sampling simulated fleets of 100, 1,000 and 5,000 hosts with 30 VMs
+// bench/collector/collection-cpu.ts: one collector process sampling simulated fleets of 100, 1,000 and 5,000 hosts with 30 VMs
 // each on a 30 s interval. Reports the CPU time one cycle takes (process.cpuUsage: user + system, this
 // process only — the in-process simulator answering the calls is included, redis-server is not) and the part
 // spent building and writing the snapshot. Goal: 1,000 hosts x 30 VMs under 25 % of one core.
