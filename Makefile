@@ -38,4 +38,4 @@ bench: setup-lab
 	npm run bench
 
 clean:
-	rm -rf dist coverage .test-results.json
+	rm -rf dist coverage .test-results.json .test-results-*.json .test-lab.log

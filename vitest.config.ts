@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
-    reporters: ['default', ['json', { outputFile: '.test-results.json' }]],
+    // scripts/test.sh runs the two projects as two processes, each with its own report (joined afterwards).
+    reporters: ['default', ['json', { outputFile: process.env.DROVER_TEST_RESULTS ?? '.test-results.json' }]],
     projects: [
       {
         extends: true,

@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# `make test`: type-check, lint, then every vitest suite (the lab-backed ones bring their own libvirt lab up).
+# `make test`: type-check, lint, then every vitest suite. The unit project and the lab project (real libvirt
+# daemons and QEMU guests, one file at a time) run as two vitest processes side by side — one vitest runs a
+# single-worker project only after all the others — and their JSON reports are joined in .test-results.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 echo "== typecheck"; npx tsc -p tsconfig.json --noEmit || status=1
 echo "== lint"; npx eslint . || status=1
 echo "== format"; npx prettier --check . >/dev/null || { npx prettier --check . ; status=1; }
-echo "== tests"; npx vitest run || status=1
+
+rm -f .test-results.json .test-results-unit.json .test-results-lab.json
+echo "== tests (lab tests run alongside; their output follows the unit tests')"
+DROVER_TEST_RESULTS=.test-results-lab.json npx vitest run --project lab >.test-lab.log 2>&1 &
+lab=$!
+trap 'kill "$lab" 2>/dev/null' INT TERM
+DROVER_TEST_RESULTS=.test-results-unit.json npx vitest run --project unit || status=1
+wait "$lab" || status=1
+echo "== lab tests"; cat .test-lab.log
+npx tsx test/support/merge-test-results.ts .test-results.json .test-results-unit.json .test-results-lab.json
 exit $status
