@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up shared by `make demo` and `make test`: Node dependencies and the Debian packages drover's runs need.
-#   scripts/setup.sh            npm dependencies + redis-server
+#   scripts/setup.sh            npm dependencies + redis-server, redis-sentinel
 #   scripts/setup.sh --lab      also the libvirt lab's packages (libvirt daemon, QEMU, compiler for the guest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,8 @@ fi
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Tests of drover on Redis Sentinel start their own sentinels.
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 if [ "$want_lab" = 1 ]; then
   command -v libvirtd >/dev/null 2>&1 || missing+=(libvirt-daemon libvirt-daemon-driver-qemu)
   command -v virsh >/dev/null 2>&1 || missing+=(libvirt-clients)

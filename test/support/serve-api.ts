@@ -1,0 +1,63 @@
+// Talking to a `drover serve` process from a test: its API with the admin token, its Prometheus counters,
+// and the invariant read from its latest snapshot (the simulated cluster lives inside the process, so the
+// snapshot, built from every host's own VM list, is the outside view of where each VM runs).
+export interface ApiReply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export function apiClient(port: number, token: string) {
+  return async (method: string, path: string, body: unknown = {}): Promise<ApiReply> => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(method === 'POST' ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  };
+}
+
+/** Sum of a Prometheus counter's samples whose labels include every `labels` pair. */
+export async function counter(
+  port: number,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await res.text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Completed migrations per VM (`drover_vm_migrations_total`, needs metrics.perVmSeries). */
+export async function migrationsPerVm(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^drover_vm_migrations_total\{[^}]*vm="([^"]+)"[^}]*\} (\S+)$/.exec(line);
+    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+export interface SnapshotView {
+  takenAt: string;
+  hosts: { id: string; state: string }[];
+  vms: { id: string; host: string; state: string }[];
+}
+
+/** One line per VM of `vmIds` that does not run on exactly one host in the snapshot. */
+export function placementViolations(snapshot: SnapshotView, vmIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const id of vmIds) {
+    const on = snapshot.vms.filter((v) => v.id === id && v.state !== 'shutoff').map((v) => v.host);
+    if (on.length !== 1) out.push(`${id}: running on ${on.length} hosts (${on.join(', ')})`);
+  }
+  return out;
+}
