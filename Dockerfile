@@ -34,6 +34,8 @@ COPY bin ./bin
 COPY data ./data
 COPY policies ./policies
 COPY drover.example.yaml ./drover.example.yaml
+# JSON Schemas of the config and policy files (the examples' yaml-language-server comments point here).
+COPY schemas ./schemas
 # The image's `node` user (uid 1000) owns nothing but may read everything above.
 USER node
 EXPOSE 8080

@@ -1,6 +1,7 @@
 // Shared zod building blocks and the formatter that turns zod issues into `path: expected X, got Y` lines.
 import { z } from 'zod';
 import { ValidationError, type InputIssue } from './errors.js';
+import { knownKeysAt, nearestKey } from './key-suggestions.js';
 
 /** Renders a received value for an error message: strings quoted, long values cut. */
 export function show(value: unknown): string {
@@ -58,13 +59,26 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-export function zodIssues(error: z.ZodError): InputIssue[] {
+/** What was validated: lets an unknown key's message name the known key it was probably meant to be. */
+export interface IssueContext {
+  schema: z.ZodType;
+  data: unknown;
+}
+
+/** `unknown field`, with "did you mean `x`?" when a known key at the same place is spelt nearly the same. */
+export function unknownFieldMessage(key: string, known: readonly string[]): string {
+  const near = nearestKey(key, known);
+  return near === undefined ? 'unknown field' : `unknown field; did you mean \`${near}\`?`;
+}
+
+export function zodIssues(error: z.ZodError, context?: IssueContext): InputIssue[] {
   const issues: InputIssue[] = [];
   for (const issue of error.issues) {
     const path = formatPath(issue.path);
     if (issue.code === 'unrecognized_keys') {
+      const known = context ? knownKeysAt(context.schema, context.data, issue.path) : [];
       for (const key of issue.keys) {
-        issues.push({ path: formatPath([...issue.path, key]), message: 'unknown field' });
+        issues.push({ path: formatPath([...issue.path, key]), message: unknownFieldMessage(key, known) });
       }
       continue;
     }
@@ -73,7 +87,10 @@ export function zodIssues(error: z.ZodError): InputIssue[] {
       const deepest = issue.errors.reduce((a, b) => (b.length > a.length ? b : a), issue.errors[0] ?? []);
       if (deepest.length > 0) {
         issues.push(
-          ...zodIssues(new z.ZodError(deepest.map((i) => ({ ...i, path: [...issue.path, ...i.path] })))),
+          ...zodIssues(
+            new z.ZodError(deepest.map((i) => ({ ...i, path: [...issue.path, ...i.path] }))),
+            context,
+          ),
         );
         continue;
       }
@@ -97,6 +114,6 @@ export function parseWith<S extends z.ZodType>(schema: S, data: unknown, source 
       throw new ValidationError(source, [{ path: '', message: `cannot validate: ${err.message}` }]);
     throw err;
   }
-  if (!result.success) throw new ValidationError(source, zodIssues(result.error));
+  if (!result.success) throw new ValidationError(source, zodIssues(result.error, { schema, data }));
   return result.data;
 }

@@ -117,7 +117,6 @@ export const ExecutorOptionsSchema = z.strictObject({
       quarantineMaxS: positiveNumber().default(7 * 24 * 3600),
     })
     .prefault({}),
-  reconcileIntervalMs: positiveInt().default(60_000),
   /** Completed and failed jobs kept for inspection (count). */
   keepJobs: nonNegativeInt().default(200),
 });

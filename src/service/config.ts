@@ -168,7 +168,6 @@ export const SchedulesConfigSchema = z.strictObject({
       timezone: nonEmptyString().optional(),
     })
     .prefault({}),
-  collect: z.strictObject({ intervalS: positiveNumber().default(15) }).prefault({}),
   /** The reconciler (VMs active on two hosts) runs this often, on the leader. */
   reconcile: z.strictObject({ intervalS: positiveNumber().default(60) }).prefault({}),
   /** Plan upkeep (expire stale pending plans, close finished ones, drain gauges) runs this often, on the leader. */
@@ -280,12 +279,30 @@ export interface LoadedConfig {
   tokens: ApiToken[];
 }
 
+/**
+ * Fields earlier versions accepted but never acted on, and what does their job. A config that still sets one
+ * is refused with this text, so nobody keeps tuning a knob that does nothing.
+ */
+export const REMOVED_CONFIG_FIELDS: Readonly<Record<string, string>> = {
+  'schedules.collect':
+    'removed: it was never read; the collector samples every `collector.intervalS` seconds (delete this section)',
+  'executor.reconcileIntervalMs':
+    'removed: it was never read; the reconciler runs every `schedules.reconcile.intervalS` seconds (delete this field)',
+};
+
 /** Validates an already-parsed config document. */
 export function parseConfig(data: unknown, source = 'config'): Config {
   try {
     return parseWith(ConfigSchema, data, source);
   } catch (err) {
-    if (err instanceof ValidationError) throw new ConfigError(source, err.issues);
+    if (err instanceof ValidationError)
+      throw new ConfigError(
+        source,
+        err.issues.map((i) => {
+          const removed = REMOVED_CONFIG_FIELDS[i.path];
+          return removed === undefined ? i : { path: i.path, message: removed };
+        }),
+      );
     throw err;
   }
 }

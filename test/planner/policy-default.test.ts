@@ -15,7 +15,7 @@ describe('policies/default.yaml', () => {
     const { rules: _none, ...defaults } = DEFAULT_POLICY;
     expect(settings).toEqual(defaults);
     expect(rules.map((r) => r.name)).toEqual(['opt-out', 'pinned', 'keep-ha-groups-apart']);
-    expect(readFileSync(path, 'utf8')).toMatch(/^# drover's default policy/);
+    expect(readFileSync(path, 'utf8')).toMatch(/^# drover's default policy/m);
   });
 
   it('keeps opted-out and pinned VMs in place and HA group members apart', async () => {

@@ -57,6 +57,35 @@ describe('policy validation', () => {
     expect(msg).toContain('p.yaml: rules[2].event.params: expected exactly one of group or byLabel');
   });
 
+  it('names the known key a misspelt one was probably meant to be, at any depth', () => {
+    const msg = messageOf(() =>
+      parsePolicy(
+        {
+          limits: { maxMovePerRun: 3 },
+          Balance: {},
+          watchdog: { nova: { maxDowntimeMS: 5 } },
+          rules: [
+            {
+              name: 'a',
+              conditions: { all: [{ fact: 'vm.id', operator: 'equal', value: 'x', priorty: 2 }] },
+              event: { type: 'pin', parms: {} },
+            },
+          ],
+          colour: 'blue',
+        },
+        'p.yaml',
+      ),
+    );
+    expect(msg.split('\n').sort()).toEqual([
+      'p.yaml: Balance: unknown field; did you mean `balance`?',
+      'p.yaml: colour: unknown field',
+      'p.yaml: limits.maxMovePerRun: unknown field; did you mean `maxMovesPerRun`?',
+      'p.yaml: rules[0].conditions.all[0].priorty: unknown field; did you mean `priority`?',
+      'p.yaml: rules[0].event.parms: unknown field; did you mean `params`?',
+      'p.yaml: watchdog.nova.maxDowntimeMS: unknown field; did you mean `maxDowntimeMs`?',
+    ]);
+  });
+
   it('reports duplicate rule names', () => {
     const rule = { name: 'same', conditions: { all: [] }, event: { type: 'exclude' } };
     expect(messageOf(() => parsePolicy({ rules: [rule, rule] }, 'p.yaml'))).toBe(

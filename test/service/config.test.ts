@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
 import { ConfigError, loadConfig } from '../../src/service/config.js';
 
 let dir = '';
@@ -40,7 +42,7 @@ describe('loadConfig', () => {
   it('fills documented defaults and resolves paths against the config file', async () => {
     const loaded = await loadConfig(await write('min.yaml', minimal), {});
     expect(loaded.config.schedules.rebalance.cron).toBe('*/10 * * * *');
-    expect(loaded.config.schedules.collect.intervalS).toBe(15);
+    expect(loaded.config.schedules.reconcile.intervalS).toBe(60);
     expect(loaded.config.automation).toEqual({ level: 'partial', planMaxAgeS: 600 });
     expect(loaded.config.redis.prefix).toBe('{drover}');
     expect(loaded.config.leader.leaseMs).toBe(10_000);
@@ -61,7 +63,7 @@ hypervisor:
 policy: { file: p.yaml, wach: true }
 schedules:
   rebalance: { cron: "61 * * * *" }
-  collect: { intervalS: 0 }
+  reconcile: { intervalS: 0 }
 automation: { level: sometimes }
 redis: { prefix: drover }
 api:
@@ -81,7 +83,7 @@ colour: blue
         'hypervisor.hosts[1].uri',
         'policy.wach',
         'schedules.rebalance.cron',
-        'schedules.collect.intervalS',
+        'schedules.reconcile.intervalS',
         'automation.level',
         'redis.prefix',
         'api.port',
@@ -174,6 +176,55 @@ api: { tokens: [{ name: ops, role: admin, value: "0123456789abcdef0123" }] }
         'executor.prefix',
       ]),
     );
+  });
+
+  it('refuses the removed fields, naming what does their job', async () => {
+    const path = await write(
+      'removed.yaml',
+      `${minimal}schedules: { collect: { intervalS: 15 } }\nexecutor: { reconcileIntervalMs: 60000 }\n`,
+    );
+    const expected = [
+      'schedules.collect: removed: it was never read; the collector samples every `collector.intervalS` seconds (delete this section)',
+      'executor.reconcileIntervalMs: removed: it was never read; the reconciler runs every `schedules.reconcile.intervalS` seconds (delete this field)',
+    ];
+    expect(await issuesOf(path)).toEqual(expected);
+    // `drover serve` refuses to start on it, printing the same lines.
+    const serve = await new Promise<{ code: number; stderr: string }>((done) => {
+      execFile(
+        process.execPath,
+        [join(import.meta.dirname, '../../bin/drover.js'), 'serve', '--config', path],
+        { timeout: 120_000 },
+        (err, _stdout, stderr) => done({ code: typeof err?.code === 'number' ? err.code : 0, stderr }),
+      );
+    });
+    expect(serve.code).toBe(EXIT.badInput);
+    for (const line of expected) expect(serve.stderr).toContain(`${path}: ${line}`);
+  });
+
+  it('suggests the nearest known key for a misspelt one, in the branch the document chose', async () => {
+    const path = await write(
+      'typos.yaml',
+      `
+hypervisor:
+  kind: libvirt
+  hosts: [{ id: kvm-01, uri: "qemu+tcp://a/system", bandwidthMibps: 100, sharedStoragePath: [/x] }]
+  option: {}
+policy: { file: p.yaml, wach: true }
+collecter: {}
+schedules: { rebalance: { timeZone: UTC } }
+api: { tokens: [{ name: ops, role: admin, value: "0123456789abcdef0123" }] }
+colour: blue
+`,
+    );
+    expect((await issuesOf(path)).sort()).toEqual([
+      'collecter: unknown field; did you mean `collector`?',
+      'colour: unknown field',
+      'hypervisor.hosts[0].bandwidthMibps: unknown field; did you mean `bandwidthMiBps`?',
+      'hypervisor.hosts[0].sharedStoragePath: unknown field; did you mean `sharedStoragePaths`?',
+      'hypervisor.option: unknown field; did you mean `options`?',
+      'policy.wach: unknown field; did you mean `watch`?',
+      'schedules.rebalance.timeZone: unknown field; did you mean `timezone`?',
+    ]);
   });
 
   it('rejects an unknown hypervisor kind naming the field', async () => {

@@ -39,7 +39,7 @@ async function writeDemoConfig(dir: string, speed: number, token: string): Promi
     hypervisor: { kind: 'sim', cluster: 'cluster.json', speed, bandwidthNoisePct: 3 },
     policy: { file: join(REPO_ROOT, 'policies', 'default.yaml'), watch: false },
     // The demo drives planning itself; the daemon still collects and reconciles on its own schedule.
-    schedules: { rebalance: { enabled: false }, collect: { intervalS: 1 }, reconcile: { intervalS: 5 } },
+    schedules: { rebalance: { enabled: false }, reconcile: { intervalS: 5 } },
     automation: { level: 'manual', planMaxAgeS: 3600 },
     api: { host: '127.0.0.1', port: 0, tokens: [{ name: 'demo', role: 'admin', value: token }] },
     collector: { intervalS: 10, primeDelayMs: 200, dirtyRate: { windowS: 5, maxPerHost: 8, remeasureS: 60 } },

@@ -215,7 +215,7 @@ async function writeLabConfig(
       options: { callTimeoutMs: 30_000, reconnectMinMs: 200, reconnectMaxMs: 2_000 },
     },
     policy: { file: join(dir, 'lab-policy.yaml'), watch: false },
-    schedules: { rebalance: { enabled: false }, collect: { intervalS: 2 }, reconcile: { intervalS: 10 } },
+    schedules: { rebalance: { enabled: false }, reconcile: { intervalS: 10 } },
     automation: { level: 'manual', planMaxAgeS: 3600 },
     api: { host: '127.0.0.1', port: 0, tokens: [{ name: 'lab-demo', role: 'admin', value: token }] },
     // Each guest is measured once (libvirt's dirty-rate calculation over 3 s); not again during the story.
