@@ -14,6 +14,10 @@ import { registerCollectCommand } from './commands/collect.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerPlanCommand } from './commands/plan.js';
 import { registerLabDemoCommand } from './commands/lab-demo.js';
+import { registerAutomationCommands } from './commands/automation.js';
+import { registerPlansCommands } from './commands/plans.js';
+import { registerQuarantineCommand } from './commands/quarantine.js';
+import { registerAuditCommand } from './commands/audit.js';
 
 import { DROVER_VERSION } from '../domain/version.js';
 
@@ -41,5 +45,9 @@ registerCollectCommand(program);
 registerDemoCommand(program);
 registerPlanCommand(program);
 registerLabDemoCommand(program);
+registerAutomationCommands(program);
+registerPlansCommands(program);
+registerQuarantineCommand(program);
+registerAuditCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 // Per-VM migration history in Redis: the executor appends a record after each migration; the planner reads
 // it (cooldown, daily budget, quarantine, the predictor's correction). A VM that failed to converge is
-// quarantined with exponential back-off; a completed migration lifts the quarantine.
+// quarantined with exponential back-off; a completed migration lifts the quarantine, and so can an operator.
+// `<prefix>:quarantined` indexes the VMs with a quarantine record, so they can be listed without a key scan.
 import type { Redis } from 'ioredis';
 import type { Clock } from '../domain/clock.js';
 import { DroverError } from '../domain/errors.js';
@@ -15,6 +16,11 @@ export interface HistoryStoreOptions {
 export interface QuarantineState {
   failures: number;
   until: string | null;
+}
+
+/** A VM's quarantine as an operator sees it. */
+export interface QuarantineRecord extends QuarantineState {
+  vmId: string;
 }
 
 export class HistoryStore {
@@ -38,6 +44,10 @@ export class HistoryStore {
     return `${this.prefix}:quarantine:${vmId}`;
   }
 
+  private get indexKey(): string {
+    return `${this.prefix}:quarantined`;
+  }
+
   /**
    * Appends a record. `failedToConverge` (an abort for a stall or a deadline) extends the quarantine:
    * base x 2^(failures - 1), at most max. A completed migration clears it. Returns the quarantine state.
@@ -47,7 +57,7 @@ export class HistoryStore {
     const qKey = this.quarantineKey(rec.vmId);
     await this.redis.multi().rpush(key, JSON.stringify(rec)).ltrim(key, -this.options.maxRecords, -1).exec();
     if (rec.result === 'completed') {
-      await this.redis.del(qKey);
+      await this.redis.multi().del(qKey).srem(this.indexKey, rec.vmId).exec();
       return { failures: 0, until: null };
     }
     if (!failedToConverge) return this.quarantine(rec.vmId);
@@ -57,8 +67,40 @@ export class HistoryStore {
       this.options.quarantineBaseS * 2 ** Math.max(0, failures - 1),
     );
     const until = new Date(this.clock.now() + backoffS * 1000).toISOString();
-    await this.redis.hset(qKey, 'until', until);
+    await this.redis.multi().hset(qKey, 'until', until).sadd(this.indexKey, rec.vmId).exec();
     return { failures, until };
+  }
+
+  /**
+   * The VMs quarantined now (their until still ahead), soonest released first. Records whose time has passed
+   * stay (their failure count sets the next back-off) but are not listed.
+   */
+  async quarantined(): Promise<QuarantineRecord[]> {
+    const ids = await this.redis.smembers(this.indexKey);
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.quarantineKey(id));
+    const replies = (await pipe.exec()) ?? [];
+    const now = this.clock.now();
+    const out: QuarantineRecord[] = [];
+    ids.forEach((vmId, i) => {
+      const h = (replies[i]?.[1] ?? {}) as Record<string, string>;
+      const until = h.until ?? null;
+      if (until !== null && Date.parse(until) > now)
+        out.push({ vmId, failures: Number(h.failures ?? 0), until });
+    });
+    return out.sort((a, b) => Date.parse(a.until ?? '') - Date.parse(b.until ?? ''));
+  }
+
+  /**
+   * Lifts a VM's quarantine at once and forgets its failures (the next failure starts the back-off again).
+   * Returns what was lifted; null (and nothing changed) when the VM is not quarantined now.
+   */
+  async lift(vmId: string): Promise<QuarantineRecord | null> {
+    const q = await this.quarantine(vmId);
+    if (q.until === null || Date.parse(q.until) <= this.clock.now()) return null;
+    await this.redis.multi().del(this.quarantineKey(vmId)).srem(this.indexKey, vmId).exec();
+    return { vmId, ...q };
   }
 
   async quarantine(vmId: string): Promise<QuarantineState> {

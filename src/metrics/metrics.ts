@@ -37,6 +37,7 @@ export interface DroverMetrics {
   drainRemainingVms: Gauge<'host'>;
   // service
   leader: Gauge;
+  automationPaused: Gauge;
   scheduleRuns: Counter<'schedule' | 'outcome'>;
   policyReloads: Counter<'outcome'>;
 }
@@ -216,6 +217,11 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics {
     leader: new Gauge({
       name: 'drover_leader',
       help: '1 on the process that leads planning and scheduling',
+      registers,
+    }),
+    automationPaused: new Gauge({
+      name: 'drover_automation_paused',
+      help: '1 while an operator has paused automation (drover pause): nothing new is planned or started on its own',
       registers,
     }),
     scheduleRuns: new Counter({

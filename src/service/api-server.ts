@@ -24,8 +24,10 @@ import { withDeadline } from '../clock/deadline.js';
 import { nonEmptyString, oneOf, parseWith, positiveInt } from '../domain/validation.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import type { ApiRole, ApiToken } from './config.js';
+import { AUDIT_MAX_ENTRIES, type AuditEntry } from './audit-log.js';
 import {
   ActivateBodySchema,
+  AutomationBodySchema,
   CreatePlanBodySchema,
   DrainBodySchema,
   NoteBodySchema,
@@ -178,6 +180,12 @@ export function matchToken(tokens: readonly ApiToken[], presented: string): ApiT
 
 const IdParam = z.strictObject({ id: nonEmptyString().max(MAX_ID_LENGTH) });
 const VmParam = z.strictObject({ vm: nonEmptyString().max(MAX_ID_LENGTH) });
+const AuditQuery = z.strictObject({
+  limit: z.coerce
+    .number({ error: (i) => `expected a positive integer, got ${JSON.stringify(i.input)}` })
+    .pipe(positiveInt().max(AUDIT_MAX_ENTRIES, { error: `expected at most ${AUDIT_MAX_ENTRIES}` }))
+    .optional(),
+});
 const PlanListQuery = z.strictObject({
   status: oneOf(PLAN_STATUSES).optional(),
   limit: z.coerce
@@ -287,7 +295,9 @@ export function buildApi(options: ApiServerOptions) {
         `token ${token.name} has role ${token.role}; this needs admin`,
         'authorization',
       );
-    (request as FastifyRequest & { droverCaller?: string }).droverCaller = `api:${token.name}`;
+    const caller = request as FastifyRequest & { droverCaller?: string; droverToken?: string };
+    caller.droverCaller = `api:${token.name}`;
+    caller.droverToken = token.name;
   }
 
   /** The role a request needs: its matched route's, or (no route matched) read for GET/HEAD, admin otherwise. */
@@ -298,6 +308,7 @@ export function buildApi(options: ApiServerOptions) {
   }
 
   // Every route must say who may call it; one that does not stops the server from starting.
+  // (A change must also name its audit action: see routeTable.)
   app.addHook('onRoute', (route) => {
     const role: unknown = (route.config as { role?: unknown } | undefined)?.role;
     if (!ROUTE_ROLES.includes(role as RouteRole))
@@ -348,19 +359,77 @@ export function buildApi(options: ApiServerOptions) {
 
   const waitMs = options.redisWaitMs ?? REDIS_WAIT_MS;
   for (const route of routeTable(options)) {
+    if (route.method !== 'GET' && route.action === undefined)
+      throw new Error(`route ${route.method} ${route.url} changes something but names no audit action`);
+    const inner = route.action === undefined ? route.handler : audited(route.action, route.handler);
     // Every route but the public ones reads or writes Redis: none waits longer than waitMs for it.
     const handler: Handler =
       route.role === 'public'
-        ? route.handler
+        ? inner
         : (request, reply) =>
             withinDeadline(
-              route.handler(request, reply),
+              inner(request, reply),
               waitMs,
               route.method === 'GET' ? 'nothing was read' : 'the change may or may not have been made',
             );
     app.route({ method: route.method, url: route.url, config: { role: route.role }, handler });
   }
   return app;
+
+  /**
+   * Runs a change and appends what came of it to the audit trail: who (the token's name), what, on what, when,
+   * and the outcome (ok or the error code). Only requests that passed the token and content checks get here.
+   */
+  function audited(action: string, handler: Handler): Handler {
+    return async (request, reply) => {
+      const at = new Date().toISOString();
+      const entry = (outcome: string, status: number, detail: string | null): AuditEntry => ({
+        at,
+        who: (request as FastifyRequest & { droverToken?: string }).droverToken ?? 'unknown',
+        action,
+        target: targetOf(request.params),
+        outcome,
+        status,
+        detail,
+      });
+      const record = async (e: AuditEntry) => {
+        try {
+          await options.ops.audit(e);
+        } catch (err) {
+          // The change itself stands (or failed on its own); the missing entry is logged loudly instead.
+          request.log.error({ err: errorMessage(err), audit: e }, 'could not append to the audit trail');
+        }
+      };
+      try {
+        const result = await handler(request, reply);
+        await record(entry('ok', reply.statusCode, detailOf(request.body)));
+        return result;
+      } catch (err) {
+        const { status, body } = errorBody(err);
+        await record(entry(body.error.code, status, body.error.message.slice(0, 500)));
+        throw err;
+      }
+    };
+  }
+}
+
+/** The plan, host or VM a change was asked of (its path parameter), for the audit trail. */
+function targetOf(params: unknown): string | null {
+  if (typeof params !== 'object' || params === null) return null;
+  const p = params as Record<string, unknown>;
+  const value = p.id ?? p.vm;
+  return typeof value === 'string' ? value.slice(0, MAX_ID_LENGTH) : null;
+}
+
+/** The parts of a change's body worth keeping in the audit trail: the operator's note and the switches. */
+function detailOf(body: unknown): string | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const b = body as Record<string, unknown>;
+  const parts: string[] = [];
+  for (const key of ['reason', 'host', 'dryRun', 'partial', 'cancelDrain', 'paused'] as const)
+    if (typeof b[key] === 'string' || typeof b[key] === 'boolean') parts.push(`${key}=${String(b[key])}`);
+  if (typeof b.note === 'string' && b.note !== '') parts.push(`note: ${b.note.slice(0, 500)}`);
+  return parts.length > 0 ? parts.join(' ') : null;
 }
 
 /** The media type of a Content-Type header, lower-cased, without parameters. */
@@ -375,6 +444,8 @@ export interface RouteSpec {
   url: string;
   /** Who may call it: `public` (anyone), `read` (a read or admin token), `admin`. */
   role: RouteRole;
+  /** What a change is called in the audit trail (`plan.approve`); every POST names one. */
+  action?: string;
   handler: Handler;
 }
 
@@ -453,6 +524,7 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       method: 'POST',
       url: '/v1/plans',
       role: 'admin',
+      action: 'plan.create',
       handler: async (request, reply) => {
         const body = parse(CreatePlanBodySchema, request.body, 'body');
         if (body.reason === 'drain' && body.host === undefined)
@@ -480,6 +552,7 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       method: 'POST',
       url: '/v1/plans/:id/approve',
       role: 'admin',
+      action: 'plan.approve',
       handler: async (request) => {
         const { id } = parse(IdParam, request.params, 'params');
         const { note } = parse(NoteBodySchema, request.body, 'body');
@@ -490,6 +563,7 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       method: 'POST',
       url: '/v1/plans/:id/cancel',
       role: 'admin',
+      action: 'plan.cancel',
       handler: async (request) => {
         const { id } = parse(IdParam, request.params, 'params');
         const { note } = parse(NoteBodySchema, request.body, 'body');
@@ -512,6 +586,7 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       method: 'POST',
       url: '/v1/hosts/:id/drain',
       role: 'admin',
+      action: 'host.drain',
       handler: async (request, reply) => {
         const { id } = parse(IdParam, request.params, 'params');
         const { dryRun, partial } = parse(DrainBodySchema, request.body, 'body');
@@ -523,6 +598,7 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       method: 'POST',
       url: '/v1/hosts/:id/activate',
       role: 'admin',
+      action: 'host.activate',
       handler: async (request) => {
         const { id } = parse(IdParam, request.params, 'params');
         const { cancelDrain } = parse(ActivateBodySchema, request.body, 'body');
@@ -545,10 +621,53 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       method: 'POST',
       url: '/v1/migrations/:vm/abort',
       role: 'admin',
+      action: 'migration.abort',
       handler: async (request) => {
         const { vm } = parse(VmParam, request.params, 'params');
         parse(NoteBodySchema, request.body, 'body');
         return ops.abortMigration(vm, callerOf(request));
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/automation',
+      role: 'read',
+      handler: async () => ops.automation(),
+    },
+    {
+      method: 'POST',
+      url: '/v1/automation',
+      role: 'admin',
+      action: 'automation.set',
+      handler: async (request) => {
+        const { paused, note } = parse(AutomationBodySchema, request.body, 'body');
+        return ops.setPaused(paused, callerOf(request), note);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/quarantines',
+      role: 'read',
+      handler: async () => ({ quarantines: await ops.listQuarantines() }),
+    },
+    {
+      method: 'POST',
+      url: '/v1/quarantines/:vm/lift',
+      role: 'admin',
+      action: 'quarantine.lift',
+      handler: async (request) => {
+        const { vm } = parse(VmParam, request.params, 'params');
+        parse(NoteBodySchema, request.body, 'body');
+        return ops.liftQuarantine(vm, callerOf(request));
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/audit',
+      role: 'read',
+      handler: async (request) => {
+        const { limit } = parse(AuditQuery, request.query, 'query');
+        return { entries: await ops.listAudit(limit ?? 100), maxEntries: AUDIT_MAX_ENTRIES };
       },
     },
   ];

@@ -16,16 +16,20 @@ import type { HistoryStore } from '../executor/history-store.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { skipReason } from '../metrics/skip-reason.js';
 import { planDrain, planRebalance } from '../planner/index.js';
+import type { AuditEntry, AuditLog } from './audit-log.js';
+import type { AutomationStore } from './automation-store.js';
 import type { AutomationLevel } from './config.js';
 import type { LeaderElection } from './leader-election.js';
 import { stepForecasts } from './step-forecasts.js';
 import type { PlannerThread } from './planner-thread.js';
 import type {
+  AutomationView,
   ClusterView,
   CreatedPlan,
   HostView,
   MigrationView,
   Operations,
+  QuarantineView,
   ReadyView,
 } from './operations.js';
 import { newPlanId } from './plan-id.js';
@@ -52,6 +56,9 @@ export interface DroverServiceDeps {
   election: LeaderElection;
   policy: () => Policy;
   automation: { level: AutomationLevel; planMaxAgeS: number };
+  /** Pause and resume (drover pause), shared by every process through Redis. */
+  automationState: AutomationStore;
+  audit: AuditLog;
   metrics?: DroverMetrics;
   log?: Logger;
   /** Plans rebalances of large clusters off the event loop; without it every plan is made in place. */
@@ -178,17 +185,20 @@ export class DroverService implements Operations {
   }
 
   async cluster(): Promise<ClusterView> {
-    const [snapshot, hosts, migrations, leader, pending] = await Promise.all([
+    const [snapshot, hosts, migrations, leader, pending, paused] = await Promise.all([
       this.latestSnapshot(),
       this.listHosts(),
       this.listMigrations(),
       this.deps.election.leader(),
       this.deps.plans.list({ status: 'pending' }),
+      this.deps.automationState.paused(),
     ]);
+    this.deps.metrics?.automationPaused.set(paused ? 1 : 0);
     return {
       instance: this.deps.instance,
       leader: leader ? { instance: leader.instance, token: leader.token } : null,
       automation: this.deps.automation.level,
+      paused,
       snapshotTakenAt: snapshot?.takenAt ?? null,
       snapshotAgeS: snapshot ? Math.round(this.snapshotAgeS(snapshot) * 10) / 10 : null,
       spread: snapshot ? spreadOf(snapshot) : null,
@@ -306,7 +316,9 @@ export class DroverService implements Operations {
     const fence = fenced ? this.deps.election.fence() : null;
     if (fenced && !fence)
       throw new DroverError('not_leader', 'lost the leader lease before storing the plan');
-    const status = initialStatus(plan.reason, this.deps.automation.level);
+    // While automation is paused nothing new starts on its own: every plan waits for an operator's approval.
+    const paused = await this.deps.automationState.paused();
+    const status = paused ? 'pending' : initialStatus(plan.reason, this.deps.automation.level);
     // Unique under concurrency (the planner's id is only the time): see plan-id.ts.
     plan = { ...plan, id: newPlanId(plan.reason, Date.parse(plan.createdAt)) };
     let record = await this.deps.plans.create(
@@ -325,7 +337,15 @@ export class DroverService implements Operations {
     });
     this.countSkipped(plan);
     this.deps.log?.info(
-      { module: 'service', planId: plan.id, reason: plan.reason, steps: plan.steps.length, status, by },
+      {
+        module: 'service',
+        planId: plan.id,
+        reason: plan.reason,
+        steps: plan.steps.length,
+        status,
+        by,
+        ...(paused ? { paused } : {}),
+      },
       'plan stored',
     );
     if (status === 'approved') record = await this.start(record, by);
@@ -452,6 +472,68 @@ export class DroverService implements Operations {
     return { ...current, state: outcome === 'removed' ? 'removed' : 'aborting' };
   }
 
+  // ------------------------------------------------------------------------------------------ runtime controls
+
+  async automation(): Promise<AutomationView> {
+    const state = await this.deps.automationState.state();
+    this.deps.metrics?.automationPaused.set(state.paused ? 1 : 0);
+    return {
+      level: this.deps.automation.level,
+      paused: state.paused,
+      changedBy: state.by,
+      changedAt: state.at,
+      note: state.note,
+    };
+  }
+
+  async setPaused(paused: boolean, by: string, note?: string): Promise<AutomationView> {
+    await this.deps.automationState.set(paused, by, this.deps.clock.now(), note);
+    this.deps.metrics?.automationPaused.set(paused ? 1 : 0);
+    this.deps.log?.info(
+      { module: 'service', paused, by },
+      paused ? 'automation paused' : 'automation resumed',
+    );
+    return this.automation();
+  }
+
+  async listQuarantines(): Promise<QuarantineView[]> {
+    const history = this.requireHistory();
+    const [records, snapshot] = await Promise.all([history.quarantined(), this.latestSnapshot()]);
+    const names = new Map((snapshot?.vms ?? []).map((v) => [v.id, v.name]));
+    return records.map((q) => ({
+      vm: q.vmId,
+      vmName: names.get(q.vmId) ?? null,
+      failures: q.failures,
+      until: q.until,
+    }));
+  }
+
+  /** Lifts a VM's quarantine (by id or, from the latest snapshot, by name); 404 when it has none. */
+  async liftQuarantine(vm: string, by: string): Promise<QuarantineView> {
+    const history = this.requireHistory();
+    const snapshot = await this.latestSnapshot();
+    const found = snapshot?.vms.find((v) => v.id === vm) ?? snapshot?.vms.find((v) => v.name === vm);
+    const vmId = found?.id ?? vm;
+    const lifted = await history.lift(vmId);
+    if (!lifted) throw notFound(`${vm} is not quarantined`);
+    this.deps.log?.info({ module: 'service', vm: vmId, by }, 'quarantine lifted');
+    return { vm: vmId, vmName: found?.name ?? null, failures: lifted.failures, until: lifted.until };
+  }
+
+  private requireHistory(): HistoryStore {
+    if (!this.deps.history)
+      throw new DroverError('invalid_input', 'this drover keeps no migration history, so no quarantines');
+    return this.deps.history;
+  }
+
+  async audit(entry: AuditEntry): Promise<void> {
+    await this.deps.audit.append(entry);
+  }
+
+  async listAudit(limit: number): Promise<AuditEntry[]> {
+    return this.deps.audit.list(limit);
+  }
+
   // ------------------------------------------------------------------------------------------ upkeep
 
   /**
@@ -459,6 +541,10 @@ export class DroverService implements Operations {
    * decided, for the schedule's log line.
    */
   async scheduledRebalance(): Promise<{ planId: string | null; steps: number; status: string }> {
+    if (await this.deps.automationState.paused()) {
+      this.deps.metrics?.automationPaused.set(1);
+      return { planId: null, steps: 0, status: 'automation paused' };
+    }
     // A rebalance waits while a plan is still running or pending, so plans never pile up.
     const open = await this.deps.plans.list({ limit: 20 });
     const busy = open.find(
@@ -522,6 +608,7 @@ export class DroverService implements Operations {
       }
     }
     await this.updateDrainGauges();
+    this.deps.metrics?.automationPaused.set((await this.deps.automationState.paused()) ? 1 : 0);
     return { expired, finished };
   }
 

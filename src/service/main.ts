@@ -20,6 +20,8 @@ import { generateCluster, parseClusterSpec, type ClusterSpec } from '../hypervis
 import { createMetrics, type DroverMetrics } from '../metrics/metrics.js';
 import { loadPolicy } from '../planner/load-policy.js';
 import { buildApi, listen, type ApiApp } from './api-server.js';
+import { AuditLog } from './audit-log.js';
+import { AutomationStore } from './automation-store.js';
 import { ConfigError, parseYaml, type Config, type HypervisorConfig, type LoadedConfig } from './config.js';
 import { DroverService } from './drover-service.js';
 import { LeaderElection } from './leader-election.js';
@@ -262,6 +264,8 @@ export async function startService(
       election,
       policy: () => policy.current(),
       automation: config.automation,
+      automationState: new AutomationStore(redis.redis, prefix),
+      audit: new AuditLog(redis.redis, prefix),
       metrics,
       log,
     });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { MigrationKind, Plan, PlanReason, Spread } from '../domain/plan.js';
 import type { HostState, Snapshot } from '../domain/snapshot.js';
 import { nonEmptyString, oneOf } from '../domain/validation.js';
+import type { AuditEntry } from './audit-log.js';
 import type { AutomationLevel } from './config.js';
 import type { PlanRecord, PlanStatus } from './plan-store.js';
 
@@ -43,10 +44,32 @@ export interface MigrationView {
   reason: string | null;
 }
 
+/** GET|POST /v1/automation */
+export interface AutomationView {
+  level: AutomationLevel;
+  /** Paused: scheduled runs plan nothing and new plans wait for approval; running plans finish. */
+  paused: boolean;
+  /** Who paused or resumed last (`api:<token name>`), and when; null when never changed. */
+  changedBy: string | null;
+  changedAt: string | null;
+  note: string | null;
+}
+
+/** GET /v1/quarantines: a VM the planner and the executor leave alone until `until`. */
+export interface QuarantineView {
+  vm: string;
+  vmName: string | null;
+  /** Failures to converge in a row (each doubles the next quarantine, up to the policy's maximum). */
+  failures: number;
+  until: string | null;
+}
+
 export interface ClusterView {
   instance: string;
   leader: { instance: string; token: number } | null;
   automation: AutomationLevel;
+  /** Automation paused by an operator (drover pause). */
+  paused: boolean;
   snapshotTakenAt: string | null;
   snapshotAgeS: number | null;
   spread: Spread | null;
@@ -94,7 +117,13 @@ export const ActivateBodySchema = z.strictObject({
     .default(false),
 });
 
-/** POST /v1/plans/:id/approve|cancel, /v1/migrations/:vm/abort */
+/** POST /v1/automation */
+export const AutomationBodySchema = z.strictObject({
+  paused: z.boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` }),
+  note: z.string().max(500).optional(),
+});
+
+/** POST /v1/plans/:id/approve|cancel, /v1/migrations/:vm/abort, /v1/quarantines/:vm/lift */
 export const NoteBodySchema = z.strictObject({ note: z.string().max(500).optional() });
 
 export interface CreatedPlan {
@@ -125,4 +154,11 @@ export interface Operations {
   listMigrations(): Promise<MigrationView[]>;
   getMigration(vm: string): Promise<MigrationView>;
   abortMigration(vm: string, by: string): Promise<MigrationView>;
+  automation(): Promise<AutomationView>;
+  setPaused(paused: boolean, by: string, note?: string): Promise<AutomationView>;
+  listQuarantines(): Promise<QuarantineView[]>;
+  liftQuarantine(vm: string, by: string): Promise<QuarantineView>;
+  /** Appends to the audit trail (the API calls it for every change it was asked for). */
+  audit(entry: AuditEntry): Promise<void>;
+  listAudit(limit: number): Promise<AuditEntry[]>;
 }

@@ -56,7 +56,10 @@ export function registerStatusCommand(program: Command): void {
         : paint('none', 'red');
       const age =
         view.snapshotAgeS === null ? 'no snapshot yet' : `snapshot ${duration(view.snapshotAgeS)} old`;
-      process.stdout.write(`leader ${leader} · automation ${view.automation} · ${age}\n`);
+      const automation = view.paused
+        ? paint(`automation ${view.automation} PAUSED`, 'yellow')
+        : `automation ${view.automation}`;
+      process.stdout.write(`leader ${leader} · ${automation} · ${age}\n`);
       if (view.spread)
         process.stdout.write(
           `spread: cpu ${num(view.spread.cpuSpreadPct)} pts, memory ${num(view.spread.memSpreadPct)} pts\n`,
@@ -66,7 +69,7 @@ export function registerStatusCommand(program: Command): void {
       else process.stdout.write('\nno migrations running\n');
       if (view.pendingPlans > 0)
         process.stdout.write(
-          `${view.pendingPlans} plan(s) waiting for approval (GET /v1/plans?status=pending)\n`,
+          `${view.pendingPlans} plan(s) waiting for approval (drover plans --status pending)\n`,
         );
       return EXIT.ok;
     }),

@@ -1,0 +1,263 @@
+// The runtime controls as an operator uses them: `drover pause|resume`, `drover plans|approve|cancel`,
+// `drover quarantine list|lift` and `drover audit` as child processes against a simulator-backed drover on the
+// run's Redis, checking output, exit codes, what the API and /metrics then say, and the audit trail.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { SystemClock } from '../../src/clock/clocks.js';
+import { HistoryStore } from '../../src/executor/history-store.js';
+import { AuditLog, type AuditEntry } from '../../src/service/audit-log.js';
+import { startService, type RunningService } from '../../src/service/main.js';
+import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { ADMIN_TOKEN, READ_TOKEN, writeFixture, type Fixture } from '../service/service-fixture.js';
+
+const root = join(import.meta.dirname, '../..');
+let fixture: Fixture;
+let svc: RunningService;
+const redis = connectRedis();
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function drover(args: string[], token = ADMIN_TOKEN): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(root, 'bin/drover.js'), ...args, '--url', svc.apiUrl!, '--token', token],
+      { env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        const code = err && typeof err.code === 'number' ? err.code : err ? 1 : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function api(method: 'GET' | 'POST', path: string, body: unknown = {}, token = ADMIN_TOKEN) {
+  const res = await fetch(`${svc.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    ...(method === 'POST' ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function pausedMetric(): Promise<string | undefined> {
+  const text = await (await fetch(`${svc.apiUrl}/metrics`)).text();
+  return /^drover_automation_paused (\S+)$/m.exec(text)?.[1];
+}
+
+async function audit(): Promise<AuditEntry[]> {
+  return ((await api('GET', '/v1/audit?limit=200')).body.entries ?? []) as AuditEntry[];
+}
+
+beforeAll(async () => {
+  fixture = await writeFixture(uniquePrefix('controls'));
+  svc = await startService(await fixture.load(), { env: { REDIS_URL: redisUrl() } });
+  const deadline = Date.now() + 60_000;
+  while (!(await fetch(`${svc.apiUrl}/readyz`).then((r) => r.ok))) {
+    if (Date.now() > deadline) throw new Error('drover not ready within 60 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // Leading (plans are stored fenced by the leader's schedule; the API's need no lease, but drains do run).
+  while (!svc.election.isLeader()) {
+    if (Date.now() > deadline) throw new Error('no leader within 60 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await svc?.stop('test done');
+  await cleanPrefix(redis, fixture.prefix);
+  redis.disconnect();
+  await fixture.cleanup();
+});
+
+describe('drover pause / resume', () => {
+  it('pauses: status, API and metric say so, the schedule plans nothing, a drain waits for drover approve', async () => {
+    expect(await pausedMetric()).toBe('0');
+    const pause = await drover(['pause', '--note', 'kernel upgrades']);
+    expect(pause.stderr).toBe('');
+    expect(pause.code).toBe(EXIT.ok);
+    expect(pause.stdout).toMatch(/^automation partial, PAUSED by ops at \S+ \(kernel upgrades\)$/m);
+    expect((await api('GET', '/v1/automation')).body).toMatchObject({
+      level: 'partial',
+      paused: true,
+      changedBy: 'api:ops',
+      note: 'kernel upgrades',
+    });
+    expect(await pausedMetric()).toBe('1');
+    // The scheduled rebalance plans nothing while paused (the cluster is lopsided: kvm-01 has six VMs).
+    expect(await svc.service.scheduledRebalance()).toEqual({
+      planId: null,
+      steps: 0,
+      status: 'automation paused',
+    });
+    // Under `partial` a drain runs on its own; paused, it waits for an operator.
+    const drain = await api('POST', '/v1/hosts/kvm-03/drain');
+    expect(drain.status).toBe(201);
+    const drainId = (drain.body.record as { plan: { id: string }; status: string }).plan.id;
+    expect((drain.body.record as { status: string }).status).toBe('pending');
+
+    // Each command is its own Node process (seconds on a busy machine): independent ones run side by side.
+    const [status, plans] = await Promise.all([drover(['status']), drover(['plans', '--status', 'pending'])]);
+    expect(status.stdout).toMatch(/automation partial PAUSED/);
+    expect(plans.code).toBe(EXIT.ok);
+    expect(plans.stdout).toMatch(/^ID\s+REASON\s+STATUS\s+STEPS\s+SKIPPED\s+HOST\s+CREATED\s+BY$/m);
+    expect(plans.stdout).toMatch(
+      new RegExp(`^${drainId}\\s+drain\\s+pending\\s+1\\s+0\\s+kvm-03\\s+\\S+\\s+ops$`, 'm'),
+    );
+
+    // An explicit approval is an operator's decision: it runs even while paused, and finishes.
+    const approve = await drover(['approve', drainId, '--note', 'go ahead']);
+    expect(approve.code).toBe(EXIT.ok);
+    expect(approve.stdout).toMatch(
+      new RegExp(`^plan ${drainId} \\(drain, 1 step\\(s\\)\\) is running$`, 'm'),
+    );
+    const deadline = Date.now() + 60_000;
+    while ((await svc.service.getPlan(drainId)).status !== 'completed') {
+      if (Date.now() > deadline) throw new Error(`drain ${drainId} not completed within 60 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect((await svc.service.getHost('kvm-03')).state).toBe('maintenance');
+
+    const resume = await drover(['resume', '--json']);
+    expect(resume.code).toBe(EXIT.ok);
+    expect(JSON.parse(resume.stdout)).toMatchObject({ paused: false, changedBy: 'api:ops' });
+    expect(await pausedMetric()).toBe('0');
+    await api('POST', '/v1/hosts/kvm-03/activate');
+  }, 240_000);
+
+  it('refuses a bad body naming the field, and a read token, changing nothing', async () => {
+    const bad = await api('POST', '/v1/automation', { paused: 'yes' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ code: 'invalid_input', field: 'body.paused' });
+    expect((await api('GET', '/v1/automation')).body.paused).toBe(false);
+    const denied = await api('POST', '/v1/automation', { paused: true }, READ_TOKEN);
+    expect(denied.status).toBe(403);
+    expect((await api('GET', '/v1/automation')).body.paused).toBe(false);
+  }, 120_000);
+});
+
+describe('drover plans / approve / cancel', () => {
+  it('cancels a pending plan; cancelling it again exits 3', async () => {
+    const created = await api('POST', '/v1/plans', { reason: 'rebalance' });
+    expect(created.status).toBe(201);
+    const id = (created.body.record as { plan: { id: string } }).plan.id;
+    const cancel = await drover(['cancel', id, '--note', 'not today']);
+    expect(cancel.code).toBe(EXIT.ok);
+    expect(cancel.stdout).toMatch(
+      new RegExp(`^plan ${id} \\(rebalance, \\d+ step\\(s\\)\\) is cancelled$`, 'm'),
+    );
+    const again = await drover(['cancel', id]);
+    expect(again.code).toBe(EXIT.badInput);
+    expect(again.stderr).toContain(`plan ${id} is cancelled; it cannot become cancelled`);
+    const unknown = await api('POST', '/v1/plans/no-such-plan/approve');
+    expect(unknown.status).toBe(404);
+    const cancelled = (await api('GET', '/v1/plans?status=cancelled')).body.plans as {
+      plan: { id: string };
+    }[];
+    expect(cancelled.map((p) => p.plan.id)).toContain(id);
+  }, 120_000);
+});
+
+describe('drover quarantine', () => {
+  it('lists a quarantined VM by name, the planner leaves it, lift frees it; lifting again is refused', async () => {
+    // A failure to converge as the executor records it (a stall abort): vm-2 is quarantined for an hour.
+    const history = new HistoryStore(
+      redis,
+      fixture.prefix,
+      { maxRecords: 50, quarantineBaseS: 3600, quarantineMaxS: 7200 },
+      new SystemClock(),
+    );
+    const vm2 = '00000000-0000-4000-8000-000000000002';
+    await history.record(
+      {
+        vmId: vm2,
+        from: 'kvm-01',
+        to: 'kvm-02',
+        kind: 'live',
+        endedAt: new Date().toISOString(),
+        result: 'aborted',
+        predictedDurationS: 2,
+        measuredDurationS: 30,
+        downtimeMs: null,
+        iterations: 40,
+        transferMiB: 9000,
+        memMiB: 1024,
+        dirtyMiBps: 900,
+        bandwidthMiBps: 1000,
+      },
+      true,
+    );
+    const list = await drover(['quarantine', 'list']);
+    expect(list.code).toBe(EXIT.ok);
+    expect(list.stdout).toMatch(new RegExp(`^vm-2\\s+${vm2}\\s+1\\s+\\S+$`, 'm'));
+    const plan = (await api('POST', '/v1/plans', { reason: 'rebalance', dryRun: true })).body.plan as {
+      steps: { vm: string }[];
+      skipped: { vm: string; why: string }[];
+    };
+    expect(plan.steps.map((s) => s.vm)).not.toContain(vm2);
+
+    const lift = await drover(['quarantine', 'lift', 'vm-2']);
+    expect(lift.code).toBe(EXIT.ok);
+    expect(lift.stdout).toMatch(/^lifted the quarantine of vm-2 \(was until \S+\)$/m);
+    expect((await api('GET', '/v1/quarantines')).body.quarantines).toEqual([]);
+    const again = await api('POST', '/v1/quarantines/vm-2/lift');
+    expect(again.status).toBe(404);
+    expect(again.body.error).toMatchObject({ code: 'not_found', message: 'vm-2 is not quarantined' });
+  }, 120_000);
+});
+
+describe('drover audit', () => {
+  it('has every change asked of the API, with who, what, on what, when and how it ended', async () => {
+    const entries = await audit();
+    const seen = entries.map((e) => `${e.who} ${e.action} ${e.target ?? '-'} ${e.outcome}`);
+    for (const line of [
+      'ops automation.set - ok',
+      'ops host.drain kvm-03 ok',
+      'ops plan.approve',
+      'ops plan.cancel',
+      'ops quarantine.lift vm-2 ok',
+      'ops quarantine.lift vm-2 not_found',
+      'ops plan.approve no-such-plan not_found',
+      'ops automation.set - invalid_input',
+    ])
+      expect(
+        seen.some((s) => s.startsWith(line)),
+        `${line} in\n${seen.join('\n')}`,
+      ).toBe(true);
+    // A refused token is not an operator action: the read token's pause left no entry.
+    expect(entries.every((e) => e.who === 'ops')).toBe(true);
+    // Newest first, with times.
+    const times = entries.map((e) => Date.parse(e.at));
+    expect([...times].sort((a, b) => b - a)).toEqual(times);
+    const pause = entries.find((e) => e.action === 'automation.set' && e.detail?.includes('paused=true'));
+    expect(pause?.detail).toBe('paused=true note: kernel upgrades');
+
+    const run = await drover(['audit', '--limit', '3'], READ_TOKEN);
+    expect(run.code).toBe(EXIT.ok);
+    expect(run.stdout).toMatch(/^AT\s+WHO\s+ACTION\s+TARGET\s+OUTCOME\s+DETAIL$/m);
+    expect(run.stdout.trim().split('\n')).toHaveLength(4);
+  }, 120_000);
+
+  it('keeps only the newest entries up to its bound', async () => {
+    const log = new AuditLog(redis, `${fixture.prefix}:bound`, 3);
+    for (let i = 0; i < 5; i++)
+      await log.append({
+        at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+        who: 'ops',
+        action: 'plan.cancel',
+        target: `p${i}`,
+        outcome: 'ok',
+        status: 200,
+        detail: null,
+      });
+    expect((await log.list(10)).map((e) => e.target)).toEqual(['p4', 'p3', 'p2']);
+    expect(await redis.llen(log.key)).toBe(3);
+  });
+});
