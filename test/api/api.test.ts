@@ -1,7 +1,7 @@
 // The HTTP API of a running drover (in this process, on the simulator, the run's real Redis).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../../src/service/main.js';
-import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { cleanPrefix, connectRedis, serviceEnv, uniquePrefix } from '../support/redis.js';
 import { ADMIN_TOKEN, READ_TOKEN, writeFixture, type Fixture } from '../service/service-fixture.js';
 
 let fixture: Fixture;
@@ -44,7 +44,7 @@ async function until<T>(fn: () => Promise<T | null | undefined | false>, timeout
 
 beforeAll(async () => {
   fixture = await writeFixture(uniquePrefix('api'));
-  svc = await startService(await fixture.load(), { env: { REDIS_URL: redisUrl() } });
+  svc = await startService(await fixture.load(), { env: serviceEnv() });
   base = svc.apiUrl!;
   await until(async () => (await call('GET', '/readyz', { token: null })).status === 200, 15_000);
 });

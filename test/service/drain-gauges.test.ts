@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostStateStore } from '../../src/collector/host-state-store.js';
 import { startService, type RunningService } from '../../src/service/main.js';
-import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { cleanPrefix, connectRedis, serviceEnv, uniquePrefix } from '../support/redis.js';
 import { writeFixture, type Fixture } from './service-fixture.js';
 
 let fixture: Fixture;
@@ -19,7 +19,7 @@ beforeAll(async () => {
   fixture = await writeFixture(uniquePrefix('drain-gauges'), {
     schedules: { rebalance: { enabled: false }, plans: { intervalS: 3600 } },
   });
-  svc = await startService(await fixture.load(), { env: { REDIS_URL: redisUrl() } });
+  svc = await startService(await fixture.load(), { env: serviceEnv() });
   const deadline = Date.now() + 20_000;
   while (!(await svc.service.latestSnapshot())) {
     if (Date.now() > deadline) throw new Error('no snapshot within 20 s');

@@ -1,11 +1,12 @@
 // A drover config on the simulator for tests: a small cluster spec, the default policy, API on a free port,
-// the run's Redis with a unique prefix, fast collector and reconcile intervals.
+// the run's Redis (single server or Cluster) with a unique prefix, fast collector and reconcile intervals.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { ClusterSpec } from '../../src/hypervisor/sim/cluster-spec.js';
 import { loadConfig, type LoadedConfig } from '../../src/service/config.js';
+import { serviceRedis } from '../support/redis.js';
 
 export const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
 export const READ_TOKEN = 'read-token-0123456789abcdef';
@@ -52,7 +53,7 @@ export async function writeFixture(
   const config = {
     instance: `test-${prefix}`,
     hypervisor: { kind: 'sim', cluster: 'cluster.yaml' },
-    redis: { prefix },
+    redis: serviceRedis(prefix),
     policy: { file: 'policy.yaml', watch: false },
     schedules: { rebalance: { enabled: false }, reconcile: { intervalS: 2 }, plans: { intervalS: 0.5 } },
     automation: { level: 'partial' },

@@ -27,6 +27,9 @@ export async function teardown(): Promise<void> {
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    redisUrl: string;
+    /** The single server's URL (project `unit`, `lab`). */
+    redisUrl?: string;
+    /** The Cluster's nodes (project `cluster`). */
+    redisCluster?: { host: string; port: number }[];
   }
 }
