@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Collector } from '../../src/collector/collector.js';
+import { redisCollectorStore } from '../../src/collector/redis-collector-store.js';
 import { SimHypervisor, VirtualClock, generateCluster } from '../../src/hypervisor/sim/index.js';
 import { startPrivateRedis } from '../../src/service/private-redis.js';
 
@@ -48,7 +49,7 @@ async function runFleet(redisUrl: string, hosts: number): Promise<Row> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const prefix = `{bench-collector-${hosts}}`;
   const collector = new Collector(
-    { hypervisor: sim, redis, keyPrefix: prefix, memberId: 'bench' },
+    { hypervisor: sim, store: redisCollectorStore(redis, prefix), memberId: 'bench' },
     { intervalS: INTERVAL_S, hostConcurrency: 256 },
   );
   // Warm-up cycle (first readings, history load, JIT), then measured cycles.

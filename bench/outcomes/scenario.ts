@@ -2,6 +2,7 @@
 // JVM-like) and VMs following the Bitbrains traces, hosts joined by 1 or 10 Gbit/s links with noise, and a
 // snapshot of them taken by drover's collector after every running VM's dirty rate was measured.
 import { Collector } from '../../src/collector/collector.js';
+import { InMemoryCollectorStore } from '../../src/collector/collector-store.js';
 import type { Snapshot } from '../../src/domain/snapshot.js';
 import type { ClusterSpec, ParsedClusterSpec } from '../../src/hypervisor/sim/cluster-spec.js';
 import {
@@ -72,7 +73,7 @@ export async function startWorld(spec: ClusterSpec, migrationCosts?: MigrationCo
   });
   await clock.advance(60_000);
   const collector = new Collector(
-    { hypervisor: hv },
+    { hypervisor: hv, store: new InMemoryCollectorStore(() => clock.now()) },
     { intervalS: 10, dirtyRate: { windowS: 5, maxPerHost: 4, remeasureS: 1 } },
   );
   let snapshot: Snapshot | null = null;

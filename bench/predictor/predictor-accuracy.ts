@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Collector } from '../../src/collector/collector.js';
+import { InMemoryCollectorStore } from '../../src/collector/collector-store.js';
 import { parsePolicy, type Policy } from '../../src/domain/policy.js';
 import type { MigrationRecord, VmHistory } from '../../src/domain/history.js';
 import type { Vm } from '../../src/domain/snapshot.js';
@@ -250,7 +251,7 @@ function benchPolicy(deadlineS: number, setupS: number, switchoverOverheadMs: nu
 /** Collector cycles with a dirty-rate probe between each; the VM as the last snapshot shows it. */
 async function measureGuest(hv: LibvirtHypervisor, vmId: string): Promise<Vm> {
   const collector = new Collector(
-    { hypervisor: hv },
+    { hypervisor: hv, store: new InMemoryCollectorStore() },
     { dirtyRate: { windowS: DIRTY_WINDOW_S, remeasureS: 1, maxPerHost: 2 } },
   );
   let vm: Vm | undefined;

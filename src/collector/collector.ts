@@ -1,13 +1,12 @@
 // The collector: samples the hosts this process owns through a Hypervisor, keeps their smoothed history,
-// starts dirty-rate measurements within the per-host limit, and writes a fresh Snapshot to Redis.
+// starts dirty-rate measurements within the per-host limit, and writes a fresh Snapshot to its store.
 //
-// Without Redis it samples every host itself and keeps everything in memory (`drover collect --once`).
-// With Redis, every process sharing it takes its share of the hosts (see membership.ts), and the history of
-// each host lives in Redis, so whoever samples a host next continues its deltas and smoothing.
+// The store is handed in (collector-store.ts). Every collector sharing a store takes its share of the hosts
+// (see membership.ts), and each host's history lives in the store, so whoever samples a host next continues
+// its deltas and smoothing. With an in-memory store of its own, a collector samples every host itself.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { withDeadline } from '../clock/deadline.js';
 import type { Clock } from '../domain/clock.js';
@@ -25,7 +24,7 @@ import {
 } from './collector-options.js';
 import { HostSampleInvalid, HostTimeoutError } from './collector-errors.js';
 import { pickDirtyRateProbes, type ProbeCandidate } from './dirty-rate-scheduler.js';
-import { HostStateStore } from './host-state-store.js';
+import type { CollectorStore, StoredHost } from './collector-store.js';
 import {
   applyHostRound,
   emptyHostHistory,
@@ -36,9 +35,8 @@ import {
   type HostRecord,
   type VmHistory,
 } from './host-history.js';
-import { CollectorMembership, ownerOf } from './membership.js';
+import { ownerOf } from './membership.js';
 import { buildSnapshot, isStale, type DroverHostState } from './snapshot-builder.js';
-import { DEFAULT_KEY_PREFIX, SnapshotStore } from './snapshot-store.js';
 
 /** The few logger methods the collector uses (pino's signature). */
 export interface CollectorLogger {
@@ -47,14 +45,12 @@ export interface CollectorLogger {
 
 export interface CollectorDeps {
   hypervisor: Hypervisor;
-  /** Shared state and the snapshot; without it the collector works alone and in memory. */
-  redis?: Redis;
+  /** Where histories, membership and the snapshot live (Redis, shared; or this process's memory). */
+  store: CollectorStore;
   metrics?: DroverMetrics;
   logger?: CollectorLogger;
   /** Default: the hypervisor's clock. */
   clock?: Clock;
-  /** Redis key prefix (hash-tagged so every key lands in one Cluster slot). Default `{drover}`. */
-  keyPrefix?: string;
   /** This process's id among the collectors; default hostname:pid:random. */
   memberId?: string;
 }
@@ -127,7 +123,7 @@ function newlyMeasured(before: HostHistory, after: HostHistory): string[] {
  */
 export const HOSTS_PER_TURN = 25;
 
-/** Hosts whose history and record go to Redis in one write. */
+/** Hosts whose history and record go to the store in one write. */
 export const HOSTS_PER_WRITE = 50;
 
 /** Resolves after the event loop has run its pending I/O and timers. */
@@ -145,13 +141,10 @@ export class Collector {
   readonly memberId: string;
   private readonly hv: Hypervisor;
   private readonly clock: Clock;
-  private readonly redis: Redis | undefined;
+  private readonly store: CollectorStore;
   private readonly metrics: DroverMetrics | undefined;
   private readonly logger: CollectorLogger | undefined;
-  private readonly keyPrefix: string;
-  readonly snapshots: SnapshotStore | undefined;
-  readonly hostStates: HostStateStore | undefined;
-  private readonly membership: CollectorMembership | undefined;
+  private readonly memberTtlMs: number;
   private readonly local = new Map<string, LocalHost>();
   /** Hosts whose earlier sampling has not returned yet: not asked again until it does. */
   private readonly pending = new Map<string, Promise<unknown>>();
@@ -166,29 +159,11 @@ export class Collector {
     this.options = parseCollectorOptions(options, 'collector');
     this.hv = deps.hypervisor;
     this.clock = deps.clock ?? deps.hypervisor.clock;
-    this.redis = deps.redis;
+    this.store = deps.store;
     this.metrics = deps.metrics;
     this.logger = deps.logger;
-    this.keyPrefix = deps.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.memberId = deps.memberId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-    if (this.redis) {
-      this.snapshots = new SnapshotStore(this.redis, this.keyPrefix);
-      this.hostStates = new HostStateStore(this.redis, this.keyPrefix);
-      this.membership = new CollectorMembership(
-        this.redis,
-        this.keyPrefix,
-        this.memberId,
-        this.clock,
-        memberTtlMs(this.options),
-      );
-    }
-  }
-
-  private get historyKey(): string {
-    return `${this.keyPrefix}:collector:history`;
-  }
-  private get recordsKey(): string {
-    return `${this.keyPrefix}:collector:records`;
+    this.memberTtlMs = memberTtlMs(this.options);
   }
 
   /** One sampling cycle: take this process's share of hosts, sample them, store, write the snapshot. */
@@ -207,12 +182,9 @@ export class Collector {
       this.metrics?.collectorErrors.inc({ host: '(all)', kind: errorCode(err) ?? 'list_hosts' });
       this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'listing hosts failed');
     }
-    let members = [this.memberId];
-    if (this.membership) {
-      await this.membership.heartbeat();
-      members = await this.membership.members();
-      if (!members.includes(this.memberId)) members = [...members, this.memberId].sort();
-    }
+    await this.store.heartbeat(this.memberId, this.clock.now(), this.memberTtlMs);
+    let members = await this.store.members(this.clock.now(), this.memberTtlMs);
+    if (!members.includes(this.memberId)) members = [...members, this.memberId].sort();
     this.vmIndex = null;
     const owned = this.hosts.filter((h) => ownerOf(h.id, members) === this.memberId);
     const ownedIds = new Set(owned.map((h) => h.id));
@@ -248,12 +220,16 @@ export class Collector {
    */
   async collectOnce(): Promise<Snapshot> {
     await this.runCycle();
+    await this.clock.sleep(this.primeGapMs());
+    return (await this.runCycle()).snapshot;
+  }
+
+  /** The gap collectOnce() leaves between its two cycles. */
+  primeGapMs(): number {
     const d = this.options.dirtyRate;
-    const gapMs = d.enabled
+    return d.enabled
       ? Math.max(this.options.primeDelayMs, d.windowS * 1000 + 500)
       : this.options.primeDelayMs;
-    await this.clock.sleep(gapMs);
-    return (await this.runCycle()).snapshot;
   }
 
   /** Runs cycles on multiples of the interval until stop(); a failed cycle is logged and counted, not fatal. */
@@ -270,7 +246,7 @@ export class Collector {
     this.loop = null;
     this.abort = null;
     try {
-      await this.membership?.leave();
+      await this.store.leave(this.memberId);
     } catch (err) {
       // The others still take this process's hosts over once its heartbeat is older than the TTL.
       this.metrics?.collectorErrors.inc({ host: '(all)', kind: 'leave' });
@@ -285,7 +261,7 @@ export class Collector {
 
   private async runLoop(signal: AbortSignal): Promise<void> {
     const intervalMs = this.options.intervalS * 1000;
-    const heartbeatMs = memberTtlMs(this.options) / 3;
+    const heartbeatMs = this.memberTtlMs / 3;
     while (!signal.aborted) {
       try {
         await this.runCycle();
@@ -335,22 +311,16 @@ export class Collector {
     });
   }
 
-  private get hostListKey(): string {
-    return `${this.keyPrefix}:collector:hosts`;
-  }
-
   /** Stores the host list when it changed, for a collector that starts while listHosts fails. */
   private async saveHostList(): Promise<void> {
-    if (!this.redis) return;
     const text = JSON.stringify(this.hosts);
     if (text === this.savedHostList) return;
-    await this.redis.set(this.hostListKey, text);
+    await this.store.saveHostList(text);
     this.savedHostList = text;
   }
 
   private async loadHostList(): Promise<HostInfo[]> {
-    if (!this.redis) return [];
-    const data = this.readJson<unknown>(await this.redis.get(this.hostListKey), '(all)', 'host_list');
+    const data = this.readJson<unknown>(await this.store.loadHostList(), '(all)', 'host_list');
     const parsed = HostListSchema.safeParse(data);
     return parsed.success ? parsed.data : [];
   }
@@ -361,24 +331,20 @@ export class Collector {
    */
   async heartbeat(): Promise<void> {
     try {
-      await this.membership?.heartbeat();
+      await this.store.heartbeat(this.memberId, this.clock.now(), this.memberTtlMs);
     } catch (err) {
       this.metrics?.collectorErrors.inc({ host: '(all)', kind: 'heartbeat' });
       this.logger?.warn({ module: 'collector', err: errorMessage(err) }, 'collector heartbeat failed');
     }
   }
 
-  /** Hosts this process has just taken over: continue their history from Redis. */
+  /** Hosts this process has just taken over: continue their history from the store. */
   private async loadTakenOver(owned: readonly HostInfo[]): Promise<void> {
     const fresh = owned.filter((h) => !this.local.has(h.id)).map((h) => h.id);
     if (fresh.length === 0) return;
-    if (!this.redis) {
-      for (const id of fresh) this.local.set(id, { history: emptyHostHistory(id), record: null });
-      return;
-    }
     const [histories, records] = await Promise.all([
-      this.redis.hmget(this.historyKey, ...fresh),
-      this.redis.hmget(this.recordsKey, ...fresh),
+      this.store.loadHistories(fresh),
+      this.store.loadRecords(fresh),
     ]);
     fresh.forEach((id, i) => {
       const history = this.readJson<HostHistory>(histories[i], id, 'history');
@@ -473,7 +439,7 @@ export class Collector {
 
   /**
    * VMs new to this host's history (they migrated here, or this process has just taken the host over) bring
-   * their dirty-rate history with them: from another host this process samples, else from Redis.
+   * their dirty-rate history with them: from another host this process samples, else from the store.
    */
   private async seedArrivedVms(history: HostHistory, vmIds: readonly string[]): Promise<void> {
     const arrived = vmIds.filter((id) => history.vms[id] === undefined);
@@ -486,8 +452,8 @@ export class Collector {
         history.vms[id] = { ...emptyVmHistory(), dirty: found.vm.dirty, dirtyPoints: found.vm.dirtyPoints };
       } else missing.push(id);
     }
-    if (!this.redis || missing.length === 0) return;
-    const texts = await this.redis.mget(...missing.map((id) => this.vmDirtyKey(id)));
+    if (missing.length === 0) return;
+    const texts = await this.store.loadVmDirty(missing);
     missing.forEach((id, i) => {
       const saved = this.readJson<VmDirtyHistory>(texts[i], history.hostId, 'vm_dirty');
       if (saved && Array.isArray(saved.dirtyPoints) && saved.dirtyPoints.length > 0) {
@@ -511,20 +477,15 @@ export class Collector {
 
   /** Stores the dirty-rate history of VMs with a new measurement, under the VM (it follows the VM). */
   private async saveVmDirty(history: HostHistory, vmIds: readonly string[]): Promise<void> {
-    if (!this.redis || vmIds.length === 0) return;
-    const ttlMs = Math.round(this.options.smoothing.dirtyWindowS * 1000);
-    const tx = this.redis.multi();
+    if (vmIds.length === 0) return;
+    const entries: { vmId: string; text: string }[] = [];
     for (const id of vmIds) {
       const vh = history.vms[id];
       if (!vh) continue;
       const saved: VmDirtyHistory = { dirty: vh.dirty, dirtyPoints: vh.dirtyPoints };
-      tx.set(this.vmDirtyKey(id), JSON.stringify(saved), 'PX', ttlMs);
+      entries.push({ vmId: id, text: JSON.stringify(saved) });
     }
-    await tx.exec();
-  }
-
-  private vmDirtyKey(vmId: string): string {
-    return `${this.keyPrefix}:collector:vm-dirty:${vmId}`;
+    await this.store.saveVmDirty(entries, this.options.smoothing.dirtyWindowS * 1000);
   }
 
   /** Makes sure the record can go into a snapshot: a hypervisor's odd answer fails the host, naming the field. */
@@ -578,24 +539,23 @@ export class Collector {
   }
 
   private async persist(owned: readonly HostInfo[]): Promise<void> {
-    if (!this.redis || owned.length === 0) return;
+    if (owned.length === 0) return;
     // A slice of hosts at a time: serialised, then written (history and record of a host together, in one
     // transaction), with a turn of the event loop in between. One write of every host's history would be
     // megabytes converted and sent in one go, holding the event loop all that time.
     for (let at = 0; at < owned.length; at += HOSTS_PER_WRITE) {
       if (at > 0) await yieldToEventLoop();
-      const histories: string[] = [];
-      const records: string[] = [];
+      const slice: StoredHost[] = [];
       for (const h of owned.slice(at, at + HOSTS_PER_WRITE)) {
         const e = this.local.get(h.id);
         if (!e) continue;
-        histories.push(h.id, JSON.stringify(e.history));
-        if (e.record) records.push(h.id, JSON.stringify(e.record));
+        slice.push({
+          hostId: h.id,
+          history: JSON.stringify(e.history),
+          record: e.record ? JSON.stringify(e.record) : null,
+        });
       }
-      const tx = this.redis.multi();
-      if (histories.length > 0) tx.hset(this.historyKey, ...histories);
-      if (records.length > 0) tx.hset(this.recordsKey, ...records);
-      await tx.exec();
+      await this.store.saveHosts(slice);
     }
   }
 
@@ -607,17 +567,14 @@ export class Collector {
       if (e?.record) records.set(h.id, e.record);
       else others.push(h.id);
     }
-    let states: Record<string, DroverHostState> = {};
-    if (this.redis && this.hostStates) {
-      if (others.length > 0) {
-        const texts = await this.redis.hmget(this.recordsKey, ...others);
-        others.forEach((id, i) => {
-          const r = this.readRecord(texts[i], id);
-          if (r) records.set(id, r);
-        });
-      }
-      states = await this.hostStates.all();
+    if (others.length > 0) {
+      const texts = await this.store.loadRecords(others);
+      others.forEach((id, i) => {
+        const r = this.readRecord(texts[i], id);
+        if (r) records.set(id, r);
+      });
     }
+    const states: Record<string, DroverHostState> = await this.store.hostStates();
     const now = this.clock.now();
     const snapshot = buildSnapshot({
       hosts: this.hosts,
@@ -626,7 +583,7 @@ export class Collector {
       now,
       staleAfterMs: staleAfterMs(this.options),
     });
-    if (this.snapshots) await this.snapshots.write(snapshot);
+    await this.store.writeSnapshot(snapshot);
     this.lastSnapshotAt = now;
     if (this.metrics) {
       const spread = spreadOf(snapshot);

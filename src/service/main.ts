@@ -6,6 +6,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Collector } from '../collector/collector.js';
 import { HostStateStore } from '../collector/host-state-store.js';
+import { RedisCollectorStore } from '../collector/redis-collector-store.js';
 import { SnapshotStore } from '../collector/snapshot-store.js';
 import type { Clock } from '../domain/clock.js';
 import { errorMessage } from '../domain/errors.js';
@@ -219,8 +220,14 @@ export async function startService(
     const plans = new PlanStore(redis.redis, prefix);
     const history = new HistoryStore(redis.redis, prefix, config.executor.history, hypervisor.clock);
 
+    const collectorStore = new RedisCollectorStore({
+      redis: redis.redis,
+      keyPrefix: prefix,
+      snapshots,
+      hostStates,
+    });
     const collector = new Collector(
-      { hypervisor, redis: redis.redis, metrics, logger: log, keyPrefix: prefix, memberId: instance },
+      { hypervisor, store: collectorStore, metrics, logger: log, memberId: instance },
       config.collector,
     );
     const executor = new Executor({

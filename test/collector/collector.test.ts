@@ -1,6 +1,7 @@
 // The collector against the simulator: real Hypervisor semantics (counters, dirty-rate windows, faults).
 import { describe, expect, it } from 'vitest';
 import { Collector } from '../../src/collector/collector.js';
+import { InMemoryCollectorStore } from '../../src/collector/collector-store.js';
 import type { CollectorOptionsInput } from '../../src/collector/collector-options.js';
 import { parseSnapshot, type Snapshot, type Vm } from '../../src/domain/snapshot.js';
 import {
@@ -40,7 +41,8 @@ function setup(options: CollectorOptionsInput = {}, spec: ClusterSpec = smallClu
   const clock = new VirtualClock();
   const sim = new SimHypervisor(spec, { clock });
   const metrics = createMetrics({ perVmSeries });
-  const collector = new Collector({ hypervisor: sim, metrics }, { hostTimeoutMs: 2000, ...options });
+  const store = new InMemoryCollectorStore(() => clock.now());
+  const collector = new Collector({ hypervisor: sim, store, metrics }, { hostTimeoutMs: 2000, ...options });
   /** Moves the clock one interval on, then runs a cycle. */
   const cycle = async () => {
     await clock.advance(collector.options.intervalS * 1000);
@@ -273,7 +275,10 @@ describe('Collector on the simulator', () => {
   it('collectOnce gives CPU and the first dirty rates in one call', async () => {
     const clock = new VirtualClock();
     const sim = new SimHypervisor(smallCluster(), { clock });
-    const collector = new Collector({ hypervisor: sim }, { dirtyRate: { maxPerHost: 4 } });
+    const collector = new Collector(
+      { hypervisor: sim, store: new InMemoryCollectorStore(() => clock.now()) },
+      { dirtyRate: { maxPerHost: 4 } },
+    );
     const snap = await clock.runUntil(collector.collectOnce());
     expect(parseSnapshot(snap)).toEqual(snap);
     expect(snap.hosts.every((h) => h.cpuPct !== null && !h.stale)).toBe(true);

@@ -3,6 +3,7 @@
 // a whole cycle.
 import { describe, expect, it } from 'vitest';
 import { Collector, HOSTS_PER_TURN } from '../../src/collector/collector.js';
+import { InMemoryCollectorStore } from '../../src/collector/collector-store.js';
 import { SystemClock } from '../../src/clock/clocks.js';
 import { SimHypervisor, generateCluster } from '../../src/hypervisor/sim/index.js';
 
@@ -12,7 +13,10 @@ describe('collector and the event loop', () => {
     const sim = new SimHypervisor(generateCluster({ seed: 5, hosts, vmsPerHost: 3 }), {
       clock: new SystemClock(),
     });
-    const collector = new Collector({ hypervisor: sim }, { dirtyRate: { enabled: false } });
+    const collector = new Collector(
+      { hypervisor: sim, store: new InMemoryCollectorStore() },
+      { dirtyRate: { enabled: false } },
+    );
     // A callback re-armed with setImmediate runs once per turn of the event loop.
     let turns = 0;
     let ticking = true;

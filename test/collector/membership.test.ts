@@ -1,9 +1,6 @@
 import fc from 'fast-check';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CollectorMembership, hash32, ownerOf } from '../../src/collector/membership.js';
-import { VirtualClock } from '../../src/clock/clocks.js';
-import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { hash32, ownerOf } from '../../src/collector/membership.js';
 
 const hosts = Array.from({ length: 1000 }, (_, i) => `kvm-${String(i).padStart(4, '0')}`);
 
@@ -40,36 +37,5 @@ describe('ownerOf (rendezvous hashing)', () => {
       ),
       { numRuns: 50 },
     );
-  });
-});
-
-describe('CollectorMembership', () => {
-  let redis: Redis;
-  const prefix = uniquePrefix('members');
-  beforeAll(() => {
-    redis = connectRedis();
-  });
-  afterAll(async () => {
-    await cleanPrefix(redis, prefix);
-    await redis.quit();
-  });
-
-  it('lists members heartbeating within the TTL and drops the silent ones; leave is immediate', async () => {
-    const clock = new VirtualClock();
-    const a = new CollectorMembership(redis, prefix, 'a', clock, 30_000);
-    const b = new CollectorMembership(redis, prefix, 'b', clock, 30_000);
-    const c = new CollectorMembership(redis, prefix, 'c', clock, 30_000);
-    await a.heartbeat();
-    await b.heartbeat();
-    await c.heartbeat();
-    expect(await a.members()).toEqual(['a', 'b', 'c']);
-    await clock.advance(20_000);
-    await a.heartbeat();
-    await c.leave();
-    expect(await b.members()).toEqual(['a', 'b']);
-    await clock.advance(10_000); // b's last heartbeat is now older than the TTL
-    expect(await a.members()).toEqual(['a']);
-    await b.heartbeat();
-    expect(await a.members()).toEqual(['a', 'b']);
   });
 });

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Collector } from '../../src/collector/collector.js';
 import { HostStateStore } from '../../src/collector/host-state-store.js';
-import { CollectorMembership } from '../../src/collector/membership.js';
+import { redisCollectorStore } from '../../src/collector/redis-collector-store.js';
 import { SnapshotStore } from '../../src/collector/snapshot-store.js';
 import { SystemClock } from '../../src/clock/clocks.js';
 import { SimHypervisor, VirtualClock, generateCluster } from '../../src/hypervisor/sim/index.js';
@@ -28,7 +28,7 @@ function world(clock: Clock, hosts = 20) {
     const redis: Redis = connectRedis();
     cleanups.push(() => redis.quit().catch(() => 'closed'));
     const collector = new Collector(
-      { hypervisor: sim, redis, keyPrefix: prefix, memberId },
+      { hypervisor: sim, store: redisCollectorStore(redis, prefix), memberId },
       { intervalS: 30, dirtyRate: { enabled: false }, smoothing: { holdS: 0 }, ...options },
     );
     return { collector, redis };
@@ -187,7 +187,8 @@ describe('collectors sharing a Redis', () => {
       () => a.stop(),
       () => b.stop(),
     );
-    const members = new CollectorMembership(w.admin, w.prefix, 'observer', clock, 400);
+    const store = redisCollectorStore(w.admin, w.prefix);
+    const members = { members: () => store.members(clock.now(), 400) };
     const waitFor = async (what: string, ok: () => Promise<boolean>): Promise<void> => {
       const deadline = Date.now() + 15_000;
       while (!(await ok())) {

@@ -3,6 +3,8 @@
 // within the collector's timeout while the other host stays fresh.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector, type CycleResult } from '../../src/collector/collector.js';
+import { InMemoryCollectorStore } from '../../src/collector/collector-store.js';
+import { redisCollectorStore } from '../../src/collector/redis-collector-store.js';
 import { SnapshotStore } from '../../src/collector/snapshot-store.js';
 import { parseSnapshot, type Snapshot } from '../../src/domain/snapshot.js';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
@@ -54,7 +56,7 @@ describe('Collector on the libvirt lab', () => {
 
   it('samples CPU and memory, and measures an idle guest near 0 and a dirtying one near its real write rate', async () => {
     const collector = new Collector(
-      { hypervisor: hv },
+      { hypervisor: hv, store: new InMemoryCollectorStore() },
       { hostTimeoutMs: 10_000, dirtyRate: { windowS: 2, maxPerHost: 8, remeasureS: 2 } },
     );
     const written0 = await heartbeat(HOST, busy.name);
@@ -99,7 +101,7 @@ describe('Collector on the libvirt lab', () => {
     'a $fault daemon makes its host stale within the timeout; the other host stays fresh',
     async ({ inject, restore }) => {
       const collector = new Collector(
-        { hypervisor: hv },
+        { hypervisor: hv, store: new InMemoryCollectorStore() },
         { hostTimeoutMs: TIMEOUT_MS, dirtyRate: { enabled: false } },
       );
       await collector.runCycle();
@@ -129,14 +131,17 @@ describe('Collector on the libvirt lab', () => {
     const prefix = uniquePrefix('lab-collector');
     try {
       const options = { hostTimeoutMs: TIMEOUT_MS, dirtyRate: { enabled: false } };
-      const first = new Collector({ hypervisor: hv, redis, keyPrefix: prefix, memberId: 'first' }, options);
+      const first = new Collector(
+        { hypervisor: hv, store: redisCollectorStore(redis, prefix), memberId: 'first' },
+        options,
+      );
       await first.runCycle();
       await first.stop();
       await stopDaemon(OTHER);
       let r: CycleResult;
       try {
         const second = new Collector(
-          { hypervisor: hv, redis, keyPrefix: prefix, memberId: 'second' },
+          { hypervisor: hv, store: redisCollectorStore(redis, prefix), memberId: 'second' },
           options,
         );
         r = await second.runCycle();

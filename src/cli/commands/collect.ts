@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { Collector } from '../../collector/collector.js';
+import { InMemoryCollectorStore } from '../../collector/collector-store.js';
 import type { CollectorOptionsInput } from '../../collector/collector-options.js';
 import { errorMessage, ValidationError } from '../../domain/errors.js';
 import type { Snapshot } from '../../domain/snapshot.js';
@@ -21,7 +22,10 @@ export async function collectSnapshot(
   hypervisor: Hypervisor,
   options: CollectorOptionsInput = {},
 ): Promise<Snapshot> {
-  const collector = new Collector({ hypervisor }, options);
+  const collector = new Collector(
+    { hypervisor, store: new InMemoryCollectorStore(() => hypervisor.clock.now()) },
+    options,
+  );
   return collector.collectOnce();
 }
 
