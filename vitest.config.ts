@@ -35,7 +35,7 @@ export default defineConfig({
             'test/service/leader-election.test.ts',
             'test/service/drain-gauges.test.ts',
             'test/collector/stores.test.ts',
-            'test/collector/membership.test.ts',
+            'test/collector/collector-store.test.ts',
             'test/api/api.test.ts',
           ],
           globalSetup: ['test/support/global-cluster.ts'],
