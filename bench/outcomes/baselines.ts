@@ -13,7 +13,12 @@
 import { z } from 'zod';
 import type { Skip, Step } from '../../src/domain/plan.js';
 import type { ClusterModel } from '../../src/planner/constraints/cluster-model.js';
-import { makeStep, type Strategy, type StrategyResult } from '../../src/planner/strategies/strategy.js';
+import {
+  defineStrategy,
+  makeStep,
+  type Strategy,
+  type StrategyResult,
+} from '../../src/planner/strategies/strategy.js';
 
 const NoArgs = z.strictObject({}).prefault({});
 const DrainArgs = z
@@ -33,11 +38,12 @@ function movable(m: ClusterModel, h: number): number[] {
 
 const pct = (n: number): string => `${Math.round(n)}%`;
 
-export const proxlbStyle: Strategy<z.output<typeof NoArgs>> = {
+export const proxlbStyle = defineStrategy<z.output<typeof NoArgs>>({
   name: 'proxlb-style',
   reason: 'rebalance',
   description: 'ProxLB-style memory balancing (balanciness 10 points), blind to dirty rates',
   argsSchema: NoArgs,
+  holdTimeS: 0,
   plan({ model: m }): StrategyResult {
     const balanciness = 10;
     const steps: Step[] = [];
@@ -62,7 +68,7 @@ export const proxlbStyle: Strategy<z.output<typeof NoArgs>> = {
     }
     return { steps, skipped: [] };
   },
-};
+});
 
 function stdDevs(m: ClusterModel, hosts: readonly number[]): { cpu: number; mem: number } {
   const sd = (xs: number[]): number => {
@@ -77,11 +83,12 @@ function weightedStdDev(m: ClusterModel, hosts: readonly number[]): number {
   return d.cpu + d.mem;
 }
 
-export const watcherStyle: Strategy<z.output<typeof NoArgs>> = {
+export const watcherStyle = defineStrategy<z.output<typeof NoArgs>>({
   name: 'watcher-style',
   reason: 'rebalance',
   description: 'Watcher workload_stabilization-style (std dev threshold 0.1), blind to dirty rates',
   argsSchema: NoArgs,
+  holdTimeS: 0,
   plan({ model: m }): StrategyResult {
     const threshold = 0.1;
     const steps: Step[] = [];
@@ -109,14 +116,18 @@ export const watcherStyle: Strategy<z.output<typeof NoArgs>> = {
     }
     return { steps, skipped: [] };
   },
-};
+});
 
-function drainByFreeMemory(name: string, description: string): Strategy<z.output<typeof DrainArgs>> {
-  return {
+function drainByFreeMemory(name: string, description: string): Strategy {
+  return defineStrategy<z.output<typeof DrainArgs>>({
     name,
     reason: 'drain',
     description,
     argsSchema: DrainArgs,
+    holdTimeS: 0,
+    scope: (snapshot, args) => ({
+      emptying: args.hosts ?? snapshot.hosts.filter((h) => h.state === 'maintenance').map((h) => h.id),
+    }),
     plan({ model: m }, args): StrategyResult {
       const ids = args.hosts ?? m.hosts.filter((h) => h.state === 'maintenance').map((h) => h.id);
       const drained = ids.map((id) => m.hostIndex.get(id) ?? -1).filter((h) => h >= 0);
@@ -139,7 +150,7 @@ function drainByFreeMemory(name: string, description: string): Strategy<z.output
       }
       return { steps, skipped };
     },
-  };
+  });
 }
 
 export const proxlbStyleDrain = drainByFreeMemory(

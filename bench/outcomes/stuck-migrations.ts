@@ -75,15 +75,14 @@ function plannerPlan(
     return { plan, policy };
   }
   const policy = benchPolicy('nova');
-  const strategy: Strategy<never> = (
+  const strategy: Strategy =
     kind === 'rebalance'
       ? planner === 'proxlb-style'
         ? proxlbStyle
         : watcherStyle
       : planner === 'proxlb-style'
         ? proxlbStyleDrain
-        : watcherStyleDrain
-  ) as Strategy<never>;
+        : watcherStyleDrain;
   const args = kind === 'drain' ? { hosts: [drainHost] } : {};
   return { plan: planWith(strategy, snapshot, policy, { now: nowMs, args }), policy };
 }

@@ -98,10 +98,10 @@ const out: Record<string, unknown> = {
 };
 if (args.baselines) {
   let t0 = performance.now();
-  const prox = planWith(proxlbGreedy as never, snap, policy, { now: NOW });
+  const prox = planWith(proxlbGreedy, snap, policy, { now: NOW });
   out.proxlb = summary(prox, performance.now() - t0);
   t0 = performance.now();
-  const wat = planWith(watcherStabilization as never, snap, policy, {
+  const wat = planWith(watcherStabilization, snap, policy, {
     now: NOW,
     args: { maxEvaluations: args.watcherBudget },
   });

@@ -60,9 +60,28 @@ export const SpreadSchema = z.strictObject({
   memSpreadPct: nonNegativeNumber(),
 });
 
+/**
+ * Set when a hold time was in force for the plan's strategy at planning time: the plan is then empty
+ * (held), unless the hold was overridden (a manual request), which `overriddenBy` says.
+ */
+export const PlanHoldSchema = z.strictObject({
+  /** When the last executed plan of this strategy ran. */
+  lastExecutedAt: isoTime(),
+  holdTimeS: nonNegativeNumber(),
+  /** The end of the hold. */
+  until: isoTime(),
+  /** Who planned anyway (`api:<token name>`); absent: the hold applied and nothing was planned. */
+  overriddenBy: nonEmptyString().optional(),
+});
+
 export const PlanSchema = z.strictObject({
   id: nonEmptyString(),
   reason: oneOf(PLAN_REASONS),
+  /**
+   * The strategy that made the plan (balance, drain, consolidate, …); the planner always sets it (plans
+   * stored by versions before it were made by drain, or by balance).
+   */
+  strategy: nonEmptyString().optional(),
   createdAt: isoTime(),
   steps: z.array(StepSchema),
   skipped: z.array(SkipSchema),
@@ -76,6 +95,7 @@ export const PlanSchema = z.strictObject({
   transferGiB: nonNegativeNumber().optional(),
   /** The snapshot this plan was made from (its takenAt), so stale plans can expire. */
   snapshotTakenAt: isoTime().optional(),
+  hold: PlanHoldSchema.optional(),
 });
 
 export type Prediction = z.output<typeof PredictionSchema>;
@@ -83,6 +103,7 @@ export type Step = z.output<typeof StepSchema>;
 export type Skip = z.output<typeof SkipSchema>;
 export type Spread = z.output<typeof SpreadSchema>;
 export type Plan = z.output<typeof PlanSchema>;
+export type PlanHold = z.output<typeof PlanHoldSchema>;
 
 export function parsePlan(data: unknown, source = ''): Plan {
   return parseWith(PlanSchema, data, source);

@@ -228,8 +228,11 @@ const BalanceSchema = z
     /** Largest allowed difference between the most and the least utilised active host, in points. */
     targetCpuSpreadPct: percent().default(20),
     targetMemSpreadPct: percent().default(20),
-    /** A rebalance is not planned sooner than this after the previous one (no ping-pong). */
-    holdTimeS: nonNegativeNumber().default(900),
+    /**
+     * Deprecated spelling of `strategies.balance.holdTimeS` (still read; giving both with different values
+     * is an error).
+     */
+    holdTimeS: nonNegativeNumber().optional(),
     /**
      * A rebalance that repairs no rule and relieves no host above its ceilings must lower the imbalance
      * (the points by which hosts stand outside the target band, see strategies/balance/README.md) by at
@@ -361,6 +364,23 @@ const WatchdogSchema = z
   })
   .prefault({});
 
+/**
+ * One strategy's settings (`strategies.<name>`). Which names exist and what their args may hold is the
+ * planner's to check (src/planner/policy-strategies.ts): the domain knows no strategy.
+ */
+const StrategySettingsSchema = z.strictObject({
+  /**
+   * Seconds after an executed plan of this strategy before the daemon's schedule plans with it again;
+   * default: the strategy's own (balance and consolidate 900, drain 0).
+   */
+  holdTimeS: nonNegativeNumber().optional(),
+  /** The strategy's arguments whenever it runs (a request's own arguments win, field by field). */
+  args: z
+    .record(z.string(), z.unknown(), { error: (i) => `expected an object, got ${show(i.input)}` })
+    .optional(),
+});
+export type StrategySettings = z.output<typeof StrategySettingsSchema>;
+
 export const PolicySchema = z.strictObject({
   version: z.literal(1, { error: (i) => `expected 1, got ${show(i.input)}` }).default(1),
   balance: BalanceSchema,
@@ -369,10 +389,16 @@ export const PolicySchema = z.strictObject({
   vms: VmLimitsSchema,
   migration: MigrationSchema,
   watchdog: WatchdogSchema,
+  /** Per-strategy settings, by strategy name. */
+  strategies: z
+    .record(z.string(), StrategySettingsSchema, { error: (i) => `expected an object, got ${show(i.input)}` })
+    .default({}),
   rules: z.array(RuleSchema).default([]),
 });
 
-export type Policy = z.output<typeof PolicySchema>;
+type ParsedPolicy = z.output<typeof PolicySchema>;
+/** A validated policy; `balance.holdTimeS` has moved to `strategies.balance.holdTimeS`. */
+export type Policy = Omit<ParsedPolicy, 'balance'> & { balance: Omit<ParsedPolicy['balance'], 'holdTimeS'> };
 /** What a policy file may contain (every key optional). */
 export type PolicyInput = z.input<typeof PolicySchema>;
 
@@ -390,8 +416,20 @@ export function parsePolicy(data: unknown, source = ''): Policy {
       });
     else names.set(r.name, i);
   });
+  // balance.holdTimeS, the old place of the balance strategy's hold time, still loads.
+  const { holdTimeS: oldHold, ...balance } = policy.balance;
+  const strategies = { ...policy.strategies };
+  if (oldHold !== undefined) {
+    const current = strategies.balance?.holdTimeS;
+    if (current !== undefined && current !== oldHold)
+      issues.push({
+        path: 'balance.holdTimeS',
+        message: `${oldHold} differs from strategies.balance.holdTimeS (${current}); keep strategies.balance.holdTimeS only`,
+      });
+    else strategies.balance = { ...strategies.balance, holdTimeS: oldHold };
+  }
   if (issues.length > 0) throw new ValidationError(source, issues);
-  return policy;
+  return { ...policy, balance, strategies };
 }
 
 /** The built-in defaults (what an empty policy file means). */

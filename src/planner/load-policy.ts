@@ -4,6 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { DroverError, ValidationError, errorMessage } from '../domain/errors.js';
 import { parsePolicy, type Policy } from '../domain/policy.js';
+import { checkPolicyStrategies } from './policy-strategies.js';
 
 /** Largest policy file drover reads; a bigger one is refused before it is read. */
 export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
@@ -31,7 +32,9 @@ export function parsePolicyText(text: string, source: string): Policy {
     // The yaml library refuses alias bombs (and similar resource exhaustion) here, with a plain error.
     throw new ValidationError(source, [{ path: '', message: `cannot load the YAML: ${errorMessage(err)}` }]);
   }
-  return parsePolicy(data, source);
+  const policy = parsePolicy(data, source);
+  checkPolicyStrategies(policy, source);
+  return policy;
 }
 
 /** Reads and validates a policy file; errors name the file and each offending field. */

@@ -1,15 +1,13 @@
 // The planner's entry points: Snapshot + Policy (+ history, the time) -> Plan. Pure: no I/O, no clock.
 import type { VmHistory } from '../domain/history.js';
-import type { Plan, PlanReason, Step } from '../domain/plan.js';
+import type { Plan, PlanHold, PlanReason, Step } from '../domain/plan.js';
 import type { Policy } from '../domain/policy.js';
 import type { Snapshot } from '../domain/snapshot.js';
-import { parseWith } from '../domain/validation.js';
 import { ClusterModel } from './constraints/cluster-model.js';
-import { STRATEGIES } from './strategies/registry.js';
+import { argsOf, holdTimeOf } from './policy-strategies.js';
+import { STRATEGIES, type StrategyRegistry } from './strategies/registry.js';
 import type { Strategy } from './strategies/strategy.js';
-import { DrainArgsSchema } from './strategies/drain/drain-args.js';
 import { DroverError } from '../domain/errors.js';
-import type { z } from 'zod';
 
 export interface PlanOptions {
   /** When the plan is made (epoch ms or Date). */
@@ -18,13 +16,20 @@ export interface PlanOptions {
   history?: ReadonlyMap<string, VmHistory> | undefined;
   /** Plan id; derived from the time and reason when absent. */
   id?: string | undefined;
-  /** Epoch ms of the previous rebalance (hold time). */
-  lastRebalanceAtMs?: number | null | undefined;
+  /**
+   * Epoch ms of the last executed plan of this strategy. Within the strategy's hold time after it the plan
+   * is empty (held), unless `overrideHold` says who plans anyway.
+   */
+  lastExecutedAtMs?: number | null | undefined;
+  /** Who plans inside the hold time anyway (a manual request); recorded in `plan.hold.overriddenBy`. */
+  overrideHold?: string | undefined;
 }
 
 export interface StrategyPlanOptions extends PlanOptions {
-  /** Strategy arguments (validated by the strategy's schema). */
+  /** Strategy arguments (validated by the strategy's schema), over the policy's `strategies.<name>.args`. */
   args?: unknown;
+  /** Where a strategy named by a string is looked up; default: drover's own strategies. */
+  registry?: StrategyRegistry | undefined;
 }
 
 const toMs = (t: number | Date): number => (typeof t === 'number' ? t : t.getTime());
@@ -67,31 +72,62 @@ export function estimateEtaS(steps: readonly Step[], policy: Policy): number {
   return Math.round(end * 10) / 10;
 }
 
-/** Runs any strategy (a registered one by name, or a Strategy object such as a benchmark baseline). */
+/** The hold in force for a strategy now, if any. */
+function holdAt(policy: Policy, strategy: Strategy, nowMs: number, opts: PlanOptions): PlanHold | null {
+  const last = opts.lastExecutedAtMs;
+  if (last === null || last === undefined) return null;
+  const { holdTimeS } = holdTimeOf(policy, strategy);
+  const untilMs = last + holdTimeS * 1000;
+  if (nowMs >= untilMs) return null;
+  const hold: PlanHold = {
+    lastExecutedAt: new Date(last).toISOString(),
+    holdTimeS,
+    until: new Date(untilMs).toISOString(),
+  };
+  if (opts.overrideHold !== undefined) hold.overriddenBy = opts.overrideHold;
+  return hold;
+}
+
+/**
+ * Runs any strategy (a registered one by name, or a Strategy object such as a benchmark baseline): its
+ * arguments are the policy's `strategies.<name>.args` with the request's over them, its scope says which
+ * hosts it empties, and its hold time (from the last executed plan of it) may keep the plan empty.
+ */
 export function planWith(
-  strategy: string | Strategy<never>,
+  strategy: string | Strategy,
   snapshot: Snapshot,
   policy: Policy,
   opts: StrategyPlanOptions,
 ): Plan {
-  const s = typeof strategy === 'string' ? STRATEGIES[strategy] : strategy;
-  if (!s) throw new DroverError('unknown_strategy', `unknown strategy ${JSON.stringify(strategy)}`);
-  const schema: z.ZodType = s.argsSchema;
-  const args = parseWith(schema, opts.args ?? {}, `strategy ${s.name}`) as never;
+  const registry = opts.registry ?? STRATEGIES;
+  const s = typeof strategy === 'string' ? registry.get(strategy) : strategy;
+  if (!s)
+    throw new DroverError(
+      'unknown_strategy',
+      `unknown strategy ${JSON.stringify(strategy)} (there are ${registry.names().join(', ')})`,
+    );
+  const bound = s.withArgs(argsOf(policy, s, opts.args), `strategy ${s.name}`);
   const nowMs = toMs(opts.now);
-  let draining: Set<string> | undefined;
-  if (s.reason === 'drain') {
-    const drainArgs = parseWith(DrainArgsSchema, opts.args ?? {}, `strategy ${s.name}`);
-    const ids = drainArgs.hosts ?? snapshot.hosts.filter((h) => h.state === 'maintenance').map((h) => h.id);
-    draining = new Set(ids);
-  }
+  const scope = bound.scope(snapshot);
+  const draining = scope.emptying.length > 0 ? new Set(scope.emptying) : undefined;
   const model = new ClusterModel(snapshot, policy, { nowMs, history: opts.history, draining });
   const before = model.spread();
-  const result = s.plan({ model, nowMs, lastRebalanceAtMs: opts.lastRebalanceAtMs }, args);
+  const hold = holdAt(policy, s, nowMs, opts);
+  const result =
+    hold && hold.overriddenBy === undefined
+      ? {
+          steps: [],
+          skipped: [],
+          note:
+            `holding: the last ${s.name} plan was executed at ${hold.lastExecutedAt}; hold time ` +
+            `${hold.holdTimeS} s (${holdTimeOf(policy, s).from}), until ${hold.until}`,
+        }
+      : bound.plan({ model, nowMs });
   const createdAt = new Date(nowMs).toISOString();
   const plan: Plan = {
     id: opts.id ?? planId(s.reason, nowMs),
     reason: s.reason,
+    strategy: s.name,
     createdAt,
     steps: result.steps,
     skipped: result.skipped,
@@ -101,6 +137,7 @@ export function planWith(
     snapshotTakenAt: snapshot.takenAt,
   };
   if (result.note !== undefined) plan.note = result.note;
+  if (hold) plan.hold = hold;
   if (result.steps.length > 0) {
     plan.etaS = result.etaS ?? estimateEtaS(result.steps, policy);
     const mib = result.steps.reduce((n, st) => n + st.predicted.transferMiB, 0);

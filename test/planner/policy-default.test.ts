@@ -5,15 +5,20 @@ import { DEFAULT_POLICY } from '../../src/domain/policy.js';
 import type { Snapshot } from '../../src/domain/snapshot.js';
 import { loadPolicy } from '../../src/planner/load-policy.js';
 import { planDrain } from '../../src/planner/make-plan.js';
+import { STRATEGIES } from '../../src/planner/strategies/registry.js';
 
 const path = new URL('../../policies/default.yaml', import.meta.url).pathname;
 
 describe('policies/default.yaml', () => {
   it('states every built-in default', async () => {
     const policy = await loadPolicy(path);
-    const { rules, ...settings } = policy;
-    const { rules: _none, ...defaults } = DEFAULT_POLICY;
+    const { rules, strategies, ...settings } = policy;
+    const { rules: _none, strategies: _unset, ...defaults } = DEFAULT_POLICY;
     expect(settings).toEqual(defaults);
+    // Each registered strategy, with its own defaults.
+    expect(strategies).toEqual(
+      Object.fromEntries(STRATEGIES.all().map((s) => [s.name, { holdTimeS: s.holdTimeS, args: {} }])),
+    );
     expect(rules.map((r) => r.name)).toEqual(['opt-out', 'pinned', 'keep-ha-groups-apart']);
     expect(readFileSync(path, 'utf8')).toMatch(/^# drover's default policy/m);
   });

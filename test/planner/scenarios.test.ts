@@ -75,9 +75,28 @@ describe('rebalance scenarios', () => {
     const two = planRebalance(snap, parsePolicy({ limits: { maxMovesPerRun: 2 } }), { now: NOW });
     expect(two.steps).toHaveLength(2);
     expect(two.note).toMatch(/limit of 2 moves/);
-    const held = planRebalance(snap, policy, { now: NOW, lastRebalanceAtMs: NOW - 60_000 });
+    const held = planRebalance(snap, policy, { now: NOW, lastExecutedAtMs: NOW - 60_000 });
     expect(held.steps).toEqual([]);
-    expect(held.note).toBe('holding: the last rebalance was 60 s ago, hold time is 900 s');
+    expect(held.note).toBe(
+      `holding: the last balance plan was executed at ${new Date(NOW - 60_000).toISOString()}; ` +
+        `hold time 900 s (the balance strategy's default), until ${new Date(NOW + 840_000).toISOString()}`,
+    );
+    expect(held.hold).toEqual({
+      lastExecutedAt: new Date(NOW - 60_000).toISOString(),
+      holdTimeS: 900,
+      until: new Date(NOW + 840_000).toISOString(),
+    });
+    // A manual request plans inside the hold and says so; after the hold, nothing is held.
+    const manual = planRebalance(snap, policy, {
+      now: NOW,
+      lastExecutedAtMs: NOW - 60_000,
+      overrideHold: 'api:ops',
+    });
+    expect(manual.steps.length).toBeGreaterThan(0);
+    expect(manual.hold?.overriddenBy).toBe('api:ops');
+    const after = planRebalance(snap, policy, { now: NOW, lastExecutedAtMs: NOW - 900_000 });
+    expect(after.steps.length).toBeGreaterThan(0);
+    expect(after.hold).toBeUndefined();
     // The gate applies to plans that repair no rule, relieve no host above a ceiling and leave the spread
     // over target: one move, no ceilings.
     const picky = planRebalance(

@@ -11,7 +11,7 @@ import { HostHeap } from '../../../src/planner/constraints/host-heap.js';
 import {
   makeStep,
   pct,
-  type Strategy,
+  defineStrategy,
   type StrategyContext,
   type StrategyResult,
 } from '../../../src/planner/strategies/strategy.js';
@@ -76,10 +76,11 @@ function planProxlb(ctx: StrategyContext, args: ProxlbArgs): StrategyResult {
   return { steps, skipped: [] };
 }
 
-export const proxlbGreedy: Strategy<ProxlbArgs> = {
+export const proxlbGreedy = defineStrategy<ProxlbArgs>({
   name: 'proxlb-greedy',
   reason: 'rebalance',
   description: 'benchmark baseline: largest guest from the most to the least loaded node',
   argsSchema: ProxlbArgsSchema,
+  holdTimeS: 0,
   plan: planProxlb,
-};
+});

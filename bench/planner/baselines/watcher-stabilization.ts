@@ -10,7 +10,7 @@ import type { Step } from '../../../src/domain/plan.js';
 import { positiveInt, positiveNumber } from '../../../src/domain/validation.js';
 import {
   makeStep,
-  type Strategy,
+  defineStrategy,
   type StrategyContext,
   type StrategyResult,
 } from '../../../src/planner/strategies/strategy.js';
@@ -124,10 +124,11 @@ function planWatcher(ctx: StrategyContext, args: WatcherArgs): StrategyResult {
   return result;
 }
 
-export const watcherStabilization: Strategy<WatcherArgs> = {
+export const watcherStabilization = defineStrategy<WatcherArgs>({
   name: 'watcher-stabilization',
   reason: 'rebalance',
   description: 'benchmark baseline: the move that lowers the load standard deviation most',
   argsSchema: WatcherArgsSchema,
+  holdTimeS: 0,
   plan: planWatcher,
-};
+});

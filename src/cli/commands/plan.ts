@@ -71,7 +71,8 @@ async function readPolicy(path: string | undefined): Promise<Policy> {
 export function formatPlan(plan: Plan, snapshot: Snapshot): string {
   const names = new Map(snapshot.vms.map((v) => [v.id, v.name]));
   const out: string[] = [];
-  out.push(`plan ${plan.id} (${plan.reason}) from snapshot taken ${snapshot.takenAt}`);
+  const by = plan.strategy !== undefined && plan.strategy !== plan.reason ? `, ${plan.strategy}` : '';
+  out.push(`plan ${plan.id} (${plan.reason}${by}) from snapshot taken ${snapshot.takenAt}`);
   if (plan.steps.length === 0) out.push('no moves');
   else {
     out.push(
@@ -108,6 +109,11 @@ export function formatPlan(plan: Plan, snapshot: Snapshot): string {
       (plan.etaS !== undefined ? `; ETA ${duration(plan.etaS)}` : ''),
   );
   if (plan.note !== undefined) out.push(`note: ${plan.note}`);
+  if (plan.hold?.overriddenBy !== undefined)
+    out.push(
+      `hold: overridden by ${plan.hold.overriddenBy} (the last ${plan.strategy ?? plan.reason} plan was executed ` +
+        `at ${plan.hold.lastExecutedAt}; hold time ${plan.hold.holdTimeS} s, until ${plan.hold.until})`,
+    );
   return `${out.join('\n')}\n`;
 }
 
@@ -124,7 +130,7 @@ export function registerPlanCommand(program: Command): void {
     .option('--drain <host>', 'drain this host (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option(
       '--strategy <name>',
-      `offline: plan with this strategy instead (${Object.keys(STRATEGIES).join(', ')}); drain empties --drain hosts or those in maintenance`,
+      `offline: plan with this strategy instead (${STRATEGIES.names().join(', ')}); drain empties --drain hosts or those in maintenance`,
     )
     .option('--json', 'print the Plan as JSON')
     .action((flags: PlanFlags) =>
@@ -149,11 +155,11 @@ export function registerPlanCommand(program: Command): void {
             'drain',
           );
         const strategy = flags.strategy;
-        if (strategy !== undefined && !Object.hasOwn(STRATEGIES, strategy))
+        if (strategy !== undefined && !STRATEGIES.has(strategy))
           throw new CliError(
             EXIT.usage,
             'invalid_input',
-            `--strategy: no strategy ${JSON.stringify(strategy)} (there are ${Object.keys(STRATEGIES).join(', ')})`,
+            `--strategy: no strategy ${JSON.stringify(strategy)} (there are ${STRATEGIES.names().join(', ')})`,
             'strategy',
           );
         if (strategy !== undefined && strategy !== 'drain' && flags.drain.length > 0)

@@ -8,7 +8,7 @@ import type { Skip, Step } from '../../../domain/plan.js';
 import type { ClusterModel } from '../../constraints/cluster-model.js';
 import { bestBand, prepareDimension, refineJointBand, type Prepared } from '../../lower-bound.js';
 import { HostHeap } from '../../constraints/host-heap.js';
-import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
+import { defineStrategy, makeStep, pct, type StrategyContext, type StrategyResult } from '../strategy.js';
 import { BalanceArgsSchema, type BalanceArgs } from './balance-args.js';
 import { compareObjective, Objective, OBJECTIVE_EPS, type ObjectiveValue } from '../../objective.js';
 import { ObjectiveSearch } from './objective-search.js';
@@ -870,14 +870,6 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
       note: 'no host above a ceiling and no rule broken (trigger: threshold)',
     };
   }
-  if (ctx.lastRebalanceAtMs != null && ctx.nowMs - ctx.lastRebalanceAtMs < pol.holdTimeS * 1000) {
-    const ago = Math.round((ctx.nowMs - ctx.lastRebalanceAtMs) / 1000);
-    return {
-      steps: [],
-      skipped: [],
-      note: `holding: the last rebalance was ${ago} s ago, hold time is ${pol.holdTimeS} s`,
-    };
-  }
   const maxMoves = args.maxMoves ?? m.policy.limits.maxMovesPerRun;
   const search = new ObjectiveSearch(m, obj, maxMoves);
   // Rules first, then hosts above their ceilings: the most valuable moves take the budget first. Best move
@@ -997,11 +989,12 @@ function mergeSkips(m: ClusterModel, search: ReadonlyMap<number, string>, band: 
   return out.sort((a, b) => a.v - b.v).map((e) => e.skip);
 }
 
-export const balanceStrategy: Strategy<BalanceArgs> = {
+export const balanceStrategy = defineStrategy<BalanceArgs>({
   name: 'balance',
   reason: 'rebalance',
   description:
     'repair broken rules, relieve hosts above their ceilings, then bring CPU and memory spread within target',
   argsSchema: BalanceArgsSchema,
+  holdTimeS: 900,
   plan: planBalance,
-};
+});

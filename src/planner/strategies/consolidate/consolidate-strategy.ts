@@ -5,7 +5,7 @@
 // rules, anti-affinity and affinity, CPU model, storage, and every move predicted to converge.
 import type { Skip, Step } from '../../../domain/plan.js';
 import type { ClusterModel } from '../../constraints/cluster-model.js';
-import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
+import { defineStrategy, makeStep, pct, type StrategyContext, type StrategyResult } from '../strategy.js';
 import { ConsolidateArgsSchema, type ConsolidateArgs } from './consolidate-args.js';
 
 const EPS = 1e-9;
@@ -52,14 +52,6 @@ function bestFit(
 function planConsolidate(ctx: StrategyContext, args: ConsolidateArgs): StrategyResult {
   const m = ctx.model;
   const pol = m.policy;
-  if (ctx.lastRebalanceAtMs != null && ctx.nowMs - ctx.lastRebalanceAtMs < pol.balance.holdTimeS * 1000) {
-    const ago = Math.round((ctx.nowMs - ctx.lastRebalanceAtMs) / 1000);
-    return {
-      steps: [],
-      skipped: [],
-      note: `holding: the last rebalance was ${ago} s ago, hold time is ${pol.balance.holdTimeS} s`,
-    };
-  }
   const maxMoves = args.maxMoves ?? pol.limits.maxMovesPerRun;
   const maxHosts = args.maxHosts ?? Number.POSITIVE_INFINITY;
   const fill = {
@@ -146,10 +138,11 @@ function blockingForecast(m: ClusterModel, v: number): string | null {
   return f.prediction.converges ? null : (f.reason ?? 'predicted not to converge');
 }
 
-export const consolidateStrategy: Strategy<ConsolidateArgs> = {
+export const consolidateStrategy = defineStrategy<ConsolidateArgs>({
   name: 'consolidate',
   reason: 'rebalance',
   description: 'pack VMs onto fewer hosts to free whole hosts',
   argsSchema: ConsolidateArgsSchema,
+  holdTimeS: 900,
   plan: planConsolidate,
-};
+});

@@ -6,13 +6,14 @@
 // how many migrations leave a drained host at once (drain-schedule.ts) and says so in Step.concurrency.
 import type { Prediction, Skip, Step } from '../../../domain/plan.js';
 import type { ClusterModel } from '../../constraints/cluster-model.js';
-import { makeStep, pct, type Strategy, type StrategyContext, type StrategyResult } from '../strategy.js';
+import type { Host } from '../../../domain/snapshot.js';
+import { defineStrategy, makeStep, pct, type StrategyContext, type StrategyResult } from '../strategy.js';
 import { DrainArgsSchema, type DrainArgs } from './drain-args.js';
 import { chooseDrainSchedule } from './drain-schedule.js';
 
 /** The hosts a drain empties: the ones named, else those in maintenance. */
-export function drainHostIds(m: ClusterModel, args: DrainArgs): string[] {
-  return args.hosts ?? m.hosts.filter((h) => h.state === 'maintenance').map((h) => h.id);
+export function drainHostIds(snapshot: { hosts: readonly Host[] }, args: DrainArgs): string[] {
+  return args.hosts ?? snapshot.hosts.filter((h) => h.state === 'maintenance').map((h) => h.id);
 }
 
 function units(m: ClusterModel, vms: number[]): number[][] {
@@ -179,10 +180,13 @@ function scheduleSteps(
   return { steps: out, etaS: Math.round(etaS * 10) / 10 };
 }
 
-export const drainStrategy: Strategy<DrainArgs> = {
+export const drainStrategy = defineStrategy<DrainArgs>({
   name: 'drain',
   reason: 'drain',
   description: 'empty the hosts in maintenance, after checking that every VM can leave',
   argsSchema: DrainArgsSchema,
+  // A drain goes whenever a host is put in maintenance.
+  holdTimeS: 0,
+  scope: (snapshot, args) => ({ emptying: drainHostIds(snapshot, args) }),
   plan: planDrainSteps,
-};
+});
