@@ -10,7 +10,7 @@ import { InMemoryCollectorStore } from '../../src/collector/collector-store.js';
 import { parsePolicy, type Policy } from '../../src/domain/policy.js';
 import type { MigrationRecord, VmHistory } from '../../src/domain/history.js';
 import type { Vm } from '../../src/domain/snapshot.js';
-import type { JobStats } from '../../src/hypervisor/hypervisor.js';
+import type { MigrationJob } from '../../src/hypervisor/hypervisor.js';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import { predictVmMigration, SwitchoverBook } from '../../src/planner/predictor/index.js';
 import {
@@ -67,8 +67,8 @@ const QUICK: Grid = { dirtyMiBps: [0, 10, 80], capsMiBps: [20, 100], downtimesMs
 interface Run {
   result: 'completed' | 'aborted' | 'failed';
   wallS: number;
-  stats: JobStats | null;
-  /** memory_processed when round 0 ended (MiB), when seen. */
+  stats: MigrationJob | null;
+  /** Memory processed when round 0 ended (MiB), when seen. */
   round0MiB: number | null;
   /** From the call until the job first showed as active (s), when seen. */
   jobStartS: number | null;
@@ -117,8 +117,6 @@ export interface CellResult {
   };
 }
 
-const MiB = 2 ** 20;
-
 /** Runs one migration of `vmId` to the other host, polling its job, aborting it after deadlineS. */
 async function runMigration(
   hv: LibvirtHypervisor,
@@ -160,18 +158,18 @@ async function runMigration(
       if (s.type === 'active') {
         const atS = (Date.now() - started) / 1000;
         jobStartS ??= atS;
-        lastProcessedMiB = s.memory_processed / MiB;
-        lastIteration = s.memory_iteration;
+        lastProcessedMiB = s.memProcessedMiB;
+        lastIteration = s.iteration;
         // QEMU's rate of the last stretch; it is low while it scans untouched memory or has little left,
         // and reaches what the link carries while there is data to send: the highest reading says that
-        if (s.memory_bps >= MiB) rates.push(s.memory_bps / MiB);
-        if (s.memory_iteration >= 1) {
-          const d = (s.memory_dirty_rate * s.memory_page_size) / MiB;
+        if (s.transferMiBps >= 1) rates.push(s.transferMiBps);
+        if (s.iteration >= 1) {
+          const d = s.dirtyMiBps;
           migratingDirty = Math.max(migratingDirty ?? 0, d);
           lastDirty = d;
         }
-        if (round0MiB === null && s.memory_iteration >= 1) {
-          round0MiB = s.memory_processed / MiB;
+        if (round0MiB === null && s.iteration >= 1) {
+          round0MiB = s.memProcessedMiB;
           round0EndS = atS;
         }
       }
@@ -186,7 +184,7 @@ async function runMigration(
   const outcome = await done;
   const wallS = (Date.now() - started) / 1000;
   const stats = outcome.stats;
-  const processedMiB = stats ? stats.memory_processed / MiB : lastProcessedMiB;
+  const processedMiB = stats ? stats.memProcessedMiB : lastProcessedMiB;
   return {
     result: outcome.result,
     wallS,
@@ -197,7 +195,7 @@ async function runMigration(
     throughputMiBps: rates.length > 0 ? Math.min(capMiBps, Math.max(...rates)) : null,
     migratingDirtyMiBps: migratingDirty === null ? null : round(migratingDirty, 1),
     lastDirtyMiBps: lastDirty === null ? null : round(lastDirty, 1),
-    passes: (stats?.memory_iteration ?? lastIteration) + 1,
+    passes: (stats?.iteration ?? lastIteration) + 1,
     processedMiB,
   };
 }
@@ -224,7 +222,7 @@ function observation(
     processedMiB: run.processedMiB,
     transferS: sendingS(run, run.throughputMiBps ?? calibration.bandwidthMiBps(capMiBps)),
     throughputMiBps: run.throughputMiBps,
-    downtimeMs: completed ? (run.stats?.downtime ?? null) : null,
+    downtimeMs: completed ? (run.stats?.downtimeMs ?? null) : null,
     modelStopMs,
   };
 }
@@ -311,7 +309,7 @@ function historyRecord(
     predictedDurationS: predicted?.durationS ?? null,
     ...(predicted ? { predictionCorrection: predicted.correction } : {}),
     measuredDurationS: run.wallS,
-    downtimeMs: run.result === 'completed' ? (run.stats?.downtime ?? null) : null,
+    downtimeMs: run.result === 'completed' ? (run.stats?.downtimeMs ?? null) : null,
     ...(inputs.budgetMs !== undefined ? { downtimeBudgetMs: inputs.budgetMs } : {}),
     ...(predicted ? { predictedDowntimeMs: predicted.downtimeMs } : {}),
     maxDowntimeMs: inputs.maxDowntimeMs,
@@ -433,7 +431,7 @@ export async function main(): Promise<void> {
                   processedMiB: 0,
                 };
           const converged = run.result === 'completed';
-          const downtimeMs = converged ? (run.stats?.downtime ?? null) : null;
+          const downtimeMs = converged ? (run.stats?.downtimeMs ?? null) : null;
           if (skipped === null) {
             calibration.observe(observation(run, cap, calibration, Math.max(0, p.downtimeMs - overheadMs)));
             history.records.push(
@@ -478,7 +476,7 @@ export async function main(): Promise<void> {
               result: run.result,
               durationS: round(run.wallS, 2),
               downtimeMs,
-              iterations: run.stats?.memory_iteration ?? 0,
+              iterations: run.stats?.iteration ?? 0,
             },
           };
           cells.push(cell);

@@ -5,9 +5,8 @@ import { pino, type Logger } from 'pino';
 import { DroverError, StepSkipped, errorCode, errorMessage } from '../domain/errors.js';
 import type { Step } from '../domain/plan.js';
 import {
-  pagesPerSecondToMiBps,
   type Hypervisor,
-  type JobStats,
+  type MigrationJob,
   type MigrationHandle,
   type MigrationOutcome,
   type MigrationRequest,
@@ -22,8 +21,6 @@ import { applyRecoveryAction, gatherEvidence, type VmEvidence } from './recovery
 import { StorageCheck } from './storage-check.js';
 import { Watchdog, type AbortReason, type WatchdogAction } from './watchdog.js';
 import { watchdogSchedule, type PredictiveForecast, type WatchdogSchedule } from './watchdog-schedule.js';
-
-const MiB = 1024 * 1024;
 
 /** What a migration job carries (BullMQ job data; plain JSON). */
 export interface MigrationJobData {
@@ -80,7 +77,7 @@ export interface MigrationReport {
   iterations: number;
   transferMiB: number;
   memMiB: number;
-  /** The guest's dirty rate in the last job stats seen (MiB/s), when there were any. */
+  /** The guest's dirty rate in the last migration job seen (MiB/s), when there were any. */
   dirtyMiBps: number | null;
   maxDowntimeMs: number;
   downtimeBudgetMs: number;
@@ -216,7 +213,7 @@ export class MigrationRunner {
     const { step } = job;
     const log = this.log.child({ module: 'executor', planId: job.planId, vm: step.vm });
     const presences = await this.call('locateVm', this.hv.locateVm(step.vm));
-    let srcJob: JobStats | null = null;
+    let srcJob: MigrationJob | null = null;
     if (presences.some((p) => p.hostId === step.from)) {
       try {
         srcJob = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
@@ -247,13 +244,13 @@ export class MigrationRunner {
     // 1. A migration of this VM already in flight from the source: adopt it, never start a second one.
     if (srcJob !== null && srcJob.type === 'active') {
       const vm = await this.vmInfo(step.from, step.vm);
-      const schedule = this.scheduleFor(job, vm?.memMiB ?? srcJob.memory_total / MiB, diskGiB(vm));
-      const startedAtMs = this.hv.clock.now() - srcJob.time_elapsed;
+      const schedule = this.scheduleFor(job, vm?.memMiB ?? srcJob.memTotalMiB, diskGiB(vm));
+      const startedAtMs = this.hv.clock.now() - srcJob.elapsedMs;
       const watchdog = this.newWatchdog(schedule, startedAtMs);
-      log.info({ elapsedMs: srcJob.time_elapsed }, 'adopting a migration already in flight');
+      log.info({ elapsedMs: srcJob.elapsedMs }, 'adopting a migration already in flight');
       return this.watch({
         job,
-        vm: { memMiB: vm?.memMiB ?? srcJob.memory_total / MiB },
+        vm: { memMiB: vm?.memMiB ?? srcJob.memTotalMiB },
         schedule,
         watchdog,
         handle: null,
@@ -441,7 +438,7 @@ export class MigrationRunner {
     log: Logger,
   ): Promise<MigrationReport> {
     const { step } = job;
-    let stats: JobStats | null = null;
+    let stats: MigrationJob | null = null;
     try {
       stats = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
     } catch (inner) {
@@ -461,7 +458,7 @@ export class MigrationRunner {
     }
     if (stats === null || stats.type === 'active') {
       log.warn({ err: errorMessage(err) }, 'migrate call failed but the migration may run: watching it');
-      const startedAtMs = stats === null ? calledAtMs : this.hv.clock.now() - stats.time_elapsed;
+      const startedAtMs = stats === null ? calledAtMs : this.hv.clock.now() - stats.elapsedMs;
       return this.watch({
         job,
         vm,
@@ -575,7 +572,7 @@ export class MigrationRunner {
           await this.carryOut(ctx, action, records);
         }
         const now = clock.now();
-        let stats: JobStats | null = null;
+        let stats: MigrationJob | null = null;
         let error: string | undefined;
         try {
           stats = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
@@ -593,7 +590,7 @@ export class MigrationRunner {
           inactivePolls = 0;
         }
         const actions = watchdog.observe(
-          error === undefined ? { atMs: now, stats } : { atMs: now, stats, error },
+          error === undefined ? { atMs: now, job: stats } : { atMs: now, job: stats, error },
         );
         const operator = hooks.abortRequested?.() ?? null;
         if (operator !== null && !operatorAbortSent) {
@@ -687,7 +684,7 @@ export class MigrationRunner {
           break;
         case 'abort':
           log.warn(
-            { reason: action.reason, repeat: action.repeat, lastStats: ctx.watchdog.state.lastStats },
+            { reason: action.reason, repeat: action.repeat, lastJob: ctx.watchdog.state.lastJob },
             'aborting migration',
           );
           ctx.hooks.onAbortIssued?.(now, action.reason);
@@ -696,7 +693,7 @@ export class MigrationRunner {
         case 'stuck':
           this.metrics?.migrationsStuck.inc();
           log.error(
-            { silentMs: action.silentMs, lastStats: ctx.watchdog.state.lastStats, host: step.from },
+            { silentMs: action.silentMs, lastJob: ctx.watchdog.state.lastJob, host: step.from },
             'migration stuck: the source does not answer progress calls',
           );
           break;
@@ -714,11 +711,15 @@ export class MigrationRunner {
     }
   }
 
-  private progress(ctx: WatchContext, stats: JobStats | null, bandwidth: number | null): MigrationProgress {
+  private progress(
+    ctx: WatchContext,
+    stats: MigrationJob | null,
+    bandwidth: number | null,
+  ): MigrationProgress {
     const s = ctx.watchdog.state;
-    const last = stats ?? s.lastStats;
-    const total = last ? last.memory_total + last.disk_total : 0;
-    const remaining = last ? last.memory_remaining + last.disk_remaining : 0;
+    const last = stats ?? s.lastJob;
+    const total = last ? last.memTotalMiB + last.diskTotalMiB : 0;
+    const remaining = last ? last.memRemainingMiB + last.diskRemainingMiB : 0;
     const phase: RunPhase =
       s.phase === 'aborting' ? 'aborting' : s.phase === 'post-copy' ? 'post-copy' : 'migrating';
     return {
@@ -728,9 +729,9 @@ export class MigrationRunner {
       phase,
       percent:
         total > 0 ? Math.round(Math.min(100, Math.max(0, (1 - remaining / total) * 100)) * 10) / 10 : 0,
-      remainingMiB: Math.round((remaining / MiB) * 10) / 10,
-      iteration: last?.memory_iteration ?? 0,
-      expectedDowntimeMs: last?.downtime ?? 0,
+      remainingMiB: Math.round(remaining * 10) / 10,
+      iteration: last?.iteration ?? 0,
+      expectedDowntimeMs: last?.downtimeMs ?? 0,
       maxDowntimeMs: s.maxDowntimeMs,
       bandwidthMiBps: bandwidth,
       elapsedS: Math.round((this.hv.clock.now() - ctx.startedAtMs) / 100) / 10,
@@ -751,7 +752,7 @@ export class MigrationRunner {
     const abortReason = watchdog.state.abortReason;
     let outcome: RunOutcome;
     let reason: string;
-    let stats: JobStats | null = settled?.stats ?? null;
+    let stats: MigrationJob | null = settled?.stats ?? null;
 
     if (stuckReason !== null) {
       outcome = 'stuck';
@@ -798,8 +799,8 @@ export class MigrationRunner {
         log.error({ evidence }, 'after the migration ended the VM is not running on its source only');
       }
     }
-    const last = stats ?? watchdog.state.lastStats;
-    const lastActive = watchdog.state.lastStats?.type === 'active' ? watchdog.state.lastStats : null;
+    const last = stats ?? watchdog.state.lastJob;
+    const lastActive = watchdog.state.lastJob?.type === 'active' ? watchdog.state.lastJob : null;
     const endedAtMs = this.hv.clock.now();
     const report: MigrationReport = {
       planId: job.planId,
@@ -813,14 +814,11 @@ export class MigrationRunner {
       startedAtMs: ctx.startedAtMs,
       endedAtMs,
       durationS: (endedAtMs - ctx.startedAtMs) / 1000,
-      downtimeMs: outcome === 'completed' && stats !== null ? stats.downtime : null,
-      iterations: last ? last.memory_iteration + 1 : 0,
-      transferMiB: last ? (last.memory_processed + last.disk_processed) / MiB : 0,
+      downtimeMs: outcome === 'completed' && stats !== null ? stats.downtimeMs : null,
+      iterations: last ? last.iteration + 1 : 0,
+      transferMiB: last ? last.memProcessedMiB + last.diskProcessedMiB : 0,
       memMiB: ctx.vm.memMiB,
-      dirtyMiBps: lastActive
-        ? Math.round(pagesPerSecondToMiBps(lastActive.memory_dirty_rate, lastActive.memory_page_size) * 10) /
-          10
-        : null,
+      dirtyMiBps: lastActive ? Math.round(lastActive.dirtyMiBps * 10) / 10 : null,
       maxDowntimeMs: watchdog.state.maxDowntimeMs,
       downtimeBudgetMs: ctx.schedule.downtimeBudgetMs ?? job.policy.defaultDowntimeBudgetMs,
       bandwidthMiBps: ctx.bandwidthMiBps,
@@ -885,7 +883,7 @@ export class MigrationRunner {
       from: step.from,
       to: step.to,
       outcome: settled === null ? null : settled.result,
-      postCopy: ctx.watchdog.state.phase === 'post-copy' || (ctx.watchdog.state.lastStats?.postcopy ?? false),
+      postCopy: ctx.watchdog.state.phase === 'post-copy' || (ctx.watchdog.state.lastJob?.postCopy ?? false),
     } as const;
     let evidence: VmEvidence;
     try {
@@ -922,10 +920,10 @@ export class MigrationRunner {
       (await this.call('completedJobStats', this.hv.completedJobStats(step.to, step.vm)).catch(() => null)) ??
       (await this.call('completedJobStats', this.hv.completedJobStats(step.from, step.vm)).catch(() => null));
     const vm = await this.vmInfo(step.to, step.vm).catch(() => null);
-    const memMiB = vm?.memMiB ?? (stats ? stats.memory_total / MiB : 0);
+    const memMiB = vm?.memMiB ?? (stats ? stats.memTotalMiB : 0);
     const schedule = this.scheduleFor(job, Math.max(1, memMiB));
     const now = this.hv.clock.now();
-    const startedAtMs = now - (stats?.time_elapsed ?? 0);
+    const startedAtMs = now - (stats?.elapsedMs ?? 0);
     log.info({}, 'the migration of an earlier attempt finished while no worker watched it');
     return this.finish(
       {

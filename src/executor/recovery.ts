@@ -1,7 +1,7 @@
 // Evidence about where a VM is, a diagnosis, and the recovery actions that follow from it.
 // Used after aborts and failures (automatic, only where the evidence proves which side holds the guest),
 // by the reconciler, and by `drover recover VM` (forcing actions need --force there).
-import type { Hypervisor, JobStats, VmPresence } from '../hypervisor/hypervisor.js';
+import type { Hypervisor, MigrationJob, VmPresence } from '../hypervisor/hypervisor.js';
 import { errorMessage } from '../domain/errors.js';
 import { callWithTimeout } from './call-timeout.js';
 
@@ -10,9 +10,9 @@ export interface HostEvidence {
   state: VmPresence['state'];
   persistent: boolean;
   /** The VM's current job on this host, or null when the call failed (see `error`). */
-  job: JobStats | null;
+  job: MigrationJob | null;
   /** The VM's last finished job on this host. */
-  lastJob: JobStats | null;
+  lastJob: MigrationJob | null;
   error: string | null;
 }
 
@@ -209,7 +209,7 @@ function provenHolder(hosts: HostEvidence[], hint: MigrationHint | null): string
   }
   for (const h of hosts) {
     const last = h.lastJob;
-    if (last === null || last.postcopy) continue;
+    if (last === null || last.postCopy) continue;
     // The source's finished migration job: completed -> the destination holds it; cancelled -> the source.
     if (hint !== null && h.hostId === hint.from) {
       if (last.type === 'completed') return hint.to;

@@ -1,7 +1,7 @@
 // The watchdog of one migration: a pure state machine over (time, job-stats samples, schedule).
 // It does no I/O and never waits: the migration runner feeds it samples and carries out the actions it returns,
 // so every decision can be tested on a virtual clock or with hand-made samples.
-import type { JobStats } from '../hypervisor/hypervisor.js';
+import type { MigrationJob } from '../hypervisor/hypervisor.js';
 import type { WatchdogSchedule } from './watchdog-schedule.js';
 
 export type AbortReason = 'deadline' | 'stalled' | 'operator';
@@ -14,12 +14,12 @@ export type WatchdogAction =
   | { kind: 'stuck'; reason: 'unresponsive'; silentMs: number }
   | { kind: 'unstuck'; silentMs: number };
 
-/** One poll: the job stats when the call answered in time, else null with why. */
+/** One poll: the migration job when the call answered in time, else null with why. */
 export interface WatchdogSample {
   /** Clock time of the reading (ms). */
   atMs: number;
-  stats: JobStats | null;
-  /** Why `stats` is null (the call timed out or failed). */
+  job: MigrationJob | null;
+  /** Why `job` is null (the call timed out or failed). */
   error?: string;
 }
 
@@ -49,11 +49,11 @@ export interface WatchdogState {
   maxDowntimeMs: number;
   nextTimedStep: number;
   nextStallStep: number;
-  /** Lowest progress level seen (bytes): a round level, or a sample for the kubevirt profile. */
-  bestRemainingBytes: number | null;
-  /** Highest and lowest remaining data seen in the current round (bytes). */
-  roundPeakBytes: number | null;
-  roundLowBytes: number;
+  /** Lowest progress level seen (MiB): a round level, or a sample for the kubevirt profile. */
+  bestRemainingMiB: number | null;
+  /** Highest and lowest remaining data seen in the current round (MiB). */
+  roundPeakMiB: number | null;
+  roundLowMiB: number;
   lastProgressAtMs: number;
   lastProgressIteration: number;
   iteration: number;
@@ -65,14 +65,14 @@ export interface WatchdogState {
   /** Highest auto-converge throttle seen (percent): while QEMU keeps raising it, the migration progresses. */
   throttlePct: number;
   stalls: number;
-  lastStats: JobStats | null;
+  lastJob: MigrationJob | null;
 }
 
 export class Watchdog {
   readonly schedule: WatchdogSchedule;
   readonly options: WatchdogOptions;
   private s: WatchdogState;
-  /** Remaining data of the last few samples (bytes), for round levels when rounds are shorter than a poll. */
+  /** Remaining data of the last few samples (MiB), for round levels when rounds are shorter than a poll. */
   private readonly recent: number[] = [];
 
   /** `startedAtMs`: when the migration started (for an adopted one: now minus its elapsed time). */
@@ -85,9 +85,9 @@ export class Watchdog {
       maxDowntimeMs: schedule.initialMaxDowntimeMs,
       nextTimedStep: 0,
       nextStallStep: 0,
-      bestRemainingBytes: null,
-      roundPeakBytes: null,
-      roundLowBytes: Number.POSITIVE_INFINITY,
+      bestRemainingMiB: null,
+      roundPeakMiB: null,
+      roundLowMiB: Number.POSITIVE_INFINITY,
       lastProgressAtMs: startedAtMs,
       lastProgressIteration: 0,
       iteration: 0,
@@ -98,7 +98,7 @@ export class Watchdog {
       autoConvergeSinceMs: null,
       throttlePct: 0,
       stalls: 0,
-      lastStats: null,
+      lastJob: null,
     };
   }
 
@@ -136,7 +136,7 @@ export class Watchdog {
     const deadline = this.checkDeadline(nowMs);
     if (deadline.length > 0) return [...actions, ...deadline];
     // A stall is judged on answers: while the monitor is silent only the deadline holds.
-    if (!s.stuck && s.lastStats?.type === 'active') actions.push(...this.checkStall(nowMs));
+    if (!s.stuck && s.lastJob?.type === 'active') actions.push(...this.checkStall(nowMs));
     return actions;
   }
 
@@ -152,7 +152,7 @@ export class Watchdog {
     if (timed !== undefined) due = Math.min(due, s.startedAtMs + timed.atMs);
     if (
       !s.stuck &&
-      s.lastStats?.type === 'active' &&
+      s.lastJob?.type === 'active' &&
       s.iteration - s.lastProgressIteration >= this.schedule.stallMinIterations
     ) {
       const windowMs =
@@ -168,7 +168,7 @@ export class Watchdog {
     const s = this.s;
     const actions: WatchdogAction[] = [];
 
-    if (sample.stats === null) {
+    if (sample.job === null) {
       const silentMs = now - s.lastAnswerAtMs;
       if (!s.stuck && silentMs >= this.options.stuckAfterMs) {
         s.stuck = true;
@@ -184,11 +184,11 @@ export class Watchdog {
       actions.push({ kind: 'unstuck', silentMs: now - s.lastAnswerAtMs });
     }
     s.lastAnswerAtMs = now;
-    const stats = sample.stats;
-    s.lastStats = stats;
+    const stats = sample.job;
+    s.lastJob = stats;
     if (stats.type !== 'active') return actions;
 
-    if (stats.postcopy && s.phase !== 'post-copy' && s.phase !== 'aborting') s.phase = 'post-copy';
+    if (stats.postCopy && s.phase !== 'post-copy' && s.phase !== 'aborting') s.phase = 'post-copy';
 
     if (s.phase === 'aborting') {
       if (s.abortIssuedAtMs !== null && now - s.abortIssuedAtMs >= this.options.abortRetryMs) {
@@ -203,7 +203,7 @@ export class Watchdog {
     if (s.phase === 'post-copy') return actions;
     // The planner predicted that only post-copy finishes this VM: switch once round 0 has sent the memory,
     // rather than waiting for pre-copy to stall and the deadline to run out.
-    if (this.schedule.postCopyAfterRound0 && s.phase === 'watching' && stats.memory_iteration >= 1) {
+    if (this.schedule.postCopyAfterRound0 && s.phase === 'watching' && stats.iteration >= 1) {
       s.phase = 'post-copy';
       return [...actions, { kind: 'post-copy', reason: 'predicted' }];
     }
@@ -220,44 +220,44 @@ export class Watchdog {
    * data). The others judge at iteration granularity: when a round ends, its level (the highest remaining
    * seen in it and in the last few samples) must be a new low; round 0 progresses while it keeps falling.
    */
-  private trackProgress(now: number, stats: JobStats): void {
+  private trackProgress(now: number, stats: MigrationJob): void {
     const s = this.s;
-    const remaining = stats.memory_remaining + stats.disk_remaining;
+    const remaining = stats.memRemainingMiB + stats.diskRemainingMiB;
     const eps = this.options.progressEpsilon;
-    const iteration = stats.memory_iteration;
+    const iteration = stats.iteration;
     if (this.schedule.profile === 'kubevirt') {
       s.iteration = Math.max(s.iteration, iteration);
-      const best = s.bestRemainingBytes;
+      const best = s.bestRemainingMiB;
       if (best === null || remaining < best * (1 - eps)) {
-        s.bestRemainingBytes = remaining;
+        s.bestRemainingMiB = remaining;
         this.markProgress(now);
       }
       return;
     }
     // Auto-converge ramps its throttle up every other round while remaining data stays high: each new step
     // is QEMU still converging the guest, not a stall.
-    if (stats.auto_converge_throttle > s.throttlePct) {
-      s.throttlePct = stats.auto_converge_throttle;
+    if (stats.autoConvergeThrottlePct > s.throttlePct) {
+      s.throttlePct = stats.autoConvergeThrottlePct;
       s.iteration = Math.max(s.iteration, iteration);
       this.markProgress(now);
     }
-    if (iteration > s.iteration || s.roundPeakBytes === null) {
-      if (s.roundPeakBytes !== null) {
-        const level = Math.max(s.roundPeakBytes, ...this.recent);
-        const best = s.bestRemainingBytes;
+    if (iteration > s.iteration || s.roundPeakMiB === null) {
+      if (s.roundPeakMiB !== null) {
+        const level = Math.max(s.roundPeakMiB, ...this.recent);
+        const best = s.bestRemainingMiB;
         if (best === null || s.iteration === 0 || level < best * (1 - eps)) {
-          s.bestRemainingBytes = level;
+          s.bestRemainingMiB = level;
           s.iteration = iteration;
           this.markProgress(now);
         }
       }
       s.iteration = Math.max(s.iteration, iteration);
-      s.roundPeakBytes = remaining;
-      s.roundLowBytes = remaining;
+      s.roundPeakMiB = remaining;
+      s.roundLowMiB = remaining;
     } else {
-      s.roundPeakBytes = Math.max(s.roundPeakBytes, remaining);
-      if (iteration === 0 && remaining < s.roundLowBytes * (1 - eps)) {
-        s.roundLowBytes = remaining;
+      s.roundPeakMiB = Math.max(s.roundPeakMiB, remaining);
+      if (iteration === 0 && remaining < s.roundLowMiB * (1 - eps)) {
+        s.roundLowMiB = remaining;
         this.markProgress(now);
       }
     }

@@ -87,31 +87,53 @@ export interface VmSample {
 
 export type JobType = 'none' | 'active' | 'completed' | 'failed' | 'cancelled';
 
-/** Progress of a VM's job, in libvirt's job-stats vocabulary and units. */
-export interface JobStats {
+/**
+ * A VM's migration job as drover reads it, in drover's units (MiB, MiB/s, ms, percent). Each implementation
+ * converts its own figures once (libvirt's job-stats in `libvirt/job-stats.ts`, the simulator's model in
+ * `sim/`); nothing above `src/hypervisor/` sees a hypervisor's field names or units.
+ */
+export interface MigrationJob {
   type: JobType;
-  /** ms since the job started. */
-  time_elapsed: number;
-  /** bytes */
-  memory_total: number;
-  memory_processed: number;
-  memory_remaining: number;
-  /** pages per second */
-  memory_dirty_rate: number;
-  memory_page_size: number;
-  /** pre-copy round, 0-based as drover counts it (round 0 sends all memory) */
-  memory_iteration: number;
-  /** bytes per second */
-  memory_bps: number;
-  /** ms: expected downtime while running, the real one when completed */
-  downtime: number;
-  disk_total: number;
-  disk_processed: number;
-  disk_remaining: number;
-  /** percent of vCPU time taken away by auto-converge */
-  auto_converge_throttle: number;
-  /** true once the migration switched to post-copy */
-  postcopy: boolean;
+  /** Time since the job started. */
+  elapsedMs: number;
+  memTotalMiB: number;
+  memProcessedMiB: number;
+  memRemainingMiB: number;
+  /** Rate at which the guest dirties memory now. */
+  dirtyMiBps: number;
+  /** Pre-copy round, 0-based as drover counts it (round 0 sends all memory). */
+  iteration: number;
+  /** Rate at which the job moves data now (the average over the job once it ended). */
+  transferMiBps: number;
+  /** Expected downtime while running, the real one once completed. */
+  downtimeMs: number;
+  diskTotalMiB: number;
+  diskProcessedMiB: number;
+  diskRemainingMiB: number;
+  /** Share of vCPU time auto-converge takes away. */
+  autoConvergeThrottlePct: number;
+  /** True once the migration switched to post-copy. */
+  postCopy: boolean;
+}
+
+/** The job of a VM with none running. */
+export function noMigrationJob(): MigrationJob {
+  return {
+    type: 'none',
+    elapsedMs: 0,
+    memTotalMiB: 0,
+    memProcessedMiB: 0,
+    memRemainingMiB: 0,
+    dirtyMiBps: 0,
+    iteration: 0,
+    transferMiBps: 0,
+    downtimeMs: 0,
+    diskTotalMiB: 0,
+    diskProcessedMiB: 0,
+    diskRemainingMiB: 0,
+    autoConvergeThrottlePct: 0,
+    postCopy: false,
+  };
 }
 
 export interface MigrationRequest {
@@ -142,8 +164,8 @@ export interface MigrationOutcome {
   result: MigrationResult;
   /** Set when result is `failed` (or when an abort reached the caller as an error). */
   error: string | null;
-  /** Completed job stats when the hypervisor could read them. */
-  stats: JobStats | null;
+  /** The completed job when the hypervisor could read it. */
+  stats: MigrationJob | null;
 }
 
 export interface MigrationHandle {
@@ -166,7 +188,7 @@ export type LifecycleEvent =
 export type HypervisorEvent =
   | { kind: 'lifecycle'; hostId: string; vmId: string; event: LifecycleEvent; detail: number }
   | { kind: 'migration-iteration'; hostId: string; vmId: string; iteration: number }
-  | { kind: 'job-completed'; hostId: string; vmId: string; stats: JobStats };
+  | { kind: 'job-completed'; hostId: string; vmId: string; stats: MigrationJob };
 
 /** Where a VM exists on one host. */
 export interface VmPresence {
@@ -243,9 +265,9 @@ export interface Hypervisor {
   /** Starts a migration; resolves once it is running (or settled) with a handle whose `done` settles at the end. */
   migrate(request: MigrationRequest): Promise<MigrationHandle>;
   /** Current job of the VM on that host (type `none` when there is none). */
-  jobStats(hostId: string, vmId: string): Promise<JobStats>;
+  jobStats(hostId: string, vmId: string): Promise<MigrationJob>;
   /** Stats of the VM's last finished job on that host, or null. */
-  completedJobStats(hostId: string, vmId: string): Promise<JobStats | null>;
+  completedJobStats(hostId: string, vmId: string): Promise<MigrationJob | null>;
   setMaxDowntime(hostId: string, vmId: string, ms: number): Promise<void>;
   setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void>;
   startPostCopy(hostId: string, vmId: string): Promise<void>;
@@ -275,11 +297,6 @@ export interface Hypervisor {
   /** Subscribes to events from every host; returns the unsubscribe function. */
   subscribe(listener: (event: HypervisorEvent) => void): () => void;
   close(): Promise<void>;
-}
-
-/** Converts libvirt's dirty rate in pages/s to MiB/s. */
-export function pagesPerSecondToMiBps(pagesPerS: number, pageSizeBytes: number): number {
-  return (pagesPerS * pageSizeBytes) / (1024 * 1024);
 }
 
 /**

@@ -1,30 +1,27 @@
-// The watchdog's decisions from hand-made job-stats sequences (the simulator-driven cases live in
+// The watchdog's decisions from hand-made migration-job sequences (the simulator-driven cases live in
 // watchdog-sim.test.ts). Every case is a sequence of (time, stats) samples and the actions it must produce.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { JobStats } from '../../src/hypervisor/hypervisor.js';
+import type { MigrationJob } from '../../src/hypervisor/hypervisor.js';
 import { Watchdog, type WatchdogAction } from '../../src/executor/watchdog.js';
 import { watchdogSchedule, type WatchdogSchedule } from '../../src/executor/watchdog-schedule.js';
 
-const MiB = 1024 * 1024;
-
-function stats(remainingMiB: number, iteration: number, extra: Partial<JobStats> = {}): JobStats {
+function stats(remainingMiB: number, iteration: number, extra: Partial<MigrationJob> = {}): MigrationJob {
   return {
     type: 'active',
-    time_elapsed: 0,
-    memory_total: 1024 * MiB,
-    memory_processed: 0,
-    memory_remaining: remainingMiB * MiB,
-    memory_dirty_rate: 0,
-    memory_page_size: 4096,
-    memory_iteration: iteration,
-    memory_bps: 100 * MiB,
-    downtime: 0,
-    disk_total: 0,
-    disk_processed: 0,
-    disk_remaining: 0,
-    auto_converge_throttle: 0,
-    postcopy: false,
+    elapsedMs: 0,
+    memTotalMiB: 1024,
+    memProcessedMiB: 0,
+    memRemainingMiB: remainingMiB,
+    dirtyMiBps: 0,
+    iteration,
+    transferMiBps: 100,
+    downtimeMs: 0,
+    diskTotalMiB: 0,
+    diskProcessedMiB: 0,
+    diskRemainingMiB: 0,
+    autoConvergeThrottlePct: 0,
+    postCopy: false,
     ...extra,
   };
 }
@@ -35,11 +32,11 @@ function run(
   fromMs: number,
   toMs: number,
   pollMs: number,
-  sample: (t: number) => JobStats | null,
+  sample: (t: number) => MigrationJob | null,
 ): { atMs: number; action: WatchdogAction }[] {
   const out: { atMs: number; action: WatchdogAction }[] = [];
   for (let t = fromMs; t <= toMs; t += pollMs) {
-    for (const action of wd.observe({ atMs: t, stats: sample(t) })) out.push({ atMs: t, action });
+    for (const action of wd.observe({ atMs: t, job: sample(t) })) out.push({ atMs: t, action });
     // Once aborted the migration ends in reality; the repeat of an abort has its own test.
     if (out.some((a) => a.action.kind === 'abort')) break;
   }
@@ -67,11 +64,11 @@ describe('Watchdog', () => {
     expect(wd.nextDueAtMs()).toBe(60_000);
     expect(wd.tick(59_999)).toEqual([]);
     // Round 0 falls, then rounds 1..3 sit at the same level: no new low after round 1.
-    wd.observe({ atMs: 1000, stats: stats(900, 0) });
-    wd.observe({ atMs: 2000, stats: stats(200, 1) });
-    wd.observe({ atMs: 3000, stats: stats(210, 2) });
+    wd.observe({ atMs: 1000, job: stats(900, 0) });
+    wd.observe({ atMs: 2000, job: stats(200, 1) });
+    wd.observe({ atMs: 3000, job: stats(210, 2) });
     expect(wd.nextDueAtMs()).toBe(60_000); // one round without progress is not yet enough
-    wd.observe({ atMs: 4000, stats: stats(210, 3) });
+    wd.observe({ atMs: 4000, job: stats(210, 3) });
     // Two rounds without a new low since progress at 2 s: the stall window ends at 12 s.
     expect(wd.nextDueAtMs()).toBe(12_000);
     expect(wd.tick(11_999)).toEqual([]);
@@ -92,7 +89,7 @@ describe('Watchdog', () => {
       }),
       0,
     );
-    wd.observe({ atMs: 1000, stats: null, error: 'timeout' });
+    wd.observe({ atMs: 1000, job: null, error: 'timeout' });
     expect(wd.tick(5000)).toEqual([{ kind: 'abort', reason: 'deadline', repeat: false }]);
     expect(wd.tick(6000)).toEqual([]);
     expect(wd.nextDueAtMs()).toBeNull();
@@ -208,7 +205,7 @@ describe('Watchdog', () => {
     });
     const wd = new Watchdog(schedule, 0);
     const actions = run(wd, 0, 1_000_000, 1000, (t) =>
-      t < 200_000 ? stats(500, 2) : stats(Math.max(0, 500 - (t - 200_000) / 1000), 3, { postcopy: true }),
+      t < 200_000 ? stats(500, 2) : stats(Math.max(0, 500 - (t - 200_000) / 1000), 3, { postCopy: true }),
     );
     expect(actions).toEqual([{ atMs: 150_000, action: { kind: 'post-copy', reason: 'stalled' } }]);
     expect(wd.requestAbort(1_000_001)).toEqual([]);
@@ -244,7 +241,7 @@ describe('Watchdog', () => {
     const throttleAt = (t: number): number =>
       Math.min(90, t < 8000 ? 0 : 20 + 10 * Math.floor((t - 8000) / 8000));
     const sample = (t: number) =>
-      stats(300, 1 + Math.floor(t / 1000), { auto_converge_throttle: throttleAt(t) });
+      stats(300, 1 + Math.floor(t / 1000), { autoConvergeThrottlePct: throttleAt(t) });
     const actions = run(wd, 0, 400_000, 500, sample);
     // The ramp ends at 64 s (90 %): only then does the stall window start, then the 30 s grace.
     const first = actions[0];
@@ -268,7 +265,7 @@ describe('Watchdog', () => {
     expect(schedule.postCopyAfterRound0).toBe(true);
     const wd = new Watchdog(schedule, 0);
     const sample = (t: number) =>
-      t < 10_000 ? stats(1024 - t / 10, 0) : stats(500, 1, { postcopy: t > 10_500 });
+      t < 10_000 ? stats(1024 - t / 10, 0) : stats(500, 1, { postCopy: t > 10_500 });
     const actions = run(wd, 0, 500_000, 500, sample);
     expect(actions).toEqual([{ atMs: 10_000, action: { kind: 'post-copy', reason: 'predicted' } }]);
     // Without post-copy allowed the prediction changes nothing.
@@ -302,7 +299,7 @@ describe('Watchdog', () => {
     expect(wd.requestAbort(1000)).toEqual([{ kind: 'abort', reason: 'operator', repeat: false }]);
     const actions = [];
     for (let t = 2000; t <= 12_000; t += 1000)
-      for (const action of wd.observe({ atMs: t, stats: stats(100, 1) })) actions.push({ atMs: t, action });
+      for (const action of wd.observe({ atMs: t, job: stats(100, 1) })) actions.push({ atMs: t, action });
     expect(actions).toEqual([
       { atMs: 6000, action: { kind: 'abort', reason: 'operator', repeat: true } },
       { atMs: 11_000, action: { kind: 'abort', reason: 'operator', repeat: true } },
@@ -329,7 +326,7 @@ describe('Watchdog', () => {
           const step = Math.max(pollMs, Math.ceil(schedule.deadlineMs / 3000));
           for (let t = 0, i = 0; t <= schedule.deadlineMs + step && !aborted; t += step, i++) {
             const r = remainings[i % remainings.length] ?? 0;
-            for (const a of wd.observe({ atMs: t, stats: stats(r, Math.floor(i / 3)) })) {
+            for (const a of wd.observe({ atMs: t, job: stats(r, Math.floor(i / 3)) })) {
               if (a.kind === 'set-max-downtime') expect(a.maxDowntimeMs).toBeLessThanOrEqual(budget);
               if (a.kind === 'abort') aborted = true;
             }

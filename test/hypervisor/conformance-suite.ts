@@ -6,7 +6,7 @@ import {
   HYPERVISOR_ERROR_CODES,
   type Hypervisor,
   type HypervisorEvent,
-  type JobStats,
+  type MigrationJob,
   type MigrationRequest,
 } from '../../src/hypervisor/hypervisor.js';
 
@@ -106,7 +106,7 @@ export function describeConformance(
     }
 
     /** Starts a migration held slow by a bandwidth cap and waits until its job shows as active. */
-    async function startSlowMigration(): Promise<{ done: Promise<unknown>; stats: JobStats }> {
+    async function startSlowMigration(): Promise<{ done: Promise<unknown>; stats: MigrationJob }> {
       const handle = await hv.migrate(request({ bandwidthMiBps: 1 }));
       const stats = await waitFor(async () => {
         const s = await hv.jobStats(src, vm);
@@ -209,10 +209,10 @@ export function describeConformance(
         const completed = await hv.completedJobStats(dst, vm);
         expect(completed).not.toBeNull();
         expect(completed?.type).toBe('completed');
-        expect(completed?.memory_total).toBeGreaterThan(0);
-        expect(completed?.memory_processed).toBeGreaterThan(0);
-        expect(completed?.memory_remaining).toBe(0);
-        expect(completed?.downtime).toBeGreaterThanOrEqual(0);
+        expect(completed?.memTotalMiB).toBeGreaterThan(0);
+        expect(completed?.memProcessedMiB).toBeGreaterThan(0);
+        expect(completed?.memRemainingMiB).toBe(0);
+        expect(completed?.downtimeMs).toBeGreaterThanOrEqual(0);
         expect((await hv.jobStats(dst, vm)).type).toBe('none');
 
         // Events arrive asynchronously; give them a little time.
@@ -233,10 +233,10 @@ export function describeConformance(
 
     it('reports job stats while a migration runs, and accepts downtime/bandwidth changes', async () => {
       const { done, stats } = await startSlowMigration();
-      expect(stats.memory_total).toBeGreaterThan(0);
-      expect(stats.time_elapsed).toBeGreaterThanOrEqual(0);
-      expect(stats.memory_page_size).toBeGreaterThan(0);
-      expect(stats.postcopy).toBe(false);
+      expect(stats.memTotalMiB).toBeGreaterThan(0);
+      expect(stats.elapsedMs).toBeGreaterThanOrEqual(0);
+      expect(stats.memRemainingMiB).toBeLessThanOrEqual(stats.memTotalMiB);
+      expect(stats.postCopy).toBe(false);
       const listed = (await hv.sampleVms(src)).find((s) => s.vmId === vm);
       expect(listed?.migrating).toBe(true);
 

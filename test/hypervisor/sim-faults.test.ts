@@ -4,8 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { errorCode } from '../../src/domain/errors.js';
 import { closedForm, constantVm, host, setup } from './sim-helpers.js';
 
-const MIB = 1024 * 1024;
-
 function settledFlag(promise: Promise<unknown>): { settled: () => boolean } {
   let settled = false;
   promise.then(
@@ -33,7 +31,7 @@ describe('simulator faults', () => {
     release();
     const answered = await clock.runUntil(stats);
     expect(answered.type).toBe('active');
-    expect(answered.time_elapsed).toBeGreaterThanOrEqual(120_000);
+    expect(answered.elapsedMs).toBeGreaterThanOrEqual(120_000);
     await clock.runUntil(Promise.all([downtime, abort]));
     expect((await clock.runUntil(handle.done)).result).toBe('aborted');
   });
@@ -113,7 +111,7 @@ describe('simulator faults', () => {
     await clock.advance(2000);
     sim.faults.slowLink('b', 0.25);
     expect(sim.linkBandwidthMiBps('b')).toBe(250);
-    expect((await sim.jobStats('a', 'vm')).memory_bps).toBe(250 * MIB);
+    expect((await sim.jobStats('a', 'vm')).transferMiBps).toBe(250);
     await clock.runUntil(handle.done);
     // 2,000 MiB at 1,000 MiB/s, the remaining 6,192 MiB at 250 MiB/s.
     expect((clock.now() - start) / 1000).toBeCloseTo(2 + 6192 / 250, 3);
@@ -134,7 +132,7 @@ describe('simulator faults', () => {
     expect(sample?.dirtyRate.dirtyMiBps).toBeCloseTo(900, 6);
     const outcome = await clock.runUntil(handle.done);
     expect(outcome.result).toBe('completed');
-    expect(outcome.stats?.memory_iteration).toBeGreaterThan(closedForm(params).iterations);
+    expect(outcome.stats?.iteration).toBeGreaterThan(closedForm(params).iterations);
   });
 
   it('test-only host load overrides what the host reports', async () => {

@@ -2,8 +2,6 @@
 import { describe, expect, it } from 'vitest';
 import { constantVm, host, setup } from './sim-helpers.js';
 
-const MIB = 1024 * 1024;
-
 describe('simulator lifecycle around migrations', () => {
   it('abort during the switch-over resumes the VM on the source', async () => {
     // Pending stays at the 4 GiB working set; a 5 s limit lets it switch over with a 4 s downtime.
@@ -16,8 +14,8 @@ describe('simulator lifecycle around migrations', () => {
     ]);
     const during = await sim.jobStats('a', 'vm');
     expect(during.type).toBe('active');
-    expect(during.downtime).toBe(4096);
-    expect(during.memory_remaining).toBeCloseTo(3096 * MIB, -6);
+    expect(during.downtimeMs).toBe(4096);
+    expect(during.memRemainingMiB).toBeCloseTo(3096, 0);
     await sim.abortJob('a', 'vm');
     expect((await clock.runUntil(handle.done)).result).toBe('aborted');
     expect(await sim.locateVm('vm')).toEqual([{ hostId: 'a', state: 'running', persistent: true }]);
@@ -34,8 +32,8 @@ describe('simulator lifecycle around migrations', () => {
     const handle = await sim.migrate({ vmId: 'vm', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
     const outcome = await clock.runUntil(handle.done);
     // A paused guest dirties nothing: one round and no downtime to speak of.
-    expect(outcome.stats?.memory_iteration).toBe(0);
-    expect(outcome.stats?.downtime).toBe(0);
+    expect(outcome.stats?.iteration).toBe(0);
+    expect(outcome.stats?.downtimeMs).toBe(0);
     expect(await sim.locateVm('vm')).toEqual([{ hostId: 'b', state: 'paused', persistent: true }]);
   });
 

@@ -4,8 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { QEMU_MIGRATION_COSTS, type MigrationCosts } from '../../src/hypervisor/sim/index.js';
 import { constantVm, host, setup } from './sim-helpers.js';
 
-const MIB = 1024 * 1024;
-
 async function migrateAlone(
   memMiB: number,
   memUsedMiB: number,
@@ -23,8 +21,8 @@ async function migrateAlone(
   expect(outcome.result).toBe('completed');
   return {
     durationS: (clock.now() - start) / 1000,
-    processedMiB: (outcome.stats?.memory_processed ?? 0) / MIB,
-    iterations: outcome.stats?.memory_iteration ?? -1,
+    processedMiB: outcome.stats?.memProcessedMiB ?? 0,
+    iterations: outcome.stats?.iteration ?? -1,
   };
 }
 
@@ -60,12 +58,12 @@ describe('simulator migration costs', () => {
     await sim.migrate({ vmId: 'vm', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
     await clock.advance(500);
     const during = await sim.jobStats('a', 'vm');
-    expect(during.memory_bps).toBe(0);
-    expect(during.memory_remaining).toBe(8192 * MIB);
+    expect(during.transferMiBps).toBe(0);
+    expect(during.memRemainingMiB).toBe(8192);
     await clock.advance(1500);
     const after = await sim.jobStats('a', 'vm');
-    expect(after.memory_bps).toBe(1024 * MIB);
-    expect(after.memory_processed / MIB).toBeCloseTo(1024, 0);
+    expect(after.transferMiBps).toBe(1024);
+    expect(after.memProcessedMiB).toBeCloseTo(1024, 0);
     await sim.close();
   });
 
@@ -80,10 +78,10 @@ describe('simulator migration costs', () => {
     await clock.advance(2000); // v1: 1 s set-up, then 1 s alone at 1,000 MiB/s
     const h2 = await sim.migrate({ vmId: 'v2', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
     await clock.advance(500); // v2 sets up: v1 still alone
-    expect((await sim.jobStats('a', 'v1')).memory_processed / MIB).toBeCloseTo(1500, 0);
+    expect((await sim.jobStats('a', 'v1')).memProcessedMiB).toBeCloseTo(1500, 0);
     await clock.advance(1000); // v2 sends from t = 3 s: both at 500 MiB/s
-    expect((await sim.jobStats('a', 'v1')).memory_processed / MIB).toBeCloseTo(2000 + 250, 0);
-    expect((await sim.jobStats('a', 'v2')).memory_processed / MIB).toBeCloseTo(250, 0);
+    expect((await sim.jobStats('a', 'v1')).memProcessedMiB).toBeCloseTo(2000 + 250, 0);
+    expect((await sim.jobStats('a', 'v2')).memProcessedMiB).toBeCloseTo(250, 0);
     await clock.runUntil(Promise.all([h1.done, h2.done]));
     // 8,000 MiB through a 1,000 MiB/s link that was idle only during v1's set-up: 9 s.
     expect((clock.now() - start) / 1000).toBeCloseTo(9, 2);

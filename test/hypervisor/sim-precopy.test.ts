@@ -3,8 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { errorCode } from '../../src/domain/errors.js';
 import { closedForm, constantVm, host, setup } from './sim-helpers.js';
 
-const MIB = 1024 * 1024;
-
 describe('simulator pre-copy physics', () => {
   it('migrates an idle 8 GiB VM at 1,000 MiB/s in about 8 s with tiny downtime', async () => {
     const { clock, sim } = setup([host('a'), host('b')], [constantVm('vm', 'a', 8192, 1, 256)]);
@@ -24,10 +22,10 @@ describe('simulator pre-copy physics', () => {
     expect(durationS).toBeGreaterThan(8);
     expect(durationS).toBeLessThan(8.5);
     expect(durationS).toBeCloseTo(model.durationS, 3);
-    expect(outcome.stats?.downtime).toBeLessThan(50);
-    expect(outcome.stats?.downtime).toBeCloseTo(model.downtimeMs, 0);
-    expect(outcome.stats?.memory_iteration).toBe(model.iterations);
-    expect(outcome.stats?.memory_total).toBe(8192 * MIB);
+    expect(outcome.stats?.downtimeMs).toBeLessThan(50);
+    expect(outcome.stats?.downtimeMs).toBeCloseTo(model.downtimeMs, 0);
+    expect(outcome.stats?.iteration).toBe(model.iterations);
+    expect(outcome.stats?.memTotalMiB).toBe(8192);
     expect(await sim.locateVm('vm')).toEqual([{ hostId: 'b', state: 'running', persistent: true }]);
   });
 
@@ -41,10 +39,10 @@ describe('simulator pre-copy physics', () => {
       const outcome = await clock.runUntil(handle.done);
       const model = closedForm({ ...params, maxDowntimeMs });
       expect(outcome.result).toBe('completed');
-      expect(outcome.stats?.memory_iteration).toBe(model.iterations);
+      expect(outcome.stats?.iteration).toBe(model.iterations);
       expect((clock.now() - start) / 1000).toBeCloseTo(model.durationS, 3);
-      expect(outcome.stats?.downtime).toBeCloseTo(model.downtimeMs, 0);
-      expect(outcome.stats?.downtime).toBeLessThanOrEqual(maxDowntimeMs);
+      expect(outcome.stats?.downtimeMs).toBeCloseTo(model.downtimeMs, 0);
+      expect(outcome.stats?.downtimeMs).toBeLessThanOrEqual(maxDowntimeMs);
       results.push(model.iterations);
     }
     // The tighter limit needs more rounds.
@@ -64,7 +62,7 @@ describe('simulator pre-copy physics', () => {
     });
     const iterations = events.flatMap((e) => (e.kind === 'migration-iteration' ? [e.iteration] : []));
     expect(iterations).toEqual(Array.from({ length: model.iterations }, (_, i) => i + 1));
-    expect(outcome.stats?.memory_iteration).toBe(model.iterations);
+    expect(outcome.stats?.iteration).toBe(model.iterations);
   });
 
   it('never converges when the guest dirties its working set faster than the link', async () => {
@@ -81,9 +79,9 @@ describe('simulator pre-copy physics', () => {
     expect(tenMinutes).toBe('clock_limit');
     const stats = await sim.jobStats('a', 'vm');
     expect(stats.type).toBe('active');
-    expect(stats.memory_iteration).toBeGreaterThan(100);
-    expect(stats.memory_remaining).toBeGreaterThan(300 * MIB);
-    expect(stats.auto_converge_throttle).toBe(0);
+    expect(stats.iteration).toBeGreaterThan(100);
+    expect(stats.memRemainingMiB).toBeGreaterThan(300);
+    expect(stats.autoConvergeThrottlePct).toBe(0);
     await sim.abortJob('a', 'vm');
     expect((await clock.runUntil(handle.done)).result).toBe('aborted');
   });
@@ -104,21 +102,21 @@ describe('simulator pre-copy physics', () => {
     const watch = (async () => {
       while (!finished) {
         const s = await sim.jobStats('a', 'vm');
-        if (throttles[throttles.length - 1] !== s.auto_converge_throttle)
-          throttles.push(s.auto_converge_throttle);
+        if (throttles[throttles.length - 1] !== s.autoConvergeThrottlePct)
+          throttles.push(s.autoConvergeThrottlePct);
         await clock.sleep(500);
       }
     })();
     const outcome = await clock.runUntil(handle.done, { maxMs: 600_000 });
     await clock.runUntil(watch);
     expect(outcome.result).toBe('completed');
-    const final = outcome.stats?.auto_converge_throttle ?? 0;
+    const final = outcome.stats?.autoConvergeThrottlePct ?? 0;
     expect(final).toBeGreaterThanOrEqual(20);
     expect(final).toBeLessThanOrEqual(99);
     // Throttled dirty rate 1500 * (1 - p) must fit: pending <= 300 MiB needs 1500 (1 - p) T < 300.
     expect(throttles.filter((t) => t > 0)[0]).toBe(20);
     for (let i = 2; i < throttles.length; i++) expect((throttles[i] ?? 0) - (throttles[i - 1] ?? 0)).toBe(10);
-    expect(outcome.stats?.downtime).toBeLessThanOrEqual(300);
+    expect(outcome.stats?.downtimeMs).toBeLessThanOrEqual(300);
   });
 
   it('completes after a switch to post-copy, with a small downtime', async () => {
@@ -133,7 +131,7 @@ describe('simulator pre-copy physics', () => {
     });
     await clock.runUntil(
       (async () => {
-        while ((await sim.jobStats('a', 'vm')).memory_iteration < 2) await clock.sleep(500);
+        while ((await sim.jobStats('a', 'vm')).iteration < 2) await clock.sleep(500);
       })(),
     );
     await sim.startPostCopy('a', 'vm');
@@ -143,12 +141,12 @@ describe('simulator pre-copy physics', () => {
       ['b', 'running'],
     ]);
     const duringPostcopy = await sim.jobStats('a', 'vm');
-    expect(duringPostcopy.postcopy).toBe(true);
+    expect(duringPostcopy.postCopy).toBe(true);
     await expect(sim.abortJob('a', 'vm')).rejects.toMatchObject({ code: 'operation_invalid' });
     const outcome = await clock.runUntil(handle.done);
     expect(outcome.result).toBe('completed');
-    expect(outcome.stats?.postcopy).toBe(true);
-    expect(outcome.stats?.downtime).toBeLessThan(100);
+    expect(outcome.stats?.postCopy).toBe(true);
+    expect(outcome.stats?.downtimeMs).toBeLessThan(100);
     expect(await sim.locateVm('vm')).toEqual([{ hostId: 'b', state: 'running', persistent: true }]);
     const details = events.flatMap((e) =>
       e.kind === 'lifecycle' ? [`${e.hostId}:${e.event}:${e.detail}`] : [],
@@ -172,8 +170,8 @@ describe('simulator pre-copy physics', () => {
     await sim.setMaxDowntime('a', 'vm', 3000);
     const outcome = await clock.runUntil(handle.done, { maxMs: 10_000 });
     expect(outcome.result).toBe('completed');
-    expect(outcome.stats?.downtime).toBeGreaterThan(300);
-    expect(outcome.stats?.downtime).toBeLessThanOrEqual(3000);
+    expect(outcome.stats?.downtimeMs).toBeGreaterThan(300);
+    expect(outcome.stats?.downtimeMs).toBeLessThanOrEqual(3000);
   });
 
   it('shares a link between concurrent migrations: two at once each run at half the rate', async () => {
@@ -193,7 +191,7 @@ describe('simulator pre-copy physics', () => {
     const h2 = await pair.sim.migrate({ vmId: 'v2', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
     await pair.clock.advance(1000);
     const mid = await pair.sim.jobStats('a', 'v1');
-    expect(mid.memory_bps).toBeCloseTo(500 * MIB, -3);
+    expect(mid.transferMiBps).toBeCloseTo(500, 3);
     const [o1, o2] = await pair.clock.runUntil(Promise.all([h1.done, h2.done]));
     expect(o1.result).toBe('completed');
     expect(o2.result).toBe('completed');
@@ -209,8 +207,8 @@ describe('simulator pre-copy physics', () => {
     await sim.migrate({ vmId: 'in', from: 'c', to: 'a', kind: 'live', maxDowntimeMs: 300 });
     await clock.advance(500);
     // a carries two migrations: 500 each; c's own link is 400.
-    expect((await sim.jobStats('a', 'out')).memory_bps).toBeCloseTo(500 * MIB, -3);
-    expect((await sim.jobStats('c', 'in')).memory_bps).toBeCloseTo(400 * MIB, -3);
+    expect((await sim.jobStats('a', 'out')).transferMiBps).toBeCloseTo(500, 3);
+    expect((await sim.jobStats('c', 'in')).transferMiBps).toBeCloseTo(400, 3);
     await sim.close();
   });
 
@@ -219,7 +217,7 @@ describe('simulator pre-copy physics', () => {
     const handle = await sim.migrate({ vmId: 'vm', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
     await clock.advance(1000);
     await sim.setMaxBandwidth('a', 'vm', 250);
-    expect((await sim.jobStats('a', 'vm')).memory_bps).toBe(250 * MIB);
+    expect((await sim.jobStats('a', 'vm')).transferMiBps).toBe(250);
     const start = clock.now();
     await clock.runUntil(handle.done);
     // 1,000 MiB went in the first second; the other 3,096 MiB go at 250 MiB/s.
@@ -235,7 +233,7 @@ describe('simulator pre-copy physics', () => {
     const rates = new Set<number>();
     for (let i = 0; i < 20; i++) {
       await clock.advance(1000);
-      const bps = (await sim.jobStats('a', 'vm')).memory_bps / MIB;
+      const bps = (await sim.jobStats('a', 'vm')).transferMiBps;
       expect(bps).toBeGreaterThanOrEqual(900);
       expect(bps).toBeLessThanOrEqual(1100);
       rates.add(Math.round(bps));
@@ -265,13 +263,13 @@ describe('simulator pre-copy physics', () => {
     const handle = await sim.migrate({ vmId: 'vm', from: 'a', to: 'b', kind: 'block', maxDowntimeMs: 300 });
     await clock.advance(2000);
     const during = await sim.jobStats('a', 'vm');
-    expect(during.disk_total).toBe(6000 * MIB);
-    expect(during.disk_processed).toBe(2000 * MIB);
-    expect(during.memory_processed).toBe(0);
+    expect(during.diskTotalMiB).toBe(6000);
+    expect(during.diskProcessedMiB).toBe(2000);
+    expect(during.memProcessedMiB).toBe(0);
     const outcome = await clock.runUntil(handle.done);
     expect(outcome.result).toBe('completed');
-    expect(outcome.stats?.disk_processed).toBe(6000 * MIB);
-    expect(outcome.stats?.disk_remaining).toBe(0);
+    expect(outcome.stats?.diskProcessedMiB).toBe(6000);
+    expect(outcome.stats?.diskRemainingMiB).toBe(0);
     expect((clock.now() - start) / 1000).toBeCloseTo((6000 + 2048) / 1000, 3);
 
     // Incremental: only the top layer goes.
@@ -284,7 +282,7 @@ describe('simulator pre-copy physics', () => {
       incremental: true,
     });
     const inc = await clock.runUntil(back.done);
-    expect(inc.stats?.disk_total).toBe(1000 * MIB);
+    expect(inc.stats?.diskTotalMiB).toBe(1000);
   });
 
   it('offline migration moves a shut-off VM definition', async () => {

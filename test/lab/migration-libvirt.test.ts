@@ -49,7 +49,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
       async () => {
         const stats = await hv.jobStats(A, g.id);
         expect(stats.type).toBe('active');
-        return stats.memory_iteration >= iterations ? stats : undefined;
+        return stats.iteration >= iterations ? stats : undefined;
       },
       30_000,
       250,
@@ -63,7 +63,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
     expect(outcome.result).toBe('completed');
     expect(outcome.error).toBeNull();
     expect(outcome.stats?.type).toBe('completed');
-    expect(outcome.stats?.memory_total).toBeGreaterThanOrEqual(64 * 1024 * 1024);
+    expect(outcome.stats?.memTotalMiB).toBeGreaterThanOrEqual(64);
 
     const where = await hv.locateVm(g.id);
     expect(where).toEqual([{ hostId: B, state: 'running', persistent: true }]);
@@ -95,9 +95,9 @@ describe('LibvirtHypervisor migrations on the lab', () => {
       bandwidthMiBps: 10,
     });
     const stats = await waitForIterations(g, 2);
-    expect(stats.memory_dirty_rate).toBeGreaterThan(0);
-    expect(stats.memory_bps).toBeGreaterThan(0);
-    expect(stats.memory_bps).toBeLessThan(40 * 1024 * 1024);
+    expect(stats.dirtyMiBps).toBeGreaterThan(0);
+    expect(stats.transferMiBps).toBeGreaterThan(0);
+    expect(stats.transferMiBps).toBeLessThan(40);
     const before = Date.now();
     await hv.abortJob(A, g.id);
     const outcome = await handle.done;
@@ -123,7 +123,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
     await hv.setMaxDowntime(A, g.id, 5_000);
     const outcome = await handle.done;
     expect(outcome.result).toBe('completed');
-    expect(outcome.stats?.downtime ?? 0).toBeGreaterThan(10);
+    expect(outcome.stats?.downtimeMs ?? 0).toBeGreaterThan(10);
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'running', persistent: true }]);
     await heartbeatAdvances(B, g.name);
   });

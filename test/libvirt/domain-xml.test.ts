@@ -8,7 +8,7 @@ import {
   parseDomainXml,
   parseHostConfigs,
   toHypervisorError,
-  toJobStats,
+  toMigrationJob,
   vmStateOf,
 } from '../../src/hypervisor/libvirt/index.js';
 import { LibvirtConnectionError, LibvirtError, LibvirtTimeoutError } from '../../src/libvirt/errors.js';
@@ -248,33 +248,39 @@ describe('libvirt -> drover mappings', () => {
     expect(vmStateOf(state)).toBe(expected);
   });
 
-  it('maps job stats with 0-based iterations and keeps libvirt units', () => {
-    const s = toJobStats(
+  it('converts job stats to drover units with 0-based iterations', () => {
+    const s = toMigrationJob(
       'active',
       {
         memory_iteration: 3,
         memory_dirty_rate: 2560n,
         memory_page_size: 4096n,
         memory_bps: 1048576n,
+        memory_total: 64n * 1048576n,
+        memory_remaining: 3n * 524288n,
         time_elapsed: 1500n,
       },
       false,
     );
     expect(s).toMatchObject({
       type: 'active',
-      memory_iteration: 2,
-      memory_dirty_rate: 2560,
-      memory_page_size: 4096,
-      memory_bps: 1048576,
-      time_elapsed: 1500,
-      postcopy: false,
+      iteration: 2,
+      dirtyMiBps: 10,
+      transferMiBps: 1,
+      memTotalMiB: 64,
+      memRemainingMiB: 1.5,
+      elapsedMs: 1500,
+      postCopy: false,
     });
-    expect(toJobStats('completed', {}, false)).toMatchObject({
-      memory_iteration: 0,
-      memory_page_size: 4096,
-      downtime: 0,
+    expect(
+      toMigrationJob('active', { memory_dirty_rate: 256n, memory_page_size: 65536n }, false).dirtyMiBps,
+    ).toBe(16);
+    expect(toMigrationJob('completed', {}, false)).toMatchObject({
+      iteration: 0,
+      dirtyMiBps: 0,
+      downtimeMs: 0,
     });
-    expect(toJobStats('active', { memory_postcopy_requests: 4n }, false).postcopy).toBe(true);
+    expect(toMigrationJob('active', { memory_postcopy_requests: 4n }, false).postCopy).toBe(true);
   });
 
   it('reads dirty-rate stats', () => {

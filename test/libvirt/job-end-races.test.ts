@@ -102,7 +102,7 @@ describe('LibvirtHypervisor: answers that race the end of a migration', () => {
     expect(src.calls.slice(answered)).toContain(Procedure.DOMAIN_GET_JOB_STATS);
     expect(outcome.result).toBe('completed');
     expect(outcome.error).toBeNull();
-    expect(outcome.stats).toMatchObject({ type: 'completed', memory_total: 64 * MiB, downtime: 31 });
+    expect(outcome.stats).toMatchObject({ type: 'completed', memTotalMiB: 64, downtimeMs: 31 });
   });
 
   it('a migration call that answers error 55 after the VM landed on the destination is completed', async () => {
@@ -120,7 +120,7 @@ describe('LibvirtHypervisor: answers that race the end of a migration', () => {
     });
     const outcome = await (await hv.migrate(request)).done;
     expect(outcome).toMatchObject({ result: 'completed', error: null });
-    expect(outcome.stats).toMatchObject({ memory_processed: 70 * MiB, downtime: 31 });
+    expect(outcome.stats).toMatchObject({ memProcessedMiB: 70, downtimeMs: 31 });
     expect(await hv.locateVm(VM)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
   });
 

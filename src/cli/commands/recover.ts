@@ -40,7 +40,7 @@ export function formatEvidence(e: VmEvidence): string {
     h.state,
     h.persistent ? 'yes' : 'no',
     h.job?.type ?? '?',
-    h.lastJob ? `${h.lastJob.type}${h.lastJob.postcopy ? ' (post-copy)' : ''}` : '-',
+    h.lastJob ? `${h.lastJob.type}${h.lastJob.postCopy ? ' (post-copy)' : ''}` : '-',
     h.error ?? '',
   ]);
   const header = ['host', 'state', 'defined', 'job', 'last job', 'error'];

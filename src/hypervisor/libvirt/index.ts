@@ -10,4 +10,4 @@ export {
   type ParsedLibvirtHostConfig,
 } from './host-config.js';
 export { parseDomainXml, hostCpuModel, LABELS_NAMESPACE, type DomainXmlFacts } from './domain-xml.js';
-export { toJobStats, jobTypeName } from './job-stats.js';
+export { toMigrationJob, jobTypeName } from './job-stats.js';

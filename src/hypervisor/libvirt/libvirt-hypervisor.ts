@@ -40,7 +40,7 @@ import type {
   HostSample,
   Hypervisor,
   HypervisorEvent,
-  JobStats,
+  MigrationJob,
   LifecycleEvent,
   MigrationHandle,
   MigrationOutcome,
@@ -62,7 +62,7 @@ import {
   type LibvirtHypervisorOptions,
   type ParsedLibvirtHostConfig,
 } from './host-config.js';
-import { jobTypeName, toJobStats } from './job-stats.js';
+import { jobTypeName, toMigrationJob } from './job-stats.js';
 import { LibvirtStorage } from './libvirt-storage.js';
 import { parseWith } from '../../domain/validation.js';
 
@@ -145,7 +145,7 @@ export class LibvirtHypervisor implements Hypervisor {
   private readonly monitorQueues = new Map<string, Promise<void>>();
   private readonly monitorJoinable = new Map<string, Promise<unknown>>();
   /** The stats of the last job-completed event per host/vm (the source reports a migration's figures). */
-  private readonly completedEvents = new Map<string, { at: number; stats: JobStats }>();
+  private readonly completedEvents = new Map<string, { at: number; stats: MigrationJob }>();
 
   /**
    * @param hosts `{ id, uri, bandwidthMiBps?, labels?, peerUri?, migrateUri?, sharedStoragePaths? }` per host
@@ -578,7 +578,7 @@ export class LibvirtHypervisor implements Hypervisor {
    * job-completed event (the source domain is gone by now), else its completed-job stats. The outcome is
    * known either way; failing to read them changes nothing.
    */
-  private async statsOfCompletion(request: MigrationRequest, calledAt: number): Promise<JobStats | null> {
+  private async statsOfCompletion(request: MigrationRequest, calledAt: number): Promise<MigrationJob | null> {
     const fromDest = await this.completedJobStats(request.to, request.vmId).catch(() => null);
     if (fromDest !== null) return fromDest;
     const event = this.completedEvents.get(`${request.from}/${request.vmId}`);
@@ -649,7 +649,7 @@ export class LibvirtHypervisor implements Hypervisor {
     return { result: 'failed', error: `${message}; lost track of the migration`, stats: null };
   }
 
-  async jobStats(hostId: string, vmId: string): Promise<JobStats> {
+  async jobStats(hostId: string, vmId: string): Promise<MigrationJob> {
     return this.guard('jobStats', async () => {
       let reply;
       try {
@@ -666,11 +666,11 @@ export class LibvirtHypervisor implements Hypervisor {
       } catch (err) {
         // libvirt refuses the question for a domain that is not running (shut off at the end of its
         // migration, say); such a domain has no job.
-        if (isOperationInvalid(err)) return toJobStats('none', {}, false);
+        if (isOperationInvalid(err)) return toMigrationJob('none', {}, false);
         throw err;
       }
       const type = jobTypeName(reply.type);
-      return toJobStats(
+      return toMigrationJob(
         type,
         reply.params,
         type === 'active' && this.postCopyStarted.has(`${hostId}/${vmId}`),
@@ -678,7 +678,7 @@ export class LibvirtHypervisor implements Hypervisor {
     });
   }
 
-  async completedJobStats(hostId: string, vmId: string): Promise<JobStats | null> {
+  async completedJobStats(hostId: string, vmId: string): Promise<MigrationJob | null> {
     return this.guard('completedJobStats', async () => {
       let found;
       try {
@@ -691,7 +691,7 @@ export class LibvirtHypervisor implements Hypervisor {
       const type = jobTypeName(reply.type);
       if (type === 'none') return null;
       const params: ParamRecord = reply.params;
-      return toJobStats(type, params, this.postCopyStarted.has(`${hostId}/${vmId}`));
+      return toMigrationJob(type, params, this.postCopyStarted.has(`${hostId}/${vmId}`));
     });
   }
 
@@ -882,7 +882,7 @@ export class LibvirtHypervisor implements Hypervisor {
     });
     client.events.on('job-completed', ({ domain, params }) => {
       const vmId = uuidToString(domain.uuid);
-      const stats = toJobStats('completed', params, this.postCopyStarted.has(`${hostId}/${vmId}`));
+      const stats = toMigrationJob('completed', params, this.postCopyStarted.has(`${hostId}/${vmId}`));
       this.completedEvents.set(`${hostId}/${vmId}`, { at: this.clock.now(), stats });
       if (this.completedEvents.size > 1_000) {
         const oldest = this.completedEvents.keys().next().value;

@@ -27,7 +27,6 @@ export {
   AUTO_CONVERGE_INCREMENT_PCT,
   AUTO_CONVERGE_MAX_PCT,
   AUTO_CONVERGE_TRIGGER_PCT,
-  PAGE_SIZE_BYTES,
   QEMU_MIGRATION_COSTS,
   type MigrationCosts,
 } from './precopy.js';

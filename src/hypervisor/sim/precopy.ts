@@ -27,11 +27,8 @@
 //   The migration completes when they are all pulled.
 // The caller guarantees that the bandwidth is constant between calls to advance() and asks, via
 // nextEventAt(), when the next boundary (round end, switchover end, disk copy end) falls.
-import type { JobStats } from '../hypervisor.js';
+import type { MigrationJob } from '../hypervisor.js';
 
-export const MIB = 1024 * 1024;
-export const PAGE_SIZE_BYTES = 4096;
-const PAGES_PER_MIB = MIB / PAGE_SIZE_BYTES;
 const EPS_MIB = 1e-9;
 
 export const AUTO_CONVERGE_INITIAL_PCT = 20;
@@ -405,15 +402,15 @@ export class PrecopyMigration {
   }
 
   /**
-   * Job stats in libvirt's vocabulary and units, as of `nowMs` (the state must be advanced to it);
+   * The job in drover's units, as of `nowMs` (the state must be advanced to it);
    * `bandwidthMiBps` is the rate in force now (defaults to the one of the last advance).
    */
   stats(
-    type: JobStats['type'],
+    type: MigrationJob['type'],
     nowMs: number,
     guest: GuestDirtying,
     bandwidthMiBps: number = this.currentMiBps,
-  ): JobStats {
+  ): MigrationJob {
     const running = this.phase !== 'done' && type === 'active';
     const remaining = running ? this.remainingMiB(nowMs) : 0;
     const sentInSwitchover = this.phase === 'switchover' ? this.switchoverMiB - this.remainingMiB(nowMs) : 0;
@@ -431,41 +428,19 @@ export class PrecopyMigration {
     }
     return {
       type,
-      time_elapsed: Math.round(Math.max(0, nowMs - this.startedAtMs)),
-      memory_total: Math.round(this.memMiB * MIB),
-      memory_processed: Math.round((this.processedMiB + sentInSwitchover) * MIB),
-      memory_remaining: Math.round(remaining * MIB),
-      memory_dirty_rate: Math.round(dirtyMiBps * PAGES_PER_MIB),
-      memory_page_size: PAGE_SIZE_BYTES,
-      memory_iteration: this.round,
-      memory_bps: Math.round(bps * MIB),
-      downtime: Math.round(downtimeMs),
-      disk_total: Math.round(this.diskMiB * MIB),
-      disk_processed: Math.round(this.diskDoneMiB * MIB),
-      disk_remaining: Math.round((this.diskMiB - this.diskDoneMiB) * MIB),
-      auto_converge_throttle: this.throttlePct,
-      postcopy: this.postcopy,
+      elapsedMs: Math.round(Math.max(0, nowMs - this.startedAtMs)),
+      memTotalMiB: this.memMiB,
+      memProcessedMiB: this.processedMiB + sentInSwitchover,
+      memRemainingMiB: remaining,
+      dirtyMiBps,
+      iteration: this.round,
+      transferMiBps: bps,
+      downtimeMs: Math.round(downtimeMs),
+      diskTotalMiB: this.diskMiB,
+      diskProcessedMiB: this.diskDoneMiB,
+      diskRemainingMiB: this.diskMiB - this.diskDoneMiB,
+      autoConvergeThrottlePct: this.throttlePct,
+      postCopy: this.postcopy,
     };
   }
-}
-
-/** Stats of "no job". */
-export function emptyJobStats(): JobStats {
-  return {
-    type: 'none',
-    time_elapsed: 0,
-    memory_total: 0,
-    memory_processed: 0,
-    memory_remaining: 0,
-    memory_dirty_rate: 0,
-    memory_page_size: PAGE_SIZE_BYTES,
-    memory_iteration: 0,
-    memory_bps: 0,
-    downtime: 0,
-    disk_total: 0,
-    disk_processed: 0,
-    disk_remaining: 0,
-    auto_converge_throttle: 0,
-    postcopy: false,
-  };
 }

@@ -16,6 +16,7 @@ import { errorMessage } from '../../domain/errors.js';
 import type { StorageKind, VmState } from '../../domain/snapshot.js';
 import {
   HypervisorError,
+  noMigrationJob,
   type CopyVolumeRequest,
   type DirtyRateReading,
   type DiskInfo,
@@ -23,7 +24,7 @@ import {
   type HostSample,
   type Hypervisor,
   type HypervisorEvent,
-  type JobStats,
+  type MigrationJob,
   type LifecycleEvent,
   type MigrationHandle,
   type MigrationOutcome,
@@ -46,7 +47,6 @@ import {
 } from './cluster-spec.js';
 import { SimFaults, type FaultHooks, type HostLoad } from './faults.js';
 import {
-  emptyJobStats,
   PrecopyMigration,
   type GuestDirtying,
   type MigrationCosts,
@@ -136,7 +136,7 @@ interface Instance {
   /** The migration this domain takes part in (either end). */
   job: SimMigration | null;
   offlineMoving: boolean;
-  completed: JobStats | null;
+  completed: MigrationJob | null;
   /** Max migration speed set while no job ran (libvirt keeps it for the next migration). */
   maxBandwidthMiBps: number | null;
 }
@@ -441,17 +441,17 @@ export class SimHypervisor implements Hypervisor {
     return { request: m.request, done };
   }
 
-  async jobStats(hostId: string, vmId: string): Promise<JobStats> {
+  async jobStats(hostId: string, vmId: string): Promise<MigrationJob> {
     const inst = await this.progressInstance(hostId, vmId);
     const m = inst.job;
-    if (!m || m.ended) return emptyJobStats();
+    if (!m || m.ended) return noMigrationJob();
     const now = this.clock.now();
     this.settle(m, now);
-    if (m.ended) return emptyJobStats();
+    if (m.ended) return noMigrationJob();
     return m.model.stats('active', now, this.guest(m), this.bandwidthOf(m));
   }
 
-  async completedJobStats(hostId: string, vmId: string): Promise<JobStats | null> {
+  async completedJobStats(hostId: string, vmId: string): Promise<MigrationJob | null> {
     const inst = await this.progressInstance(hostId, vmId);
     return inst.completed ? { ...inst.completed } : null;
   }
