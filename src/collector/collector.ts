@@ -13,7 +13,7 @@ import type { Clock } from '../domain/clock.js';
 import { errorCode, errorMessage } from '../domain/errors.js';
 import { HostSchema, VmSchema, spreadOf, type Snapshot } from '../domain/snapshot.js';
 import { parseWith, zodIssues } from '../domain/validation.js';
-import type { HostInfo, Hypervisor } from '../hypervisor/hypervisor.js';
+import type { HostInfo, MigrationJobs, Sampling } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import {
   memberTtlMs,
@@ -43,8 +43,11 @@ export interface CollectorLogger {
   warn(obj: object, msg: string): void;
 }
 
+/** The hypervisor roles the collector uses: sampling, and a look at a VM's job before a dirty-rate probe. */
+export type CollectorHypervisor = Sampling & MigrationJobs;
+
 export interface CollectorDeps {
-  hypervisor: Hypervisor;
+  hypervisor: CollectorHypervisor;
   /** Where histories, membership and the snapshot live (Redis, shared; or this process's memory). */
   store: CollectorStore;
   metrics?: DroverMetrics;
@@ -139,7 +142,7 @@ function cpuUs(): number {
 export class Collector {
   readonly options: CollectorOptions;
   readonly memberId: string;
-  private readonly hv: Hypervisor;
+  private readonly hv: CollectorHypervisor;
   private readonly clock: Clock;
   private readonly store: CollectorStore;
   private readonly metrics: DroverMetrics | undefined;

@@ -16,11 +16,11 @@ import type { Logger } from 'pino';
 import { DroverError, StepSkipped, errorCode, errorMessage } from '../domain/errors.js';
 import type { BlockCopyMode } from '../domain/policy.js';
 import type {
-  Hypervisor,
   StoragePoolInfo,
   VmInfo,
   VolumeDigest,
   VolumeInfo,
+  VolumeStorage,
 } from '../hypervisor/hypervisor.js';
 import { callWithTimeout } from './call-timeout.js';
 
@@ -104,7 +104,7 @@ export class BlockDestination {
   private readonly copyTimeoutMs: number;
 
   constructor(
-    private readonly hv: Hypervisor,
+    private readonly hv: VolumeStorage,
     options: BlockDestinationOptions,
   ) {
     this.log = options.logger?.child({ module: 'block-destination' });

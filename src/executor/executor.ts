@@ -7,7 +7,6 @@ import { pino, type Logger } from 'pino';
 import { errorCode, errorMessage } from '../domain/errors.js';
 import type { MigrationRecord } from '../domain/history.js';
 import type { Plan } from '../domain/plan.js';
-import type { Hypervisor } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { callWithTimeout } from './call-timeout.js';
 import type { ExecutionPolicy, ExecutorOptions } from './executor-options.js';
@@ -20,6 +19,7 @@ import {
   type MigrationProgress,
   type MigrationReport,
   type RunHooks,
+  type RunnerHypervisor,
 } from './migration-runner.js';
 import { SlotStore, bandwidthShareMiBps, type SlotClaim } from './slot-store.js';
 import type { AbortReason } from './watchdog.js';
@@ -55,7 +55,7 @@ export interface EnqueueResult {
 export interface ExecutorDeps {
   /** Connection for the executor's own keys and BullMQ's queue (workers duplicate it for blocking calls). */
   redis: Redis;
-  hypervisor: Hypervisor;
+  hypervisor: RunnerHypervisor;
   options: ExecutorOptions;
   history?: HistoryStore;
   logger?: Logger;

@@ -5,13 +5,17 @@ import { pino, type Logger } from 'pino';
 import { DroverError, StepSkipped, errorCode, errorMessage } from '../domain/errors.js';
 import type { Step } from '../domain/plan.js';
 import {
-  type Hypervisor,
+  type HypervisorEvents,
+  type MigrationControl,
   type MigrationJob,
   type MigrationHandle,
   type MigrationOutcome,
   type MigrationRequest,
+  type Sampling,
   type VmInfo,
+  type VmControl,
   type VmPresence,
+  type VolumeStorage,
 } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { BlockDestination, type BlockPreparation } from './block-destination.js';
@@ -144,8 +148,14 @@ export function isTransient(err: unknown): boolean {
   return code !== undefined && TRANSIENT_CODES.has(code);
 }
 
+/**
+ * The hypervisor roles a migration step uses: sampling and inventory (pre-checks, adoption), migration control
+ * and its events, VM control (recovery after an abort) and volumes (block migration). Everything but close().
+ */
+export type RunnerHypervisor = Sampling & MigrationControl & VmControl & VolumeStorage & HypervisorEvents;
+
 export interface MigrationRunnerDeps {
-  hypervisor: Hypervisor;
+  hypervisor: RunnerHypervisor;
   options: ExecutorOptions;
   logger?: Logger;
   metrics?: DroverMetrics;
@@ -165,7 +175,7 @@ interface WatchContext {
 }
 
 export class MigrationRunner {
-  private readonly hv: Hypervisor;
+  private readonly hv: RunnerHypervisor;
   private readonly options: ExecutorOptions;
   private readonly log: Logger;
   private readonly metrics: DroverMetrics | undefined;

@@ -3,10 +3,9 @@
 // itself: `drover recover VM` shows the evidence and the actions.
 import { pino, type Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
-import type { Hypervisor } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { callWithTimeout } from './call-timeout.js';
-import { gatherEvidence, type VmEvidence } from './recovery.js';
+import { gatherEvidence, type EvidenceSource, type VmEvidence } from './recovery.js';
 
 export interface ReconcileReport {
   at: string;
@@ -19,7 +18,8 @@ export interface ReconcileReport {
 }
 
 export interface ReconcilerDeps {
-  hypervisor: Hypervisor;
+  /** Lists every host's VMs and gathers evidence on those found twice. */
+  hypervisor: EvidenceSource;
   callTimeoutMs: number;
   intervalMs: number;
   logger?: Logger;

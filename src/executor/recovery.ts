@@ -1,7 +1,14 @@
 // Evidence about where a VM is, a diagnosis, and the recovery actions that follow from it.
 // Used after aborts and failures (automatic, only where the evidence proves which side holds the guest),
 // by the reconciler, and by `drover recover VM` (forcing actions need --force there).
-import type { Hypervisor, MigrationJob, VmPresence } from '../hypervisor/hypervisor.js';
+import type {
+  HypervisorClock,
+  Inventory,
+  MigrationJob,
+  MigrationJobs,
+  VmControl,
+  VmPresence,
+} from '../hypervisor/hypervisor.js';
 import { errorMessage } from '../domain/errors.js';
 import { callWithTimeout } from './call-timeout.js';
 
@@ -62,8 +69,11 @@ export interface MigrationHint {
   postCopy?: boolean;
 }
 
+/** The roles evidence is gathered through: where the VM is, and its jobs there. */
+export type EvidenceSource = Inventory & MigrationJobs;
+
 async function safe<T>(
-  hv: Hypervisor,
+  hv: HypervisorClock,
   call: string,
   timeoutMs: number,
   fn: () => Promise<T>,
@@ -77,7 +87,7 @@ async function safe<T>(
 
 /** Collects where the VM is and what its jobs say; every call under `timeoutMs`. */
 export async function gatherEvidence(
-  hv: Hypervisor,
+  hv: EvidenceSource,
   vmId: string,
   timeoutMs: number,
   hint: MigrationHint | null = null,
@@ -221,7 +231,7 @@ function provenHolder(hosts: HostEvidence[], hint: MigrationHint | null): string
 
 /** Carries out one action (every call under the timeout). */
 export async function applyRecoveryAction(
-  hv: Hypervisor,
+  hv: VmControl,
   vmId: string,
   action: RecoveryAction,
   timeoutMs: number,

@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { DroverError, errorMessage } from '../domain/errors.js';
 import type { MigrationKind } from '../domain/plan.js';
-import type { Hypervisor, StoragePoolInfo, VmInfo } from '../hypervisor/hypervisor.js';
+import type { StoragePoolInfo, VmInfo, VolumeStorage } from '../hypervisor/hypervisor.js';
 import { MIN_STORAGE_CALL_TIMEOUT_MS, poolNameFor } from './block-destination.js';
 import { callWithTimeout } from './call-timeout.js';
 
@@ -60,7 +60,7 @@ export class StorageCheck {
   private readonly callTimeoutMs: number;
 
   constructor(
-    private readonly hv: Hypervisor,
+    private readonly hv: VolumeStorage,
     options: StorageCheckOptions,
   ) {
     this.log = options.logger?.child({ module: 'storage-check' });

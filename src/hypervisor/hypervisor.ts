@@ -252,32 +252,60 @@ export interface CopyVolumeRequest {
   pool: string;
 }
 
-export interface Hypervisor {
+// The interface in roles: each consumer takes the roles it uses (the collector samples, recovery reads jobs
+// and controls VMs, the block-migration steps manage volumes), and `Hypervisor` is all of them.
+
+/** What every role carries: the hypervisor's clock (simulated time on the simulator). */
+export interface HypervisorClock {
   readonly clock: Clock;
+}
+
+/** What exists and where: hosts, the VMs on a host, the hosts a VM is on. */
+export interface Inventory extends HypervisorClock {
   listHosts(): Promise<HostInfo[]>;
-  sampleHost(hostId: string): Promise<HostSample>;
   listVms(hostId: string): Promise<VmInfo[]>;
+  /** Every host on which the VM is running, paused or defined (for recovery and invariant checks). */
+  locateVm(vmId: string): Promise<VmPresence[]>;
+}
+
+/** Load of hosts and VMs, for the collector. */
+export interface Sampling extends Inventory {
+  sampleHost(hostId: string): Promise<HostSample>;
   sampleVms(hostId: string): Promise<VmSample[]>;
   /** Starts a dirty-page-rate measurement; the result appears in sampleVms().dirtyRate when done. */
   startDirtyRate(hostId: string, vmId: string, windowS: number): Promise<void>;
+}
+
+/** Reading a VM's migration job (current and last finished). */
+export interface MigrationJobs extends HypervisorClock {
+  /** Current job of the VM on that host (type `none` when there is none). */
+  jobStats(hostId: string, vmId: string): Promise<MigrationJob>;
+  /** The VM's last finished job on that host, or null. */
+  completedJobStats(hostId: string, vmId: string): Promise<MigrationJob | null>;
+}
+
+/** Starting and steering migrations. */
+export interface MigrationControl extends MigrationJobs {
   /** Whether the VM's CPU definition can run on the destination host (asks the destination). */
   cpuCompatible(vmId: string, fromHostId: string, toHostId: string): Promise<boolean>;
   /** Starts a migration; resolves once it is running (or settled) with a handle whose `done` settles at the end. */
   migrate(request: MigrationRequest): Promise<MigrationHandle>;
-  /** Current job of the VM on that host (type `none` when there is none). */
-  jobStats(hostId: string, vmId: string): Promise<MigrationJob>;
-  /** Stats of the VM's last finished job on that host, or null. */
-  completedJobStats(hostId: string, vmId: string): Promise<MigrationJob | null>;
   setMaxDowntime(hostId: string, vmId: string, ms: number): Promise<void>;
   setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void>;
   startPostCopy(hostId: string, vmId: string): Promise<void>;
   abortJob(hostId: string, vmId: string): Promise<void>;
-  /** Every host on which the VM is running, paused or defined (for recovery and invariant checks). */
-  locateVm(vmId: string): Promise<VmPresence[]>;
+}
+
+/** Pausing, resuming and stopping one copy of a VM (recovery; tests). */
+export interface VmControl extends HypervisorClock {
   suspendVm(hostId: string, vmId: string): Promise<void>;
   resumeVm(hostId: string, vmId: string): Promise<void>;
   /** Hard-stops the VM on that host (recovery of a VM running twice; tests). */
   destroyVm(hostId: string, vmId: string): Promise<void>;
+}
+
+/** Storage pools and volumes of each host (block migration's destination disks, storage checks). */
+export interface VolumeStorage extends HypervisorClock {
   /** The host's storage pools with their room. */
   listStoragePools(hostId: string): Promise<StoragePoolInfo[]>;
   /** Creates a persistent directory pool at `targetPath` (the directory is made), started and autostarted. */
@@ -294,8 +322,16 @@ export interface Hypervisor {
   copyVolume(request: CopyVolumeRequest): Promise<VolumeDigest>;
   /** Reads a volume's bytes on that host and returns their length and SHA-256. */
   volumeDigest(hostId: string, path: string): Promise<VolumeDigest>;
+}
+
+/** Events from every host. */
+export interface HypervisorEvents {
   /** Subscribes to events from every host; returns the unsubscribe function. */
   subscribe(listener: (event: HypervisorEvent) => void): () => void;
+}
+
+/** Everything drover needs from a hypervisor: every role, and closing its connections. */
+export interface Hypervisor extends Sampling, MigrationControl, VmControl, VolumeStorage, HypervisorEvents {
   close(): Promise<void>;
 }
 

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { SystemClock } from '../../clock/clocks.js';
 import { withDeadline } from '../../clock/deadline.js';
 import { errorMessage } from '../../domain/errors.js';
-import type { Hypervisor } from '../../hypervisor/hypervisor.js';
+import type { Hypervisor, Sampling } from '../../hypervisor/hypervisor.js';
 import { loadPolicy } from '../../planner/load-policy.js';
 import { loadConfig, type LoadedConfig } from '../../service/config.js';
 import { createHypervisor, stateDirOf } from '../../service/main.js';
@@ -130,7 +130,7 @@ async function checkRedis(
   }
 }
 
-async function checkHosts(hv: Hypervisor, timeoutMs: number, checks: Check[]): Promise<void> {
+async function checkHosts(hv: Sampling, timeoutMs: number, checks: Check[]): Promise<void> {
   const hosts = await withTimeout(hv.listHosts(), timeoutMs, 'listing hosts');
   const where = new Map<string, { running: string[]; defined: string[]; name: string }>();
   for (const host of hosts) {
