@@ -34,6 +34,7 @@ import {
   type CreatedPlan,
   type Operations,
 } from './operations.js';
+import { API_SCHEMAS, openApiDocument, type ResponseDoc, type RouteDoc } from './openapi.js';
 import { PLAN_STATUSES } from './plan-store.js';
 
 /** Who may call a route: anyone, a read (or admin) token, an admin token. */
@@ -256,6 +257,13 @@ function errorBody(err: unknown): { status: number; body: { error: ApiError } } 
   return { status: 500, body: { error: { code: code ?? 'internal', message: errorMessage(err) } } };
 }
 
+const REGISTERED_ROUTES = new WeakMap<object, readonly { method: string; url: string }[]>();
+
+/** Every route fastify registered on an app built by buildApi (HEAD ones included), method and URL. */
+export function registeredRoutes(app: object): readonly { method: string; url: string }[] {
+  return REGISTERED_ROUTES.get(app) ?? [];
+}
+
 /** Builds the fastify app (not listening yet). */
 export function buildApi(options: ApiServerOptions) {
   const app = Fastify({
@@ -309,11 +317,14 @@ export function buildApi(options: ApiServerOptions) {
 
   // Every route must say who may call it; one that does not stops the server from starting.
   // (A change must also name its audit action: see routeTable.)
+  const registered: { method: string; url: string }[] = [];
   app.addHook('onRoute', (route) => {
     const role: unknown = (route.config as { role?: unknown } | undefined)?.role;
     if (!ROUTE_ROLES.includes(role as RouteRole))
       throw new Error(`route ${String(route.method)} ${route.url} declares no role (public, read or admin)`);
+    for (const method of [route.method].flat()) registered.push({ method, url: route.url });
   });
+  REGISTERED_ROUTES.set(app, registered);
 
   // Decided on the route the router matched (after it decoded the path), never on the raw URL.
   app.addHook('onRequest', (request, _reply, done) => {
@@ -439,15 +450,53 @@ function mediaType(header: string | undefined): string {
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
-export interface RouteSpec {
-  method: 'GET' | 'POST';
-  url: string;
-  /** Who may call it: `public` (anyone), `read` (a read or admin token), `admin`. */
-  role: RouteRole;
+/** A route: what the OpenAPI document says of it (role, schemas, answers), its audit action and its handler. */
+export interface RouteSpec extends RouteDoc {
   /** What a change is called in the audit trail (`plan.approve`); every POST names one. */
   action?: string;
   handler: Handler;
 }
+
+type Parsed<S> = S extends z.ZodType ? z.output<S> : undefined;
+interface Input<P, Q, B> {
+  params: Parsed<P>;
+  query: Parsed<Q>;
+  body: Parsed<B>;
+}
+type RouteDef<P, Q, B> = Omit<RouteSpec, 'handler' | 'params' | 'query' | 'body'> & {
+  params?: P;
+  query?: Q;
+  body?: B;
+  handler: (input: Input<P, Q, B>, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+};
+
+/**
+ * A route whose handler gets its path parameters, query and body already validated with the schemas it
+ * declares: the same schemas the OpenAPI document is made of.
+ */
+function route<
+  P extends z.ZodType | undefined = undefined,
+  Q extends z.ZodType | undefined = undefined,
+  B extends z.ZodType | undefined = undefined,
+>(def: RouteDef<P, Q, B>): RouteSpec {
+  const { handler, ...doc } = def;
+  return {
+    ...doc,
+    handler: async (request, reply) => {
+      const input = {
+        params: def.params ? parse(def.params, request.params, 'params') : undefined,
+        query: def.query ? parse(def.query, request.query, 'query') : undefined,
+        body: def.body ? parse(def.body, request.body, 'body') : undefined,
+      } as Input<P, Q, B>;
+      return handler(input, request, reply);
+    },
+  };
+}
+
+const ok = (description: string, schema: (typeof API_SCHEMAS)[keyof typeof API_SCHEMAS]): ResponseDoc => ({
+  description,
+  schema,
+});
 
 /** Every route with its role, next to its handler: the one place that says who may call what. */
 function routeTable(options: ApiServerOptions): RouteSpec[] {
@@ -455,11 +504,14 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
   const waitMs = options.redisWaitMs ?? REDIS_WAIT_MS;
   const callerOf = (request: FastifyRequest): string =>
     (request as FastifyRequest & { droverCaller?: string }).droverCaller ?? 'anonymous';
-  return [
-    {
+  let document: Record<string, unknown> | undefined;
+  const routes: RouteSpec[] = [
+    route({
       method: 'GET',
       url: '/healthz',
       role: 'public',
+      summary: 'liveness: 200 while the process serves; a lost Redis is reported, not fatal',
+      responses: { 200: ok('the process serves', API_SCHEMAS.Health) },
       // Liveness: 200 while the process serves; the dependency is reported, not fatal (restarting drover
       // does not bring Redis back).
       handler: () => {
@@ -469,12 +521,17 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
           checks: { redis: { ok: redisOk, detail: redisOk ? 'connected' : 'not connected' } },
         });
       },
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/readyz',
       role: 'public',
-      handler: async (_request, reply) => {
+      summary: 'readiness: Redis answers and a snapshot is fresh',
+      responses: {
+        200: ok('ready', API_SCHEMAS.Ready),
+        503: ok('not ready (or shutting down), with the failing check', API_SCHEMAS.Ready),
+      },
+      handler: async (_input, _request, reply) => {
         if (options.draining?.()) {
           return reply
             .code(503)
@@ -490,43 +547,74 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
         }));
         return reply.code(view.ready ? 200 : 503).send(view);
       },
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/metrics',
       role: options.metricsAuth ? 'read' : 'public',
-      handler: async (_request, reply) => {
+      summary: 'Prometheus metrics',
+      responses: {
+        200: { description: 'Prometheus text format', contentType: options.metrics.registry.contentType },
+      },
+      handler: async (_input, _request, reply) => {
         const text = await options.metrics.registry.metrics();
         return reply.type(options.metrics.registry.contentType).send(text);
       },
-    },
-    { method: 'GET', url: '/v1/cluster', role: 'read', handler: async () => ops.cluster() },
-    {
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/openapi.json',
+      // Under /v1 like every route that describes drover: a token of any role reads it (the same document ships
+      // in the package for anyone, so this guards nothing secret; it keeps "/v1 needs a token" without exception).
+      role: 'read',
+      summary: 'this document',
+      responses: { 200: ok('the OpenAPI 3.1 document of this API', API_SCHEMAS.OpenApiDocument) },
+      handler: () => Promise.resolve((document ??= openApiDocument(routes))),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/cluster',
+      role: 'read',
+      summary: 'hosts, spread, leader, automation, running migrations',
+      responses: { 200: ok('the cluster as this process sees it', API_SCHEMAS.Cluster) },
+      handler: async () => ops.cluster(),
+    }),
+    route({
       method: 'GET',
       url: '/v1/snapshots/latest',
       role: 'read',
+      summary: 'the newest snapshot',
+      responses: { 200: ok('the snapshot', API_SCHEMAS.Snapshot) },
       handler: async () => {
         const snapshot = await ops.latestSnapshot();
         if (!snapshot) throw new HttpError('no_snapshot', 'no snapshot has been taken yet');
         return snapshot;
       },
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/v1/plans',
       role: 'read',
-      handler: async (request) => {
-        const query = parse(PlanListQuery, request.query, 'query');
-        return { plans: await ops.listPlans(query) };
-      },
-    },
-    {
+      summary: 'plans, newest first',
+      query: PlanListQuery,
+      responses: { 200: ok('the plans', API_SCHEMAS.PlanList) },
+      handler: async ({ query }) => ({ plans: await ops.listPlans(query) }),
+    }),
+    route({
       method: 'POST',
       url: '/v1/plans',
       role: 'admin',
       action: 'plan.create',
-      handler: async (request, reply) => {
-        const body = parse(CreatePlanBodySchema, request.body, 'body');
+      summary: 'make a rebalance or drain plan (dryRun: compute and return it only)',
+      body: CreatePlanBodySchema,
+      responses: {
+        200: ok(
+          'a dry run (record null), or the drain already under way (existing: true)',
+          API_SCHEMAS.CreatedPlan,
+        ),
+        201: ok('the new plan and its record', API_SCHEMAS.CreatedPlan),
+      },
+      handler: async ({ body }, request, reply) => {
         if (body.reason === 'drain' && body.host === undefined)
           throw new ValidationError('', [{ path: 'body.host', message: 'expected the host to drain' }]);
         if (body.reason === 'rebalance' && body.host !== undefined)
@@ -541,136 +629,163 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
         );
         return reply.code(createdStatus(body.dryRun, created)).send(created);
       },
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/v1/plans/:id',
       role: 'read',
-      handler: async (request) => ops.getPlan(parse(IdParam, request.params, 'params').id),
-    },
-    {
+      summary: 'one plan',
+      params: IdParam,
+      responses: { 200: ok('the plan record', API_SCHEMAS.PlanRecord) },
+      handler: async ({ params }) => ops.getPlan(params.id),
+    }),
+    route({
       method: 'POST',
       url: '/v1/plans/:id/approve',
       role: 'admin',
       action: 'plan.approve',
-      handler: async (request) => {
-        const { id } = parse(IdParam, request.params, 'params');
-        const { note } = parse(NoteBodySchema, request.body, 'body');
-        return ops.approvePlan(id, callerOf(request), note);
-      },
-    },
-    {
+      summary: 'approve a pending plan (it runs)',
+      params: IdParam,
+      body: NoteBodySchema,
+      responses: { 200: ok('the plan record, now running', API_SCHEMAS.PlanRecord) },
+      handler: async ({ params, body }, request) => ops.approvePlan(params.id, callerOf(request), body.note),
+    }),
+    route({
       method: 'POST',
       url: '/v1/plans/:id/cancel',
       role: 'admin',
       action: 'plan.cancel',
-      handler: async (request) => {
-        const { id } = parse(IdParam, request.params, 'params');
-        const { note } = parse(NoteBodySchema, request.body, 'body');
-        return ops.cancelPlan(id, callerOf(request), note);
-      },
-    },
-    {
+      summary: 'cancel a plan; steps not started are withdrawn',
+      params: IdParam,
+      body: NoteBodySchema,
+      responses: { 200: ok('the plan record, now cancelled', API_SCHEMAS.PlanRecord) },
+      handler: async ({ params, body }, request) => ops.cancelPlan(params.id, callerOf(request), body.note),
+    }),
+    route({
       method: 'GET',
       url: '/v1/hosts',
       role: 'read',
+      summary: 'hosts with state and load',
+      responses: { 200: ok('the hosts', API_SCHEMAS.HostList) },
       handler: async () => ({ hosts: await ops.listHosts() }),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/v1/hosts/:id',
       role: 'read',
-      handler: async (request) => ops.getHost(parse(IdParam, request.params, 'params').id),
-    },
-    {
+      summary: 'one host',
+      params: IdParam,
+      responses: { 200: ok('the host', API_SCHEMAS.Host) },
+      handler: async ({ params }) => ops.getHost(params.id),
+    }),
+    route({
       method: 'POST',
       url: '/v1/hosts/:id/drain',
       role: 'admin',
       action: 'host.drain',
-      handler: async (request, reply) => {
-        const { id } = parse(IdParam, request.params, 'params');
-        const { dryRun, partial } = parse(DrainBodySchema, request.body, 'body');
-        const created = await ops.drainHost(id, dryRun, callerOf(request), partial);
-        return reply.code(createdStatus(dryRun, created)).send(created);
+      summary: 'put a host in maintenance and move its VMs away',
+      params: IdParam,
+      body: DrainBodySchema,
+      responses: {
+        200: ok('a dry run, or the drain already under way (existing: true)', API_SCHEMAS.CreatedPlan),
+        201: ok('the drain plan and its record', API_SCHEMAS.CreatedPlan),
       },
-    },
-    {
+      handler: async ({ params, body }, request, reply) => {
+        const created = await ops.drainHost(params.id, body.dryRun, callerOf(request), body.partial);
+        return reply.code(createdStatus(body.dryRun, created)).send(created);
+      },
+    }),
+    route({
       method: 'POST',
       url: '/v1/hosts/:id/activate',
       role: 'admin',
       action: 'host.activate',
-      handler: async (request) => {
-        const { id } = parse(IdParam, request.params, 'params');
-        const { cancelDrain } = parse(ActivateBodySchema, request.body, 'body');
-        return ops.activateHost(id, callerOf(request), cancelDrain);
-      },
-    },
-    {
+      summary: 'take a host out of maintenance',
+      params: IdParam,
+      body: ActivateBodySchema,
+      responses: { 200: ok('the host, now active', API_SCHEMAS.Host) },
+      handler: async ({ params, body }, request) =>
+        ops.activateHost(params.id, callerOf(request), body.cancelDrain),
+    }),
+    route({
       method: 'GET',
       url: '/v1/migrations',
       role: 'read',
+      summary: 'migrations, running first',
+      responses: { 200: ok('the migrations', API_SCHEMAS.MigrationList) },
       handler: async () => ({ migrations: await ops.listMigrations() }),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       url: '/v1/migrations/:vm',
       role: 'read',
-      handler: async (request) => ops.getMigration(parse(VmParam, request.params, 'params').vm),
-    },
-    {
+      summary: "a VM's migration (VM id or name)",
+      params: VmParam,
+      responses: { 200: ok('the migration', API_SCHEMAS.Migration) },
+      handler: async ({ params }) => ops.getMigration(params.vm),
+    }),
+    route({
       method: 'POST',
       url: '/v1/migrations/:vm/abort',
       role: 'admin',
       action: 'migration.abort',
-      handler: async (request) => {
-        const { vm } = parse(VmParam, request.params, 'params');
-        parse(NoteBodySchema, request.body, 'body');
-        return ops.abortMigration(vm, callerOf(request));
-      },
-    },
-    {
+      summary: "abort a VM's migration",
+      params: VmParam,
+      body: NoteBodySchema,
+      responses: { 200: ok('the migration, removed or aborting', API_SCHEMAS.Migration) },
+      handler: async ({ params }, request) => ops.abortMigration(params.vm, callerOf(request)),
+    }),
+    route({
       method: 'GET',
       url: '/v1/automation',
       role: 'read',
+      summary: 'automation level and whether an operator paused it',
+      responses: { 200: ok('the automation state', API_SCHEMAS.Automation) },
       handler: async () => ops.automation(),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: '/v1/automation',
       role: 'admin',
       action: 'automation.set',
-      handler: async (request) => {
-        const { paused, note } = parse(AutomationBodySchema, request.body, 'body');
-        return ops.setPaused(paused, callerOf(request), note);
-      },
-    },
-    {
+      summary: 'pause or resume automation',
+      body: AutomationBodySchema,
+      responses: { 200: ok('the automation state', API_SCHEMAS.Automation) },
+      handler: async ({ body }, request) => ops.setPaused(body.paused, callerOf(request), body.note),
+    }),
+    route({
       method: 'GET',
       url: '/v1/quarantines',
       role: 'read',
+      summary: 'VMs the planner and the executor leave alone for now',
+      responses: { 200: ok('the quarantined VMs', API_SCHEMAS.QuarantineList) },
       handler: async () => ({ quarantines: await ops.listQuarantines() }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       url: '/v1/quarantines/:vm/lift',
       role: 'admin',
       action: 'quarantine.lift',
-      handler: async (request) => {
-        const { vm } = parse(VmParam, request.params, 'params');
-        parse(NoteBodySchema, request.body, 'body');
-        return ops.liftQuarantine(vm, callerOf(request));
-      },
-    },
-    {
+      summary: "lift a VM's quarantine",
+      params: VmParam,
+      body: NoteBodySchema,
+      responses: { 200: ok('the quarantine, lifted', API_SCHEMAS.Quarantine) },
+      handler: async ({ params }, request) => ops.liftQuarantine(params.vm, callerOf(request)),
+    }),
+    route({
       method: 'GET',
       url: '/v1/audit',
       role: 'read',
-      handler: async (request) => {
-        const { limit } = parse(AuditQuery, request.query, 'query');
-        return { entries: await ops.listAudit(limit ?? 100), maxEntries: AUDIT_MAX_ENTRIES };
-      },
-    },
+      summary: 'the audit trail of changes asked of the API, newest first',
+      query: AuditQuery,
+      responses: { 200: ok('audit entries', API_SCHEMAS.AuditList) },
+      handler: async ({ query }) => ({
+        entries: await ops.listAudit(query.limit ?? 100),
+        maxEntries: AUDIT_MAX_ENTRIES,
+      }),
+    }),
   ];
+  return routes;
 }
 
 /** 200 for a dry run or a drain already under way (its plan is returned), 201 for a new plan. */

@@ -89,6 +89,8 @@ export interface RunningService {
   readonly policy: PolicyReloader;
   /** The API's base URL, or null when the API is off. */
   readonly apiUrl: string | null;
+  /** The API server itself (its routes), or null when the API is off. */
+  readonly api: ApiApp | null;
   reloadPolicy(trigger: string): Promise<ReloadOutcome>;
   /** Stops taking work, hands running migrations over (they keep running; another process adopts them), and closes. */
   stop(reason: string): Promise<void>;
@@ -368,6 +370,7 @@ export async function startService(
       schedules,
       policy,
       apiUrl,
+      api: app,
       reloadPolicy: (trigger) => policy.reload(trigger),
       stop(reason: string) {
         stopping ??= (async () => {

@@ -1,87 +1,109 @@
 // What the daemon offers operators, independent of HTTP: the API routes and the CLI speak these shapes.
 import { z } from 'zod';
-import type { MigrationKind, Plan, PlanReason, Spread } from '../domain/plan.js';
-import type { HostState, Snapshot } from '../domain/snapshot.js';
+import { MIGRATION_KINDS, PlanSchema, SpreadSchema, type PlanReason } from '../domain/plan.js';
+import { HOST_STATES, type Snapshot } from '../domain/snapshot.js';
 import { nonEmptyString, oneOf } from '../domain/validation.js';
 import type { AuditEntry } from './audit-log.js';
-import type { AutomationLevel } from './config.js';
-import type { PlanRecord, PlanStatus } from './plan-store.js';
+import { AUTOMATION_LEVELS } from './config.js';
+import { PlanRecordSchema, type PlanRecord, type PlanStatus } from './plan-store.js';
 
-export interface HostView {
-  id: string;
-  state: HostState;
-  stale: boolean;
-  cpus: number;
-  memMiB: number;
-  cpuPct: number | null;
-  memUsedMiB: number | null;
-  memPct: number | null;
-  vms: number;
-  labels: Record<string, string>;
-}
+// The answers are zod schemas too: the types below are derived from them, and the OpenAPI document
+// (src/service/openapi.ts) describes the API with them, so the document says what the handlers return.
 
-export interface MigrationView {
-  vm: string;
-  vmName: string | null;
-  from: string;
-  to: string;
-  kind: MigrationKind;
-  planId: string | null;
-  /** queued | running | completed | aborted | failed | skipped */
-  state: string;
-  startedAt: string | null;
-  elapsedS: number | null;
-  totalMiB: number | null;
-  remainingMiB: number | null;
-  iteration: number | null;
-  bandwidthMiBps: number | null;
-  etaS: number | null;
+const nullableNumber = () => z.number().nullable();
+
+export const HostViewSchema = z.strictObject({
+  id: z.string(),
+  state: oneOf(HOST_STATES),
+  /** Its last sample is older than collector.staleAfterS. */
+  stale: z.boolean(),
+  cpus: z.number(),
+  memMiB: z.number(),
+  cpuPct: nullableNumber(),
+  memUsedMiB: nullableNumber(),
+  memPct: nullableNumber(),
+  /** VMs on it in the latest snapshot. */
+  vms: z.number(),
+  labels: z.record(z.string(), z.string()),
+});
+export type HostView = z.output<typeof HostViewSchema>;
+
+export const MigrationViewSchema = z.strictObject({
+  vm: z.string(),
+  vmName: z.string().nullable(),
+  from: z.string(),
+  to: z.string(),
+  kind: oneOf(MIGRATION_KINDS),
+  planId: z.string().nullable(),
+  /** queued | running | completed | aborted | failed | skipped (an abort answers removed | aborting) */
+  state: z.string(),
+  startedAt: z.string().nullable(),
+  elapsedS: nullableNumber(),
+  totalMiB: nullableNumber(),
+  remainingMiB: nullableNumber(),
+  iteration: nullableNumber(),
+  bandwidthMiBps: nullableNumber(),
+  etaS: nullableNumber(),
   /** Measured switch-over downtime (completed migrations). */
-  downtimeMs: number | null;
+  downtimeMs: nullableNumber(),
   /** The VM's downtime budget (from the plan step or the policy). */
-  downtimeBudgetMs: number | null;
+  downtimeBudgetMs: nullableNumber(),
   /** Why it ended as it did (abort reason, skip reason, failure), null while running or when completed. */
-  reason: string | null;
-}
+  reason: z.string().nullable(),
+});
+export type MigrationView = z.output<typeof MigrationViewSchema>;
 
 /** GET|POST /v1/automation */
-export interface AutomationView {
-  level: AutomationLevel;
+export const AutomationViewSchema = z.strictObject({
+  level: oneOf(AUTOMATION_LEVELS),
   /** Paused: scheduled runs plan nothing and new plans wait for approval; running plans finish. */
-  paused: boolean;
+  paused: z.boolean(),
   /** Who paused or resumed last (`api:<token name>`), and when; null when never changed. */
-  changedBy: string | null;
-  changedAt: string | null;
-  note: string | null;
-}
+  changedBy: z.string().nullable(),
+  changedAt: z.string().nullable(),
+  note: z.string().nullable(),
+});
+export type AutomationView = z.output<typeof AutomationViewSchema>;
 
 /** GET /v1/quarantines: a VM the planner and the executor leave alone until `until`. */
-export interface QuarantineView {
-  vm: string;
-  vmName: string | null;
+export const QuarantineViewSchema = z.strictObject({
+  vm: z.string(),
+  vmName: z.string().nullable(),
   /** Failures to converge in a row (each doubles the next quarantine, up to the policy's maximum). */
-  failures: number;
-  until: string | null;
-}
+  failures: z.number(),
+  until: z.string().nullable(),
+});
+export type QuarantineView = z.output<typeof QuarantineViewSchema>;
 
-export interface ClusterView {
-  instance: string;
-  leader: { instance: string; token: number } | null;
-  automation: AutomationLevel;
+export const ClusterViewSchema = z.strictObject({
+  /** The process that answered. */
+  instance: z.string(),
+  leader: z.strictObject({ instance: z.string(), token: z.number() }).nullable(),
+  automation: oneOf(AUTOMATION_LEVELS),
   /** Automation paused by an operator (drover pause). */
-  paused: boolean;
-  snapshotTakenAt: string | null;
-  snapshotAgeS: number | null;
-  spread: Spread | null;
-  hosts: HostView[];
-  migrations: MigrationView[];
-  pendingPlans: number;
-}
+  paused: z.boolean(),
+  snapshotTakenAt: z.string().nullable(),
+  snapshotAgeS: nullableNumber(),
+  spread: SpreadSchema.nullable(),
+  hosts: z.array(HostViewSchema),
+  migrations: z.array(MigrationViewSchema),
+  pendingPlans: z.number(),
+});
+export type ClusterView = z.output<typeof ClusterViewSchema>;
 
-export interface ReadyView {
-  ready: boolean;
-  checks: Record<string, { ok: boolean; detail: string }>;
-}
+const CheckSchema = z.strictObject({ ok: z.boolean(), detail: z.string() });
+
+export const ReadyViewSchema = z.strictObject({
+  ready: z.boolean(),
+  checks: z.record(z.string(), CheckSchema),
+});
+export type ReadyView = z.output<typeof ReadyViewSchema>;
+
+/** GET /healthz */
+export const HealthViewSchema = z.strictObject({
+  status: oneOf(['ok', 'degraded'] as const),
+  checks: z.strictObject({ redis: CheckSchema }),
+});
 
 /** POST /v1/plans */
 export const CreatePlanBodySchema = z.strictObject({
@@ -126,13 +148,14 @@ export const AutomationBodySchema = z.strictObject({
 /** POST /v1/plans/:id/approve|cancel, /v1/migrations/:vm/abort, /v1/quarantines/:vm/lift */
 export const NoteBodySchema = z.strictObject({ note: z.string().max(500).optional() });
 
-export interface CreatedPlan {
+export const CreatedPlanSchema = z.strictObject({
   /** Null for a dry run. */
-  record: PlanRecord | null;
-  plan: Plan;
+  record: PlanRecordSchema.nullable(),
+  plan: PlanSchema,
   /** True when the host was draining already: this is that drain's plan, not a new one. */
-  existing?: boolean;
-}
+  existing: z.boolean().optional(),
+});
+export type CreatedPlan = z.output<typeof CreatedPlanSchema>;
 
 /** Everything an operator can ask the daemon; `by` names the caller (`api:<token name>`). */
 export interface Operations {

@@ -1,5 +1,9 @@
 // The HTTP API of a running drover (in this process, on the simulator, the run's real Redis).
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registeredRoutes } from '../../src/service/api-server.js';
+import { openApiPath } from '../../src/service/openapi.js';
 import { startService, type RunningService } from '../../src/service/main.js';
 import { cleanPrefix, connectRedis, serviceEnv, uniquePrefix } from '../support/redis.js';
 import { ADMIN_TOKEN, READ_TOKEN, writeFixture, type Fixture } from '../service/service-fixture.js';
@@ -29,8 +33,13 @@ async function call(
   } catch {
     json = {};
   }
+  answers.push({ method, path, status: res.status, contentType: res.headers.get('content-type'), text });
   return { status: res.status, json, text };
 }
+
+/** Every answer `call` got, checked against the OpenAPI document at the end. */
+const answers: { method: string; path: string; status: number; contentType: string | null; text: string }[] =
+  [];
 
 async function until<T>(fn: () => Promise<T | null | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -233,5 +242,99 @@ describe('cluster, plans, drain and activate', () => {
   it('says there is nothing to abort for a VM with no migration', async () => {
     const res = await call('POST', '/v1/migrations/no-such-vm/abort', { body: {} });
     expect(res.status).toBe(404);
+  });
+});
+
+describe('the OpenAPI document (GET /v1/openapi.json)', () => {
+  interface Operation {
+    'x-drover-role': string;
+    responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
+  }
+  let doc: { openapi: string; paths: Record<string, Record<string, Operation>> };
+
+  beforeAll(async () => {
+    expect((await call('GET', '/v1/openapi.json', { token: null })).status).toBe(401);
+    const res = await call('GET', '/v1/openapi.json', { token: READ_TOKEN });
+    expect(res.status).toBe(200);
+    doc = res.json as typeof doc;
+  });
+
+  it('lists every registered route with its method and role', () => {
+    const routes = registeredRoutes(svc.api!).filter((r) => r.method !== 'HEAD');
+    expect(routes.length).toBeGreaterThan(20);
+    for (const r of routes) {
+      const op = doc.paths[openApiPath(r.url)]?.[r.method.toLowerCase()];
+      expect(op, `${r.method} ${r.url}`).toBeDefined();
+    }
+    const documented = Object.values(doc.paths).flatMap((ops) => Object.keys(ops));
+    expect(documented).toHaveLength(routes.length);
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.paths['/v1/plans/{id}/approve']?.post?.['x-drover-role']).toBe('admin');
+    expect(doc.paths['/v1/cluster']?.get?.['x-drover-role']).toBe('read');
+    expect(doc.paths['/healthz']?.get?.['x-drover-role']).toBe('public');
+  });
+
+  it('describes every answer a real request got, for every route', async () => {
+    // Routes no earlier case called, and a few more answers, so each operation has at least one real answer.
+    const vm = (
+      (await call('GET', '/v1/migrations', { token: READ_TOKEN })).json as { migrations: { vm: string }[] }
+    ).migrations[0]?.vm;
+    expect(vm).toBeDefined();
+    for (const path of [
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/v1/plans?limit=5',
+      '/v1/hosts',
+      '/v1/hosts/kvm-01',
+      `/v1/migrations/${vm}`,
+      '/v1/automation',
+      '/v1/quarantines',
+      '/v1/audit?limit=3',
+    ])
+      await call('GET', path, { token: READ_TOKEN });
+    await call('POST', '/v1/automation', { body: { paused: true, note: 'openapi' } });
+    await call('POST', '/v1/automation', { body: { paused: false } });
+    await call('POST', '/v1/quarantines/no-such-vm/lift', { body: {} });
+    await call('POST', '/v1/hosts/kvm-03/drain', { body: { dryRun: true } });
+    const pending = await call('POST', '/v1/plans', { body: { reason: 'rebalance' } });
+    const id = (pending.json as { record?: { plan: { id: string } } }).record?.plan.id;
+    if (id) await call('POST', `/v1/plans/${id}/approve`, { body: {} });
+
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats.default(ajv);
+    ajv.addSchema(doc, 'openapi');
+    const pointer = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
+    const templates = Object.keys(doc.paths).map((t) => ({
+      t,
+      re: new RegExp(`^${t.replace(/\{[^}]+\}/g, '[^/]+')}$`),
+    }));
+    const seen = new Set<string>();
+    let checked = 0;
+    for (const a of answers) {
+      const path = a.path.split('?')[0]!;
+      const template = templates.find((x) => x.re.test(path))?.t;
+      if (!template) continue; // an unknown route: no operation to describe it
+      const method = a.method.toLowerCase();
+      const op = doc.paths[template]?.[method];
+      if (!op) continue;
+      seen.add(`${method} ${template}`);
+      const key = op.responses[String(a.status)] ? String(a.status) : 'default';
+      const what = `${a.method} ${a.path} -> ${a.status}`;
+      const media = (a.contentType ?? '').split(';')[0]!;
+      const content = op.responses[key]?.content ?? {};
+      const mediaKey = Object.keys(content).find((k) => k.split(';')[0] === media);
+      expect(mediaKey, `${what}: ${media} not documented`).toBeDefined();
+      if (media !== 'application/json') continue;
+      const ref = `openapi#/paths/${pointer(template)}/${method}/responses/${key}/content/${pointer(mediaKey!)}/schema`;
+      const validate = ajv.getSchema(ref) ?? ajv.compile({ $ref: ref });
+      expect(validate(JSON.parse(a.text)) ? [] : validate.errors, what).toEqual([]);
+      checked++;
+    }
+    const operations = Object.entries(doc.paths).flatMap(([t, ops]) =>
+      Object.keys(ops).map((m) => `${m} ${t}`),
+    );
+    expect(operations.filter((o) => !seen.has(o))).toEqual([]);
+    expect(checked).toBeGreaterThan(40);
   });
 });

@@ -64,6 +64,7 @@ function bodyFor(url: string): unknown {
   if (url === '/v1/plans') return { reason: 'rebalance', dryRun: true };
   if (url.endsWith('/drain')) return { dryRun: true };
   if (url.endsWith('/approve') || url.endsWith('/cancel')) return { note: 'security walk' };
+  if (url === '/v1/automation') return { paused: false };
   return {};
 }
 
