@@ -43,6 +43,8 @@ interface Band {
 class BalanceRun {
   readonly m: ClusterModel;
   readonly steps: Step[] = [];
+  /** The VM of each step, by index. */
+  private readonly moved: number[] = [];
   /** VMs skipped, with why, by VM index. */
   private readonly skips = new Map<number, string>();
   /** VMs skipped only because no host below the band could take them. */
@@ -301,6 +303,19 @@ class BalanceRun {
     return this.heapTarget(v, d, band);
   }
 
+  /** Takes back the steps after the first `keep` (latest first). */
+  undoFrom(keep: number): void {
+    for (let i = this.moved.length - 1; i >= keep; i -= 1) {
+      const v = this.moved[i] as number;
+      const to = this.m.vmHost[v] ?? 0;
+      this.m.unmove(v);
+      this.reindex(to);
+      this.reindex(this.m.vmHost[v] ?? 0);
+    }
+    this.moved.length = keep;
+    this.steps.length = keep;
+  }
+
   /** How far host h is below the band (the larger of its two deficits, as a share of capacity). */
   private deficit(h: number, band: Band): number {
     const dc = band.lo[0] / 100 - (this.m.cpuLoad[h] ?? 0) / (this.capC[h] ?? 1);
@@ -412,6 +427,7 @@ class BalanceRun {
   apply(v: number, to: number, why: string): void {
     const from = this.m.vmHost[v] ?? 0;
     this.steps.push(makeStep(this.m, v, to, why));
+    this.moved.push(v);
     this.m.move(v, to);
     this.reindex(from);
     this.reindex(to);
@@ -872,15 +888,10 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
   }
   const maxMoves = args.maxMoves ?? m.policy.limits.maxMovesPerRun;
   const search = new ObjectiveSearch(m, obj, maxMoves);
-  // Rules first, then hosts above their ceilings: the most valuable moves take the budget first. Best move
-  // first costs a round over the candidate hosts per move: on a large cluster with a large budget (where
-  // the order of moves matters least) only rule repair runs so, and the band search does the rest.
-  const large =
-    !pol.offloadOnly &&
-    pol.memoryBasis === 'allocated' &&
-    maxMoves > GREEDY_MAX_MOVES &&
-    m.hostCount > GREEDY_ANY_HOSTS;
-  search.run(large ? 1 : 2);
+  // Rules first, then hosts above their ceilings, best move first whatever the cluster's size: the most
+  // valuable moves take the budget first (on a large cluster, ceiling relief takes several moves between
+  // disjoint hosts per round; objective-search.ts).
+  search.run(2);
   let bandSkips: Skip[] = [];
   obj.refresh();
   if (!search.full() && !pol.offloadOnly && (obj.active[0] || obj.active[1])) {
@@ -899,10 +910,29 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
       const greedy = search.undoFrom(kept);
       const run = new BalanceRun(m, maxMoves - kept);
       for (let round = 0; round < 4 && !run.full() && !within(m.spread()); round += 1) {
+        // A later round aims at a band placed for what is left to move, which can be far from the first
+        // (when hosts that cannot shed keep the spread over target, the band climbs to meet them): it is
+        // kept only when it lowers the objective by the minimum improvement, else taken back.
+        obj.refresh();
+        const prior = round > 0 ? obj.value() : null;
+        const keep = run.steps.length;
         const band = run.band(targets);
         run.collectUnder(band);
         const made = run.shed(band) + run.fill(band) + run.pairwise(targets);
         if (made === 0) break;
+        if (prior !== null) {
+          obj.refresh();
+          const now = obj.value();
+          const worth =
+            now.violations < prior.violations ||
+            now.overCeilingPct < prior.overCeilingPct - OBJECTIVE_EPS ||
+            (compareObjective(now, prior) < 0 &&
+              prior.imbalancePct - now.imbalancePct >= pol.minImprovementPct);
+          if (!worth) {
+            run.undoFrom(keep);
+            break;
+          }
+        }
       }
       obj.refresh();
       const bandValue = obj.value();
@@ -914,6 +944,10 @@ function planBalance(ctx: StrategyContext, args: BalanceArgs): StrategyResult {
             transferMiB(run.steps) - transferMiB(greedy.steps);
       if (cmp < 0) {
         search.steps.push(...run.steps);
+        // The band search places VMs only within its band: a VM larger than the band's room (or one whose
+        // host the band never reaches) is left where a move would still lower the objective. Best move first
+        // finishes (for a bounded number of moves on a cluster where it did not run before).
+        if (!within(m.spread())) search.run(3, greedyToo ? Infinity : GREEDY_MAX_MOVES);
         bandSkips = run.skippedVms(within(m.spread()));
       } else {
         const index = new Map(run.steps.map((st) => [st.vm, -1]));
