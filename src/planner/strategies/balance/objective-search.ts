@@ -17,6 +17,10 @@ const CHECKS_PER_ROUND = 256;
 /** Hosts above which ceiling relief takes up to BATCH_MOVES moves per round (see batch()). */
 const BATCH_MIN_HOSTS = 200;
 const BATCH_MOVES = 8;
+/** Two-step repairs: hosts tried per broken rule, parking places, and VMs of a host tried for parking. */
+const REPAIR_TARGETS = 16;
+const REPAIR_PARKING = 32;
+const REPAIR_RESIDENTS = 4;
 /** Feasible candidates of equal value compared for bytes to copy. */
 const TIE_CHECKS = 8;
 
@@ -55,6 +59,8 @@ export class ObjectiveSearch {
   readonly skips = new Map<number, string>();
   private readonly cannot: Uint8Array;
   private readonly eligible: Uint8Array;
+  /** Violators for which no repair (direct or in two moves) was found. */
+  private readonly noRepair: Uint8Array;
   /**
    * VMs breaking a rule where they stand. Moves never create a violation (placementProblem), so later
    * violators are among the first; the list is filtered as rounds repair them.
@@ -69,6 +75,7 @@ export class ObjectiveSearch {
   ) {
     this.cannot = new Uint8Array(m.vms.length);
     this.eligible = new Uint8Array(m.vms.length);
+    this.noRepair = new Uint8Array(m.vms.length);
     this.violations = m.violations();
     if (this.violations > 0)
       for (let v = 0; v < m.vms.length; v += 1)
@@ -129,12 +136,136 @@ export class ObjectiveSearch {
     while (!this.full() && made < limit) {
       // The band (which dimensions count, their totals) matters to tier 3 only; below it, one refresh.
       if (tiers === 3 || made === 0) this.obj.refresh();
+      // Rule repair comes first: a direct move where one exists, else two (park a VM of the host that would
+      // repair the rule elsewhere, then the repair).
+      if (this.repairable()) {
+        const repaired =
+          this.round(WIDTH, 1) || (this.m.hostCount > WIDTH && this.round(WIDTH_STUCK, 1)) || this.twoStep();
+        if (repaired) {
+          made += 1;
+          continue;
+        }
+      }
       let done = this.round(WIDTH, tiers);
       if (!done && this.m.hostCount > WIDTH) done = this.round(WIDTH_STUCK, tiers);
       if (!done) break;
       made += 1;
     }
     return made;
+  }
+
+  /** True while some VM breaks a rule and a repair of it has not yet been found impossible. */
+  private repairable(): boolean {
+    if (this.violations <= 0) return false;
+    const m = this.m;
+    this.violators = this.violators.filter((v) => !m.moved[v] && m.violationOf(v) !== null);
+    return this.violators.some((v) => !this.noRepair[v] && !this.cannot[v]);
+  }
+
+  /** A repair in two moves for the first violator that has one (see repairWithRoom). */
+  private twoStep(): boolean {
+    if (this.steps.length + 2 > this.maxMoves) return false;
+    for (const v of this.violators) {
+      if (this.noRepair[v] || !this.movable(v)) continue;
+      if (this.repairWithRoom(v)) return true;
+      this.noRepair[v] = 1;
+    }
+    return false;
+  }
+
+  /**
+   * VM v breaks a rule, and the hosts where it would not lack room for it: park one VM of such a host (the
+   * smallest that makes room) on another host, then move v there. The parked VM must be free to move, break
+   * no rule where it lands and converge; of the pairs found the one that copies the fewest bytes wins.
+   */
+  private repairWithRoom(v: number): boolean {
+    const m = this.m;
+    const s = m.vmHost[v] ?? 0;
+    const H = m.hostCount;
+    const room = (h: number): number => {
+      const host = m.hosts[h];
+      if (!host) return -Infinity;
+      return Math.min(
+        ((m.cpuLimit[h] ?? 0) - (m.cpuLoad[h] ?? 0)) / host.cpus,
+        ((m.memLimit[h] ?? 0) - (m.memLoad[h] ?? 0)) / host.memMiB,
+      );
+    };
+    // Hosts that would repair v's rule but lack room for it, least short first; parking places by room.
+    const targets = new TopK(REPAIR_TARGETS);
+    const parking = new TopK(REPAIR_PARKING);
+    const vc = m.vmCpu[v] ?? 0;
+    const vm = m.vmMem[v] ?? 0;
+    for (let t = 0; t < H; t += 1) {
+      if (!m.receivable[t]) continue;
+      parking.offer(t, room(t));
+      if (t === s || m.fits(v, t) || m.violationDelta(v, t) >= 0) continue;
+      const host = m.hosts[t];
+      if (!host) continue;
+      const short = Math.max(
+        ((m.cpuLoad[t] ?? 0) + vc - (m.cpuLimit[t] ?? 0)) / host.cpus,
+        ((m.memLoad[t] ?? 0) + vm - (m.memLimit[t] ?? 0)) / host.memMiB,
+      );
+      targets.offer(t, -short);
+    }
+    let best: { w: number; u: number; t: number; bytes: number } | null = null;
+    for (const t of targets.hosts) {
+      const residents = (m.hostVms[t] ?? [])
+        .filter(
+          (w) =>
+            w !== v &&
+            !m.moved[w] &&
+            (m.cpuLoad[t] ?? 0) - (m.vmCpu[w] ?? 0) + vc <= (m.cpuLimit[t] ?? 0) + 1e-9 &&
+            (m.memLoad[t] ?? 0) - (m.vmMem[w] ?? 0) + vm <= (m.memLimit[t] ?? 0) + 1e-9 &&
+            (m.vcpuAlloc[t] ?? 0) - (m.vms[w]?.vcpus ?? 0) + (m.vms[v]?.vcpus ?? 0) <=
+              (m.vcpuCap[t] ?? 0) + 1e-9,
+        )
+        .sort((a, b) => (m.vmMem[a] ?? 0) - (m.vmMem[b] ?? 0))
+        .slice(0, REPAIR_RESIDENTS);
+      for (const w of residents) {
+        if (!this.movable(w)) continue;
+        const u = this.parkingFor(w, t, parking.hosts);
+        if (u < 0) continue;
+        m.move(w, u);
+        const ok =
+          m.placementProblem(v, t) === null &&
+          m.violationDelta(v, t) < 0 &&
+          m.forecast(v, t).prediction.converges;
+        const bytes = ok ? m.forecast(v, t).prediction.transferMiB : 0;
+        m.unmove(w);
+        if (!ok) continue;
+        const total = bytes + m.forecast(w, u).prediction.transferMiB;
+        if (!best || total < best.bytes) best = { w, u, t, bytes: total };
+        break;
+      }
+    }
+    if (!best) return false;
+    const { w, u, t } = best;
+    const rule = m.violationOf(v) ?? 'broken placement';
+    const name = (x: number) => m.vms[x]?.name ?? m.vms[x]?.id ?? '';
+    const host = (h: number) => m.hosts[h]?.id ?? '';
+    this.push(w, u, `makes room on ${host(t)} to repair a rule of ${name(v)} (${rule}); ${host(u)} has room`);
+    this.push(v, t, `repairs a rule: ${rule}; ${host(t)} keeps it once ${name(w)} has moved to ${host(u)}`);
+    return true;
+  }
+
+  /** Where VM w (on host t) may be parked: a host with room where it breaks no rule and converges. */
+  private parkingFor(w: number, t: number, hosts: readonly number[]): number {
+    const m = this.m;
+    for (const u of hosts) {
+      if (u === t || !m.fits(w, u) || m.violationDelta(w, u) > 0) continue;
+      if (m.placementProblem(w, u) !== null || !m.forecast(w, u).prediction.converges) continue;
+      return u;
+    }
+    return -1;
+  }
+
+  private push(v: number, t: number, why: string): void {
+    const m = this.m;
+    const d = m.violationDelta(v, t);
+    this.steps.push(makeStep(m, v, t, why));
+    m.move(v, t);
+    this.moves.push(v, t);
+    this.violations += d;
   }
 
   private improves(d: ObjectiveValue, tiers: 1 | 2 | 3): boolean {

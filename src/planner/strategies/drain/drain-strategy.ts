@@ -51,6 +51,8 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
   const maxLevel = Math.max(1, m.policy.limits.perHostConcurrency);
   const levels = Array.from({ length: maxLevel }, (_, i) => i + 1);
   const blockers: Skip[] = [];
+  /** Steps that move a resident VM to make room for a drained one: they run first. */
+  const roomSteps = new Set<Step>();
   const all: number[] = drained.flatMap((h) => [...(m.hostVms[h] ?? [])]);
   const movable: number[] = [];
   for (const v of all) {
@@ -108,16 +110,38 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
       bestHead = head;
     }
     if (best < 0) {
+      // No host with room lets the unit in: where only room is missing, move a resident VM away first.
+      const room = makeRoom(m, unit);
+      if (room) {
+        const names = unit.map((v) => m.vms[v]?.name ?? m.vms[v]?.id ?? '').join(', ');
+        const step = makeStep(
+          m,
+          room.w,
+          room.u,
+          `makes room on ${m.hosts[room.t]?.id ?? ''} for ${names} (no host with room lets ${names} in: ` +
+            `${problem}); ${m.hosts[room.u]?.id ?? ''} has room`,
+        );
+        steps.push(step);
+        roomSteps.add(step);
+        byLevel.push(levels.map((k) => m.forecast(room.w, room.u, k).prediction));
+        m.move(room.w, room.u);
+        best = room.t;
+      }
+    }
+    if (best < 0) {
       for (const v of unit) blockers.push({ vm: m.vms[v]?.id ?? '', why: `cannot leave: ${problem}` });
       continue;
     }
     const src = m.hosts[from];
     const dst = m.hosts[best];
     for (const v of unit) {
+      // A VM breaking a rule where it stands may repair it by leaving (never break one: placementProblem).
+      const broken = m.violationDelta(v, best) < 0 ? m.violationOf(v) : null;
       const why =
         `${src?.id ?? ''} is being drained (${src?.state ?? ''}); ${dst?.id ?? ''} has the most headroom ` +
         `(cpu ${pct(m.cpuPct(best))}, mem ${pct(m.memPct(best))} before)` +
-        (unit.length > 1 ? `; moves with its affinity group` : '');
+        (unit.length > 1 ? `; moves with its affinity group` : '') +
+        (broken !== null ? `; repairs a rule: ${broken}` : '');
       steps.push(makeStep(m, v, best, why));
       byLevel.push(levels.map((k) => m.forecast(v, best, k).prediction));
       m.move(v, best);
@@ -132,7 +156,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
         'nothing moved',
     };
   }
-  const scheduled = scheduleSteps(steps, byLevel, maxLevel);
+  const scheduled = scheduleSteps(steps, byLevel, maxLevel, roomSteps);
   const result: StrategyResult = { steps: scheduled.steps, skipped: blockers };
   if (scheduled.steps.length > 0) result.etaS = scheduled.etaS;
   if (blockers.length > 0)
@@ -150,6 +174,7 @@ function scheduleSteps(
   steps: Step[],
   byLevel: Prediction[][],
   maxLevel: number,
+  first: ReadonlySet<Step>,
 ): { steps: Step[]; etaS: number } {
   const hosts = [...new Set(steps.map((s) => s.from))];
   const level = new Map<Step, number>();
@@ -175,9 +200,84 @@ function scheduleSteps(
         : `runs ${k} at once from ${s.from} (predicted to resend little when sharing the link)`;
     return { ...s, why: `${s.why}; ${how}`, predicted, concurrency: k };
   });
-  // Stable: within a level the placement order (largest first) stays.
-  out.sort((a, b) => (a.concurrency ?? 1) - (b.concurrency ?? 1));
-  return { steps: out, etaS: Math.round(etaS * 10) / 10 };
+  // Room-making moves first; then stable: within a level the placement order (largest first) stays.
+  const rank = (i: number) => (first.has(steps[i] as Step) ? 0 : (out[i]?.concurrency ?? 1));
+  const order = out.map((_, i) => i).sort((a, b) => rank(a) - rank(b));
+  return { steps: order.map((i) => out[i] as Step), etaS: Math.round(etaS * 10) / 10 };
+}
+
+/** Room-making: parking places tried (most room first) and VMs of a host tried (smallest first). */
+const ROOM_PARKING = 32;
+const ROOM_RESIDENTS = 4;
+
+/**
+ * The drain unit finds no host: the hosts that lack only room for it are tried with one of their VMs (the
+ * smallest that makes room) parked on another host first, where that VM breaks no rule and converges. The
+ * smallest such VM wins. Null when none does.
+ */
+function makeRoom(m: ClusterModel, unit: readonly number[]): { w: number; u: number; t: number } | null {
+  const cpu = unit.reduce((s, v) => s + (m.vmCpu[v] ?? 0), 0);
+  const mem = unit.reduce((s, v) => s + (m.vmMem[v] ?? 0), 0);
+  const vcpus = unit.reduce((s, v) => s + (m.vms[v]?.vcpus ?? 0), 0);
+  const room = (h: number) => {
+    const host = m.hosts[h];
+    if (!host) return -Infinity;
+    return Math.min(
+      ((m.cpuLimit[h] ?? 0) - (m.cpuLoad[h] ?? 0)) / host.cpus,
+      ((m.memLimit[h] ?? 0) - (m.memLoad[h] ?? 0)) / host.memMiB,
+    );
+  };
+  const parking: number[] = [];
+  for (let h = 0; h < m.hostCount; h += 1) if (m.receivable[h]) parking.push(h);
+  parking.sort((a, b) => room(b) - room(a));
+  parking.length = Math.min(parking.length, ROOM_PARKING);
+  let best: { w: number; u: number; t: number } | null = null;
+  for (let t = 0; t < m.hostCount; t += 1) {
+    if (!m.receivable[t]) continue;
+    // Only hosts that lack room for the unit: elsewhere room is not what keeps it out.
+    if (
+      (m.cpuLoad[t] ?? 0) + cpu <= (m.cpuLimit[t] ?? 0) + 1e-9 &&
+      (m.memLoad[t] ?? 0) + mem <= (m.memLimit[t] ?? 0) + 1e-9 &&
+      (m.vcpuAlloc[t] ?? 0) + vcpus <= (m.vcpuCap[t] ?? 0) + 1e-9
+    )
+      continue;
+    const residents = (m.hostVms[t] ?? [])
+      .filter(
+        (w) =>
+          !unit.includes(w) &&
+          !m.moved[w] &&
+          (m.cpuLoad[t] ?? 0) - (m.vmCpu[w] ?? 0) + cpu <= (m.cpuLimit[t] ?? 0) + 1e-9 &&
+          (m.memLoad[t] ?? 0) - (m.vmMem[w] ?? 0) + mem <= (m.memLimit[t] ?? 0) + 1e-9 &&
+          (m.vcpuAlloc[t] ?? 0) - (m.vms[w]?.vcpus ?? 0) + vcpus <= (m.vcpuCap[t] ?? 0) + 1e-9,
+      )
+      .sort((a, b) => (m.vmMem[a] ?? 0) - (m.vmMem[b] ?? 0))
+      .slice(0, ROOM_RESIDENTS);
+    for (const w of residents) {
+      if (best && (m.vmMem[w] ?? 0) >= (m.vmMem[best.w] ?? 0)) break;
+      if (m.immovable(w, 'drain') !== null || !m.forecast(w, t, 1).prediction.converges) continue;
+      const u = parking.find(
+        (x) =>
+          x !== t &&
+          m.placementProblem(w, x) === null &&
+          m.violationDelta(w, x) <= 0 &&
+          m.forecast(w, x, 1).prediction.converges,
+      );
+      if (u === undefined) continue;
+      m.move(w, u);
+      const ok = unit.every(
+        (v) =>
+          m.placementProblem(v, t, unit) === null &&
+          m.violationDelta(v, t) <= 0 &&
+          m.forecast(v, t, 1).prediction.converges,
+      );
+      m.unmove(w);
+      if (ok) {
+        best = { w, u, t };
+        break;
+      }
+    }
+  }
+  return best;
 }
 
 export const drainStrategy = defineStrategy<DrainArgs>({
