@@ -1,178 +1,249 @@
-// Planner benchmark: plan time (p50) and peak RSS at three sizes with rules; moves against the lower bound;
-// final spread; ProxLB-style and Watcher-style baselines on the same generated clusters.
+// Planner benchmark. Side by side on fleets of several shapes (fleets.ts), under the default policy at move
+// budgets of 20, 200 and unlimited: drover's balance, the ProxLB-style and the Watcher-style baselines, on the
+// same snapshots in the same run — hosts above a ceiling, rule violations, spread and standard deviation
+// before and after, moves, GiB to copy, moves predicted to fail, time. Then drover's plan time (p50 of 5) and
+// peak RSS on 10,000 hosts / 100,000 VMs with rules (the idle-10k fleet's broken HA pairs to repair, and the
+// size runs' generated cluster with its three rules). Writes bench/results/planner.json.
 import { execFile } from 'node:child_process';
-import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { machineInfo, machineLine, textTable, writeResult, type ResultTable } from '../report.js';
+import type { FleetRow } from './fleet-run.js';
+import { FLEET_NAMES, type FleetName } from './fleets.js';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
+const BUDGETS = [20, 200, null] as const;
+const SEED = 1;
 
-interface Side {
-  moves: number;
-  ms: number;
-  after: { cpuSpreadPct: number; memSpreadPct: number };
-  before: { cpuSpreadPct: number; memSpreadPct: number };
-  reached: boolean;
-  nonConverging: number;
-  transferGiB: number;
-  note: string | null;
-}
-interface SizeResult {
-  hosts: number;
-  vms: number;
-  seed: number;
+interface Timing {
+  runs: number;
   planMsP50: number;
+  planMsAll: number[];
   planCpuMsP50: number;
-  loadavg1m: [number, number];
   peakRssMiB: number;
-  boundPerDim: number;
-  boundJoint: number;
-  boundJointMovable: number;
-  drover: Side;
-  proxlb?: Side;
-  watcher?: Side;
+  moves: number;
+  violationsBefore?: number;
+  repairs?: number;
 }
 
-const SIZES = [
-  { hosts: 100, vms: 1000, runs: 7, watcherBudget: 200_000_000 },
-  { hosts: 1000, vms: 10000, runs: 5, watcherBudget: 200_000_000 },
-  { hosts: 10000, vms: 100000, runs: 5, watcherBudget: 50_000_000 },
-];
-const SEEDS = [1, 2, 3];
+async function child(script: string, args: object): Promise<string> {
+  const { stdout } = await run(
+    process.execPath,
+    ['--import', 'tsx', '--max-old-space-size=4096', join(here, script), JSON.stringify(args)],
+    { maxBuffer: 1 << 26 },
+  );
+  return stdout;
+}
+
+const budgetText = (b: number | null): string => (b === null ? 'unlimited' : String(b));
+const f1 = (n: number): string => n.toFixed(1);
 
 export async function main(): Promise<void> {
-  const machine = {
-    nproc: cpus().length,
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    freeMemGiB: Math.round((freemem() / 2 ** 30) * 10) / 10,
-    loadavg1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
-    node: process.version,
-  };
+  const machine = machineInfo();
   const date = new Date().toISOString();
-  console.log(
-    `planner bench — ${date} — ${machine.nproc} x ${machine.cpuModel}, ${machine.memGiB} GiB, load ${machine.loadavg1m}`,
-  );
-  const results: SizeResult[] = [];
-  for (const size of SIZES) {
-    for (const seed of SEEDS) {
-      // Plan time is measured on every seed; baselines on every seed too (same clusters).
-      const { stdout } = await run(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          '--max-old-space-size=4096',
-          join(here, 'size-run.ts'),
-          JSON.stringify({ ...size, seed, baselines: true }),
-        ],
-        { maxBuffer: 1 << 24 },
-      );
-      const r = JSON.parse(stdout) as SizeResult;
-      results.push(r);
-      process.stderr.write(
-        `  ${size.hosts}/${size.vms} seed ${seed}: ${r.planMsP50} ms, ${r.drover.moves} moves\n`,
-      );
-    }
+  console.log(`planner bench — ${date} — ${machineLine(machine)}`);
+  const rows: FleetRow[] = [];
+  const sizes: Record<string, { hosts: number; vms: number }> = {};
+  let fleetTiming: Timing | null = null;
+  for (const fleet of FLEET_NAMES) {
+    const t0 = performance.now();
+    const out = JSON.parse(
+      await child('fleet-run.ts', {
+        fleet,
+        seed: SEED,
+        budgets: BUDGETS,
+        ...(fleet === 'idle-10k' ? { timingRuns: 5 } : {}),
+      }),
+    ) as { rows: FleetRow[]; timing?: Timing; hosts: number; vms: number };
+    rows.push(...out.rows);
+    sizes[fleet] = { hosts: out.hosts, vms: out.vms };
+    if (out.timing) fleetTiming = out.timing;
+    process.stderr.write(`  ${fleet}: ${Math.round((performance.now() - t0) / 1000)} s\n`);
   }
-  const f = (n: number) => n.toFixed(1);
-  const spread = (s: Side) =>
-    `${f(s.after.cpuSpreadPct)}/${f(s.after.memSpreadPct)}${s.reached ? '' : ' (not reached)'}`;
-  const rows = results.map((r) => [
-    `${r.hosts}/${r.vms}`,
-    String(r.seed),
-    String(r.planMsP50),
-    String(r.planCpuMsP50),
-    r.loadavg1m.map((l) => l.toFixed(1)).join('-'),
-    String(r.peakRssMiB),
-    `${r.boundPerDim}/${r.boundJoint}/${r.boundJointMovable}`,
-    String(r.drover.moves),
-    [r.boundPerDim, r.boundJoint, r.boundJointMovable]
-      .map((b) => (r.drover.moves / Math.max(1, b)).toFixed(2))
-      .join('/'),
-    `${f(r.drover.before.cpuSpreadPct)}/${f(r.drover.before.memSpreadPct)}`,
-    spread(r.drover),
-    r.proxlb ? `${r.proxlb.moves} (${r.proxlb.nonConverging} nc) ${spread(r.proxlb)} ${r.proxlb.ms}ms` : '-',
-    r.watcher
-      ? `${r.watcher.moves} (${r.watcher.nonConverging} nc) ${spread(r.watcher)} ${r.watcher.ms}ms${r.watcher.note ? ' budget' : ''}`
-      : '-',
-  ]);
-  const head = [
-    'hosts/VMs',
-    'seed',
-    'p50 ms',
-    'cpu ms',
-    'load',
-    'RSS MiB',
-    'bound dim/joint/movable',
-    'moves',
-    'x bound',
-    'spread before',
-    'spread after',
-    'ProxLB moves, spread, time',
-    'Watcher moves, spread, time',
-  ];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ');
-  console.log(line(head));
-  console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
-  for (const r of rows) console.log(line(r));
-  console.log(
-    'p50 ms: wall time of one plan (rules included), median of the runs; cpu ms: process CPU time of the same ' +
-      'runs (main thread and GC helpers); load: 1-minute load average before-after the timed runs',
-  );
-  console.log(
-    'bound dim/joint/movable: the per-dimension band bound (the larger of CPU and memory) / the joint bound (a ' +
-      'host counted once for both dimensions) / the joint bound counting only VMs that can move under the ' +
-      'policy; x bound: moves over each',
-  );
-  console.log(
-    'spreads are cpu/mem points (max - min utilisation over active hosts), target 20/20; nc = steps predicted not to converge',
-  );
+  // The size runs' generated 10,000-host cluster with its rules: default budget (5 runs per seed).
+  const sizeRuns: {
+    seed: number;
+    planMsP50: number;
+    planCpuMsP50: number;
+    peakRssMiB: number;
+    moves: number;
+  }[] = [];
+  for (const seed of [1, 2, 3]) {
+    const r = JSON.parse(
+      await child('size-run.ts', { hosts: 10000, vms: 100000, seed, runs: 5, maxMoves: 20, bounds: false }),
+    ) as { planMsP50: number; planCpuMsP50: number; peakRssMiB: number; drover: { moves: number } };
+    sizeRuns.push({
+      seed,
+      planMsP50: r.planMsP50,
+      planCpuMsP50: r.planCpuMsP50,
+      peakRssMiB: r.peakRssMiB,
+      moves: r.drover.moves,
+    });
+    process.stderr.write(`  generated 10k/100k seed ${seed}: ${r.planMsP50} ms p50\n`);
+  }
 
-  // Goals.
-  const big = results.filter((r) => r.hosts === 10000);
-  const p50s = big.map((r) => r.planMsP50).sort((a, b) => a - b);
-  const bigP50 = p50s[Math.floor(p50s.length / 2)] ?? 0;
-  const bigCpu = big.map((r) => r.planCpuMsP50).sort((a, b) => a - b);
-  const bigCpuP50 = bigCpu[Math.floor(bigCpu.length / 2)] ?? 0;
-  const maxRss = Math.max(...big.map((r) => r.peakRssMiB));
-  const worstRatio = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundPerDim)));
-  const worstJoint = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundJoint)));
-  const worstMovable = Math.max(...results.map((r) => r.drover.moves / Math.max(1, r.boundJointMovable)));
-  const reachedAll = results.every((r) => r.drover.reached);
-  // No plan can beat the joint bound (a valid lower bound), so where it exceeds 1.2x the per-dimension
-  // bound, moves <= 1.2x the per-dimension bound is out of reach for any planner.
-  const perDimReachable = results.filter((r) => r.boundJoint <= 1.2 * r.boundPerDim).length;
-  const goals = {
-    plan10kP50Ms: { value: bigP50, goal: '<= 1000', met: bigP50 <= 1000, cpuMsP50: bigCpuP50 },
-    peakRss10kMiB: { value: maxRss, goal: '< 512', met: maxRss < 512 },
-    movesOverPerDimBound: {
-      value: Math.round(worstRatio * 100) / 100,
-      goal: '<= 1.2',
-      met: worstRatio <= 1.2,
-      casesWhereAnyPlannerCouldMeetIt: `${perDimReachable} of ${results.length}`,
-    },
-    movesOverJointBound: {
-      value: Math.round(worstJoint * 100) / 100,
-      goal: '<= 1.2',
-      met: worstJoint <= 1.2,
-    },
-    movesOverJointMovableBound: {
-      value: Math.round(worstMovable * 100) / 100,
-      goal: '<= 1.2',
-      met: worstMovable <= 1.2,
-    },
-    targetSpreadReachedAll: { value: reachedAll, goal: 'true', met: reachedAll },
+  // ---- tables
+  const side: ResultTable = {
+    title: 'Side by side, default policy (policies/default.yaml), seed 1',
+    header: [
+      'fleet',
+      'budget',
+      'planner',
+      'hot before→after',
+      'rules broken before→after',
+      'spread cpu/mem before→after',
+      'std dev cpu/mem before→after',
+      'moves',
+      'GiB',
+      'predicted to fail',
+      'target reached',
+      'ms',
+    ],
+    rows: rows.map((r) => [
+      r.fleet,
+      budgetText(r.budget),
+      r.planner,
+      `${r.before.hot}→${r.after.hot}`,
+      `${r.before.violations}→${r.after.violations}`,
+      `${f1(r.before.cpuSpreadPct)}/${f1(r.before.memSpreadPct)}→${f1(r.after.cpuSpreadPct)}/${f1(r.after.memSpreadPct)}`,
+      `${f1(r.before.cpuSdPct)}/${f1(r.before.memSdPct)}→${f1(r.after.cpuSdPct)}/${f1(r.after.memSdPct)}`,
+      r.moves,
+      Math.round(r.gib),
+      r.failing,
+      `${r.reached}/${r.clusters}`,
+      r.ms,
+    ]),
   };
-  for (const [k, g] of Object.entries(goals))
-    console.log(`goal ${k}: ${String(g.value)} (${g.goal}) ${g.met ? 'MET' : 'MISSED'}`);
-  mkdirSync(join(here, '..', 'results'), { recursive: true });
-  writeFileSync(
-    join(here, '..', 'results', 'planner.json'),
-    `${JSON.stringify({ bench: 'planner', date, machine, results, goals }, null, 2)}\n`,
+  const timing: ResultTable = {
+    title: 'drover plan time, 10,000 hosts / 100,000 VMs with rules, default policy (20 moves)',
+    header: ['cluster', 'runs', 'p50 ms', 'CPU ms p50', 'peak RSS MiB', 'moves', 'of them rule repairs'],
+    rows: [
+      ...(fleetTiming
+        ? [
+            [
+              `idle-10k (${fleetTiming.violationsBefore ?? 0} broken HA pairs)`,
+              fleetTiming.runs,
+              fleetTiming.planMsP50,
+              fleetTiming.planCpuMsP50,
+              fleetTiming.peakRssMiB,
+              fleetTiming.moves,
+              fleetTiming.repairs ?? 0,
+            ],
+          ]
+        : []),
+      ...sizeRuns.map((s) => [
+        `generated, 3 rules, seed ${s.seed}`,
+        5,
+        s.planMsP50,
+        s.planCpuMsP50,
+        s.peakRssMiB,
+        s.moves,
+        '-',
+      ]),
+    ],
+  };
+  console.log(textTable(side));
+  console.log(textTable(timing));
+
+  // ---- goals
+  const cases: { fleet: FleetName; budget: number | null; d: FleetRow; p: FleetRow; w: FleetRow }[] = [];
+  for (const fleet of FLEET_NAMES)
+    for (const budget of BUDGETS) {
+      const pick = (pl: FleetRow['planner']) =>
+        rows.find((r) => r.fleet === fleet && r.budget === budget && r.planner === pl);
+      const d = pick('drover');
+      const p = pick('proxlb');
+      const w = pick('watcher');
+      if (d && p && w) cases.push({ fleet, budget, d, p, w });
+    }
+  const label = (c: { fleet: string; budget: number | null }) => `${c.fleet}@${budgetText(c.budget)}`;
+  const listed = (xs: string[]) => (xs.length === 0 ? '' : ` (not: ${xs.join(', ')})`);
+  const hotMiss = cases.filter((c) => c.d.after.hot > Math.min(c.p.after.hot, c.w.after.hot));
+  const hotMissExplained = hotMiss.map((c) => {
+    const repairs = c.d.before.violations - c.d.after.violations;
+    return (
+      `${label(c)} ${c.d.after.hot} vs ${Math.min(c.p.after.hot, c.w.after.hot)} hot` +
+      (repairs > 0 ? `, ${repairs} moves repaired rules first` : '')
+    );
+  });
+  // GiB: against each baseline whose outcome is no better (no fewer hot hosts left, target reached no
+  // more often); a baseline that ends better is judged by the goals above.
+  const gibMiss: string[] = [];
+  for (const c of cases)
+    for (const b of [c.p, c.w])
+      if (b.after.hot >= c.d.after.hot && b.reached <= c.d.reached && c.d.gib > b.gib + 0.5)
+        gibMiss.push(`${label(c)} ${Math.round(c.d.gib)} vs ${b.planner} ${Math.round(b.gib)} GiB`);
+  const reachMiss = cases.filter((c) => c.d.reached < Math.max(c.p.reached, c.w.reached));
+  const reachMissSafe = cases.filter(
+    (c) => c.d.reached < Math.max(c.p.failing === 0 ? c.p.reached : 0, c.w.failing === 0 ? c.w.reached : 0),
   );
+  const failing = rows.filter((r) => r.planner === 'drover').reduce((a, r) => a + r.failing, 0);
+  const baselineFailing = rows.filter((r) => r.planner !== 'drover').reduce((a, r) => a + r.failing, 0);
+  const p50s = [fleetTiming?.planMsP50 ?? Infinity, ...sizeRuns.map((s) => s.planMsP50)];
+  const worstP50 = Math.max(...p50s);
+  const worstRss = Math.max(fleetTiming?.peakRssMiB ?? Infinity, ...sizeRuns.map((s) => s.peakRssMiB));
+  const n = cases.length;
+  const goals = [
+    {
+      goal: 'drover leaves no more hosts above a ceiling than either baseline (every fleet and budget)',
+      target: `${n} of ${n}`,
+      measured: `${n - hotMiss.length} of ${n}${listed(hotMissExplained)}`,
+      met: hotMiss.length === 0,
+    },
+    {
+      goal: 'drover moves no more GiB than a baseline that ends no better (hot hosts, target)',
+      target: '0 cases over',
+      measured: `${gibMiss.length} cases over${listed(gibMiss)}`,
+      met: gibMiss.length === 0,
+    },
+    {
+      goal: 'drover reaches the target spread wherever a baseline does',
+      target: `${n} of ${n}`,
+      measured: `${n - reachMiss.length} of ${n}${listed(reachMiss.map(label))}`,
+      met: reachMiss.length === 0,
+    },
+    {
+      goal: 'drover reaches the target spread wherever a baseline does with no move predicted to fail',
+      target: `${n} of ${n}`,
+      measured: `${n - reachMissSafe.length} of ${n}${listed(reachMissSafe.map(label))}`,
+      met: reachMissSafe.length === 0,
+    },
+    {
+      goal: 'drover plans no move predicted to fail',
+      target: '0',
+      measured: `${failing} (baselines: ${baselineFailing})`,
+      met: failing === 0,
+    },
+    {
+      goal: 'plan time p50, 10,000 hosts / 100,000 VMs with rules, default policy (worst cluster)',
+      target: '<= 1000 ms',
+      measured: `${worstP50} ms`,
+      met: worstP50 <= 1000,
+    },
+    {
+      goal: 'peak RSS of the planning process, 10,000 hosts / 100,000 VMs (worst cluster)',
+      target: '<= 512 MiB',
+      measured: `${worstRss} MiB`,
+      met: worstRss <= 512,
+    },
+  ];
+  for (const g of goals)
+    console.log(`goal: ${g.goal}: ${g.measured} (${g.target}) ${g.met ? 'MET' : 'MISSED'}`);
+  await writeResult('planner', {
+    bench: 'planner',
+    date,
+    machine,
+    notes: [
+      `Fleets (seed ${SEED}): ${FLEET_NAMES.map((f) => `${f} ${sizes[f]?.hosts ?? 0} hosts / ${sizes[f]?.vms ?? 0} VMs`).join('; ')}. Generated by bench/planner/fleets.ts.`,
+      'hot: active hosts above a ceiling (CPU load, memory or vCPU allocation, as the default policy sets them). rules broken: hard-rule violations (HA pairs sharing a host). Spreads: max - min utilisation in points, target 20/20; std dev: population standard deviation of host utilisation, points. GiB: bytes each plan predicts to copy. predicted to fail: steps the predictor says will not converge (the baselines do not ask it). tiny-lopsided sums 30 clusters (spreads and deviations averaged; target reached counted per cluster).',
+      'The baselines (bench/planner/baselines/) chase the spread target only: they neither repair rules nor look at dirty rates. drover repairs broken rules before it relieves hot hosts (its objective order), so at a small budget on a fleet with broken rules it relieves fewer hot hosts than they do.',
+      `Times are wall-clock on a shared machine (load ${machine.loadAvg.join(' / ')} at the start): other work ran at the same time, so the ms columns are noisy; CPU ms is the planning process's own CPU time.`,
+    ],
+    tables: [side, timing],
+    goals,
+    rows,
+    timing: { fleet: fleetTiming, sizeRuns },
+  });
 }

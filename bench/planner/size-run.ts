@@ -16,11 +16,15 @@ interface Args {
   runs: number;
   baselines: boolean;
   watcherBudget: number;
+  /** Move budget (default: unlimited). */
+  maxMoves?: number;
+  /** Compute the lower bounds (default: true). */
+  bounds?: boolean;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 const NOW = Date.parse('2026-11-26T00:00:00Z');
-const policy = parsePolicy({ rules: BENCH_RULES, limits: { maxMovesPerRun: 1_000_000 } });
+const policy = parsePolicy({ rules: BENCH_RULES, limits: { maxMovesPerRun: args.maxMoves ?? 1_000_000 } });
 const snap = generateCluster({ hosts: args.hosts, vms: args.vms, seed: args.seed });
 
 const times: number[] = [];
@@ -42,30 +46,36 @@ const peakRssMiB = process.resourceUsage().maxRSS / 1024;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const p50Ms = median(times);
 
-// Bounds on the same snapshot (computed after, and outside, the timed plans).
-const m = new ClusterModel(snap, policy, { nowMs: NOW });
-const dims = [0, 1].map((d) => ({
-  loads: d === 0 ? m.cpuLoad : m.memLoad,
-  caps: Float64Array.from(m.hosts, (h) => (d === 0 ? h.cpus : h.memMiB)),
-  vmHost: m.vmHost,
-  vmLoad: d === 0 ? m.vmCpu : m.vmMem,
-  include: m.inSpread,
-}));
+// Bounds on the same snapshot (computed after, and outside, the timed plans), when asked for.
+let perDim = [0, 0];
+let joint = 0;
+let jointMovable = 0;
+let boundMs = 0;
 const targets: [number, number] = [policy.balance.targetCpuSpreadPct, policy.balance.targetMemSpreadPct];
-const perDim = dims.map((d, i) => bandLowerBound(d, targets[i] ?? 20).moves);
-const t1 = performance.now();
-const joint = jointLowerBound(dims[0]!, dims[1]!, targets, { maxCells: args.hosts >= 10000 ? 16 : 64 });
-const boundMs = performance.now() - t1;
-// The joint bound again, counting only VMs that can move at all under the policy (not excluded or pinned,
-// and predicted to converge over their own host's link, the fastest any move of theirs can have): a lower
-// bound for plans that respect those constraints, as every planner here must.
-const movable = new Uint8Array(m.vms.length);
-for (let v = 0; v < m.vms.length; v += 1)
-  movable[v] =
-    m.immovable(v, 'rebalance') === null && m.forecast(v, m.vmHost[v] ?? 0).prediction.converges ? 1 : 0;
-const jointMovable = jointLowerBound({ ...dims[0]!, movable }, { ...dims[1]!, movable }, targets, {
-  maxCells: args.hosts >= 10000 ? 16 : 64,
-});
+if (args.bounds !== false) {
+  const m = new ClusterModel(snap, policy, { nowMs: NOW });
+  const dims = [0, 1].map((d) => ({
+    loads: d === 0 ? m.cpuLoad : m.memLoad,
+    caps: Float64Array.from(m.hosts, (h) => (d === 0 ? h.cpus : h.memMiB)),
+    vmHost: m.vmHost,
+    vmLoad: d === 0 ? m.vmCpu : m.vmMem,
+    include: m.inSpread,
+  }));
+  perDim = dims.map((d, i) => bandLowerBound(d, targets[i] ?? 20).moves);
+  const t1 = performance.now();
+  joint = jointLowerBound(dims[0]!, dims[1]!, targets, { maxCells: args.hosts >= 10000 ? 16 : 64 });
+  boundMs = performance.now() - t1;
+  // The joint bound again, counting only VMs that can move at all under the policy (not excluded or
+  // pinned, and predicted to converge over their own host's link, the fastest any move of theirs can
+  // have): a lower bound for plans that respect those constraints, as every planner here must.
+  const movable = new Uint8Array(m.vms.length);
+  for (let v = 0; v < m.vms.length; v += 1)
+    movable[v] =
+      m.immovable(v, 'rebalance') === null && m.forecast(v, m.vmHost[v] ?? 0).prediction.converges ? 1 : 0;
+  jointMovable = jointLowerBound({ ...dims[0]!, movable }, { ...dims[1]!, movable }, targets, {
+    maxCells: args.hosts >= 10000 ? 16 : 64,
+  });
+}
 
 const summary = (p: Plan, ms: number) => ({
   moves: p.steps.length,
