@@ -100,9 +100,9 @@ function runOne(snap: Snapshot, policy: Policy, planner: PlannerName) {
   const t0 = performance.now();
   let plan: Plan;
   if (planner === 'drover') plan = planWith('balance', snap, policy, { now: NOW });
-  else if (planner === 'proxlb') plan = planWith(proxlbGreedy as never, snap, policy, { now: NOW });
+  else if (planner === 'proxlb') plan = planWith(proxlbGreedy, snap, policy, { now: NOW });
   else
-    plan = planWith(watcherStabilization as never, snap, policy, {
+    plan = planWith(watcherStabilization, snap, policy, {
       now: NOW,
       args: { maxEvaluations: snap.hosts.length >= 5000 ? 100_000_000 : 400_000_000 },
     });

@@ -147,7 +147,7 @@ describe('rule repair in drains', () => {
     });
     fc.assert(
       fc.property(arb, ({ hosts, vms }) => {
-        const hs = Array.from({ length: hosts }, (_, i) => ({
+        const hs = Array.from({ length: hosts }, (_, i): { id: string; state: Host['state'] } => ({
           id: `h${i}`,
           state: i === 0 ? 'maintenance' : 'active',
         }));
