@@ -129,6 +129,22 @@ export function diagnose(
     actions: RecoveryAction[] = [],
   ): VmEvidence => ({ vmId, at, hosts, diagnosis, holder, summary, actions });
 
+  const leftover = leftoverOfFailedPrecopy(running, paused, hint);
+  if (leftover !== null && hint !== null) {
+    return out(
+      'stale-copy',
+      hint.from,
+      `running on ${hint.from} with no job; paused incoming copy left on ${leftover.hostId}`,
+      [
+        {
+          kind: 'destroy',
+          hostId: leftover.hostId,
+          why: `the pre-copy migration to ${leftover.hostId} ${hint.outcome ?? 'ended'} and ${hint.from} runs the guest: this incoming copy never ran`,
+          forcing: false,
+        },
+      ],
+    );
+  }
   if (migrating) {
     const src = active.find((h) => h.job?.type === 'active');
     return out('migrating', null, `a migration job is active on ${src?.hostId ?? '?'}`);
@@ -209,6 +225,29 @@ export function diagnose(
       { kind: 'resume' as const, hostId: holder, why: 'the proven holder of the guest', forcing: false },
     ],
   );
+}
+
+/**
+ * The destination's copy when a pre-copy migration is known to have failed or been aborted and the source
+ * runs the guest with no job of its own (its daemon answered): the paused, transient copy on the destination
+ * is the incoming side that never ran, even while it still shows its incoming job (its QEMU has not noticed
+ * the stream is gone). Null in every other case, post-copy above all (there the destination may hold the guest).
+ */
+function leftoverOfFailedPrecopy(
+  running: HostEvidence[],
+  paused: HostEvidence[],
+  hint: MigrationHint | null,
+): HostEvidence | null {
+  if (hint === null || hint.postCopy === true) return null;
+  if (hint.outcome !== 'failed' && hint.outcome !== 'aborted') return null;
+  const [source, ...moreRunning] = running;
+  const [copy, ...morePaused] = paused;
+  if (source === undefined || moreRunning.length > 0 || copy === undefined || morePaused.length > 0)
+    return null;
+  if (source.hostId !== hint.from || source.error !== null || source.job === null) return null;
+  if (source.job.type === 'active') return null;
+  if (copy.hostId !== hint.to || copy.persistent) return null;
+  return copy;
 }
 
 /** The side a finished job proves to hold the guest, or null. Post-copy failures prove nothing. */

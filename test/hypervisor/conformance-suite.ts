@@ -176,7 +176,13 @@ export function describeConformance(
       // A fresh domain has none; one measured earlier (a reused lab) may show its last result.
       expect(['none', 'measured']).toContain(before?.status);
       await hv.startDirtyRate(src, vm, 1);
-      expect((await sample())?.status).toBe('measuring');
+      // On a loaded machine the no-wait stats call may skip the domain's dirty-rate group for a moment
+      // (its job busy), which reads as 'none': what must hold is that the measurement is seen running or done.
+      const running = await waitFor(async () => {
+        const r = await sample();
+        return r?.status === 'measuring' || r?.status === 'measured' ? r : undefined;
+      }, 30_000);
+      expect(['measuring', 'measured']).toContain(running.status);
       const measured = await waitFor(async () => {
         const r = await sample();
         return r?.status === 'measured' ? r : undefined;

@@ -139,6 +139,54 @@ describe('LibvirtHypervisor: answers that race the end of a migration', () => {
     expect(outcome.error).toMatch(/unexpectedly failed/);
   });
 
+  it('the source daemon lost mid-migration, back with the guest running there and a paused copy on the destination: failed', async () => {
+    src.addDomain({
+      name: 'vm-a',
+      uuid: VM,
+      job: { type: VIR_JOB_UNBOUNDED, params: jobParams({ memory_total: 64 * MiB }) },
+    });
+    src.on(Procedure.DOMAIN_MIGRATE_PERFORM3_PARAMS, () => {
+      setTimeout(() => {
+        // The incoming side waits paused and transient on the destination; the restarted source daemon
+        // has cancelled the job and resumed the guest.
+        dst.addDomain({ name: 'vm-a', uuid: VM, state: DomainState.PAUSED, persistent: false });
+        const d = src.domains.get(VM);
+        if (d) d.job = { type: 0, params: [] };
+        src.dropConnections();
+      }, 20);
+      return true; // never answered: the connection drops
+    });
+    const outcome = await (await hv.migrate(request)).done;
+    expect(outcome.result).toBe('failed');
+    expect(await hv.locateVm(VM)).toEqual([
+      { hostId: 'h1', state: 'running', persistent: true },
+      { hostId: 'h2', state: 'paused', persistent: false },
+    ]);
+  }, 30_000);
+
+  it('the source daemon lost mid-migration, the guest then running on the destination only: completed', async () => {
+    src.addDomain({
+      name: 'vm-a',
+      uuid: VM,
+      job: { type: VIR_JOB_UNBOUNDED, params: jobParams({ memory_total: 64 * MiB }) },
+    });
+    src.on(Procedure.DOMAIN_MIGRATE_PERFORM3_PARAMS, () => {
+      setTimeout(() => {
+        dst.addDomain({ name: 'vm-a', uuid: VM, state: DomainState.PAUSED, persistent: false });
+        src.dropConnections();
+        // Paused on the destination while the switch-over finishes: not settled yet, so not an outcome.
+        setTimeout(() => {
+          src.domains.delete(VM);
+          const d = dst.domains.get(VM);
+          if (d) Object.assign(d, { state: DomainState.RUNNING, persistent: true });
+        }, 1_500);
+      }, 20);
+      return true;
+    });
+    const outcome = await (await hv.migrate(request)).done;
+    expect(outcome.result).toBe('completed');
+  }, 30_000);
+
   it('a domain shut off on the source and running on the destination reads as no job, not an error', async () => {
     src.addDomain({ name: 'vm-a', uuid: VM, state: DomainState.SHUTOFF });
     dst.addDomain({ name: 'vm-a', uuid: VM });

@@ -84,6 +84,11 @@ export class ScriptedDaemon {
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** Drops every open connection (a daemon killed), and keeps accepting new ones (restarted). */
+  dropConnections(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
   /** Replaces the answer to `procedure` (until `off`). */
   on(procedure: number, handler: ScriptedHandler): void {
     this.handlers.set(procedure, handler);

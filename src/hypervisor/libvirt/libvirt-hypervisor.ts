@@ -635,11 +635,19 @@ export class LibvirtHypervisor implements Hypervisor {
           return { result: 'failed', error: `${message}; then ${String(err)}`, stats: null };
       }
       try {
-        const where = await this.locateVm(request.vmId);
-        const onDest = where.some((p) => p.hostId === request.to && p.state !== 'shutoff');
+        // Completed only when the guest runs on the destination and nowhere else. A paused copy on the
+        // destination is the incoming side of a migration that did not finish (the source daemon restarted
+        // and resumed the guest, say); a guest running on the source failed to move. Anything else (paused
+        // on both ends, on neither yet) has not settled: look again.
+        const live = (await this.locateVm(request.vmId)).filter((p) => p.state !== 'shutoff');
+        const elsewhere = live.filter((p) => p.hostId !== request.to);
+        const onDest = live.find((p) => p.hostId === request.to);
+        const settledOnDest = onDest?.state === 'running' && elsewhere.length === 0;
+        const stillOnSource = elsewhere.some((p) => p.state === 'running');
+        if (!settledOnDest && !stillOnSource) continue;
         const aborted = this.abortRequested.has(key);
         this.abortRequested.delete(key);
-        if (onDest) return { result: 'completed', error: null, stats: null };
+        if (settledOnDest) return { result: 'completed', error: null, stats: null };
         return { result: aborted ? 'aborted' : 'failed', error: message, stats: null };
       } catch (err) {
         if (!hasCode(err, HYPERVISOR_ERROR_CODES.hostUnreachable))
