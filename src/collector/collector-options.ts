@@ -88,3 +88,9 @@ export function staleAfterMs(options: CollectorOptions): number {
 export function memberTtlMs(options: CollectorOptions): number {
   return (options.memberTtlS ?? options.intervalS) * 1000;
 }
+
+/** The gap `collectOnce()` leaves between its two cycles: CPU deltas, and one dirty-rate window to finish. */
+export function primeGapMs(options: CollectorOptions): number {
+  const d = options.dirtyRate;
+  return d.enabled ? Math.max(options.primeDelayMs, d.windowS * 1000 + 500) : options.primeDelayMs;
+}

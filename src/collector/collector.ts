@@ -18,6 +18,7 @@ import type { DroverMetrics } from '../metrics/metrics.js';
 import {
   memberTtlMs,
   parseCollectorOptions,
+  primeGapMs,
   staleAfterMs,
   type CollectorOptions,
   type CollectorOptionsInput,
@@ -223,16 +224,8 @@ export class Collector {
    */
   async collectOnce(): Promise<Snapshot> {
     await this.runCycle();
-    await this.clock.sleep(this.primeGapMs());
+    await this.clock.sleep(primeGapMs(this.options));
     return (await this.runCycle()).snapshot;
-  }
-
-  /** The gap collectOnce() leaves between its two cycles. */
-  primeGapMs(): number {
-    const d = this.options.dirtyRate;
-    return d.enabled
-      ? Math.max(this.options.primeDelayMs, d.windowS * 1000 + 500)
-      : this.options.primeDelayMs;
   }
 
   /** Runs cycles on multiples of the interval until stop(); a failed cycle is logged and counted, not fatal. */
