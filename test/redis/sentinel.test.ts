@@ -8,7 +8,6 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClusterSpec } from '../../src/hypervisor/sim/cluster-spec.js';
 import { freePort } from '../../src/service/private-redis.js';
 import { addRow, writeTable } from '../faults/fault-table.js';
 import { ADMIN_TOKEN, writeFixture, type Fixture } from '../service/service-fixture.js';
@@ -16,6 +15,7 @@ import { startSentinelSet, type SentinelSet } from '../support/redis-procs.js';
 import {
   apiClient,
   counter,
+  drainSpec,
   migrationsPerVm,
   placementViolations,
   type SnapshotView,
@@ -25,25 +25,7 @@ import { spawnServe, until, type ServeProcess } from '../support/serve-process.j
 const PREFIX = '{drover-sentinel}';
 const INSTANCE = 'drover-sentinel';
 
-/** kvm-01 carries six 1 GiB VMs on a 250 MiB/s link (about 4 s a move); three empty hosts take them. */
-function cluster(): ClusterSpec {
-  const hosts = ['kvm-01', 'kvm-02', 'kvm-03', 'kvm-04'].map((id) => ({
-    id,
-    cpus: 16,
-    memMiB: 65536,
-    bandwidthMiBps: 250,
-  }));
-  const vms = [1, 2, 3, 4, 5, 6].map((i) => ({
-    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-    name: `vm-${i}`,
-    host: 'kvm-01',
-    vcpus: 2,
-    memMiB: 1024,
-    workload: { kind: 'constant' as const, cpuPct: 20, dirtyMiBps: 5, wwsMiB: 64 },
-  }));
-  return { seed: 5, hosts, vms };
-}
-const VMS = cluster().vms.map((v) => v.id);
+const VMS = drainSpec().vms.map((v) => v.id);
 
 let set: SentinelSet;
 let fixture: Fixture;
@@ -63,7 +45,7 @@ beforeAll(async () => {
       metrics: { processMetrics: false, perVmSeries: true },
       log: { level: 'info' },
     },
-    cluster(),
+    drainSpec(),
   );
   // Plan the VMs before their dirty rate is measured (the collector's first measurement takes a while).
   await writeFile(join(fixture.dir, 'policy.yaml'), 'migration: { assumeDirtyMiBpsWhenUnknown: 10 }\n');

@@ -17,6 +17,7 @@ export interface RedisProc {
   readonly dir: string;
   pid: number;
   child: ChildProcess;
+  /** The last of its log (stdout and stderr). */
   stderr: string;
   /** SIGKILL by pid, wait until gone. */
   kill(): Promise<void>;
@@ -99,10 +100,13 @@ export async function startRedisProc(
     },
   };
   const launch = async () => {
-    const child = spawn(binary, argv, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr?.on('data', (c: Buffer) => {
+    // Redis logs to stdout; both are kept (the last 2,000 characters) for failure messages.
+    const child = spawn(binary, argv, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (c: Buffer) => {
       proc.stderr = (proc.stderr + c.toString()).slice(-2000);
-    });
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
     proc.child = child;
     proc.pid = child.pid ?? -1;
     await until(

@@ -1,6 +1,26 @@
 // Talking to a `drover serve` process from a test: its API with the admin token, its Prometheus counters,
 // and the invariant read from its latest snapshot (the simulated cluster lives inside the process, so the
 // snapshot, built from every host's own VM list, is the outside view of where each VM runs).
+import type { ClusterSpec } from '../../src/hypervisor/sim/cluster-spec.js';
+
+/** kvm-01 carries six 1 GiB VMs on a 250 MiB/s link (about 4 s a move); three empty hosts take them. */
+export function drainSpec(): ClusterSpec {
+  const hosts = ['kvm-01', 'kvm-02', 'kvm-03', 'kvm-04'].map((id) => ({
+    id,
+    cpus: 16,
+    memMiB: 65536,
+    bandwidthMiBps: 250,
+  }));
+  const vms = [1, 2, 3, 4, 5, 6].map((i) => ({
+    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    name: `vm-${i}`,
+    host: 'kvm-01',
+    vcpus: 2,
+    memMiB: 1024,
+    workload: { kind: 'constant' as const, cpuPct: 20, dirtyMiBps: 5, wwsMiB: 64 },
+  }));
+  return { seed: 5, hosts, vms };
+}
 export interface ApiReply {
   status: number;
   body: Record<string, unknown>;
@@ -54,10 +74,12 @@ export interface SnapshotView {
 
 /** One line per VM of `vmIds` that does not run on exactly one host in the snapshot. */
 export function placementViolations(snapshot: SnapshotView, vmIds: readonly string[]): string[] {
+  const on = new Map<string, string[]>();
+  for (const v of snapshot.vms) if (v.state !== 'shutoff') on.set(v.id, [...(on.get(v.id) ?? []), v.host]);
   const out: string[] = [];
   for (const id of vmIds) {
-    const on = snapshot.vms.filter((v) => v.id === id && v.state !== 'shutoff').map((v) => v.host);
-    if (on.length !== 1) out.push(`${id}: running on ${on.length} hosts (${on.join(', ')})`);
+    const hosts = on.get(id) ?? [];
+    if (hosts.length !== 1) out.push(`${id}: running on ${hosts.length} hosts (${hosts.join(', ')})`);
   }
   return out;
 }
