@@ -121,3 +121,22 @@ export function nearestKey(key: string, known: readonly string[]): string | unde
     Math.min(key.length, best.length) >= 4 && (lowerBest.includes(lowerKey) || lowerKey.includes(lowerBest));
   return bestDistance <= Math.max(1, Math.floor(key.length / 3)) || contained ? best : undefined;
 }
+
+/**
+ * Whether a document validated by `schema` may hold a value at the dotted path `path` (in any branch of a union;
+ * arrays are stepped through, so `api.tokens.name` is a path; any key goes in a record). For documentation
+ * that names fields.
+ */
+export function schemaHasPath(schema: z.ZodType, path: readonly string[]): boolean {
+  const [key, ...rest] = path;
+  if (key === undefined) return true;
+  for (const candidate of alternatives(schema)) {
+    const def = defOf(candidate);
+    if (!def) continue;
+    if (def.type === 'array' && schemaHasPath(def.element as z.ZodType, path)) return true;
+    if (def.type === 'record' && schemaHasPath(def.valueType as z.ZodType, rest)) return true;
+    const shape = shapeOf(candidate);
+    if (shape && key in shape && schemaHasPath(shape[key] as z.ZodType, rest)) return true;
+  }
+  return false;
+}
