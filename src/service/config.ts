@@ -104,6 +104,14 @@ export const SimHypervisorConfigSchema = z
     speed: positiveNumber().default(1),
     /** Migration bandwidth noise, percent. */
     bandwidthNoisePct: nonNegativeNumber().default(0),
+    /**
+     * Keep where each VM runs in drover's Redis and start from there, so the simulated cluster outlives a
+     * restart of drover as a real one does. Off: every start places the VMs as the spec says. One drover
+     * process per Redis prefix only (each process has its own simulator).
+     */
+    keepPlacement: z
+      .boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` })
+      .default(false),
   })
   .superRefine((value, ctx) => {
     if ((value.cluster === undefined) === (value.generate === undefined))

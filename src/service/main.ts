@@ -33,6 +33,7 @@ import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
 import { checkPersistence, openRedis, type RedisConnection } from './redis-connection.js';
 import { resolveStateDir, type StateDir } from './state-dir.js';
 import { Schedules } from './schedules.js';
+import { SimPlacement } from './sim-placement.js';
 import { securityWarnings } from './security-warnings.js';
 
 export interface StartOptions {
@@ -103,10 +104,14 @@ function compact<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undef
   };
 }
 
-/** Builds the configured hypervisor; the simulator's cluster comes from a spec file or is generated. */
+/**
+ * Builds the configured hypervisor; the simulator's cluster comes from a spec file or is generated. With
+ * `placement` (the daemon, when the config keeps the simulator's placement) VMs start where they last ran.
+ */
 export async function createHypervisor(
   config: HypervisorConfig,
   configDir: string,
+  placement?: SimPlacement,
 ): Promise<{ hypervisor: Hypervisor; sim: SimHypervisor | null }> {
   if (config.kind === 'libvirt') {
     return { hypervisor: new LibvirtHypervisor(config.hosts, config.options), sim: null };
@@ -135,8 +140,10 @@ export async function createHypervisor(
       ...(g.racks !== undefined ? { racks: g.racks } : {}),
     });
   }
+  if (placement) spec = (await placement.apply(spec)).spec;
   const clock: Clock = config.speed === 1 ? new SystemClock() : new ScaledClock(config.speed);
   const sim = new SimHypervisor(spec, { clock, bandwidthNoisePct: config.bandwidthNoisePct });
+  placement?.follow(sim);
   return { hypervisor: sim, sim };
 }
 
@@ -206,8 +213,13 @@ export async function startService(
       else log.warn({ module: 'redis', persistence: persistence.detail }, 'redis may lose drover state');
     }
 
-    const { hypervisor, sim } = await createHypervisor(config.hypervisor, loaded.dir);
+    const placement =
+      config.hypervisor.kind === 'sim' && config.hypervisor.keepPlacement
+        ? new SimPlacement(redis.redis, prefix, log)
+        : undefined;
+    const { hypervisor, sim } = await createHypervisor(config.hypervisor, loaded.dir, placement);
     cleanups.push(() => hypervisor.close());
+    if (placement) cleanups.push(() => Promise.resolve(placement.stop()));
 
     const policy = await PolicyReloader.open({
       path: loaded.policyPath,
@@ -390,6 +402,7 @@ export async function startService(
           if (app) await app.close();
           policy.close();
           await hypervisor.close();
+          placement?.stop();
           await redis.close();
           log.info({ module: 'service' }, 'stopped');
         })();

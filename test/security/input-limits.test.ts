@@ -159,7 +159,7 @@ describe('files drover reads', () => {
   it('cluster spec: over 64 MiB is refused naming hypervisor.cluster and the file', async () => {
     const big = await sized('cluster.yaml', FILE_LIMITS.clusterSpec + 1, 'hosts: []\n');
     const err = await createHypervisor(
-      { kind: 'sim', cluster: big, seed: 1, speed: 1, bandwidthNoisePct: 0 },
+      { kind: 'sim', cluster: big, seed: 1, speed: 1, bandwidthNoisePct: 0, keepPlacement: false },
       dir,
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);

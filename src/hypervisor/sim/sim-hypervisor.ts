@@ -578,6 +578,21 @@ export class SimHypervisor implements Hypervisor {
     return [...this.vms.keys()];
   }
 
+  /**
+   * The host a VM lives on now: where it runs or is paused (not as the target of a migration under way), else
+   * where it is defined; null for an unknown VM.
+   */
+  homeOf(vmId: string): string | null {
+    let defined: string | null = null;
+    for (const hostId of this.presence.get(vmId) ?? []) {
+      const inst = this.hosts.get(hostId)?.vms.get(vmId);
+      if (!inst) continue;
+      if (!inst.incoming && inst.state !== 'shutoff') return hostId;
+      defined ??= hostId;
+    }
+    return defined;
+  }
+
   // ---------------------------------------------------------------- construction
 
   private addHostInternal(h: ParsedHostSpec): void {
