@@ -1,4 +1,5 @@
 // Output for people: aligned tables, durations and sizes, colour only on a terminal (and never with NO_COLOR).
+import type { Plan } from '../domain/plan.js';
 
 export function useColour(stream: NodeJS.WriteStream = process.stdout): boolean {
   return Boolean(stream.isTTY) && process.env.NO_COLOR === undefined;
@@ -45,4 +46,27 @@ export function duration(seconds: number | null | undefined): string {
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/**
+ * A plan's moves, one row each, in the columns every command that shows a plan uses (`plan`, `drain`, the
+ * demos): VM (its name when known), FROM, TO, KIND (with the technique when not plain pre-copy), the
+ * predicted DURATION, DOWNTIME and TRANSFER, and WHY.
+ */
+export function stepsTable(plan: Plan, names: ReadonlyMap<string, string> = new Map()): string {
+  return table(
+    ['VM', 'FROM', 'TO', 'KIND', '>DURATION', '>DOWNTIME', '>TRANSFER', 'WHY'],
+    plan.steps.map((s) => [
+      names.get(s.vm) ?? s.vm,
+      s.from,
+      s.to,
+      s.predicted.technique && s.predicted.technique !== 'precopy'
+        ? `${s.kind}+${s.predicted.technique}`
+        : s.kind,
+      duration(s.predicted.durationS),
+      `${Math.round(s.predicted.downtimeMs)}ms`,
+      `${num(s.predicted.transferMiB / 1024)}GiB`,
+      s.why,
+    ]),
+  );
 }

@@ -41,6 +41,8 @@ export interface MigrationStatus {
   /** When a worker first took the job (epoch ms), null while it waits. */
   startedAtMs: number | null;
   progress: MigrationProgress | null;
+  /** Expected duration: the daemon's forecast for the step on its link share, else the plan's prediction. */
+  expectedDurationS: number;
   result: MigrationJobResult | null;
   failedReason: string | null;
 }
@@ -224,6 +226,7 @@ export class Executor {
         attemptsMade: job.attemptsMade,
         startedAtMs: job.processedOn ?? null,
         progress,
+        expectedDurationS: job.data.forecast?.expectedDurationS ?? job.data.step.predicted.durationS,
         result: job.returnvalue ?? null,
         failedReason: job.failedReason ?? null,
       });

@@ -49,6 +49,8 @@ export type KubevirtTuning = z.output<typeof KubevirtTuningSchema>;
 export interface PredictiveForecast {
   deadlineS: number;
   stallWindowS: number;
+  /** How long the migration is expected to take on its link share (what the deadline is derived from). */
+  expectedDurationS?: number;
 }
 
 export const WatchdogScheduleInputSchema = z.strictObject({

@@ -148,10 +148,13 @@ export class DroverService implements Operations {
       const p = j.progress;
       const report = j.result && 'report' in j.result ? j.result.report : null;
       const ended = j.state === 'completed' || j.state === 'failed';
-      const eta =
-        p && p.bandwidthMiBps && p.bandwidthMiBps > 0
+      // Measured while it copies (what is left at the rate seen); before that, the expected duration less the
+      // time it has run (the forecast the daemon made for the step when it queued it).
+      const eta = ended
+        ? null
+        : p && p.bandwidthMiBps && p.bandwidthMiBps > 0
           ? Math.round((p.remainingMiB / p.bandwidthMiBps) * 10) / 10
-          : null;
+          : Math.round(Math.max(0, j.expectedDurationS - (p?.elapsedS ?? 0)) * 10) / 10;
       const totalMiB = p && p.percent > 0 && p.percent < 100 ? p.remainingMiB / (1 - p.percent / 100) : null;
       return {
         vm: j.vmId,

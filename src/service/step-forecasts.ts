@@ -41,7 +41,12 @@ export function stepForecasts(
         switchover: switchovers.cost(step.vm, step.from, step.to),
       },
     );
-    if (wp.converges) out[step.vm] = { deadlineS: wp.deadlineS, stallWindowS: wp.stallWindowS };
+    if (wp.converges)
+      out[step.vm] = {
+        deadlineS: wp.deadlineS,
+        stallWindowS: wp.stallWindowS,
+        expectedDurationS: Math.round(wp.expectedDurationS * 10) / 10,
+      };
   }
   return out;
 }

@@ -65,7 +65,14 @@ describe('stepForecasts', () => {
       kind: 'live',
       downtimeBudgetMs: 300,
     });
-    expect(out.web).toEqual({ deadlineS: expected.deadlineS, stallWindowS: expected.stallWindowS });
+    // The expected duration (what a waiting migration's ETA is) is the forecast's on this link, not the step's
+    // own prediction (10 s in this fixture).
+    expect(out.web).toEqual({
+      deadlineS: expected.deadlineS,
+      stallWindowS: expected.stallWindowS,
+      expectedDurationS: Math.round(expected.expectedDurationS * 10) / 10,
+    });
+    expect(out.web?.expectedDurationS).not.toBe(10);
     // At the policy's default concurrency (2) the same VM would get a longer deadline.
     const shared = predictiveWatchdogPlan(web, { bandwidthMiBps: 119, concurrency: 2 }, policy, {
       kind: 'live',

@@ -16,7 +16,7 @@ import {
   type ConnectionFlags,
 } from '../api-client.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
-import { duration, num, paint, printJson, table } from '../output.js';
+import { duration, num, paint, printJson, stepsTable, table } from '../output.js';
 
 interface DrainFlags extends ConnectionFlags {
   yes?: boolean;
@@ -30,24 +30,14 @@ const ENDED = new Set(['completed', 'aborted', 'failed', 'skipped', 'stuck', 're
 
 export function planTable(plan: Plan, names: ReadonlyMap<string, string> = new Map()): string {
   const name = (vm: string) => names.get(vm) ?? vm;
-  const steps = table(
-    ['VM', 'FROM', 'TO', 'KIND', '>PREDICTED', '>DOWNTIME', '>MiB', 'WHY'],
-    plan.steps.map((s) => [
-      name(s.vm),
-      s.from,
-      s.to,
-      s.kind,
-      duration(s.predicted.durationS),
-      `${Math.round(s.predicted.downtimeMs)}ms`,
-      String(Math.round(s.predicted.transferMiB)),
-      s.why,
-    ]),
-  );
+  const steps = stepsTable(plan, names);
   const lines = [plan.steps.length > 0 ? steps : 'no VM to move'];
   for (const skip of plan.skipped) lines.push(`${paint('skipped', 'yellow')} ${name(skip.vm)}: ${skip.why}`);
   if (plan.note) lines.push(plan.note);
+  // A drain's skipped VMs stay on the host (with --partial the others still move); say so in those words.
+  const left = plan.reason === 'drain' ? 'stay' : 'skipped';
   lines.push(
-    `${plan.steps.length} move(s), ${plan.skipped.length} skipped, ETA ${duration(plan.etaS ?? null)}` +
+    `${plan.steps.length} move(s), ${plan.skipped.length} ${left}, ETA ${duration(plan.etaS ?? null)}` +
       ` · spread cpu ${num(plan.before.cpuSpreadPct)} -> ${num(plan.after.cpuSpreadPct)} pts`,
   );
   return lines.join('\n');
@@ -110,7 +100,8 @@ export async function followPlan(
         const payload = {
           vm: (m?.vmName ?? step.vm).padEnd(width),
           remaining: String(Math.round(remaining)),
-          eta_text: ENDED.has(state) ? '-' : duration(m?.etaS ?? null),
+          // Before the daemon lists the job: the plan's predicted duration.
+          eta_text: ENDED.has(state) ? '-' : duration(m ? m.etaS : step.predicted.durationS),
           state,
         };
         if (multi) {
@@ -123,7 +114,9 @@ export async function followPlan(
           bar.update(state === 'completed' ? total : Math.max(0, total - remaining), payload);
         } else if (!quiet && lastState.get(step.vm) !== state) {
           process.stderr.write(
-            `${payload.vm.trimEnd()}: ${state}${ENDED.has(state) ? '' : ` (${payload.remaining} MiB left)`}\n`,
+            `${payload.vm.trimEnd()}: ${state}` +
+              (ENDED.has(state) ? '' : ` (${payload.remaining} MiB left, ETA ${payload.eta_text})`) +
+              '\n',
           );
         }
         lastState.set(step.vm, state);
@@ -229,7 +222,13 @@ export function registerDrainCommand(program: Command): void {
         process.stdout.write(
           `plan ${result.record.plan.id}: ${paint(result.record.status, colour)}${last?.note ? ` (${last.note})` : ''}\n`,
         );
-        const stayed = result.record.plan.skipped.map((s) => names.get(s.vm) ?? s.vm);
+        // What stayed: the VMs the plan left (cannot leave) and those whose migration did not complete.
+        const moved = result.migrations.filter((m) => m.state === 'completed').length;
+        const stayed = [
+          ...result.record.plan.skipped.map((s) => names.get(s.vm) ?? s.vm),
+          ...result.migrations.filter((m) => m.state !== 'completed').map((m) => m.vmName ?? m.vm),
+        ];
+        process.stdout.write(`${moved} VM(s) moved off ${host}, ${stayed.length} stay\n`);
         if (stayed.length > 0)
           process.stdout.write(
             paint(`${stayed.length} VM(s) stay on ${host}: ${stayed.join(', ')}\n`, 'yellow'),

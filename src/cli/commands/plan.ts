@@ -13,7 +13,7 @@ import { STRATEGIES } from '../../planner/strategies/registry.js';
 import { CliError, runCli, type ConnectionFlags } from '../api-client.js';
 import { livePlan } from '../live-plan.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
-import { duration, num, printJson, table } from '../output.js';
+import { duration, num, printJson, stepsTable, table } from '../output.js';
 
 interface PlanFlags extends ConnectionFlags {
   snapshot?: string;
@@ -75,23 +75,7 @@ export function formatPlan(plan: Plan, snapshot: Snapshot): string {
   out.push(`plan ${plan.id} (${plan.reason}${by}) from snapshot taken ${snapshot.takenAt}`);
   if (plan.steps.length === 0) out.push('no moves');
   else {
-    out.push(
-      table(
-        ['VM', 'FROM', 'TO', 'KIND', '>DURATION', '>DOWNTIME', '>TRANSFER', 'WHY'],
-        plan.steps.map((s) => [
-          names.get(s.vm) ?? s.vm,
-          s.from,
-          s.to,
-          s.predicted.technique && s.predicted.technique !== 'precopy'
-            ? `${s.kind}+${s.predicted.technique}`
-            : s.kind,
-          duration(s.predicted.durationS),
-          `${Math.round(s.predicted.downtimeMs)}ms`,
-          `${num(s.predicted.transferMiB / 1024)}GiB`,
-          s.why,
-        ]),
-      ),
-    );
+    out.push(stepsTable(plan, names));
   }
   if (plan.skipped.length > 0) {
     out.push('', `skipped (${plan.skipped.length}):`);
