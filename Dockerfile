@@ -3,8 +3,12 @@
 #   docker run -v $PWD/drover.yaml:/etc/drover/drover.yaml:ro -e REDIS_URL=redis://redis:6379 -p 8080:8080 drover
 # The config's api.host must be 0.0.0.0 for the API and /metrics to be reachable from outside the container.
 
+# The Node image, named on purpose (never Debian 12's own nodejs, which is 18): Node 20 by default; the current
+# LTS works too (`--build-arg NODE_IMAGE=node:26-bookworm-slim`). bin/drover.js refuses a Node older than 20.
+ARG NODE_IMAGE=node:20-bookworm-slim
+
 # --- build: compile TypeScript, then keep only production dependencies --------------------------------------
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -14,8 +18,8 @@ RUN npx tsc -p tsconfig.build.json \
  && npm prune --omit=dev --no-audit --no-fund
 
 # --- run: Node and the compiled code only, as an unprivileged user -------------------------------------------
-# The node image brings its own Node 20 (not Debian 12's nodejs 18); ssh is for qemu+ssh:// hypervisor URIs.
-FROM node:20-bookworm-slim
+# The node image brings its own Node (not Debian 12's nodejs 18); ssh is for qemu+ssh:// hypervisor URIs.
+FROM ${NODE_IMAGE}
 LABEL org.opencontainers.image.title="drover" \
       org.opencontainers.image.description="Keeps libvirt/KVM clusters balanced and drains hosts with live migrations" \
       org.opencontainers.image.version="0.1.0" \

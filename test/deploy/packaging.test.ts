@@ -89,4 +89,20 @@ describe('deploy/systemd/drover.service', () => {
       .filter((l) => l.includes('drover.service') && !/Failed to (resolve|look up) (user|group)/.test(l));
     expect(complaints).toEqual([]);
   });
+
+  it('keeps its hardening: systemd-analyze security rates its exposure 2.0 or lower (4.5 before the last options)', async (ctx) => {
+    const result = await run('systemd-analyze', [
+      'security',
+      '--offline=yes',
+      '--no-pager',
+      join(root, 'deploy/systemd/drover.service'),
+    ]).catch((err: { stdout?: string; stderr?: string; code?: unknown }) => err);
+    if ('code' in result && result.code === 'ENOENT') return ctx.skip('systemd-analyze is not installed');
+    const text = `${result.stdout ?? ''}${result.stderr ?? ''}`;
+    // --offline needs systemd 250 or later; an older one says it does not know the option.
+    if (/unrecognized option|unknown option/i.test(text)) return ctx.skip('systemd-analyze has no --offline');
+    const exposure = /Overall exposure level for drover\.service: ([\d.]+)/.exec(text)?.[1];
+    expect(exposure, text.slice(-800)).toBeDefined();
+    expect(Number(exposure)).toBeLessThanOrEqual(2.0);
+  });
 });
