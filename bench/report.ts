@@ -104,6 +104,7 @@ export function markdownTable(t: ResultTable): string {
 const ORDER = [
   'libvirt-rpc',
   'collector',
+  'fleet',
   'planner',
   'rules',
   'executor',

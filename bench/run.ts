@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   collector: 'collector/collection-cpu.ts',
   drain: 'drain/drain-vs-bound.ts',
   executor: 'executor/executor-reaction.ts',
+  fleet: 'fleet/fleet-collection.ts',
   'libvirt-rpc': 'libvirt-rpc/rpc-vs-virsh.ts',
   load: 'load/soak.ts',
   outcomes: 'outcomes/stuck-migrations.ts',
