@@ -84,11 +84,14 @@ export interface RouteDoc {
 type Json = Record<string, unknown>;
 const COMPONENT = '#/components/schemas/';
 
-/** A zod schema as an inline JSON Schema of what a client may send. */
-function inputSchema(schema: z.ZodType): Json {
+/**
+ * A zod schema as an inline JSON Schema of what a client may send. Parameters are described by the value the
+ * handler gets (`limit` an integer from 1 to 500, not the string it is coerced from), bodies as sent.
+ */
+function inputSchema(schema: z.ZodType, io: 'input' | 'output' = 'input'): Json {
   const { $schema: _drop, ...rest } = z.toJSONSchema(schema, {
     target: 'draft-2020-12',
-    io: 'input',
+    io,
     unrepresentable: 'any',
   });
   return rest;
@@ -120,7 +123,7 @@ function nameOf(schema: unknown): string {
 
 /** Object schema -> one OpenAPI parameter per property. */
 function parameters(schema: z.ZodType, where: 'path' | 'query'): Json[] {
-  const json = inputSchema(schema);
+  const json = inputSchema(schema, 'output');
   const properties = (json.properties ?? {}) as Record<string, Json>;
   const required = new Set((json.required ?? []) as string[]);
   return Object.entries(properties).map(([name, s]) => ({
