@@ -1,5 +1,7 @@
 // SimHypervisor: an in-process cluster that implements the Hypervisor interface with pre-copy physics
-// (precopy.ts), lazily computed load (workloads.ts) and injectable faults (faults.ts).
+// (precopy.ts) run by a migration engine (migration-engine.ts: progress on the clock and link shares, behind
+// a narrow port), lazily computed load (workloads.ts) and injectable faults (faults.ts). The cluster's state
+// types are in sim-model.ts.
 //
 // Cost model: nothing runs for an idle VM. CPU counters and dirty rates are integrals of each VM's workload
 // over clock time, computed when someone reads them, so sampling a host is O(VMs on it). The only timers
@@ -13,13 +15,12 @@
 import type { Clock } from '../../domain/clock.js';
 import { cpuModelsRunnableOn } from '../../domain/cpu-models.js';
 import { errorMessage } from '../../domain/errors.js';
-import type { StorageKind, VmState } from '../../domain/snapshot.js';
+import type { VmState } from '../../domain/snapshot.js';
 import {
   HypervisorError,
   noMigrationJob,
   type CopyVolumeRequest,
   type DirtyRateReading,
-  type DiskInfo,
   type HostInfo,
   type HostSample,
   type Hypervisor,
@@ -46,15 +47,12 @@ import {
   type SimVmSpec,
 } from './cluster-spec.js';
 import { SimFaults, type FaultHooks, type HostLoad } from './faults.js';
-import {
-  PrecopyMigration,
-  type GuestDirtying,
-  type MigrationCosts,
-  type PrecopyHappening,
-} from './precopy.js';
+import { MigrationEngine } from './migration-engine.js';
+import { PrecopyMigration, type MigrationCosts } from './precopy.js';
 import { Prng } from './prng.js';
+import type { Instance, SimDisk, SimHost, SimMigration, SimVm } from './sim-model.js';
 import { DEFAULT_IMAGES_DIR, SimStorage, type SimBlockDisk } from './sim-storage.js';
-import { createWorkload, presetWorkload, WorkloadSpecSchema, type WorkloadProcess } from './workloads.js';
+import { createWorkload, presetWorkload, WorkloadSpecSchema } from './workloads.js';
 import { parseWith } from '../../domain/validation.js';
 
 /** libvirt's lifecycle event detail numbers (virDomainEvent*DetailType) that the simulator emits. */
@@ -84,101 +82,6 @@ export interface SimHypervisorOptions {
   migrationCosts?: MigrationCosts;
 }
 
-interface SimDisk extends DiskInfo {
-  capacityMiB: number;
-  allocatedMiB: number;
-  topLayerMiB: number;
-  backing: { path: string; format: string | null; sizeMiB: number } | null;
-}
-
-interface Spike {
-  fromMs: number;
-  toMs: number;
-  dirtyMiBps: number;
-}
-
-interface SimVm {
-  id: string;
-  name: string;
-  vcpus: number;
-  memMiB: number;
-  memUsedMiB: number;
-  cpuModel: string;
-  disks: SimDisk[];
-  storage: StorageKind;
-  labels: Record<string, string>;
-  workload: WorkloadProcess;
-  spikes: Spike[];
-  /** Fault armed: the next switch-over leaves the VM paused on both ends. */
-  breakAtSwitchover: boolean;
-}
-
-interface DirtyMeasurement {
-  startedAt: number;
-  windowS: number;
-  resultMiBps: number | null;
-}
-
-/** The VM as it exists on one host (a libvirt domain there). */
-interface Instance {
-  vm: SimVm;
-  hostId: string;
-  state: VmState;
-  persistent: boolean;
-  /** Receiving an incoming migration. */
-  incoming: boolean;
-  /** CPU time accrued up to cpuSinceMs (ns). */
-  cpuNs: number;
-  /** Accrual start while running, else null. */
-  cpuSinceMs: number | null;
-  throttlePct: number;
-  dirty: DirtyMeasurement | null;
-  /** The migration this domain takes part in (either end). */
-  job: SimMigration | null;
-  offlineMoving: boolean;
-  completed: MigrationJob | null;
-  /** Max migration speed set while no job ran (libvirt keeps it for the next migration). */
-  maxBandwidthMiBps: number | null;
-}
-
-interface SimHost {
-  info: HostInfo;
-  bandwidthMiBps: number;
-  supported: Set<string>;
-  reservedMemMiB: number;
-  vms: Map<string, Instance>;
-  linkFactor: number;
-  migrations: Set<SimMigration>;
-  bootMs: number;
-  /** CPU time of domains that left or stopped (keeps the host counter monotonic). */
-  retiredCpuNs: number;
-  lastSourceNs: number;
-  reportedBusyNs: number;
-  lastSampleMs: number;
-  load: { cpuPct: number | null; memUsedMiB: number | null; sinceMs: number } | null;
-}
-
-interface SimMigration {
-  request: MigrationRequest;
-  vm: SimVm;
-  src: SimHost;
-  dst: SimHost;
-  srcInst: Instance;
-  dstInst: Instance;
-  /** The destination already had the VM defined (shut off) before. */
-  dstExisted: boolean;
-  model: PrecopyMigration;
-  capMiBps: number | null;
-  rng: Prng;
-  noiseFactor: number;
-  noiseIndex: number;
-  /** The VM was paused by its user (not by the migration) when the switch-over began. */
-  pausedBeforeSwitch: boolean;
-  timer: AbortController | null;
-  ended: boolean;
-  resolve: (outcome: MigrationOutcome) => void;
-}
-
 const MIB = 1024 * 1024;
 
 function err(code: ConstructorParameters<typeof HypervisorError>[0], message: string): HypervisorError {
@@ -196,24 +99,35 @@ export class SimHypervisor implements Hypervisor {
   /** vmId -> hosts where a domain of it exists. */
   private readonly presence = new Map<string, string[]>();
   private readonly listeners = new Set<(event: HypervisorEvent) => void>();
-  private readonly active = new Set<SimMigration>();
+  private readonly engine: MigrationEngine;
   private readonly rng: Prng;
   private readonly originMs: number;
-  private readonly noisePct: number;
-  private readonly noisePeriodMs: number;
   private readonly offlineMs: number;
   private readonly postcopyDowntimeMs: number;
   private readonly costs: MigrationCosts;
   private migrationCount = 0;
-  private closed = false;
 
   constructor(spec: ClusterSpec, options: SimHypervisorOptions) {
     const parsed = parseClusterSpec(spec);
     this.clock = options.clock;
     this.originMs = this.clock.now();
     this.rng = new Prng(parsed.seed);
-    this.noisePct = options.bandwidthNoisePct ?? 0;
-    this.noisePeriodMs = options.noisePeriodMs ?? 1000;
+    this.engine = new MigrationEngine(
+      {
+        clock: this.clock,
+        noisePct: options.bandwidthNoisePct ?? 0,
+        noisePeriodMs: options.noisePeriodMs ?? 1000,
+      },
+      {
+        dirtiedMiB: (vm, t0, t1) => this.dirtiedMiB(vm, t0, t1),
+        dirtyRateAt: (vm, t) => this.dirtyRateAt(vm, t),
+        roundStarted: (m, iteration) =>
+          this.emit({ kind: 'migration-iteration', hostId: m.src.info.id, vmId: m.vm.id, iteration }),
+        throttled: (m, pct, atMs) => this.setThrottle(m.srcInst, pct, atMs),
+        switchingOver: (m, atMs) => this.switchingOver(m, atMs),
+        completed: (m, atMs) => this.completeMigration(m, atMs),
+      },
+    );
     this.offlineMs = options.offlineMigrationMs ?? 200;
     this.postcopyDowntimeMs = options.postcopyDowntimeMs ?? 20;
     this.costs = { ...options.migrationCosts };
@@ -308,7 +222,7 @@ export class SimHypervisor implements Hypervisor {
     }
     if (inst.state === 'paused') return;
     const m = inst.job;
-    if (m && !m.ended) this.settle(m, this.clock.now());
+    if (m && !m.ended) this.engine.settle(m, this.clock.now());
     this.setState(inst, 'paused', this.clock.now());
     this.emitLifecycle(hostId, vmId, 'suspended', LIFECYCLE_DETAIL.suspended.paused);
   }
@@ -323,7 +237,7 @@ export class SimHypervisor implements Hypervisor {
     if (inst.incoming || migrationPaused) {
       throw err('operation_invalid', `VM ${vmId} on ${hostId} is paused by its migration`);
     }
-    if (m && !m.ended) this.settle(m, this.clock.now());
+    if (m && !m.ended) this.engine.settle(m, this.clock.now());
     this.setState(inst, 'running', this.clock.now());
     this.emitLifecycle(hostId, vmId, 'resumed', LIFECYCLE_DETAIL.resumed.unpaused);
   }
@@ -334,7 +248,7 @@ export class SimHypervisor implements Hypervisor {
     if (inst.state === 'shutoff') throw err('operation_invalid', `VM ${vmId} on ${hostId} is not running`);
     const m = inst.job;
     if (m && !m.ended) {
-      this.settle(m, this.clock.now());
+      this.engine.settle(m, this.clock.now());
       this.endMigration(m, 'failed', `domain ${vmId} was destroyed on ${hostId}`);
     }
     if (!host.vms.has(vmId)) return; // ending the migration removed it (incoming domain)
@@ -428,16 +342,11 @@ export class SimHypervisor implements Hypervisor {
       ended: false,
       resolve,
     };
-    m.noiseFactor = this.drawNoise(m);
     srcInst.job = m;
     dstInst.job = m;
     if (!existing) this.attach(dst, dstInst);
     this.emitLifecycle(dst.info.id, vm.id, 'started', LIFECYCLE_DETAIL.started.migrated);
-    this.changeShares([src, dst], () => {
-      src.migrations.add(m);
-      dst.migrations.add(m);
-      this.active.add(m);
-    });
+    this.engine.start(m);
     return { request: m.request, done };
   }
 
@@ -446,9 +355,9 @@ export class SimHypervisor implements Hypervisor {
     const m = inst.job;
     if (!m || m.ended) return noMigrationJob();
     const now = this.clock.now();
-    this.settle(m, now);
+    this.engine.settle(m, now);
     if (m.ended) return noMigrationJob();
-    return m.model.stats('active', now, this.guest(m), this.bandwidthOf(m));
+    return m.model.stats('active', now, this.engine.guest(m), this.engine.bandwidthOf(m));
   }
 
   async completedJobStats(hostId: string, vmId: string): Promise<MigrationJob | null> {
@@ -462,13 +371,13 @@ export class SimHypervisor implements Hypervisor {
     }
     const m = this.outgoingJob(await this.progressInstance(hostId, vmId), hostId);
     const now = this.clock.now();
-    this.settle(m, now);
+    this.engine.settle(m, now);
     if (m.ended) return;
     m.model.maxDowntimeMs = ms;
     // QEMU re-checks the switch-over condition continuously, so a larger limit can take effect at once.
-    const happened = m.model.checkSwitchoverNow(this.bandwidthOf(m));
-    this.apply(m, happened);
-    this.schedule(m);
+    const happened = m.model.checkSwitchoverNow(this.engine.bandwidthOf(m));
+    this.engine.apply(m, happened);
+    this.engine.schedule(m);
   }
 
   async setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void> {
@@ -483,10 +392,10 @@ export class SimHypervisor implements Hypervisor {
     }
     if (m.srcInst !== inst)
       throw err('operation_invalid', `VM ${vmId} on ${hostId} is the migration's destination`);
-    this.settle(m, this.clock.now());
+    this.engine.settle(m, this.clock.now());
     if (m.ended) return;
     m.capMiBps = mibps;
-    this.schedule(m);
+    this.engine.schedule(m);
   }
 
   async startPostCopy(hostId: string, vmId: string): Promise<void> {
@@ -495,7 +404,7 @@ export class SimHypervisor implements Hypervisor {
       throw err('operation_invalid', `migration of VM ${vmId} was not started with post-copy allowed`);
     }
     const now = this.clock.now();
-    this.settle(m, now);
+    this.engine.settle(m, now);
     if (m.ended) throw err('operation_invalid', `VM ${vmId} has no active migration job`);
     if (m.model.phase !== 'precopy') {
       throw err('operation_invalid', `migration of VM ${vmId} is in phase ${m.model.phase}, not pre-copy`);
@@ -508,8 +417,8 @@ export class SimHypervisor implements Hypervisor {
       this.setState(m.dstInst, 'running', now);
       this.emitLifecycle(m.dst.info.id, vmId, 'resumed', LIFECYCLE_DETAIL.resumed.postcopy);
     }
-    this.apply(m, m.model.finishIfEmpty());
-    this.schedule(m);
+    this.engine.apply(m, m.model.finishIfEmpty());
+    this.engine.schedule(m);
   }
 
   async abortJob(hostId: string, vmId: string): Promise<void> {
@@ -517,7 +426,7 @@ export class SimHypervisor implements Hypervisor {
     if (m.model.postcopy) {
       throw err('operation_invalid', `migration of VM ${vmId} is in post-copy and can no longer be aborted`);
     }
-    this.settle(m, this.clock.now());
+    this.engine.settle(m, this.clock.now());
     if (m.ended) return;
     this.endMigration(m, 'aborted', 'operation aborted: migration out job: canceled by client');
   }
@@ -530,9 +439,9 @@ export class SimHypervisor implements Hypervisor {
   }
 
   close(): Promise<void> {
-    this.closed = true;
-    for (const m of [...this.active]) {
-      this.settle(m, this.clock.now());
+    this.engine.close();
+    for (const m of [...this.engine.active]) {
+      this.engine.settle(m, this.clock.now());
       if (!m.ended) this.endMigration(m, 'failed', 'hypervisor closed');
     }
     this.listeners.clear();
@@ -551,7 +460,7 @@ export class SimHypervisor implements Hypervisor {
 
   /** Number of migrations in progress. */
   activeMigrations(): number {
-    return this.active.size;
+    return this.engine.active.size;
   }
 
   /** The migration link bandwidth a host has now (after slowLink). */
@@ -920,165 +829,27 @@ export class SimHypervisor implements Hypervisor {
     };
   }
 
-  // ---------------------------------------------------------------- migration engine
+  // ---------------------------------------------------------------- what a migration does to the domains (the engine port)
 
-  private guest(m: SimMigration): GuestDirtying {
-    return {
-      dirtiedMiB: (t0, t1) => (m.srcInst.state === 'paused' ? 0 : this.dirtiedMiB(m.vm, t0, t1)),
-      dirtyMiBpsAt: (t) => (m.srcInst.state === 'paused' ? 0 : this.dirtyRateAt(m.vm, t)),
-    };
-  }
-
-  private bandwidthOf(m: SimMigration): number {
-    // A migration still setting up sends nothing and leaves the link to the others.
-    const senders = (h: SimHost): number => {
-      let n = m.model.phase === 'setup' ? 1 : 0;
-      for (const o of h.migrations) if (o.model.phase !== 'setup') n++;
-      return n;
-    };
-    const share = (h: SimHost): number => (h.bandwidthMiBps * h.linkFactor) / Math.max(1, senders(h));
-    let bw = Math.min(share(m.src), share(m.dst));
-    if (m.capMiBps !== null) bw = Math.min(bw, m.capMiBps);
-    return bw * m.noiseFactor;
-  }
-
-  private drawNoise(m: SimMigration): number {
-    if (this.noisePct <= 0) return 1;
-    return 1 + m.rng.uniform(-this.noisePct, this.noisePct) / 100;
-  }
-
-  private noiseBoundary(m: SimMigration): number {
-    return this.noisePct > 0 ? m.model.startedAtMs + (m.noiseIndex + 1) * this.noisePeriodMs : Infinity;
-  }
-
-  /** Brings the migration's state up to `now`, applying what happened on the way. */
-  private settle(m: SimMigration, now: number): void {
-    // When its set-up ends, this migration starts taking a share of its hosts' links: the others are first
-    // brought up to that moment at their old shares.
-    const setupEnd = m.model.setupEndMs;
-    if (m.model.phase === 'setup' && setupEnd <= now) {
-      for (const h of [m.src, m.dst])
-        for (const o of h.migrations)
-          // (One still setting up until then or later takes no share before then: leave it.)
-          if (
-            o !== m &&
-            !o.ended &&
-            o.model.atMs < setupEnd &&
-            !(o.model.phase === 'setup' && o.model.setupEndMs >= setupEnd)
-          )
-            this.settle(o, setupEnd);
+  /** The switch-over began: the source pauses (unless its user had paused it), or the armed fault breaks it. */
+  private switchingOver(m: SimMigration, atMs: number): boolean {
+    m.pausedBeforeSwitch = m.srcInst.state === 'paused';
+    if (m.vm.breakAtSwitchover) {
+      m.vm.breakAtSwitchover = false;
+      this.breakPausedBothEnds(m, atMs);
+      return false;
     }
-    // At least one pass, so a boundary due exactly now is processed even when no time passed.
-    let guard = 0;
-    do {
-      const boundary = this.noiseBoundary(m);
-      const chunkEnd = Math.min(now, boundary);
-      const happened = m.model.advance(chunkEnd, this.bandwidthOf(m), this.guest(m));
-      this.apply(m, happened);
-      if (chunkEnd === boundary) {
-        m.noiseIndex++;
-        m.noiseFactor = this.drawNoise(m);
-      }
-    } while (!m.ended && m.model.atMs < now && ++guard < 1_000_000);
-  }
-
-  private apply(m: SimMigration, happened: PrecopyHappening[]): void {
-    for (const h of happened) {
-      if (m.ended) return;
-      switch (h.kind) {
-        case 'transfer-started':
-          this.reshare(m, h.atMs);
-          break;
-        case 'iteration':
-          this.emit({
-            kind: 'migration-iteration',
-            hostId: m.src.info.id,
-            vmId: m.vm.id,
-            iteration: h.iteration,
-          });
-          break;
-        case 'throttle':
-          this.setThrottle(m.srcInst, h.throttlePct, h.atMs);
-          break;
-        case 'switchover':
-          m.pausedBeforeSwitch = m.srcInst.state === 'paused';
-          if (m.vm.breakAtSwitchover) {
-            m.vm.breakAtSwitchover = false;
-            this.breakPausedBothEnds(m, h.atMs);
-            return;
-          }
-          if (!m.pausedBeforeSwitch) {
-            this.setState(m.srcInst, 'paused', h.atMs);
-            this.emitLifecycle(m.src.info.id, m.vm.id, 'suspended', LIFECYCLE_DETAIL.suspended.migrated);
-          }
-          break;
-        case 'completed':
-          this.completeMigration(m, h.atMs);
-          return;
-      }
+    if (!m.pausedBeforeSwitch) {
+      this.setState(m.srcInst, 'paused', atMs);
+      this.emitLifecycle(m.src.info.id, m.vm.id, 'suspended', LIFECYCLE_DETAIL.suspended.migrated);
     }
+    return true;
   }
 
-  /** Sets the migration's next wake-up on the clock (its next boundary at the current bandwidth). */
-  private schedule(m: SimMigration): void {
-    m.timer?.abort();
-    m.timer = null;
-    if (m.ended || this.closed) return;
-    const now = this.clock.now();
-    const next = Math.min(m.model.nextEventAt(this.bandwidthOf(m)), this.noiseBoundary(m));
-    if (!Number.isFinite(next)) return; // no bandwidth: waits until something changes
-    const ctrl = new AbortController();
-    m.timer = ctrl;
-    this.clock.sleep(Math.max(0, next - now), ctrl.signal).then(
-      () => {
-        if (m.timer !== ctrl) return;
-        m.timer = null;
-        this.settle(m, this.clock.now());
-        this.schedule(m);
-      },
-      () => undefined, // aborted: a newer wake-up replaced this one
-    );
-  }
-
-  /**
-   * Runs `change` (which alters how many migrations share some hosts' links) with every migration on
-   * those hosts settled before and rescheduled after, so each one's progress is exact at the change.
-   */
-  private changeShares(hosts: SimHost[], change: () => void): void {
-    const now = this.clock.now();
-    const affected = new Set<SimMigration>();
-    for (const h of hosts) for (const m of h.migrations) affected.add(m);
-    for (const m of affected) this.settle(m, now);
-    change();
-    for (const h of hosts) for (const m of h.migrations) affected.add(m);
-    for (const m of affected) if (!m.ended) this.schedule(m);
-  }
-
-  /** `m` started sending at `atMs`: the other migrations on its hosts get smaller shares from then on. */
-  private reshare(m: SimMigration, atMs: number): void {
-    const others = new Set<SimMigration>();
-    for (const h of [m.src, m.dst]) for (const o of h.migrations) if (o !== m && !o.ended) others.add(o);
-    for (const o of others) {
-      if (o.model.atMs < atMs) this.settle(o, atMs);
-      if (!o.ended) this.schedule(o);
-    }
-  }
-
-  private release(m: SimMigration): void {
-    m.ended = true;
-    m.timer?.abort();
-    m.timer = null;
-    this.changeShares([m.src, m.dst], () => {
-      m.src.migrations.delete(m);
-      m.dst.migrations.delete(m);
-      this.active.delete(m);
-    });
-  }
-
+  /** The engine completed the migration (and released it): the VM moves to the destination. */
   private completeMigration(m: SimMigration, atMs: number): void {
-    this.release(m);
     const vmId = m.vm.id;
-    const stats = m.model.stats('completed', atMs, this.guest(m));
+    const stats = m.model.stats('completed', atMs, this.engine.guest(m));
     const srcId = m.src.info.id;
     const dstId = m.dst.info.id;
     const now = this.clock.now();
@@ -1119,9 +890,9 @@ export class SimHypervisor implements Hypervisor {
    */
   private endMigration(m: SimMigration, result: 'aborted' | 'failed', message: string): void {
     const now = this.clock.now();
-    this.release(m);
+    this.engine.release(m);
     const vmId = m.vm.id;
-    const stats = m.model.stats(result === 'aborted' ? 'cancelled' : 'failed', now, this.guest(m));
+    const stats = m.model.stats(result === 'aborted' ? 'cancelled' : 'failed', now, this.engine.guest(m));
     const src = m.srcInst;
     src.job = null;
     src.completed = stats;
@@ -1168,13 +939,13 @@ export class SimHypervisor implements Hypervisor {
 
   /** The paused-on-both-ends fault: the switch-over breaks after pausing the source. */
   private breakPausedBothEnds(m: SimMigration, atMs: number): void {
-    this.release(m);
+    this.engine.release(m);
     const vmId = m.vm.id;
     if (m.srcInst.state !== 'paused') {
       this.setState(m.srcInst, 'paused', atMs);
       this.emitLifecycle(m.src.info.id, vmId, 'suspended', LIFECYCLE_DETAIL.suspended.migrated);
     }
-    const stats = m.model.stats('failed', atMs, this.guest(m));
+    const stats = m.model.stats('failed', atMs, this.engine.guest(m));
     m.srcInst.job = null;
     m.srcInst.completed = stats;
     m.dstInst.job = null;
@@ -1293,7 +1064,7 @@ export class SimHypervisor implements Hypervisor {
       hostWentDown: (hostId, crash) => this.hostWentDown(hostId, crash),
       linkChanged: (hostId, factor) => {
         const host = this.hosts.get(hostId);
-        if (host) this.changeShares([host], () => (host.linkFactor = factor));
+        if (host) this.engine.changeShares([host], () => (host.linkFactor = factor));
       },
       dirtySpike: (vmId, dirtyMiBps, durationMs) => {
         const vm = this.vms.get(vmId);
@@ -1309,9 +1080,9 @@ export class SimHypervisor implements Hypervisor {
         if (!vm) return;
         vm.breakAtSwitchover = true;
         // Already switching over: break it now.
-        for (const m of this.active) {
+        for (const m of this.engine.active) {
           if (m.vm === vm && m.model.phase === 'switchover') {
-            this.settle(m, this.clock.now());
+            this.engine.settle(m, this.clock.now());
             if (!m.ended) {
               vm.breakAtSwitchover = false;
               this.breakPausedBothEnds(m, this.clock.now());
@@ -1339,7 +1110,7 @@ export class SimHypervisor implements Hypervisor {
     if (!host) return;
     const now = this.clock.now();
     for (const m of [...host.migrations]) {
-      this.settle(m, now);
+      this.engine.settle(m, now);
       if (!m.ended) this.endMigration(m, 'failed', `host ${hostId} stopped answering during the migration`);
     }
     if (!crash) return;
