@@ -619,11 +619,16 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
           throw new ValidationError('', [{ path: 'body.host', message: 'expected the host to drain' }]);
         if (body.reason === 'rebalance' && body.host !== undefined)
           throw new ValidationError('', [{ path: 'body.host', message: 'a rebalance plan takes no host' }]);
+        if (body.reason === 'drain' && body.strategy !== undefined)
+          throw new ValidationError('', [
+            { path: 'body.strategy', message: 'a drain plans with the drain strategy; leave strategy out' },
+          ]);
         const created = await ops.createPlan(
           {
             reason: body.reason,
             dryRun: body.dryRun,
             ...(body.host !== undefined ? { host: body.host } : {}),
+            ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
           },
           callerOf(request),
         );

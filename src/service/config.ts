@@ -19,6 +19,7 @@ import { CollectorOptionsSchema } from '../collector/collector-options.js';
 import { ExecutorOptionsSchema } from '../executor/executor-options.js';
 import { LibvirtHostListSchema, LibvirtHypervisorOptionsSchema } from '../hypervisor/libvirt/host-config.js';
 import { FILE_LIMITS, FileTooLarge, readLimited } from './read-limited.js';
+import { STRATEGIES } from '../planner/strategies/registry.js';
 
 /** Largest config file drover reads; a bigger one is refused before it is read. */
 export const MAX_CONFIG_FILE_BYTES = FILE_LIMITS.config;
@@ -166,21 +167,70 @@ export const PolicyConfigSchema = z.strictObject({
   watch: z.boolean({ error: expecting('true or false') }).default(true),
 });
 
-export const SchedulesConfigSchema = z.strictObject({
-  rebalance: z
-    .strictObject({
-      /** Cron expression (5 or 6 fields, seconds first when 6). */
-      cron: cronExpression().default('*/10 * * * *'),
-      enabled: z.boolean({ error: expecting('true or false') }).default(true),
-      /** IANA time zone of the cron expression; default: the process's. */
-      timezone: nonEmptyString().optional(),
-    })
-    .prefault({}),
-  /** The reconciler (VMs active on two hosts) runs this often, on the leader. */
-  reconcile: z.strictObject({ intervalS: positiveNumber().default(60) }).prefault({}),
-  /** Plan upkeep (expire stale pending plans, close finished ones, drain gauges) runs this often, on the leader. */
-  plans: z.strictObject({ intervalS: positiveNumber().default(5) }).prefault({}),
+/** Strategies the daemon may run on a schedule: every registered one but drains (those start per host). */
+export const SCHEDULABLE_STRATEGIES = STRATEGIES.all()
+  .filter((s) => s.reason !== 'drain')
+  .map((s) => s.name);
+
+const scheduledStrategy = () =>
+  z
+    .string({ error: expecting(`a strategy name (${SCHEDULABLE_STRATEGIES.join(' | ')})`) })
+    .superRefine((value, ctx) => {
+      if (SCHEDULABLE_STRATEGIES.includes(value)) return;
+      const drain = STRATEGIES.get(value)?.reason === 'drain';
+      ctx.addIssue({
+        code: 'custom',
+        message: drain
+          ? `expected one of ${SCHEDULABLE_STRATEGIES.join(' | ')}, got ${show(value)} (a drain starts per host: drover drain HOST)`
+          : `expected one of ${SCHEDULABLE_STRATEGIES.join(' | ')}, got ${show(value)} (no such strategy)`,
+      });
+    });
+
+const ScheduledRunSchema = z.strictObject({
+  /** The registered strategy the run plans with. */
+  strategy: scheduledStrategy(),
+  /** Cron expression (5 or 6 fields, seconds first when 6). */
+  cron: cronExpression(),
+  enabled: z.boolean({ error: expecting('true or false') }).default(true),
+  /** IANA time zone of the cron expression; default: the process's. */
+  timezone: nonEmptyString().optional(),
 });
+
+export const SchedulesConfigSchema = z
+  .strictObject({
+    rebalance: z
+      .strictObject({
+        /** Cron expression (5 or 6 fields, seconds first when 6). */
+        cron: cronExpression().default('*/10 * * * *'),
+        enabled: z.boolean({ error: expecting('true or false') }).default(true),
+        /** IANA time zone of the cron expression; default: the process's. */
+        timezone: nonEmptyString().optional(),
+        /** The registered strategy the scheduled rebalance plans with. */
+        strategy: scheduledStrategy().default('balance'),
+      })
+      .prefault({}),
+    /**
+     * More scheduled runs, each of one strategy on its own cron (say consolidate at night beside the rebalance);
+     * a strategy appears at most once among these and schedules.rebalance.
+     */
+    strategies: z.array(ScheduledRunSchema).default([]),
+    /** The reconciler (VMs active on two hosts) runs this often, on the leader. */
+    reconcile: z.strictObject({ intervalS: positiveNumber().default(60) }).prefault({}),
+    /** Plan upkeep (expire stale pending plans, close finished ones, drain gauges) runs this often, on the leader. */
+    plans: z.strictObject({ intervalS: positiveNumber().default(5) }).prefault({}),
+  })
+  .superRefine((value, ctx) => {
+    const seen = new Set([value.rebalance.strategy]);
+    value.strategies.forEach((run, i) => {
+      if (seen.has(run.strategy))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['strategies', i, 'strategy'],
+          message: `${show(run.strategy)} is already scheduled (each strategy at most once, schedules.rebalance included)`,
+        });
+      seen.add(run.strategy);
+    });
+  });
 
 export const AutomationConfigSchema = z.strictObject({
   /** manual: every plan waits for approval; partial: drains run, rebalancing waits; full: everything runs. */

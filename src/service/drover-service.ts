@@ -15,10 +15,12 @@ import type { Executor, MigrationStatus } from '../executor/executor.js';
 import type { HistoryStore } from '../executor/history-store.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { skipReason } from '../metrics/skip-reason.js';
-import { planDrain, planRebalance } from '../planner/index.js';
+import { planDrain } from '../planner/index.js';
+import { planInput, type RebalanceInput } from './plan-input.js';
 import type { AuditEntry, AuditLog } from './audit-log.js';
 import type { AutomationStore } from './automation-store.js';
 import type { AutomationLevel } from './config.js';
+import type { HoldStore } from './hold-store.js';
 import type { LeaderElection } from './leader-election.js';
 import { stepForecasts } from './step-forecasts.js';
 import type { PlannerThread } from './planner-thread.js';
@@ -61,6 +63,8 @@ export interface DroverServiceDeps {
   audit: AuditLog;
   metrics?: DroverMetrics;
   log?: Logger;
+  /** When each strategy's last executed plan ran (the hold time). */
+  holds: HoldStore;
   /** Plans rebalances of large clusters off the event loop; without it every plan is made in place. */
   plannerThread?: PlannerThread;
 }
@@ -257,8 +261,17 @@ export class DroverService implements Operations {
 
   // ------------------------------------------------------------------------------------------ planning
 
-  /** Makes a plan from the latest snapshot (no side effects). */
-  async computePlan(reason: PlanReason, host?: string, partial = false): Promise<Plan> {
+  /**
+   * Makes a plan from the latest snapshot (no side effects). A rebalance plans with `how.strategy` (default
+   * balance) under its hold time: `apply` leaves the plan empty inside the hold (the schedule), an
+   * `overriddenBy` plans anyway and the plan says who (an operator's request).
+   */
+  async computePlan(
+    reason: PlanReason,
+    host?: string,
+    partial = false,
+    how: RebalanceHow = { hold: 'apply' },
+  ): Promise<Plan> {
     const snapshot = await this.requireSnapshot();
     const age = this.snapshotAgeS(snapshot);
     if (age > this.deps.automation.planMaxAgeS) {
@@ -283,12 +296,22 @@ export class DroverService implements Operations {
       };
       return planDrain(drained, policy, [host], { ...opts, allowPartial: partial });
     }
-    if (this.deps.plannerThread) return this.deps.plannerThread.rebalance({ snapshot, policy, now, history });
-    return planRebalance(snapshot, policy, opts);
+    const strategy = how.strategy ?? 'balance';
+    const input: RebalanceInput = {
+      strategy,
+      snapshot,
+      policy,
+      now,
+      history,
+      lastExecutedAtMs: await this.deps.holds.lastExecutedAt(strategy),
+      overrideHold: how.hold === 'apply' ? undefined : how.hold.overriddenBy,
+    };
+    if (this.deps.plannerThread) return this.deps.plannerThread.rebalance(input);
+    return planInput(input);
   }
 
   async createPlan(
-    request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean },
+    request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean; strategy?: string },
     by: string,
   ): Promise<CreatedPlan> {
     const drain = request.reason === 'drain' && !request.dryRun ? (request.host ?? null) : null;
@@ -297,7 +320,11 @@ export class DroverService implements Operations {
       const open = await this.deps.plans.openDrain(drain);
       if (open) return { record: open, plan: open.plan, existing: true };
     }
-    const plan = await this.computePlan(request.reason, request.host, request.partial ?? false);
+    // An operator's rebalance is not held back by the hold time; the plan says when one was overridden.
+    const plan = await this.computePlan(request.reason, request.host, request.partial ?? false, {
+      hold: { overriddenBy: by },
+      ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
+    });
     if (request.dryRun) return { record: null, plan };
     if (drain !== null) await this.deps.hostStates.set(drain, 'maintenance');
     try {
@@ -384,6 +411,8 @@ export class DroverService implements Operations {
         },
         'plan handed to the executor',
       );
+      if (result.enqueued.length > 0)
+        await this.deps.holds.recordExecuted(strategyOf(plan), this.deps.clock.now());
       if (result.enqueued.length === 0) {
         // Every VM already had a migration queued by another plan: this one has nothing left to run.
         const note = `no steps of its own: ${result.alreadyQueued.length} VM(s) already queued by other plans`;
@@ -540,10 +569,12 @@ export class DroverService implements Operations {
   // ------------------------------------------------------------------------------------------ upkeep
 
   /**
-   * The leader's scheduled rebalance: plan from the latest snapshot and store it (fenced). Returns what was
-   * decided, for the schedule's log line.
+   * The leader's scheduled rebalance with a strategy (default balance): plan from the latest snapshot under
+   * the strategy's hold time and store it (fenced). Returns what was decided, for the schedule's log line.
    */
-  async scheduledRebalance(): Promise<{ planId: string | null; steps: number; status: string }> {
+  async scheduledRebalance(
+    strategy = 'balance',
+  ): Promise<{ planId: string | null; steps: number; status: string }> {
     if (await this.deps.automationState.paused()) {
       this.deps.metrics?.automationPaused.set(1);
       return { planId: null, steps: 0, status: 'automation paused' };
@@ -554,9 +585,9 @@ export class DroverService implements Operations {
       (r) => r.status === 'running' || r.status === 'pending' || r.status === 'approved',
     );
     if (busy) return { planId: busy.plan.id, steps: 0, status: `waiting for ${busy.status} plan` };
-    const plan = await this.computePlan('rebalance');
+    const plan = await this.computePlan('rebalance', undefined, false, { strategy, hold: 'apply' });
     if (plan.steps.length === 0) {
-      this.deps.metrics?.plans.inc({ reason: 'rebalance', outcome: 'no_moves' });
+      this.deps.metrics?.plans.inc({ reason: 'rebalance', outcome: plan.hold ? 'held' : 'no_moves' });
       this.countSkipped(plan);
       return { planId: null, steps: 0, status: plan.note ?? 'balanced' };
     }
@@ -600,6 +631,9 @@ export class DroverService implements Operations {
             const count = (r: string) => results.filter((x) => x === r).length;
             const note = `${count('completed')} completed, ${count('aborted')} aborted, ${count('failed') + count('stuck')} failed, ${count('skipped')} skipped`;
             const failed = count('failed') + count('stuck') > 0;
+            // The hold time runs from the end of the last plan that moved something.
+            if (count('completed') > 0)
+              await this.deps.holds.recordExecuted(strategyOf(plan), this.deps.clock.now());
             await this.deps.plans.transition(plan.id, failed ? 'failed' : 'completed', 'schedule', note);
             this.deps.metrics?.plans.inc({ reason: plan.reason, outcome: failed ? 'failed' : 'completed' });
             finished++;
@@ -646,4 +680,15 @@ async function historyOf(store: HistoryStore, vmIds: readonly string[]): Promise
     for (const [id, h] of part) out.set(id, h);
   }
   return out;
+}
+
+/** The strategy that made a plan (plans stored before plans named it: drain for drains, else balance). */
+function strategyOf(plan: Plan): string {
+  return plan.strategy ?? (plan.reason === 'drain' ? 'drain' : 'balance');
+}
+
+/** How a rebalance is planned: with which strategy, and whether its hold time applies. */
+export interface RebalanceHow {
+  strategy?: string | undefined;
+  hold: 'apply' | { overriddenBy: string };
 }

@@ -25,6 +25,7 @@ import { AuditLog } from './audit-log.js';
 import { AutomationStore } from './automation-store.js';
 import { ConfigError, parseYaml, type Config, type HypervisorConfig, type LoadedConfig } from './config.js';
 import { DroverService } from './drover-service.js';
+import { HoldStore } from './hold-store.js';
 import { LeaderElection } from './leader-election.js';
 import { PlanStore } from './plan-store.js';
 import { PLANNER_THREAD_MIN_VMS, PlannerThread } from './planner-thread.js';
@@ -286,6 +287,7 @@ export async function startService(
       policy: () => policy.current(),
       automation: config.automation,
       automationState: new AutomationStore(redis.redis, prefix),
+      holds: new HoldStore(redis.redis, prefix),
       audit: new AuditLog(redis.redis, prefix),
       metrics,
       log,
@@ -317,15 +319,18 @@ export async function startService(
       log,
       isLeader: () => election.isLeader(),
     });
-    if (config.schedules.rebalance.enabled) {
+    // The rebalance (its strategy named by schedules.rebalance.strategy) and any further strategies' runs.
+    const runs = [
+      { name: 'rebalance', ...config.schedules.rebalance },
+      ...config.schedules.strategies.map((r) => ({ name: `strategy:${r.strategy}`, ...r })),
+    ];
+    for (const run of runs) {
+      if (!run.enabled) continue;
       schedules.add({
-        name: 'rebalance',
-        trigger: {
-          cron: config.schedules.rebalance.cron,
-          ...(config.schedules.rebalance.timezone ? { timezone: config.schedules.rebalance.timezone } : {}),
-        },
+        name: run.name,
+        trigger: { cron: run.cron, ...(run.timezone ? { timezone: run.timezone } : {}) },
         leaderOnly: true,
-        run: () => service.scheduledRebalance(),
+        run: async () => ({ strategy: run.strategy, ...(await service.scheduledRebalance(run.strategy)) }),
       });
     }
     schedules.add({

@@ -4,7 +4,7 @@ import { MIGRATION_KINDS, PlanSchema, SpreadSchema, type PlanReason } from '../d
 import { HOST_STATES, type Snapshot } from '../domain/snapshot.js';
 import { nonEmptyString, oneOf } from '../domain/validation.js';
 import type { AuditEntry } from './audit-log.js';
-import { AUTOMATION_LEVELS } from './config.js';
+import { AUTOMATION_LEVELS, SCHEDULABLE_STRATEGIES } from './config.js';
 import { PlanRecordSchema, type PlanRecord, type PlanStatus } from './plan-store.js';
 
 // The answers are zod schemas too: the types below are derived from them, and the OpenAPI document
@@ -110,6 +110,17 @@ export const CreatePlanBodySchema = z.strictObject({
   reason: oneOf(['rebalance', 'drain'] as const),
   /** The host to drain (reason drain only). */
   host: nonEmptyString().max(256).optional(),
+  /**
+   * The strategy a rebalance plans with (default balance). An operator's rebalance is not held back by the
+   * strategy's hold time; when one was in force, `plan.hold.overriddenBy` names the caller.
+   */
+  strategy: z
+    .string({ error: (i) => `expected a strategy name, got ${JSON.stringify(i.input)}` })
+    .max(64)
+    .refine((name) => SCHEDULABLE_STRATEGIES.includes(name), {
+      error: (i) => `expected one of ${SCHEDULABLE_STRATEGIES.join(' | ')}, got ${JSON.stringify(i.input)}`,
+    })
+    .optional(),
   /** Only compute and return the plan; store and run nothing. */
   dryRun: z
     .boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` })
@@ -165,7 +176,7 @@ export interface Operations {
   listPlans(filter: { status?: PlanStatus | undefined; limit?: number | undefined }): Promise<PlanRecord[]>;
   getPlan(id: string): Promise<PlanRecord>;
   createPlan(
-    request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean },
+    request: { reason: PlanReason; host?: string; dryRun: boolean; partial?: boolean; strategy?: string },
     by: string,
   ): Promise<CreatedPlan>;
   approvePlan(id: string, by: string, note?: string): Promise<PlanRecord>;

@@ -4,24 +4,16 @@
 // If the thread cannot be started or dies, planning falls back to the main thread (logged once).
 import { Worker } from 'node:worker_threads';
 import { DroverError, errorMessage, isDroverErrorCode } from '../domain/errors.js';
-import type { VmHistory } from '../domain/history.js';
 import type { Plan } from '../domain/plan.js';
-import type { Policy } from '../domain/policy.js';
-import type { Snapshot } from '../domain/snapshot.js';
-import { planRebalance } from '../planner/index.js';
+import { planInput, type RebalanceInput } from './plan-input.js';
 import type { PlanReply, PlanRequest } from './planner-worker.js';
+
+export type { RebalanceInput } from './plan-input.js';
 
 export interface PlannerThreadOptions {
   /** Snapshots with at least this many VMs are planned on the thread. */
   minVms: number;
   log?: { warn(obj: object, msg: string): void };
-}
-
-export interface RebalanceInput {
-  snapshot: Snapshot;
-  policy: Policy;
-  now: number;
-  history: ReadonlyMap<string, VmHistory> | undefined;
 }
 
 /** Default threshold: below this many VMs a rebalance plans in well under 50 ms. */
@@ -61,10 +53,7 @@ export class PlannerThread {
     const id = this.nextId++;
     const request: PlanRequest = {
       id,
-      snapshot: input.snapshot,
-      policy: input.policy,
-      now: input.now,
-      history: input.history ? new Map(input.history) : undefined,
+      input: { ...input, history: input.history ? new Map(input.history) : undefined },
     };
     return new Promise<Plan>((resolve, reject) => {
       this.pending.set(id, { input, resolve, reject });
@@ -81,7 +70,7 @@ export class PlannerThread {
   }
 
   private inPlace(input: RebalanceInput): Plan {
-    return planRebalance(input.snapshot, input.policy, { now: input.now, history: input.history });
+    return planInput(input);
   }
 
   private ensureWorker(): Worker {
