@@ -1,11 +1,15 @@
 # drover — the front door. `make demo` runs the main job on the simulator; `make test` runs every test.
-.PHONY: demo test lint typecheck unit build lab-up lab-down lab-demo bench setup setup-lab clean
+.PHONY: demo test test-node-lts lint typecheck unit build lab-up lab-down lab-demo bench setup setup-lab clean
 
 demo: setup
 	npx tsx src/cli/main.ts demo
 
 test: setup-lab
 	bash scripts/test.sh
+
+# Tests on the current Node LTS (fetched from the npm registry into .node-lts/); see README's Node table.
+test-node-lts: setup
+	bash scripts/test-node-lts.sh
 
 setup:
 	bash scripts/setup.sh
