@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
-    // scripts/test.sh runs the two projects as two processes, each with its own report (joined afterwards).
+    // scripts/test.sh runs unit + cluster and lab as two processes, each with its own report (joined afterwards).
     reporters: ['default', ['json', { outputFile: process.env.DROVER_TEST_RESULTS ?? '.test-results.json' }]],
     projects: [
       {
