@@ -101,14 +101,12 @@ export async function executePlan(
     };
     try {
       const report = await runner.run(job, {
-        // As the executor: a step with its own concurrency runs uncapped (the link is shared as it is used).
+        // As the executor: every migration is held to its share of both links.
         bandwidthShareMiBps: () =>
-          step.concurrency !== undefined
-            ? null
-            : bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
-                outbound: outbound.get(step.from) ?? 1,
-                inbound: inbound.get(step.to) ?? 1,
-              }),
+          bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
+            outbound: outbound.get(step.from) ?? 1,
+            inbound: inbound.get(step.to) ?? 1,
+          }),
         onMigrateCall: (at) => {
           started = at;
         },

@@ -285,10 +285,10 @@ export class Executor {
       resumed,
       ...(Number.isFinite(earlierStartMs) ? { startedAtMs: earlierStartMs } : {}),
       abortRequested: () => abortRequested,
-      // A step that carries its own concurrency was planned for its source link shared by at most that many
-      // migrations: it runs uncapped, so the link is shared as it is used and a peer that is still setting up
-      // (or already switching over) leaves its part to the others instead of idling it.
-      bandwidthShareMiBps: () => (step.concurrency !== undefined ? null : share),
+      // Every migration is held to its share of the configured links, drain steps with their own concurrency
+      // too: the link figure is the most the operator lets migrations use, and nothing else enforces it (a
+      // libvirt migration without a cap takes whatever the network gives, however many share the link).
+      bandwidthShareMiBps: () => share,
       beforeMigrate: async () => {
         await redis.hset(runKey, {
           jobId: job.id ?? '',
