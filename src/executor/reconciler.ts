@@ -1,6 +1,7 @@
-// The reconciler: periodically looks for VMs running or paused on more than one host outside a migration,
-// and reports each (metric drover_vms_on_multiple_hosts, an error log with the evidence). It repairs nothing
-// itself: `drover recover VM` shows the evidence and the actions.
+// The reconciler: periodically looks for VMs running or paused on more than one host outside a migration, and
+// for VMs defined (persistent) on more than one host, and reports each (metric drover_vms_on_multiple_hosts
+// counts both, an error log with the evidence). It repairs nothing itself: `drover recover VM` shows the
+// evidence and the actions.
 import { pino, type Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
@@ -15,6 +16,8 @@ export interface ReconcileReport {
   vmsChecked: number;
   /** VMs active on several hosts with no migration in flight. */
   onSeveralHosts: VmEvidence[];
+  /** VMs defined on several hosts (active on at most one) with no migration in flight. */
+  definedOnSeveralHosts: VmEvidence[];
 }
 
 export interface ReconcilerDeps {
@@ -40,6 +43,7 @@ export class Reconciler {
     const timeoutMs = this.deps.callTimeoutMs;
     const hosts = await callWithTimeout(hv.clock, 'listHosts', timeoutMs, hv.listHosts());
     const where = new Map<string, string[]>();
+    const definedOn = new Map<string, string[]>();
     const unreachable: string[] = [];
     let vmsChecked = 0;
     await Promise.all(
@@ -48,6 +52,7 @@ export class Reconciler {
           const vms = await callWithTimeout(hv.clock, 'listVms', timeoutMs, hv.listVms(h.id));
           for (const vm of vms) {
             vmsChecked++;
+            if (vm.persistent) definedOn.set(vm.id, [...(definedOn.get(vm.id) ?? []), h.id]);
             if (vm.state !== 'running' && vm.state !== 'paused') continue;
             where.set(vm.id, [...(where.get(vm.id) ?? []), h.id]);
           }
@@ -65,13 +70,22 @@ export class Reconciler {
       onSeveralHosts.push(evidence);
       this.log.error({ vm: vmId, hosts: hostIds, evidence }, 'VM active on more than one host');
     }
-    this.deps.metrics?.vmsOnTwoHosts.set(onSeveralHosts.length);
+    const definedOnSeveralHosts: VmEvidence[] = [];
+    for (const [vmId, hostIds] of definedOn) {
+      if (hostIds.length < 2 || (where.get(vmId)?.length ?? 0) >= 2) continue;
+      const evidence = await gatherEvidence(hv, vmId, timeoutMs);
+      if (evidence.diagnosis === 'migrating') continue;
+      definedOnSeveralHosts.push(evidence);
+      this.log.error({ vm: vmId, hosts: hostIds, evidence }, 'VM defined on more than one host');
+    }
+    this.deps.metrics?.vmsOnTwoHosts.set(onSeveralHosts.length + definedOnSeveralHosts.length);
     return {
       at: new Date(hv.clock.now()).toISOString(),
       hostsChecked: hosts.length,
       unreachableHosts: unreachable.sort(),
       vmsChecked,
       onSeveralHosts,
+      definedOnSeveralHosts,
     };
   }
 

@@ -358,6 +358,7 @@ export async function startService(
           hostsChecked: report.hostsChecked,
           unreachableHosts: report.unreachableHosts,
           onSeveralHosts: report.onSeveralHosts.length,
+          definedOnSeveralHosts: report.definedOnSeveralHosts.length,
         };
       },
     });

@@ -182,10 +182,10 @@ describe('Risky paths on the libvirt lab', () => {
     const g = await guest();
     const other = await guest(); // a guest where it belongs: must not be reported
     // The same domain (same UUID) started on the second host as well: a split brain.
+    await defineTwin(B, g);
     const twin = await labClient(B);
     try {
-      const xml = guestXml({ name: g.name, memMiB: 32 }).replace('<name>', `<uuid>${g.id}</uuid>\n  <name>`);
-      await twin.create(await twin.defineXml(xml));
+      await twin.create(await twin.lookupDomainByName(g.name));
     } finally {
       await twin.close();
     }
@@ -200,6 +200,37 @@ describe('Risky paths on the libvirt lab', () => {
       /^drover_vms_on_multiple_hosts 1$/m,
     );
 
+    const first = await doctor();
+    const twice = first.checks.find((c) => c.name === 'VMs running on two hosts');
+    expect(first.ok).toBe(false);
+    expect(twice?.status).toBe('fail');
+    expect(twice?.detail).toContain(`${g.name} (${g.id}) on ${A} and ${B}`);
+    expect(twice?.detail).not.toContain(other.name);
+
+    // Repaired (the copy on the second host stopped and undefined): all three agree again.
+    await hv.destroyVm(B, g.id);
+    await undefineOn(B, g.name);
+    expect((await reconciler.runOnce()).onSeveralHosts).toEqual([]);
+    expect(await metrics.registry.getSingleMetricAsString('drover_vms_on_multiple_hosts')).toMatch(
+      /^drover_vms_on_multiple_hosts 0$/m,
+    );
+    const again = await doctor();
+    expect(again.checks.find((c) => c.name === 'VMs running on two hosts')?.status).toBe('ok');
+    await onlyOn(A, g);
+    await onlyOn(A, other);
+    await row(
+      'VM running on two hosts (split brain)',
+      started,
+      [g.id, other.id],
+      'reconciler, metric and doctor report it; after repair on lab1 only',
+    );
+  }, 240_000);
+
+  /** `drover doctor --json` (a real process) over the lab, with a config of its own. */
+  async function doctor(): Promise<{
+    ok: boolean;
+    checks: { name: string; status: string; detail: string }[];
+  }> {
     const dir = mkdtempSync(join(tmpdir(), 'drover-doctor-'));
     try {
       const config = join(dir, 'drover.json');
@@ -219,50 +250,76 @@ describe('Risky paths on the libvirt lab', () => {
       const out = await run(
         process.execPath,
         [join(REPO_ROOT, 'bin/drover.js'), 'doctor', '--config', config, '--json'],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, REDIS_URL: redisUrl() },
-        },
+        { cwd: REPO_ROOT, env: { ...process.env, REDIS_URL: redisUrl() } },
       ).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
-      const doctor = JSON.parse(out.stdout) as {
+      return JSON.parse(out.stdout) as {
         ok: boolean;
         checks: { name: string; status: string; detail: string }[];
       };
-      const twice = doctor.checks.find((c) => c.name === 'VMs running on two hosts');
-      expect(doctor.ok).toBe(false);
-      expect(twice?.status).toBe('fail');
-      expect(twice?.detail).toContain(`${g.name} (${g.id}) on ${A} and ${B}`);
-      expect(twice?.detail).not.toContain(other.name);
-
-      // Repaired (the copy on the second host stopped and undefined): all three agree again.
-      await hv.destroyVm(B, g.id);
-      const cleanup = await labClient(B);
-      try {
-        await cleanup.undefine(await cleanup.lookupDomainByName(g.name));
-      } finally {
-        await cleanup.close();
-      }
-      expect((await reconciler.runOnce()).onSeveralHosts).toEqual([]);
-      expect(await metrics.registry.getSingleMetricAsString('drover_vms_on_multiple_hosts')).toMatch(
-        /^drover_vms_on_multiple_hosts 0$/m,
-      );
-      const after = await run(
-        process.execPath,
-        [join(REPO_ROOT, 'bin/drover.js'), 'doctor', '--config', config, '--json'],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, REDIS_URL: redisUrl() },
-        },
-      ).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
-      const again = JSON.parse(after.stdout) as { checks: { name: string; status: string }[] };
-      expect(again.checks.find((c) => c.name === 'VMs running on two hosts')?.status).toBe('ok');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  async function undefineOn(hostId: string, name: string): Promise<void> {
+    const c = await labClient(hostId);
+    try {
+      await c.undefine(await c.lookupDomainByName(name));
+    } finally {
+      await c.close();
+    }
+  }
+
+  /** The guest's own domain (same UUID) defined on `hostId` as well, not started. */
+  async function defineTwin(hostId: string, g: LabGuest): Promise<void> {
+    const c = await labClient(hostId);
+    try {
+      await c.defineXml(
+        guestXml({ name: g.name, memMiB: 32 }).replace('<name>', `<uuid>${g.id}</uuid>\n  <name>`),
+      );
+    } finally {
+      await c.close();
+    }
+  }
+
+  it('a VM defined (not running) on two hosts: the reconciler, its alert metric and drover doctor agree', async () => {
+    const started = Date.now();
+    const g = await guest();
+    const other = await guest();
+    // A leftover definition on the second host (as an interrupted move or a hand copy leaves one).
+    await defineTwin(B, g);
+    expect(await hv.locateVm(g.id)).toEqual(
+      expect.arrayContaining([
+        { hostId: A, state: 'running', persistent: true },
+        { hostId: B, state: 'shutoff', persistent: true },
+      ]),
+    );
+    const metrics = createMetrics({ processMetrics: false });
+    const reconciler = new Reconciler({ hypervisor: hv, callTimeoutMs: 15_000, intervalMs: 60_000, metrics });
+    const report = await reconciler.runOnce();
+    expect(report.onSeveralHosts).toEqual([]);
+    expect(report.definedOnSeveralHosts.map((e) => e.vmId)).toEqual([g.id]);
+    expect(await metrics.registry.getSingleMetricAsString('drover_vms_on_multiple_hosts')).toMatch(
+      /^drover_vms_on_multiple_hosts 1$/m,
+    );
+    const first = await doctor();
+    const defined = first.checks.find((c) => c.name === 'VMs defined on two hosts');
+    expect(defined?.status).toBe('warn');
+    expect(defined?.detail).toContain(`${g.name} (${g.id}) on ${A} and ${B}`);
+    expect(defined?.detail).not.toContain(other.name);
+    expect(first.checks.find((c) => c.name === 'VMs running on two hosts')?.status).toBe('ok');
+
+    // Repaired (the leftover definition removed): all three agree again.
+    await undefineOn(B, g.name);
+    expect((await reconciler.runOnce()).definedOnSeveralHosts).toEqual([]);
+    expect(await metrics.registry.getSingleMetricAsString('drover_vms_on_multiple_hosts')).toMatch(
+      /^drover_vms_on_multiple_hosts 0$/m,
+    );
+    expect((await doctor()).checks.find((c) => c.name === 'VMs defined on two hosts')?.status).toBe('ok');
     await onlyOn(A, g);
     await onlyOn(A, other);
     await row(
-      'VM running on two hosts (split brain)',
+      'VM defined on two hosts (leftover definition)',
       started,
       [g.id, other.id],
       'reconciler, metric and doctor report it; after repair on lab1 only',
