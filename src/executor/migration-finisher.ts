@@ -93,6 +93,7 @@ export class MigrationFinisher {
       bandwidthMiBps: ctx.bandwidthMiBps,
       profile: ctx.schedule.profile,
       abortReason,
+      maxThrottlePct: watchdog.state.throttlePct,
       watchdog: records,
       problems,
       evidence,
@@ -199,6 +200,12 @@ export class MigrationFinisher {
     } catch (err) {
       problems.push(`could not gather evidence: ${errorMessage(err)}`);
       return null;
+    }
+    if (evidence.diagnosis === 'postcopy-failed') {
+      // Neither end holds the whole guest: nothing is destroyed or resumed here. The migration can only be
+      // resumed once the link works again (`drover recover VM`); the reconciler keeps reporting it until then.
+      problems.push(`post-copy failed: ${evidence.summary}; run \`drover recover ${step.vm}\``);
+      return evidence;
     }
     if (outcome !== 'stuck') {
       for (const action of evidence.actions.filter((a) => !a.forcing)) {

@@ -42,6 +42,8 @@ export interface MigrationProgress {
   iteration: number;
   expectedDowntimeMs: number;
   maxDowntimeMs: number;
+  /** QEMU's auto-converge vCPU throttle now (percent; 0 when it does not throttle). */
+  throttlePct: number;
   bandwidthMiBps: number | null;
   elapsedS: number;
   stuck: boolean;
@@ -81,6 +83,8 @@ export interface MigrationReport {
   bandwidthMiBps: number | null;
   profile: WatchdogSchedule['profile'];
   abortReason: AbortReason | null;
+  /** Highest auto-converge throttle the watchdog saw (percent; 0 when QEMU never throttled the guest). */
+  maxThrottlePct: number;
   watchdog: WatchdogRecord[];
   /** Verification after the end: empty when the VM is where it should be and nowhere else. */
   problems: string[];

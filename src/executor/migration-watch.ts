@@ -196,6 +196,23 @@ export class MigrationWatch {
           log.warn({ reason: action.reason }, 'switching to post-copy');
           await this.call('startPostCopy', this.hv.startPostCopy(step.from, step.vm));
           break;
+        case 'pause-post-copy': {
+          log.error(
+            { stalledMs: action.stalledMs, lastJob: ctx.watchdog.state.lastJob },
+            'post-copy sends nothing: pausing it on both ends for recovery',
+          );
+          const pause = this.hv.pausePostCopy?.bind(this.hv);
+          if (!pause) throw new Error('this hypervisor cannot pause a post-copy migration');
+          // Both ends: the source stops sending, the destination stops waiting on the dead stream (without
+          // it libvirt keeps the incoming job open until TCP gives up).
+          const results = await Promise.allSettled([
+            this.call('pausePostCopy', pause(step.from, step.vm)),
+            this.call('pausePostCopy', pause(step.to, step.vm)),
+          ]);
+          const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed.length === 2) throw failed[0]?.reason;
+          break;
+        }
         case 'abort':
           log.warn(
             { reason: action.reason, repeat: action.repeat, lastJob: ctx.watchdog.state.lastJob },
@@ -247,6 +264,7 @@ export class MigrationWatch {
       iteration: last?.iteration ?? 0,
       expectedDowntimeMs: last?.downtimeMs ?? 0,
       maxDowntimeMs: s.maxDowntimeMs,
+      throttlePct: last?.autoConvergeThrottlePct ?? 0,
       bandwidthMiBps: bandwidth,
       elapsedS: Math.round((this.hv.clock.now() - ctx.startedAtMs) / 100) / 10,
       stuck: s.stuck,

@@ -5,6 +5,7 @@ import type {
   HypervisorClock,
   Inventory,
   MigrationJob,
+  MigrationControl,
   MigrationJobs,
   VmControl,
   VmPresence,
@@ -16,6 +17,8 @@ export interface HostEvidence {
   hostId: string;
   state: VmPresence['state'];
   persistent: boolean;
+  /** In a post-copy migration on this host (`failed`: it broke). */
+  postCopy?: 'active' | 'failed';
   /** The VM's current job on this host, or null when the call failed (see `error`). */
   job: MigrationJob | null;
   /** The VM's last finished job on this host. */
@@ -36,14 +39,18 @@ export type Diagnosis =
   | 'stale-copy'
   /** Paused on its only host. */
   | 'paused'
+  /** A post-copy migration broke: the guest's memory is split between its two ends until it is resumed. */
+  | 'postcopy-failed'
   /** Not running anywhere (shut off or missing). */
   | 'not-running';
 
-export type RecoveryActionKind = 'resume' | 'destroy';
+export type RecoveryActionKind = 'resume' | 'destroy' | 'postcopy-resume';
 
 export interface RecoveryAction {
   kind: RecoveryActionKind;
   hostId: string;
+  /** For `postcopy-resume`: the destination the migration resumes to (`hostId` is its source). */
+  toHostId?: string;
   why: string;
   /** True when the evidence does not prove it safe: an operator must force it. */
   forcing: boolean;
@@ -103,6 +110,7 @@ export async function gatherEvidence(
       hostId: p.hostId,
       state: p.state,
       persistent: p.persistent,
+      ...(p.postCopy ? { postCopy: p.postCopy } : {}),
       job: job.value,
       lastJob: lastJob.value,
       error: job.error ?? lastJob.error,
@@ -129,6 +137,35 @@ export function diagnose(
     actions: RecoveryAction[] = [],
   ): VmEvidence => ({ vmId, at, hosts, diagnosis, holder, summary, actions });
 
+  // A broken post-copy first: its source may still show the job, and neither side alone holds the guest, so
+  // destroying either copy (as for a stale one) would lose it. Resuming the migration is the only repair.
+  const broken = active.filter((h) => h.postCopy === 'failed');
+  if (broken.length > 0) {
+    const source =
+      (hint?.postCopy === true ? active.find((h) => h.hostId === hint.from) : undefined) ??
+      broken.find((h) => h.state === 'paused');
+    const dest =
+      (hint?.postCopy === true ? active.find((h) => h.hostId === hint.to) : undefined) ??
+      broken.find((h) => h !== source && h.state === 'running') ??
+      active.find((h) => h !== source);
+    const where = active.map((h) => `${h.state} on ${h.hostId}`).join(', ');
+    if (source === undefined || dest === undefined || source === dest)
+      return out('postcopy-failed', null, `a post-copy migration broke (${where}); its source is unclear`);
+    return out(
+      'postcopy-failed',
+      null,
+      `a post-copy migration from ${source.hostId} to ${dest.hostId} broke: the guest is split (${where})`,
+      [
+        {
+          kind: 'postcopy-resume',
+          hostId: source.hostId,
+          toHostId: dest.hostId,
+          why: `resume the migration to ${dest.hostId} once the link between them works again`,
+          forcing: false,
+        },
+      ],
+    );
+  }
   const leftover = leftoverOfFailedPrecopy(running, paused, hint);
   if (leftover !== null && hint !== null) {
     return out(
@@ -270,13 +307,18 @@ function provenHolder(hosts: HostEvidence[], hint: MigrationHint | null): string
 
 /** Carries out one action (every call under the timeout). */
 export async function applyRecoveryAction(
-  hv: VmControl,
+  hv: VmControl & Pick<MigrationControl, 'resumePostCopy'>,
   vmId: string,
   action: RecoveryAction,
   timeoutMs: number,
 ): Promise<void> {
   if (action.kind === 'resume') {
     await callWithTimeout(hv.clock, 'resumeVm', timeoutMs, hv.resumeVm(action.hostId, vmId));
+  } else if (action.kind === 'postcopy-resume') {
+    if (!hv.resumePostCopy || action.toHostId === undefined)
+      throw new Error('this hypervisor cannot resume a post-copy migration');
+    // The migration sends the rest of the guest's memory: no call time-out, it ends when the copy does.
+    await hv.resumePostCopy({ vmId, from: action.hostId, to: action.toHostId });
   } else {
     await callWithTimeout(hv.clock, 'destroyVm', timeoutMs, hv.destroyVm(action.hostId, vmId));
   }

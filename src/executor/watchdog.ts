@@ -11,6 +11,8 @@ export type WatchdogAction =
   | { kind: 'auto-converge'; graceMs: number }
   | { kind: 'post-copy'; reason: 'stalled' | 'predicted' }
   | { kind: 'abort'; reason: AbortReason; repeat: boolean }
+  /** The post-copy migration sent nothing for this long: its stream is broken; pause it on both ends. */
+  | { kind: 'pause-post-copy'; stalledMs: number }
   | { kind: 'stuck'; reason: 'unresponsive'; silentMs: number }
   | { kind: 'unstuck'; silentMs: number };
 
@@ -30,12 +32,15 @@ export interface WatchdogOptions {
   abortRetryMs: number;
   /** A fall in remaining data counts as progress only when larger than this fraction of the best so far. */
   progressEpsilon: number;
+  /** In post-copy, no byte sent for this long means the migration stream broke. */
+  postCopyStallMs: number;
 }
 
 export const DEFAULT_WATCHDOG_OPTIONS: WatchdogOptions = {
   stuckAfterMs: 5_000,
   abortRetryMs: 5_000,
   progressEpsilon: 0.01,
+  postCopyStallMs: 10_000,
 };
 
 const RECENT_SAMPLES = 4;
@@ -66,6 +71,12 @@ export interface WatchdogState {
   throttlePct: number;
   stalls: number;
   lastJob: MigrationJob | null;
+  /** Data sent by the migration (MiB) when last seen growing in post-copy, what was left then, and when. */
+  postCopySentMiB: number;
+  postCopyRemainingMiB: number;
+  postCopySentAtMs: number | null;
+  /** The post-copy stream was found broken (and its pause asked for). */
+  postCopyBroken: boolean;
 }
 
 export class Watchdog {
@@ -99,6 +110,10 @@ export class Watchdog {
       throttlePct: 0,
       stalls: 0,
       lastJob: null,
+      postCopySentMiB: 0,
+      postCopyRemainingMiB: Number.POSITIVE_INFINITY,
+      postCopySentAtMs: null,
+      postCopyBroken: false,
     };
   }
 
@@ -199,8 +214,10 @@ export class Watchdog {
     }
 
     this.trackProgress(now, stats);
-    // In post-copy the guest already runs on the destination: nothing to escalate, never abort.
-    if (s.phase === 'post-copy') return actions;
+    // In post-copy the guest already runs on the destination: nothing to escalate, never abort. Only a
+    // stream that sends nothing any more (a broken link: TCP alone would wait many minutes) is acted on.
+    if (s.phase === 'post-copy')
+      return stats.postCopy ? [...actions, ...this.checkPostCopy(now, stats)] : actions;
     // The planner predicted that only post-copy finishes this VM: switch once round 0 has sent the memory,
     // rather than waiting for pre-copy to stall and the deadline to run out.
     if (this.schedule.postCopyAfterRound0 && s.phase === 'watching' && stats.iteration >= 1) {
@@ -263,6 +280,23 @@ export class Watchdog {
     }
     this.recent.push(remaining);
     if (this.recent.length > RECENT_SAMPLES) this.recent.shift();
+  }
+
+  private checkPostCopy(now: number, job: MigrationJob): WatchdogAction[] {
+    const s = this.s;
+    const sent = job.memProcessedMiB + job.diskProcessedMiB;
+    const remaining = job.memRemainingMiB + job.diskRemainingMiB;
+    // Moving: more bytes sent, or less data left (either counter alone may stand still on some hypervisors).
+    if (s.postCopySentAtMs === null || sent > s.postCopySentMiB || remaining < s.postCopyRemainingMiB) {
+      s.postCopySentMiB = sent;
+      s.postCopyRemainingMiB = remaining;
+      s.postCopySentAtMs = now;
+      return [];
+    }
+    const stalledMs = now - s.postCopySentAtMs;
+    if (s.postCopyBroken || remaining === 0 || stalledMs < this.options.postCopyStallMs) return [];
+    s.postCopyBroken = true;
+    return [{ kind: 'pause-post-copy', stalledMs }];
   }
 
   private markProgress(now: number): void {

@@ -136,6 +136,14 @@ export function noMigrationJob(): MigrationJob {
   };
 }
 
+export interface PostCopyResumeRequest {
+  vmId: string;
+  from: string;
+  to: string;
+  /** Cap on the pages still to send (MiB/s); null or absent = the link's full rate. */
+  bandwidthMiBps?: number | null;
+}
+
 export interface MigrationRequest {
   vmId: string;
   from: string;
@@ -195,6 +203,11 @@ export interface VmPresence {
   hostId: string;
   state: VmState;
   persistent: boolean;
+  /**
+   * Set while the VM is in a post-copy migration on this host: `active` while it runs, `failed` once it broke
+   * (the guest's memory is then split between the two ends until the migration is resumed).
+   */
+  postCopy?: 'active' | 'failed';
 }
 
 /** A storage pool on one host (libvirt's virStoragePool). */
@@ -294,6 +307,13 @@ export interface MigrationControl extends MigrationJobs {
   setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void>;
   startPostCopy(hostId: string, vmId: string): Promise<void>;
   abortJob(hostId: string, vmId: string): Promise<void>;
+  /**
+   * Interrupts the VM's post-copy migration on that end (source or destination) so that it stops waiting on a
+   * broken stream and can be resumed. Only backends whose post-copy migrations can break implement it.
+   */
+  pausePostCopy?(hostId: string, vmId: string): Promise<void>;
+  /** Resumes a failed post-copy migration from `from` to `to`; resolves once it has completed. */
+  resumePostCopy?(request: PostCopyResumeRequest): Promise<void>;
 }
 
 /** Pausing, resuming and stopping one copy of a VM (recovery; tests). */

@@ -422,6 +422,11 @@ export class LibvirtClient {
     await this.voidCall(Procedure.DOMAIN_ABORT_JOB, domainArgs(d), options.timeoutMs);
   }
 
+  /** virDomainAbortJobFlags: with AbortJobFlags.POSTCOPY, pauses a post-copy migration on this end. */
+  async abortJobFlags(d: DomainRef, flags: number, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.voidCall(Procedure.DOMAIN_ABORT_JOB_FLAGS, domainArgs(d).uint(flags), options.timeoutMs);
+  }
+
   async migrateSetMaxDowntime(
     d: DomainRef,
     downtimeMs: number,

@@ -95,6 +95,7 @@ export const Procedure = {
   DOMAIN_MIGRATE_GET_MAX_DOWNTIME: 387,
   CONNECT_COMPARE_HYPERVISOR_CPU: 393,
   DOMAIN_START_DIRTY_RATE_CALC: 427,
+  DOMAIN_ABORT_JOB_FLAGS: 442,
 } as const;
 export type ProcedureName = keyof typeof Procedure;
 
@@ -126,6 +127,15 @@ export const DomainState = {
 
 /** virDomainPausedReason values drover looks at. */
 export const DomainPausedReason = { MIGRATION: 2, POSTCOPY: 12, POSTCOPY_FAILED: 13 } as const;
+
+/** virDomainRunningReason values drover looks at. */
+export const DomainRunningReason = { POSTCOPY: 10, POSTCOPY_FAILED: 11 } as const;
+
+/** virDomainAbortJobFlagsValues (libvirt >= 8.5) */
+export const AbortJobFlags = {
+  /** Interrupt a post-copy migration (QEMU pauses it) so that it can be recovered later. */
+  POSTCOPY: 1 << 0,
+} as const;
 
 /** virDomainEventType (lifecycle events) */
 export const LifecycleEventType = {
@@ -167,6 +177,8 @@ export const MigrateFlags = {
   AUTO_CONVERGE: 1 << 13,
   POSTCOPY: 1 << 15,
   TLS: 1 << 16,
+  /** Resume a failed post-copy migration (libvirt >= 8.5). */
+  POSTCOPY_RESUME: 1 << 19,
 } as const;
 
 /** virStoragePoolState (remote_storage_pool_get_info_ret.state) */

@@ -211,6 +211,19 @@ describe('Watchdog', () => {
     expect(wd.requestAbort(1_000_001)).toEqual([]);
   });
 
+  it('pauses a post-copy that sends nothing any more (a broken stream), once, and never aborts it', () => {
+    const schedule = watchdogSchedule({ profile: 'kubevirt', memMiB: 1000, allowPostCopy: true });
+    const wd = new Watchdog(schedule, 0, { postCopyStallMs: 10_000 });
+    // In post-copy from the start; sends until 20 s, then the link is cut: nothing moves any more.
+    const sample = (t: number) => {
+      const moved = Math.min(t, 20_000) / 1000;
+      return stats(800 - moved, 2, { postCopy: true, memProcessedMiB: moved });
+    };
+    const actions = run(wd, 0, 300_000, 500, sample);
+    expect(actions).toEqual([{ atMs: 30_000, action: { kind: 'pause-post-copy', stalledMs: 10_000 } }]);
+    expect(wd.requestAbort(300_001)).toEqual([]);
+  });
+
   it('gives auto-converge its grace before aborting', () => {
     const schedule = watchdogSchedule({
       profile: 'predictive',
@@ -264,8 +277,11 @@ describe('Watchdog', () => {
     });
     expect(schedule.postCopyAfterRound0).toBe(true);
     const wd = new Watchdog(schedule, 0);
+    // Post-copy then pulls the rest (1 MiB/s): a post-copy that keeps sending is left alone.
     const sample = (t: number) =>
-      t < 10_000 ? stats(1024 - t / 10, 0) : stats(500, 1, { postCopy: t > 10_500 });
+      t < 10_000
+        ? stats(1024 - t / 10, 0)
+        : stats(Math.max(0, 500 - (t - 10_000) / 1000), 1, { postCopy: t > 10_500 });
     const actions = run(wd, 0, 500_000, 500, sample);
     expect(actions).toEqual([{ atMs: 10_000, action: { kind: 'post-copy', reason: 'predicted' } }]);
     // Without post-copy allowed the prediction changes nothing.

@@ -37,7 +37,7 @@ export function formatEvidence(e: VmEvidence): string {
   const lines = [`VM ${e.vmId} at ${e.at}`, `diagnosis: ${e.diagnosis} — ${e.summary}`, ''];
   const rows = e.hosts.map((h) => [
     h.hostId,
-    h.state,
+    h.postCopy ? `${h.state} (post-copy ${h.postCopy})` : h.state,
     h.persistent ? 'yes' : 'no',
     h.job?.type ?? '?',
     h.lastJob ? `${h.lastJob.type}${h.lastJob.postCopy ? ' (post-copy)' : ''}` : '-',
@@ -55,7 +55,8 @@ export function formatEvidence(e: VmEvidence): string {
   lines.push('');
   if (e.actions.length === 0) lines.push('no action needed or possible');
   e.actions.forEach((a, i) => {
-    lines.push(`${i + 1}. ${a.kind} on ${a.hostId}${a.forcing ? '  [needs --force]' : ''} — ${a.why}`);
+    const target = a.toHostId === undefined ? a.hostId : `${a.hostId} -> ${a.toHostId}`;
+    lines.push(`${i + 1}. ${a.kind} on ${target}${a.forcing ? '  [needs --force]' : ''} — ${a.why}`);
   });
   return lines.join('\n');
 }

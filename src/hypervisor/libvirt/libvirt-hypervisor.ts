@@ -16,9 +16,11 @@ import {
 } from '../../libvirt/errors.js';
 import { LibvirtClient, numberParam, uuidToString, type ParamRecord } from '../../libvirt/libvirt-client.js';
 import {
+  AbortJobFlags,
   CpuCompareResult,
   DirtyRateStatus,
   DomainPausedReason,
+  DomainRunningReason,
   DomainState,
   DomainStatsTypes,
   DomainXmlFlags,
@@ -45,6 +47,7 @@ import type {
   MigrationHandle,
   MigrationOutcome,
   MigrationRequest,
+  PostCopyResumeRequest,
   StoragePoolInfo,
   VmInfo,
   VmPresence,
@@ -102,6 +105,18 @@ const STATS_GROUPS =
   DomainStatsTypes.BALLOON |
   DomainStatsTypes.VCPU |
   DomainStatsTypes.DIRTYRATE;
+
+/** Whether a domain state and reason say the VM is in a post-copy migration, and whether that broke. */
+export function postCopyOf(virState: number, reason: number): VmPresence['postCopy'] {
+  if (virState === DomainState.PAUSED) {
+    if (reason === DomainPausedReason.POSTCOPY) return 'active';
+    if (reason === DomainPausedReason.POSTCOPY_FAILED) return 'failed';
+  } else if (virState === DomainState.RUNNING) {
+    if (reason === DomainRunningReason.POSTCOPY) return 'active';
+    if (reason === DomainRunningReason.POSTCOPY_FAILED) return 'failed';
+  }
+  return undefined;
+}
 
 export function vmStateOf(virState: number): VmState {
   switch (virState) {
@@ -501,12 +516,12 @@ export class LibvirtHypervisor implements Hypervisor {
         if (request.postCopy) flags |= MigrateFlags.POSTCOPY;
         // drover's storage check proved both ends see the disks: tell libvirt not to second-guess it
         if (request.storageVerified) flags |= MigrateFlags.UNSAFE;
-        if (request.bandwidthMiBps)
-          params.push({
-            field: 'bandwidth',
-            type: 'ullong',
-            value: BigInt(Math.max(1, Math.round(request.bandwidthMiBps))),
-          });
+        if (request.bandwidthMiBps) {
+          const cap = BigInt(Math.max(1, Math.round(request.bandwidthMiBps)));
+          params.push({ field: 'bandwidth', type: 'ullong', value: cap });
+          // QEMU sends post-copy pages under a cap of their own (none by default): the same cap holds there.
+          if (request.postCopy) params.push({ field: 'bandwidth.postcopy', type: 'ullong', value: cap });
+        }
         if (dest.config.migrateUri)
           params.push({ field: 'migrate_uri', type: 'string', value: dest.config.migrateUri });
         await client.migrateSetMaxDowntime(dom, request.maxDowntimeMs);
@@ -757,6 +772,40 @@ export class LibvirtHypervisor implements Hypervisor {
     });
   }
 
+  async pausePostCopy(hostId: string, vmId: string): Promise<void> {
+    return this.guard('pausePostCopy', async () => {
+      const { client, dom } = await this.domain(hostId, vmId);
+      await client.abortJobFlags(dom, AbortJobFlags.POSTCOPY, { timeoutMs: this.options.callTimeoutMs });
+    });
+  }
+
+  async resumePostCopy(request: PostCopyResumeRequest): Promise<void> {
+    return this.guard('resumePostCopy', async () => {
+      const dest = this.host(request.to);
+      const { client, dom } = await this.domain(request.from, request.vmId);
+      // The flags of drover's own live migrations, plus the resume: libvirt picks the broken job up again.
+      const flags =
+        MigrateFlags.LIVE |
+        MigrateFlags.PEER2PEER |
+        MigrateFlags.PERSIST_DEST |
+        MigrateFlags.UNDEFINE_SOURCE |
+        MigrateFlags.POSTCOPY |
+        MigrateFlags.POSTCOPY_RESUME;
+      const params: TypedParam[] = [];
+      if (request.bandwidthMiBps)
+        params.push({
+          field: 'bandwidth.postcopy',
+          type: 'ullong',
+          value: BigInt(Math.max(1, Math.round(request.bandwidthMiBps))),
+        });
+      if (dest.config.migrateUri)
+        params.push({ field: 'migrate_uri', type: 'string', value: dest.config.migrateUri });
+      await client.migratePerform3Params(dom, dest.config.peerUri ?? dest.config.uri, params, flags, {
+        timeoutMs: this.options.migrationTimeoutMs,
+      });
+    });
+  }
+
   // ------------------------------------------------------------------------------------------ recovery
 
   async locateVm(vmId: string): Promise<VmPresence[]> {
@@ -775,10 +824,12 @@ export class LibvirtHypervisor implements Hypervisor {
             client.domainState(dom),
             client.listAllDomains(ListDomainsFlags.PERSISTENT),
           ]);
+          const postCopy = postCopyOf(state.state, state.reason);
           return {
             hostId,
             state: vmStateOf(state.state),
             persistent: persistent.some((d) => d.uuid.equals(dom.uuid)),
+            ...(postCopy ? { postCopy } : {}),
           };
         }),
       );
