@@ -11,7 +11,9 @@
 # hosts see, as an NFS export would be); everything else under /var (e.g. /var/lib/libvirt/images) is the
 # host's own.
 #
-# usage: lab.sh up | down | status | uri HOST | hosts
+# usage: lab.sh up | down | status | uri HOST | hosts | remove HOST
+#        (`up` with a LAB_HOSTS other than the running count adds the missing hosts or removes the extra ones)
+#        lab.sh own-cpu on|off   each host reports only its own guests' CPU (default: the whole machine's)
 #        lab.sh daemon-stop HOST | daemon-start HOST | daemon-kill HOST | daemon-pause HOST | daemon-resume HOST
 #        lab.sh link-down HOST | link-up HOST
 #        lab.sh tls-on HOST CERT_DIR   restart HOST's daemon also listening for TLS on 16514 (inside its
@@ -219,11 +221,68 @@ host_up() { # host_up HOST
   daemon_start "$h"
 }
 
+# Own CPU: by default every lab host reports this whole machine's CPU (its /proc/stat), so on a busy machine
+# every host looks full. `own-cpu on` gives each host a /proc/stat of its own, counting only the CPU time of
+# the QEMU processes its daemon started (as a separate machine would), rewritten every second.
+own_cpu_loop() { # own_cpu_loop HOST  (runs until killed)
+  local h=$1 dir file hz ncpu start now busy=0 idle elapsed f pid ticks line
+  dir=$(host_dir "$h")
+  file=$dir/proc-stat
+  hz=$(getconf CLK_TCK)
+  ncpu=$(nproc)
+  start=$(now_ms)
+  declare -A prev=()
+  exec 3<>"$file"
+  while :; do
+    for f in "$dir"/ovl/run/upper/libvirt/qemu/*.pid; do
+      [ -f "$f" ] || continue
+      pid=$(cat "$f" 2>/dev/null) || continue
+      line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+      line=${line##*) }                                   # fields after "(comm) "
+      read -r _ _ _ _ _ _ _ _ _ _ _ utime stime _ <<<"$line"
+      ticks=$((utime + stime))
+      [ -n "${prev[$pid]:-}" ] && [ "$ticks" -ge "${prev[$pid]}" ] && busy=$((busy + ticks - prev[$pid]))
+      prev[$pid]=$ticks
+    done
+    now=$(now_ms)
+    elapsed=$(((now - start) * hz / 1000 * ncpu))
+    idle=$((elapsed > busy ? elapsed - busy : 0))
+    # fixed width, written in place over the same bytes: a reader never sees an empty or short file
+    printf 'cpu  %020d 0 0 %020d 0 0 0 0 0 0\n' "$busy" "$idle" >&3
+    exec 3<>"$file"
+    sleep 1
+  done
+}
+
+own_cpu_on() { # own_cpu_on HOST
+  local h=$1 dir holder
+  dir=$(host_dir "$h")
+  holder=$(holder_of "$h")
+  pid_runs "$(read_pid "$dir/own-cpu.pid")" own-cpu && return 0
+  printf 'cpu  %020d 0 0 %020d 0 0 0 0 0 0\n' 0 0 >"$dir/proc-stat"
+  bash "${BASH_SOURCE[0]}" own-cpu-loop "$h" </dev/null >/dev/null 2>&1 &
+  echo $! >"$dir/own-cpu.pid"
+  nsenter -t "$holder" -m sh -ec "mountpoint -q /proc/stat || mount -n --bind '$dir/proc-stat' /proc/stat"
+}
+
+own_cpu_off() { # own_cpu_off HOST
+  local h=$1 dir holder pid
+  dir=$(host_dir "$h")
+  holder=$(holder_of "$h")
+  pid=$(read_pid "$dir/own-cpu.pid")
+  if pid_runs "$pid" own-cpu; then kill "$pid"; fi
+  rm -f "$dir/own-cpu.pid"
+  if pid_runs "$holder" '^sleep infinity'; then
+    nsenter -t "$holder" -m sh -ec 'if mountpoint -q /proc/stat; then umount -n /proc/stat; fi'
+  fi
+}
+
 host_down() { # host_down HOST
   local h=$1 dir pid f name
   dir=$(host_dir "$h")
   [ -d "$dir" ] || return 0
   forwarder_stop "$h"
+  own_cpu_off "$h"
   if pid_runs "$(read_pid "$dir/libvirtd.pid")" libvirtd; then
     for name in $(virsh -q -c "$(uri_of "$h")" list --name 2>/dev/null); do
       virsh -q -c "$(uri_of "$h")" destroy "$name" >/dev/null 2>&1 || true
@@ -246,10 +305,8 @@ cmd_up() {
   [[ "$count" =~ ^[2-4]$ ]] || die "LAB_HOSTS must be 2, 3 or 4 (got '$count')"
   [ "$(id -u)" = 0 ] || die "the lab needs root (namespaces, overlay mounts)"
   t=$(now_ms)
-  if [ -n "$(hosts_list)" ] && [ "$(hosts_list | wc -l)" != "$count" ]; then
-    say "lab is up with $(hosts_list | wc -l) hosts; taking it down to start $count"
-    cmd_down
-  fi
+  # More hosts than are up: the new ones join the running lab. Fewer: the hosts past $count leave it.
+  for h in $(hosts_list | sed "1,${count}d"); do cmd_remove "$h"; done
   : >"$LAB/hosts.list.new"
   for i in $(seq "$count"); do echo "lab$i" >>"$LAB/hosts.list.new"; done
   mv "$LAB/hosts.list.new" "$LAB/hosts.list"
@@ -267,6 +324,14 @@ cmd_down() {
   if pid_runs "$pid" '^sleep infinity'; then kill "$pid"; fi
   rm -f "$LAB/switch/holder.pid" "$LAB/hosts.list"
   say "down"
+}
+
+cmd_remove() { # cmd_remove HOST  takes one host down (its guests destroyed) and out of the lab
+  local h=$1
+  host_down "$h"
+  hosts_list | grep -vx -- "$h" >"$LAB/hosts.list.new" || true
+  mv "$LAB/hosts.list.new" "$LAB/hosts.list"
+  say "$h removed"
 }
 
 cmd_status() {
@@ -323,6 +388,14 @@ case "$action" in
   status) cmd_status ;;
   hosts) hosts_list ;;
   uri) known_host "$1"; uri_of "$1" ;;
+  remove) known_host "$1"; cmd_remove "$1" ;;
+  own-cpu)
+    case "${1:-}" in
+      on) for h in $(hosts_list); do own_cpu_on "$h"; done ;;
+      off) for h in $(hosts_list); do own_cpu_off "$h"; done ;;
+      *) die "usage: lab.sh own-cpu on|off" ;;
+    esac ;;
+  own-cpu-loop) own_cpu_loop "$1" ;;
   daemon-stop) known_host "$1"; daemon_stop "$1" ;;
   daemon-kill) known_host "$1"; daemon_stop "$1" KILL ;;
   daemon-start) known_host "$1"; daemon_start "$1" ;;
@@ -332,5 +405,5 @@ case "$action" in
   link-up) known_host "$1"; nsenter -t "$(read_pid "$LAB/switch/holder.pid")" -n ip link set "port-$1" up ;;
   tls-on) known_host "$1"; cmd_tls_on "$1" "$2" ;;
   tls-off) known_host "$1"; cmd_tls_off "$1" ;;
-  *) echo "usage: lab.sh up|down|status|hosts|uri H|daemon-stop H|daemon-kill H|daemon-start H|link-down H|link-up H|tls-on H DIR|tls-off H" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up|down|status|hosts|uri H|remove H|daemon-stop H|daemon-kill H|daemon-start H|link-down H|link-up H|tls-on H DIR|tls-off H" >&2; exit 2 ;;
 esac
