@@ -107,9 +107,11 @@ describe('drover pause / resume', () => {
     const [status, plans] = await Promise.all([drover(['status']), drover(['plans', '--status', 'pending'])]);
     expect(status.stdout).toMatch(/automation partial PAUSED/);
     expect(plans.code).toBe(EXIT.ok);
-    expect(plans.stdout).toMatch(/^ID\s+REASON\s+STATUS\s+STEPS\s+SKIPPED\s+HOST\s+CREATED\s+BY$/m);
     expect(plans.stdout).toMatch(
-      new RegExp(`^${drainId}\\s+drain\\s+pending\\s+1\\s+0\\s+kvm-03\\s+\\S+\\s+ops$`, 'm'),
+      /^ID\s+REASON\s+STRATEGY\s+STATUS\s+STEPS\s+SKIPPED\s+HOST\s+CREATED\s+BY$/m,
+    );
+    expect(plans.stdout).toMatch(
+      new RegExp(`^${drainId}\\s+drain\\s+drain\\s+pending\\s+1\\s+0\\s+kvm-03\\s+\\S+\\s+ops$`, 'm'),
     );
 
     // An explicit approval is an operator's decision: it runs even while paused, and finishes.

@@ -8,10 +8,12 @@ import { printJson, table } from '../output.js';
 
 export function plansTable(records: readonly PlanRecord[]): string {
   return table(
-    ['ID', 'REASON', 'STATUS', '>STEPS', '>SKIPPED', 'HOST', 'CREATED', 'BY'],
+    ['ID', 'REASON', 'STRATEGY', 'STATUS', '>STEPS', '>SKIPPED', 'HOST', 'CREATED', 'BY'],
     records.map((r) => [
       r.plan.id,
       r.plan.reason,
+      // Plans stored before plans named their strategy were made by drain or balance.
+      r.plan.strategy ?? (r.plan.reason === 'drain' ? 'drain' : 'balance'),
       r.status,
       String(r.plan.steps.length),
       String(r.plan.skipped.length),
