@@ -10,6 +10,7 @@ import type { Policy } from '../domain/policy.js';
 import { spreadOf, type Host, type Snapshot } from '../domain/snapshot.js';
 import type { HostStateStore } from '../collector/host-state-store.js';
 import type { SnapshotStore } from '../collector/snapshot-store.js';
+import type { DroverHostState } from '../collector/snapshot-builder.js';
 import { executionPolicyFromPolicy } from '../executor/executor-options.js';
 import type { Executor, MigrationStatus } from '../executor/executor.js';
 import type { HistoryStore } from '../executor/history-store.js';
@@ -272,7 +273,9 @@ export class DroverService implements Operations {
     partial = false,
     how: RebalanceHow = { hold: 'apply' },
   ): Promise<Plan> {
-    const snapshot = await this.requireSnapshot();
+    // drover's own host states as set now (drain, activate) win over the snapshot's, which may be older:
+    // a host put in maintenance after the snapshot was taken is never a destination.
+    const snapshot = withHostStates(await this.requireSnapshot(), await this.deps.hostStates.all());
     const age = this.snapshotAgeS(snapshot);
     if (age > this.deps.automation.planMaxAgeS) {
       throw new DroverError(
@@ -691,4 +694,16 @@ function strategyOf(plan: Plan): string {
 export interface RebalanceHow {
   strategy?: string | undefined;
   hold: 'apply' | { overriddenBy: string };
+}
+
+/** The snapshot with drover's current host states applied (a host the collector found down stays down). */
+function withHostStates(snapshot: Snapshot, states: Readonly<Record<string, DroverHostState>>): Snapshot {
+  if (
+    !snapshot.hosts.some((h) => h.state !== 'down' && states[h.id] !== undefined && states[h.id] !== h.state)
+  )
+    return snapshot;
+  return {
+    ...snapshot,
+    hosts: snapshot.hosts.map((h) => (h.state === 'down' ? h : { ...h, state: states[h.id] ?? h.state })),
+  };
 }
