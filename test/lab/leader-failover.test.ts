@@ -272,11 +272,11 @@ describe('leader failover on the libvirt lab', () => {
       500,
     );
     // The plan: every guest lab1 -> lab2, stored and handed to the executor the way DroverService does it, so
-    // the processes under test run it. Not drover's own drain plan: the drain planner gives each step a
-    // concurrency, and such steps run uncapped (by design), which on the lab finishes a guest in about 2.5 s;
-    // on a busy machine drover-b then came up after two of the three had finished and the kill was no longer
-    // mid-plan. These steps run on the capped link (about 6 s each). Whether the planner itself would move
-    // every guest is recorded with the result.
+    // the processes under test run it. Not drover's own drain plan: its steps depend on the planner's choices
+    // (concurrency, which guests can leave), while this case needs every guest moving one after the other on
+    // the capped link (about 6 s each) so that the kill lands mid-plan. (Drain steps ran uncapped until the
+    // executor held them to their link share too; the lab then finished a guest in about 2.5 s.) Whether the
+    // planner itself would move every guest is recorded with the result.
     const eventsBefore = events.length; // the guests' own boots are not migrations
     const planned = await waitFor(
       'a drain plan that moves every guest',
