@@ -1,12 +1,14 @@
 // Stuck migrations avoided: the same simulated clusters rebalanced and drained by drover's planner (with the
 // `predictive` watchdog) and by ProxLB-style and Watcher-style baselines (with the `nova` watchdog), every
-// plan executed by drover's MigrationRunner on the simulator. Writes bench/results/outcomes.json.
+// plan executed by drover's MigrationRunner on the simulator with QEMU's per-migration costs (set-up, one
+// stream's limit, zero-page scanning; QEMU_MIGRATION_COSTS). Writes bench/results/outcomes.json.
 import type { Plan } from '../../src/domain/plan.js';
 import { parsePolicy, type Policy } from '../../src/domain/policy.js';
 import { executionPolicyFromPolicy } from '../../src/executor/executor-options.js';
 import { ClusterModel } from '../../src/planner/constraints/cluster-model.js';
 import { planDrain, planRebalance, planWith } from '../../src/planner/index.js';
 import { stepForecasts } from '../../src/service/step-forecasts.js';
+import { QEMU_MIGRATION_COSTS } from '../../src/hypervisor/sim/index.js';
 import type { Strategy } from '../../src/planner/strategies/strategy.js';
 import {
   machineInfo,
@@ -108,7 +110,7 @@ function finalSpread(
 
 async function runScenario(sc: Scenario, planner: PlannerName): Promise<PlannerOutcome> {
   const spec = clusterSpec({ seed: sc.seed, hosts: 8, vmsPerHost: [3, 16], link: sc.link });
-  const world = await startWorld(spec);
+  const world = await startWorld(spec, QEMU_MIGRATION_COSTS);
   try {
     const { snapshot, clock, hv } = world;
     const counts = new Map<string, number>();
@@ -291,6 +293,18 @@ export async function main(): Promise<void> {
       measured: `drover ${drover?.meanWorseSpreadPct} pts; ${baselines.map((b) => `${b.planner} ${b.meanWorseSpreadPct}`).join(', ')}`,
       met: spreadOk,
     },
+    {
+      goal: "drover's aborted migrations, with QEMU's per-migration costs on",
+      target: '0',
+      measured: drover?.aborted ?? 0,
+      met: (drover?.aborted ?? 0) === 0,
+    },
+    {
+      goal: "migrations ending over their downtime budget (reported downtime > the VM's budget), with QEMU's per-migration costs on",
+      target: 'drover 0',
+      measured: totals.map((t) => `${t.planner} ${t.overBudget} of ${t.completed}`).join(', '),
+      met: (drover?.overBudget ?? 0) === 0,
+    },
   ];
   console.log('');
   console.log(textTable(perScenario));
@@ -308,6 +322,7 @@ export async function main(): Promise<void> {
       'Simulated clusters of 8 hosts with 3-16 VMs each (idle, web, database, JVM-like presets and Bitbrains-trace VMs), links of 1 and 10 Gbit/s with ' +
         `${BANDWIDTH_NOISE_PCT} % bandwidth noise; the snapshot is taken by drover's collector after every VM's dirty rate was measured.`,
       "Plans executed by drover's MigrationRunner and Watchdog on the simulator's virtual clock (no BullMQ/Redis: bench/outcomes/plan-executor.ts applies the executor's per-host and cluster limits and link shares).",
+      `The simulator runs with QEMU's per-migration costs for every planner: set-up ${QEMU_MIGRATION_COSTS.setupMs} ms, one stream at most ${QEMU_MIGRATION_COSTS.streamMaxMiBps} MiB/s, zero pages scanned at ${QEMU_MIGRATION_COSTS.zeroScanMiBps} MiB/s. Over budget: completed migrations whose reported downtime exceeds the VM's downtime budget.`,
       'Baselines (bench/outcomes/baselines.ts) decide by utilisation only and run with the nova watchdog profile; drover plans with its predictor and runs with the predictive profile. No auto-converge or post-copy for anyone.',
       'Final spread is computed on the planning model with only the completed migrations applied.',
     ],
