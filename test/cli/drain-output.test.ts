@@ -42,7 +42,16 @@ beforeAll(async () => {
       memMiB: 49152,
       workload: { kind: 'constant' as const, cpuPct: 10, dirtyMiBps: 5, wwsMiB: 64 },
     });
-  fixture = await writeFixture(uniquePrefix('drain-output'), { log: { level: 'info' } }, cluster);
+  // A generous host timeout: on a busy machine a slow sample would mark kvm-01 stale (down), and a drain of a
+  // host that is down has nothing it can move.
+  fixture = await writeFixture(
+    uniquePrefix('drain-output'),
+    {
+      log: { level: 'info' },
+      collector: { intervalS: 0.5, hostTimeoutMs: 15_000, dirtyRate: { windowS: 1, remeasureS: 5 } },
+    },
+    cluster,
+  );
   serve = spawnServe('drover', ['--config', join(fixture.dir, 'drover.yaml')], serviceEnv());
   const listening = await until(
     'drover serve listening',
@@ -52,12 +61,14 @@ beforeAll(async () => {
   );
   url = String(listening.url);
   await until(
-    'a snapshot with every VM',
+    'a snapshot with every VM and every host fresh',
     async () => {
       const r = await fetch(`${url}/v1/snapshots/latest`, {
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       });
-      return r.ok && ((await r.json()) as { vms: unknown[] }).vms.length === 12;
+      if (!r.ok) return false;
+      const snap = (await r.json()) as { vms: unknown[]; hosts: { stale?: boolean }[] };
+      return snap.vms.length === 12 && snap.hosts.every((h) => h.stale !== true);
     },
     120_000,
     () => serve.tail(),
