@@ -33,8 +33,14 @@ describe('planner properties', () => {
         checkPlan(snap, policy, plan, new Set([host.id]));
         const onHost = snap.vms.filter((v) => v.host === host.id);
         if (plan.skipped.length === 0) {
-          // Feasible: every VM leaves.
-          expect(new Set(plan.steps.map((s) => s.vm))).toEqual(new Set(onHost.map((v) => v.id)));
+          // Feasible: every VM leaves. Any other step moves a resident VM of another host to make room for
+          // one of them, and says so.
+          const leaving = plan.steps.filter((s) => s.from === host.id);
+          expect(new Set(leaving.map((s) => s.vm))).toEqual(new Set(onHost.map((v) => v.id)));
+          for (const s of plan.steps.filter((x) => x.from !== host.id)) {
+            expect(s.why).toMatch(/^makes room on \S+ for /);
+            expect(plan.steps.some((x) => x.from === host.id && x.to === s.from)).toBe(true);
+          }
         } else {
           // Infeasible: nothing moves, and each blocker is a VM of the drained host with a reason.
           expect(plan.steps).toEqual([]);

@@ -523,76 +523,82 @@ class BalanceRun {
   }
 
   /**
-   * The fewest VMs of host s (up to three, among its largest) whose removal covers its excess in both
+   * The fewest VMs of `host` (up to three, among its largest) whose removal covers its excess in both
    * dimensions without taking it below the band's lower edges; of those sets the one with the most load
    * (so that each move also fills its receiver the most). Returns the set's largest VM, or -1.
    */
-  private fewestCover(s: number, exC: number, exM: number, spareC: number, spareM: number): number {
-    const m = this.m;
-    const capC = this.capC[s] ?? 1;
-    const capM = this.capM[s] ?? 1;
-    const vms = m.hostVms[s] ?? [];
+  private fewestCover(
+    host: number,
+    excessCpu: number,
+    excessMem: number,
+    spareCpu: number,
+    spareMem: number,
+  ): number {
+    const model = this.m;
+    const cpuCap = this.capC[host] ?? 1;
+    const memCap = this.capM[host] ?? 1;
+    const vms = model.hostVms[host] ?? [];
     if (this.coverVm.length < vms.length) this.growCover(vms.length);
     const ids = this.coverVm;
-    const c = this.coverCpu;
-    const mm = this.coverMem;
-    const z = this.coverSize;
+    const cpuOf = this.coverCpu;
+    const memOf = this.coverMem;
+    const sizeOf = this.coverSize;
     // Candidates, largest first (insertion sort: a host holds a few dozen VMs).
-    let n = 0;
+    let count = 0;
     let topC1 = 0;
     let topC2 = 0;
     let topC3 = 0;
     let topM1 = 0;
     let topM2 = 0;
     let topM3 = 0;
-    for (const v of vms) {
-      if (this.cannot[v] || m.moved[v]) continue;
-      const lc = m.vmCpu[v] ?? 0;
-      const lm = m.vmMem[v] ?? 0;
-      if ((exC <= EPS || lc <= EPS) && (exM <= EPS || lm <= EPS)) continue;
-      if (lc > spareC + EPS || lm > spareM + EPS) continue;
-      if (!this.movable(v)) continue;
-      const size = lc / capC + lm / capM;
-      let j = n;
-      while (j > 0 && (z[j - 1] ?? 0) < size) {
+    for (const vm of vms) {
+      if (this.cannot[vm] || model.moved[vm]) continue;
+      const vmCpu = model.vmCpu[vm] ?? 0;
+      const vmMem = model.vmMem[vm] ?? 0;
+      if ((excessCpu <= EPS || vmCpu <= EPS) && (excessMem <= EPS || vmMem <= EPS)) continue;
+      if (vmCpu > spareCpu + EPS || vmMem > spareMem + EPS) continue;
+      if (!this.movable(vm)) continue;
+      const size = vmCpu / cpuCap + vmMem / memCap;
+      let j = count;
+      while (j > 0 && (sizeOf[j - 1] ?? 0) < size) {
         ids[j] = ids[j - 1] ?? 0;
-        c[j] = c[j - 1] ?? 0;
-        mm[j] = mm[j - 1] ?? 0;
-        z[j] = z[j - 1] ?? 0;
+        cpuOf[j] = cpuOf[j - 1] ?? 0;
+        memOf[j] = memOf[j - 1] ?? 0;
+        sizeOf[j] = sizeOf[j - 1] ?? 0;
         j -= 1;
       }
-      ids[j] = v;
-      c[j] = lc;
-      mm[j] = lm;
-      z[j] = size;
-      n += 1;
-      if (lc > topC1) [topC1, topC2, topC3] = [lc, topC1, topC2];
-      else if (lc > topC2) [topC2, topC3] = [lc, topC2];
-      else if (lc > topC3) topC3 = lc;
-      if (lm > topM1) [topM1, topM2, topM3] = [lm, topM1, topM2];
-      else if (lm > topM2) [topM2, topM3] = [lm, topM2];
-      else if (lm > topM3) topM3 = lm;
+      ids[j] = vm;
+      cpuOf[j] = vmCpu;
+      memOf[j] = vmMem;
+      sizeOf[j] = size;
+      count += 1;
+      if (vmCpu > topC1) [topC1, topC2, topC3] = [vmCpu, topC1, topC2];
+      else if (vmCpu > topC2) [topC2, topC3] = [vmCpu, topC2];
+      else if (vmCpu > topC3) topC3 = vmCpu;
+      if (vmMem > topM1) [topM1, topM2, topM3] = [vmMem, topM1, topM2];
+      else if (vmMem > topM2) [topM2, topM3] = [vmMem, topM2];
+      else if (vmMem > topM3) topM3 = vmMem;
     }
-    if (n > COVER_CANDIDATES) n = COVER_CANDIDATES;
-    const needC = exC > EPS ? exC - EPS : -Infinity;
-    const needM = exM > EPS ? exM - EPS : -Infinity;
-    const maxC = spareC + EPS;
-    const maxM = spareM + EPS;
+    if (count > COVER_CANDIDATES) count = COVER_CANDIDATES;
+    const needCpu = excessCpu > EPS ? excessCpu - EPS : -Infinity;
+    const needMem = excessMem > EPS ? excessMem - EPS : -Infinity;
+    const maxCpu = spareCpu + EPS;
+    const maxMem = spareMem + EPS;
     let best = -1;
     let bestSize = -1;
-    for (let i = 0; i < n; i += 1) {
-      const sc = c[i] ?? 0;
-      const sm = mm[i] ?? 0;
-      if (sc >= needC && sm >= needM && sc <= maxC && sm <= maxM) return ids[i] ?? -1; // largest first
+    for (let i = 0; i < count; i += 1) {
+      const setCpu = cpuOf[i] ?? 0;
+      const setMem = memOf[i] ?? 0;
+      if (setCpu >= needCpu && setMem >= needMem && setCpu <= maxCpu && setMem <= maxMem) return ids[i] ?? -1; // largest first
     }
     // Sets of k cannot cover a dimension that even its k largest VMs do not cover.
-    if (topC1 + topC2 >= needC && topM1 + topM2 >= needM) {
-      for (let i = 0; i < n; i += 1)
-        for (let j = i + 1; j < n; j += 1) {
-          const sc = (c[i] ?? 0) + (c[j] ?? 0);
-          const sm = (mm[i] ?? 0) + (mm[j] ?? 0);
-          if (sc >= needC && sm >= needM && sc <= maxC && sm <= maxM) {
-            const size = (z[i] ?? 0) + (z[j] ?? 0);
+    if (topC1 + topC2 >= needCpu && topM1 + topM2 >= needMem) {
+      for (let i = 0; i < count; i += 1)
+        for (let j = i + 1; j < count; j += 1) {
+          const setCpu = (cpuOf[i] ?? 0) + (cpuOf[j] ?? 0);
+          const setMem = (memOf[i] ?? 0) + (memOf[j] ?? 0);
+          if (setCpu >= needCpu && setMem >= needMem && setCpu <= maxCpu && setMem <= maxMem) {
+            const size = (sizeOf[i] ?? 0) + (sizeOf[j] ?? 0);
             if (size > bestSize) {
               bestSize = size;
               best = i;
@@ -601,14 +607,14 @@ class BalanceRun {
         }
       if (best >= 0) return ids[best] ?? -1;
     }
-    if (topC1 + topC2 + topC3 < needC || topM1 + topM2 + topM3 < needM) return -1;
-    for (let i = 0; i < n; i += 1)
-      for (let j = i + 1; j < n; j += 1)
-        for (let k = j + 1; k < n; k += 1) {
-          const sc = (c[i] ?? 0) + (c[j] ?? 0) + (c[k] ?? 0);
-          const sm = (mm[i] ?? 0) + (mm[j] ?? 0) + (mm[k] ?? 0);
-          if (sc >= needC && sm >= needM && sc <= maxC && sm <= maxM) {
-            const size = (z[i] ?? 0) + (z[j] ?? 0) + (z[k] ?? 0);
+    if (topC1 + topC2 + topC3 < needCpu || topM1 + topM2 + topM3 < needMem) return -1;
+    for (let i = 0; i < count; i += 1)
+      for (let j = i + 1; j < count; j += 1)
+        for (let k = j + 1; k < count; k += 1) {
+          const setCpu = (cpuOf[i] ?? 0) + (cpuOf[j] ?? 0) + (cpuOf[k] ?? 0);
+          const setMem = (memOf[i] ?? 0) + (memOf[j] ?? 0) + (memOf[k] ?? 0);
+          if (setCpu >= needCpu && setMem >= needMem && setCpu <= maxCpu && setMem <= maxMem) {
+            const size = (sizeOf[i] ?? 0) + (sizeOf[j] ?? 0) + (sizeOf[k] ?? 0);
             if (size > bestSize) {
               bestSize = size;
               best = i;
