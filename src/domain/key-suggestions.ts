@@ -41,7 +41,7 @@ function bestObject(candidates: unknown[], data: unknown): Record<string, unknow
   for (const c of candidates) {
     const shape = shapeOf(c);
     if (!shape) continue;
-    const score = keys.filter((k) => k in shape).length;
+    const score = keys.filter((k) => Object.hasOwn(shape, k)).length;
     if (score > bestScore) {
       best = shape;
       bestScore = score;
@@ -62,7 +62,7 @@ function child(schema: unknown, data: unknown, key: PropertyKey): unknown {
     return undefined;
   }
   const shape = bestObject(candidates, data);
-  if (shape && typeof key === 'string' && key in shape) return shape[key];
+  if (shape && typeof key === 'string' && Object.hasOwn(shape, key)) return shape[key];
   for (const c of candidates) {
     const def = defOf(c);
     if (def?.type === 'record') return def.valueType;

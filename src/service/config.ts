@@ -357,7 +357,10 @@ export function parseConfig(data: unknown, source = 'config'): Config {
       throw new ConfigError(
         source,
         err.issues.map((i) => {
-          const removed = REMOVED_CONFIG_FIELDS[i.path];
+          // Own keys only: a field named like an Object method (toString) is just an unknown field.
+          const removed = Object.hasOwn(REMOVED_CONFIG_FIELDS, i.path)
+            ? REMOVED_CONFIG_FIELDS[i.path]
+            : undefined;
           return removed === undefined ? i : { path: i.path, message: removed };
         }),
       );

@@ -227,6 +227,24 @@ colour: blue
     ]);
   });
 
+  it('reads a field named like an Object method (toString, constructor) as an unknown field', async () => {
+    const path = await write(
+      'object-methods.yaml',
+      `
+hypervisor: { kind: sim, generate: { hosts: 2, vmsPerHost: 1 }, valueOf: 1 }
+policy: { file: p.yaml }
+api: { tokens: [{ name: ops, role: admin, value: "0123456789abcdef0123" }] }
+toString: ''
+constructor: 1
+`,
+    );
+    expect((await issuesOf(path)).sort()).toEqual([
+      'constructor: unknown field',
+      'hypervisor.valueOf: unknown field',
+      'toString: unknown field',
+    ]);
+  });
+
   it('rejects an unknown hypervisor kind naming the field', async () => {
     const path = await write('kind.yaml', 'hypervisor: { kind: xen }\npolicy: { file: p.yaml }\n');
     const issues = await issuesOf(path);
