@@ -61,14 +61,22 @@ beforeAll(async () => {
   );
   url = String(listening.url);
   await until(
-    'a snapshot with every VM and every host fresh',
+    'a snapshot with every VM measured and every host fresh',
     async () => {
       const r = await fetch(`${url}/v1/snapshots/latest`, {
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       });
       if (!r.ok) return false;
-      const snap = (await r.json()) as { vms: unknown[]; hosts: { stale?: boolean }[] };
-      return snap.vms.length === 12 && snap.hosts.every((h) => h.stale !== true);
+      const snap = (await r.json()) as {
+        vms: { dirtyMiBps: number | null }[];
+        hosts: { stale?: boolean }[];
+      };
+      // Every VM measured too: the planner refuses to move a VM whose dirty rate it has not seen yet.
+      return (
+        snap.vms.length === 12 &&
+        snap.vms.every((v) => v.dirtyMiBps !== null) &&
+        snap.hosts.every((h) => h.stale !== true)
+      );
     },
     120_000,
     () => serve.tail(),
