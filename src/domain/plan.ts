@@ -51,6 +51,12 @@ export const StepSchema = z.strictObject({
    * honours it within its configured limits (the smaller of the two wins).
    */
   concurrency: positiveInt().optional(),
+  /**
+   * VMs whose steps in the same plan must have completed before this one starts: a step that makes room on
+   * this step's destination. The executor holds the step until they have; if one of them ends any other way
+   * (failed, aborted, skipped), this step is skipped.
+   */
+  after: z.array(nonEmptyString()).min(1).optional(),
 });
 
 export const SkipSchema = z.strictObject({ vm: nonEmptyString(), why: z.string() });

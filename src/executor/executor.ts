@@ -253,6 +253,20 @@ export class Executor {
       const q = await this.deps.history.quarantine(step.vm);
       return { status: 'skipped', reason: `${step.vm} is quarantined until ${q.until ?? '?'}` };
     }
+    // Steps this one depends on (one that makes room on its destination) finish first; a resumed job has
+    // already passed this gate.
+    if (!resumed && step.after) {
+      const gate = await this.dependencies(data);
+      if (gate.wait) {
+        if (!token) throw new Error('no lock token: cannot wait for the steps this one depends on');
+        await job.moveToDelayed(Date.now() + this.options.slotRetryMs, token);
+        throw new DelayedError();
+      }
+      if (gate.skip !== null) {
+        log.info({ reason: gate.skip }, 'step skipped');
+        return { status: 'skipped', reason: gate.skip };
+      }
+    }
     // Slots: a resumed job may be adopting a running migration, which holds its link whatever the count.
     const got = await this.slots.acquire(claim, data.policy.limits, resumed, step.concurrency);
     if (!got.ok) {
@@ -363,6 +377,28 @@ export class Executor {
         );
       }
     }
+  }
+
+  /**
+   * Whether the steps a step runs after have finished: wait while one of them is queued or running; skip the
+   * step when one ended other than completed. A dependency whose job is gone (removed with the finished jobs
+   * kept no longer) or belongs to another plan does not hold the step: its pre-checks still look at the
+   * destination as it is.
+   */
+  private async dependencies(data: MigrationJobData): Promise<{ wait: boolean; skip: string | null }> {
+    for (const vmId of data.step.after ?? []) {
+      const dep = await this.queue.getJob(jobIdFor(vmId));
+      if (!dep || dep.data.planId !== data.planId) continue;
+      const state = await dep.getState();
+      if ((LIVE_STATES as readonly string[]).includes(state)) return { wait: true, skip: null };
+      const status = state === 'completed' ? dep.returnvalue?.status : 'failed';
+      if (status !== 'completed')
+        return {
+          wait: false,
+          skip: `the step it runs after (${vmId} to ${dep.data.step.to}) ended ${status ?? state}, not completed`,
+        };
+    }
+    return { wait: false, skip: null };
   }
 
   private async links(from: string, to: string, fallback: number): Promise<{ from: number; to: number }> {

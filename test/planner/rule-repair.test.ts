@@ -102,6 +102,9 @@ describe('rule repair in balance', () => {
     expect(repair?.from).toBe('h0');
     expect(repair?.to).toBe(park?.from);
     expect(repair?.why).toMatch(/^repairs a rule: anti-affinity group .* shares h0/);
+    // The executor holds the repair until the parking move has completed.
+    expect(repair?.after).toEqual([park?.vm]);
+    expect(park?.after).toBeUndefined();
     expect(violations(snap, DEFAULT, p)).toEqual({ before: 1, after: 0 });
   });
 
@@ -208,6 +211,9 @@ describe('rule repair in drains', () => {
       ['lic-db', 'h0', 'h1'],
     ]);
     expect(p.steps[0]?.why).toMatch(/^makes room on h1 for lic-db/);
+    // The executor holds lic-db's step until the room-making move has completed.
+    expect(p.steps[1]?.after).toEqual(['small']);
+    expect(p.steps[0]?.after).toBeUndefined();
     expect(violations(snap, policy, p)).toEqual({ before: 0, after: 0 });
   });
 });

@@ -245,6 +245,10 @@ export class ObjectiveSearch {
     const host = (h: number) => m.hosts[h]?.id ?? '';
     this.push(w, u, `makes room on ${host(t)} to repair a rule of ${name(v)} (${rule}); ${host(u)} has room`);
     this.push(v, t, `repairs a rule: ${rule}; ${host(t)} keeps it once ${name(w)} has moved to ${host(u)}`);
+    // The executor starts the repair only once the parking move has completed.
+    const repair = this.steps[this.steps.length - 1];
+    const parked = m.vms[w]?.id;
+    if (repair && parked !== undefined) repair.after = [parked];
     return true;
   }
 

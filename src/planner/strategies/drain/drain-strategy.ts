@@ -109,6 +109,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
       bestPref = pref;
       bestHead = head;
     }
+    let roomFor: string | null = null;
     if (best < 0) {
       // No host with room lets the unit in: where only room is missing, move a resident VM away first.
       const room = makeRoom(m, unit);
@@ -126,6 +127,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
         byLevel.push(levels.map((k) => m.forecast(room.w, room.u, k).prediction));
         m.move(room.w, room.u);
         best = room.t;
+        roomFor = m.vms[room.w]?.id ?? null;
       }
     }
     if (best < 0) {
@@ -142,7 +144,10 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
         `(cpu ${pct(m.cpuPct(best))}, mem ${pct(m.memPct(best))} before)` +
         (unit.length > 1 ? `; moves with its affinity group` : '') +
         (broken !== null ? `; repairs a rule: ${broken}` : '');
-      steps.push(makeStep(m, v, best, why));
+      const step = makeStep(m, v, best, why);
+      // The executor starts it only once the room-making step has completed.
+      if (roomFor !== null) step.after = [roomFor];
+      steps.push(step);
       byLevel.push(levels.map((k) => m.forecast(v, best, k).prediction));
       m.move(v, best);
     }
