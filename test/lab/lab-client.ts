@@ -110,6 +110,8 @@ export interface GuestSpec {
   rate?: number;
   /** MiB the guest writes once at boot and then leaves alone (non-zero RAM that a migration must copy). */
   fillMiB?: number;
+  /** More guest command-line words (test/lab/guest/guest.c), e.g. `burst=200`, `gap=800`, `raise=0`. */
+  args?: string[];
   /** Start it after defining (default true). */
   start?: boolean;
   labels?: Record<string, string>;
@@ -151,6 +153,7 @@ export function guestXml(spec: GuestSpec): string {
   const memMiB = spec.memMiB ?? 64;
   const args = [spec.mb ? `mb=${spec.mb} rate=${spec.rate ?? 0}` : 'idle'];
   if (spec.fillMiB) args.push(`fill=${spec.fillMiB}`);
+  args.push(...(spec.args ?? []));
   const cmdline = args.join(' ');
   mkdirSync(join(labDir(), 'run'), { recursive: true });
   const labels = Object.entries(spec.labels ?? {})
@@ -329,6 +332,11 @@ export async function waitFor<T>(
 }
 
 /** A name unique to this run, for guests. */
+/** Presses a key on the guest's keyboard: a guest started with `raise=` switches its dirty rate. */
+export async function pressKey(hostId: string, vmName: string): Promise<void> {
+  await run('virsh', ['-q', '-c', labHost(hostId).uri, 'qemu-monitor-command', vmName, '--hmp', 'sendkey a']);
+}
+
 export function guestName(prefix: string): string {
   return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
 }

@@ -6,6 +6,12 @@
  *   rate=R    4 KiB pages written per second, paced by a 1 kHz timer; 0 or absent = as fast as it can
  *   base=M    where the region starts, MiB (default 4)
  *   fill=F    write F MiB once at boot (from base), so the guest has that much non-zero RAM to migrate
+ *   burst=B   bursty, like a JVM's young generation: write (at rate=) for B ms, then stay quiet for gap= ms,
+ *   gap=G     over and over; each burst starts where the last one stopped in the region (mb=, the "young
+ *             generation"). burst=0 or absent: write all the time
+ *   raise=R   a key pressed on the guest's keyboard (e.g. HMP `sendkey a`) switches the rate to R pages/s
+ *             (0 = as fast as it can, bursts off) and the next key back: the dirty rate raised on demand,
+ *             for migrations that stall mid-way
  * Heartbeat words at guest-physical 0x8000: [0] seconds since boot, [1] completed passes over the region,
  * [2] pages written. A line "hb=S passes=P pages=N" goes to the first serial port every second. */
 typedef unsigned int u32;
@@ -17,6 +23,7 @@ typedef unsigned char u8;
 #define PAGE_BYTES 4096u
 #define MAX_BURST_PAGES 256u
 #define HEARTBEAT ((volatile u32 *)0x8000)
+#define NO_RAISE 0xffffffffu
 
 volatile u32 timer_ticks;
 void timer_isr(void);
@@ -134,6 +141,10 @@ void guest_main(u32 magic, const u32 *info) {
     u32 region_start = cmdline_number(cmdline, "base=", 4) << 20;
     u32 region_pages = region_mib * (1024u * 1024u / PAGE_BYTES);
     u32 fill_pages = cmdline_number(cmdline, "fill=", 0) * (1024u * 1024u / PAGE_BYTES);
+    u32 burst_ms = cmdline_number(cmdline, "burst=", 0);
+    u32 gap_ms = cmdline_number(cmdline, "gap=", 0);
+    u32 raise_rate = cmdline_number(cmdline, "raise=", NO_RAISE);
+    u32 calm_rate = pages_per_s, calm_burst_ms = burst_ms;
 
     serial_init();
     serial_text("drover-lab-guest: cmdline='");
@@ -142,6 +153,10 @@ void guest_main(u32 magic, const u32 *info) {
     serial_number(region_mib);
     serial_text(" rate=");
     serial_number(pages_per_s);
+    serial_text(" burst=");
+    serial_number(burst_ms);
+    serial_text(" gap=");
+    serial_number(gap_ms);
     serial_text("\n");
 
     HEARTBEAT[0] = 0;
@@ -153,9 +168,24 @@ void guest_main(u32 magic, const u32 *info) {
     interrupts_init();
     __asm__ volatile("sti");
 
-    u32 next_beat = TICKS_PER_S, last_tick = timer_ticks, credit = 0, page = 0;
+    u32 next_beat = TICKS_PER_S, last_tick = timer_ticks, credit = 0, page = 0, raised = 0, last_key_tick = 0;
     for (;;) {
         u32 now = timer_ticks;
+        /* the keyboard controller's output buffer (polled once a tick; its interrupt stays masked) */
+        if (raise_rate != NO_RAISE && now != last_key_tick) {
+            last_key_tick = now;
+            if (port_in(0x64) & 1u) {
+                u8 scancode = port_in(0x60);
+                if (!(scancode & 0x80u)) { /* a key going down (set 1), not its release */
+                    raised = !raised;
+                    pages_per_s = raised ? raise_rate : calm_rate;
+                    burst_ms = raised ? 0 : calm_burst_ms;
+                    credit = 0;
+                    last_tick = now;
+                    serial_text(raised ? "raised\n" : "calm\n");
+                }
+            }
+        }
         if (now >= next_beat) {
             next_beat += TICKS_PER_S;
             HEARTBEAT[0]++;
@@ -168,6 +198,13 @@ void guest_main(u32 magic, const u32 *info) {
             serial_text("\n");
         }
         if (region_pages == 0) {
+            __asm__ volatile("hlt");
+            continue;
+        }
+        if (burst_ms != 0 && now % (burst_ms + gap_ms) >= burst_ms) {
+            /* quiet phase: nothing written, nothing banked */
+            last_tick = now;
+            credit = 0;
             __asm__ volatile("hlt");
             continue;
         }
