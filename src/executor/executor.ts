@@ -66,7 +66,7 @@ export interface ExecutorDeps {
   isHostActive?: (hostId: string) => Promise<boolean>;
   /** Benchmarks: clock times of the migration call and of each abort. */
   onMigrateCall?: (vmId: string, atMs: number) => void;
-  onAbortIssued?: (vmId: string, atMs: number, reason: AbortReason) => void;
+  onAbortIssued?: (vmId: string, atMs: number, reason: AbortReason, dueAtMs: number) => void;
 }
 
 /** BullMQ job ids may not contain ':'; VM ids (UUIDs) never do, but names could. */
@@ -327,7 +327,10 @@ export class Executor {
         ? { onMigrateCall: (at: number) => this.deps.onMigrateCall?.(step.vm, at) }
         : {}),
       ...(this.deps.onAbortIssued
-        ? { onAbortIssued: (at: number, r: AbortReason) => this.deps.onAbortIssued?.(step.vm, at, r) }
+        ? {
+            onAbortIssued: (at: number, r: AbortReason, due: number) =>
+              this.deps.onAbortIssued?.(step.vm, at, r, due),
+          }
         : {}),
     };
     try {

@@ -105,7 +105,8 @@ export interface RunHooks {
   beforeMigrate?: () => Promise<void>;
   /** Clock time of the migration call and of each abort (benchmarks). */
   onMigrateCall?: (atMs: number) => void;
-  onAbortIssued?: (atMs: number, reason: AbortReason) => void;
+  /** `dueAtMs`: the moment the abort fell due (the deadline, the stall proven), for reaction measurements. */
+  onAbortIssued?: (atMs: number, reason: AbortReason, dueAtMs: number) => void;
   /** An earlier attempt of this job may have started the migration (the worker knows from Redis). */
   resumed?: boolean;
   /** When that earlier attempt called migrate (clock ms), if known. */

@@ -89,7 +89,9 @@ export class MigrationWatch {
         let stats: MigrationJob | null = null;
         let error: string | undefined;
         try {
-          stats = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
+          stats = await this.pollWithTimer(ctx, records, (at) => {
+            firstAbortAtMs ??= at;
+          });
         } catch (err) {
           // The VM left the source: the migration is over (the outcome is read from the hosts).
           if (errorCode(err) === 'no_domain') break;
@@ -103,8 +105,11 @@ export class MigrationWatch {
         } else {
           inactivePolls = 0;
         }
+        const answeredAtMs = clock.now();
         const actions = watchdog.observe(
-          error === undefined ? { atMs: now, job: stats } : { atMs: now, job: stats, error },
+          error === undefined
+            ? { atMs: now, job: stats, answeredAtMs }
+            : { atMs: now, job: stats, error, answeredAtMs },
         );
         const operator = hooks.abortRequested?.() ?? null;
         if (operator !== null && !operatorAbortSent) {
@@ -172,6 +177,46 @@ export class MigrationWatch {
     return { settled, records, stuckReason: stuckEnd ? endReason : null };
   }
 
+  /**
+   * One job-stats poll. A poll can take long on a busy host (a slow monitor answers in seconds): the
+   * watchdog's due moment (deadline, a stall window run out) does not wait for it. A timer on the clock
+   * fires at that moment and what falls due is carried out while the question is still in flight.
+   */
+  private async pollWithTimer(
+    ctx: WatchContext,
+    records: WatchdogRecord[],
+    onAbort: (atMs: number) => void,
+  ): Promise<MigrationJob> {
+    const { watchdog } = ctx;
+    const { step } = ctx.job;
+    const clock = this.hv.clock;
+    const poll = this.call('jobStats', this.hv.jobStats(step.from, step.vm));
+    const answered = poll.then(
+      () => true,
+      () => true,
+    );
+    for (;;) {
+      const dueAtMs = watchdog.nextDueAtMs();
+      if (dueAtMs === null) break;
+      const cancel = new AbortController();
+      const fired = clock.sleep(Math.max(0, dueAtMs - clock.now()), cancel.signal).then(
+        () => false,
+        () => false,
+      );
+      const done = await Promise.race([answered, fired]);
+      cancel.abort();
+      if (done) break;
+      const actions = watchdog.tick(clock.now());
+      for (const action of actions) {
+        if (action.kind === 'abort') onAbort(clock.now());
+        await this.carryOut(ctx, action, records);
+      }
+      // Nothing fell due after all (a stall needs a new answer to decide): wait for the answer.
+      if (actions.length === 0) break;
+    }
+    return poll;
+  }
+
   private async carryOut(
     ctx: WatchContext,
     action: WatchdogAction,
@@ -218,7 +263,7 @@ export class MigrationWatch {
             { reason: action.reason, repeat: action.repeat, lastJob: ctx.watchdog.state.lastJob },
             'aborting migration',
           );
-          ctx.hooks.onAbortIssued?.(now, action.reason);
+          ctx.hooks.onAbortIssued?.(now, action.reason, ctx.watchdog.state.abortDueAtMs ?? now);
           await this.call('abortJob', this.hv.abortJob(step.from, step.vm));
           break;
         case 'stuck':

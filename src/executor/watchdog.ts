@@ -23,6 +23,8 @@ export interface WatchdogSample {
   job: MigrationJob | null;
   /** Why `job` is null (the call timed out or failed). */
   error?: string;
+  /** When the answer arrived (ms; default atMs): what it proves is known from then on. */
+  answeredAtMs?: number;
 }
 
 export interface WatchdogOptions {
@@ -66,6 +68,13 @@ export interface WatchdogState {
   stuck: boolean;
   abortReason: AbortReason | null;
   abortIssuedAtMs: number | null;
+  /**
+   * The moment the abort fell due: the deadline, the end of the stall window or the answer that showed the
+   * rounds a stall also needs, whichever came later; the request's moment for an operator's abort.
+   */
+  abortDueAtMs: number | null;
+  /** When an answer first showed the rounds without progress a stall needs (null: not yet). */
+  stallRoundsAtMs: number | null;
   autoConvergeSinceMs: number | null;
   /** Highest auto-converge throttle seen (percent): while QEMU keeps raising it, the migration progresses. */
   throttlePct: number;
@@ -106,6 +115,8 @@ export class Watchdog {
       stuck: false,
       abortReason: null,
       abortIssuedAtMs: null,
+      abortDueAtMs: null,
+      stallRoundsAtMs: null,
       autoConvergeSinceMs: null,
       throttlePct: 0,
       stalls: 0,
@@ -214,6 +225,11 @@ export class Watchdog {
     }
 
     this.trackProgress(now, stats);
+    if (
+      s.stallRoundsAtMs === null &&
+      s.iteration - s.lastProgressIteration >= this.schedule.stallMinIterations
+    )
+      s.stallRoundsAtMs = sample.answeredAtMs ?? now;
     // In post-copy the guest already runs on the destination: nothing to escalate, never abort. Only a
     // stream that sends nothing any more (a broken link: TCP alone would wait many minutes) is acted on.
     if (s.phase === 'post-copy')
@@ -302,6 +318,7 @@ export class Watchdog {
   private markProgress(now: number): void {
     this.s.lastProgressAtMs = now;
     this.s.lastProgressIteration = this.s.iteration;
+    this.s.stallRoundsAtMs = null;
   }
 
   private timedSteps(now: number): WatchdogAction[] {
@@ -323,16 +340,17 @@ export class Watchdog {
     const s = this.s;
     if (s.phase === 'aborting' || s.phase === 'post-copy') return [];
     if (now - s.startedAtMs < this.schedule.deadlineMs) return [];
-    return this.abort(now, 'deadline');
+    return this.abort(now, 'deadline', s.startedAtMs + this.schedule.deadlineMs);
   }
 
-  private abort(now: number, reason: AbortReason): WatchdogAction[] {
+  private abort(now: number, reason: AbortReason, dueAtMs = now): WatchdogAction[] {
     const s = this.s;
     // After the switch to post-copy the guest runs on the destination: aborting would lose it.
     if (s.phase === 'aborting' || s.phase === 'post-copy') return [];
     s.phase = 'aborting';
     s.abortReason = reason;
     s.abortIssuedAtMs = now;
+    s.abortDueAtMs = dueAtMs;
     return [{ kind: 'abort', reason, repeat: false }];
   }
 
@@ -350,6 +368,7 @@ export class Watchdog {
   private restartWindow(now: number): void {
     this.s.lastProgressAtMs = now;
     this.s.lastProgressIteration = this.s.iteration;
+    this.s.stallRoundsAtMs = null;
   }
 
   private checkStall(now: number): WatchdogAction[] {
@@ -381,7 +400,12 @@ export class Watchdog {
       s.phase = 'post-copy';
       return [{ kind: 'post-copy', reason: 'stalled' }];
     }
-    if (this.schedule.abortOnStall) return this.abort(now, 'stalled');
+    if (this.schedule.abortOnStall) {
+      const windowMs =
+        s.phase === 'auto-converge' ? this.schedule.autoConvergeGraceMs : this.schedule.stallWindowMs;
+      const provenAtMs = Math.max(s.lastProgressAtMs + windowMs, s.stallRoundsAtMs ?? s.lastProgressAtMs);
+      return this.abort(now, 'stalled', provenAtMs);
+    }
     this.restartWindow(now);
     return [];
   }

@@ -179,6 +179,45 @@ describe('MigrationRunner on the simulator', () => {
     expect(aborts).toEqual([12_300]);
   });
 
+  it('a deadline that falls while a poll waits on a slow monitor aborts at its moment, not at the answer', async () => {
+    const { hv, clock } = simCluster();
+    // Every job question takes 4 s to answer (a busy host); polls every 5 s; the deadline at 12.3 s falls
+    // inside a question asked at about 11 s.
+    const slowMonitor = new Proxy(hv, {
+      get(target, prop) {
+        if (prop === 'jobStats')
+          return async (hostId: string, vmId: string) => {
+            const answer = await target.jobStats(hostId, vmId);
+            await target.clock.sleep(4_000);
+            return answer;
+          };
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const runner = new MigrationRunner({
+      hypervisor: slowMonitor,
+      options: testOptions({ pollIntervalMs: 5000, callTimeoutMs: 10_000 }),
+    });
+    // The runner's own look for an earlier job also takes 4 s: the deadline counts from the migrate call.
+    let startedAt = Number.NaN;
+    const aborts: { at: number; due: number }[] = [];
+    const report = await clock.runUntil(
+      runner.run(
+        { ...job(step(VMS.hot, { predicted: slow })), forecast: { deadlineS: 12.3, stallWindowS: 1000 } },
+        {
+          onMigrateCall: (at) => (startedAt = at),
+          onAbortIssued: (at, _reason, due) => aborts.push({ at: at - startedAt, due: due - startedAt }),
+        },
+      ),
+    );
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('deadline');
+    expect(aborts).toEqual([{ at: 12_300, due: 12_300 }]);
+    const abort = report.watchdog.find((r) => r.action.kind === 'abort');
+    expect(abort?.atMs).toBe(startedAt + 12_300);
+  });
+
   it('nova: follows the timetable and aborts at the completion timeout (800 s x data_gb)', async () => {
     const { hv, clock } = simCluster();
     const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });

@@ -79,6 +79,29 @@ describe('Watchdog', () => {
     expect(wd.nextDueAtMs()).toBe(60_000);
   });
 
+  it('says when an abort fell due: the deadline, or the later of the stall window and the rounds proving it', () => {
+    const schedule = watchdogSchedule({
+      profile: 'predictive',
+      memMiB: 1024,
+      prediction,
+      forecast: { deadlineS: 60, stallWindowS: 10 },
+    });
+    const stall = new Watchdog({ ...schedule, stallSteps: [] }, 0);
+    stall.observe({ atMs: 1000, job: stats(900, 0) });
+    stall.observe({ atMs: 2000, job: stats(200, 1) });
+    stall.observe({ atMs: 3000, job: stats(210, 2) });
+    // The window (progress at 2 s + 10 s) ends at 12 s, but the second round without progress is only known
+    // from the answer that arrives at 14.2 s: that is when the stall is proven.
+    expect(stall.observe({ atMs: 13_000, job: stats(210, 3), answeredAtMs: 14_200 })).toEqual([
+      { kind: 'abort', reason: 'stalled', repeat: false },
+    ]);
+    expect(stall.state.abortDueAtMs).toBe(14_200);
+    const late = new Watchdog(schedule, 0);
+    late.observe({ atMs: 1000, job: stats(900, 0) });
+    expect(late.tick(60_040)).toEqual([{ kind: 'abort', reason: 'deadline', repeat: false }]);
+    expect(late.state.abortDueAtMs).toBe(60_000);
+  });
+
   it('tick aborts at the deadline even while the monitor is silent, once', () => {
     const wd = new Watchdog(
       watchdogSchedule({

@@ -247,6 +247,24 @@ describe('LibvirtHypervisor: a monitor that does not answer', () => {
     expect(src.count(Procedure.DOMAIN_MIGRATE_SET_MAX_DOWNTIME)).toBe(0);
   });
 
+  it('sends an abort at once, not after the job question in flight, and one at a time', async () => {
+    const question = hv.jobStats('h1', VM);
+    question.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(src.count(Procedure.DOMAIN_GET_JOB_STATS)).toBe(1);
+    // The daemon answers the abort; the job question is still unanswered.
+    await callWithTimeout(hv.clock, 'abortJob', 2_000, hv.abortJob('h1', VM));
+    expect(src.count(Procedure.DOMAIN_ABORT_JOB)).toBe(1);
+    // While one abort is unanswered, asking again joins it rather than adding a call to the daemon.
+    src.on(Procedure.DOMAIN_ABORT_JOB, () => true);
+    const first = hv.abortJob('h1', VM);
+    const again = hv.abortJob('h1', VM);
+    first.catch(() => undefined);
+    again.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(src.count(Procedure.DOMAIN_ABORT_JOB)).toBe(2);
+  });
+
   it('samples the host without waiting for the domain: stats with NOWAIT, the stuck one counted busy', async () => {
     let flags = -1;
     src.on(Procedure.CONNECT_GET_ALL_DOMAIN_STATS, (call) => {

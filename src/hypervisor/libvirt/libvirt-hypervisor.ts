@@ -227,6 +227,9 @@ export class LibvirtHypervisor implements Hypervisor {
    * stuck domain holds one of those requests, not all. Its client-side timeout is long, since the daemon keeps
    * working on a call the client gave up on; callers bound their own wait (the executor's call timeouts).
    * A joinable call (no arguments: job stats) shares the one already asked instead of queueing another.
+   * `ahead` (the abort) does not wait for the calls queued before it: an abort is what ends a migration
+   * the watchdog gave up on, and a job-stats question in flight to a slow monitor would otherwise hold it
+   * for that question's whole round trip. Joinable as well, so a domain holds at most one of them.
    */
   private viaMonitor<T>(
     hostId: string,
@@ -234,6 +237,7 @@ export class LibvirtHypervisor implements Hypervisor {
     what: string,
     fn: (timeoutMs: number) => Promise<T>,
     joinable = false,
+    ahead = false,
   ): Promise<T> {
     const lane = `${hostId}/${vmId}`;
     const joinKey = `${lane}/${what}`;
@@ -242,6 +246,15 @@ export class LibvirtHypervisor implements Hypervisor {
       if (pending) return pending as Promise<T>;
     }
     const timeoutMs = Math.max(this.options.callTimeoutMs, MONITOR_CALL_TIMEOUT_MS);
+    if (ahead) {
+      const call = fn(timeoutMs);
+      if (joinable) this.monitorJoinable.set(joinKey, call);
+      const drop = (): void => {
+        if (this.monitorJoinable.get(joinKey) === call) this.monitorJoinable.delete(joinKey);
+      };
+      call.then(drop, drop);
+      return call;
+    }
     const previous = this.monitorQueues.get(lane) ?? Promise.resolve();
     const call = previous.then(() => fn(timeoutMs));
     const tail = call.then(
@@ -767,6 +780,7 @@ export class LibvirtHypervisor implements Hypervisor {
           const { client, dom } = await this.domain(hostId, vmId);
           await client.abortJob(dom, { timeoutMs });
         },
+        true,
         true,
       );
     });
