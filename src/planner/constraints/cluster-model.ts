@@ -190,9 +190,16 @@ export class ClusterModel {
     return { cpuSpreadPct: round1(cMax - cMin), memSpreadPct: round1(mMax - mMin) };
   }
 
+  /**
+   * Hosts whose loads moves have changed, in order (each move adds its two hosts; never shortened): a reader
+   * that keeps per-host figures re-reads only the hosts added since it last looked.
+   */
+  readonly touched: number[] = [];
+
   move(v: number, to: number): void {
     const from = this.vmHost[v] ?? 0;
     if (from === to) return;
+    this.touched.push(from, to);
     const list = this.hostVms[from] as number[];
     const at = list.indexOf(v);
     if (at >= 0) {

@@ -272,6 +272,46 @@ export class ObjectiveSearch {
     this.violations += d;
   }
 
+  /** Per host: ceiling excess, CPU and memory utilisation, room (see round()); kept current from m.touched. */
+  private keys: {
+    ceiling: Float64Array;
+    cpuPct: Float64Array;
+    memPct: Float64Array;
+    room: Float64Array;
+  } | null = null;
+  private keysSeen = 0;
+
+  private hostKeys(): NonNullable<ObjectiveSearch['keys']> {
+    const m = this.m;
+    const H = m.hostCount;
+    const read = (k: NonNullable<ObjectiveSearch['keys']>, h: number): void => {
+      const host = m.hosts[h];
+      if (!host) return;
+      k.ceiling[h] = m.inSpread[h] ? this.obj.hostCeiling(h) : 0;
+      k.cpuPct[h] = m.cpuPct(h);
+      k.memPct[h] = m.memPct(h);
+      k.room[h] = Math.min(
+        ((m.cpuLimit[h] ?? 0) - (m.cpuLoad[h] ?? 0)) / host.cpus,
+        ((m.memLimit[h] ?? 0) - (m.memLoad[h] ?? 0)) / host.memMiB,
+      );
+    };
+    let k = this.keys;
+    if (!k) {
+      k = {
+        ceiling: new Float64Array(H),
+        cpuPct: new Float64Array(H),
+        memPct: new Float64Array(H),
+        room: new Float64Array(H),
+      };
+      for (let h = 0; h < H; h += 1) read(k, h);
+      this.keys = k;
+    } else {
+      for (let i = this.keysSeen; i < m.touched.length; i += 1) read(k, m.touched[i] as number);
+    }
+    this.keysSeen = m.touched.length;
+    return k;
+  }
+
   private improves(d: ObjectiveValue, tiers: 1 | 2 | 3): boolean {
     if (d.violations !== 0) return d.violations < 0;
     if (tiers === 1) return false;
@@ -284,34 +324,32 @@ export class ObjectiveSearch {
     const obj = this.obj;
     const H = m.hostCount;
     const exhaustive = H <= width;
+    const keys = this.hostKeys();
     const srcCeil = new TopK(width);
     const srcBand = new TopK(width);
     const srcFull: [TopK, TopK] = [new TopK(width), new TopK(width)];
     const dstEmpty: [TopK, TopK] = [new TopK(width), new TopK(width)];
     const dstRoom = new TopK(width);
+    const [hi0, hi1] = obj.hi;
+    const eps = OBJECTIVE_EPS;
     for (let h = 0; h < H; h += 1) {
-      const host = m.hosts[h];
-      if (!host) continue;
-      if (m.inSpread[h]) {
-        const c = obj.hostCeiling(h);
-        if (c > OBJECTIVE_EPS) srcCeil.offer(h, c);
-        const cu = m.cpuPct(h);
-        const mu = m.memPct(h);
-        const above = Math.max(cu - obj.hi[0], mu - obj.hi[1]);
-        if (tiers === 3 && above > 0) srcBand.offer(h, above);
+      const cu = keys.cpuPct[h] as number;
+      const mu = keys.memPct[h] as number;
+      // Tier 1 (rule repair) takes no sources: only the destinations.
+      if (tiers > 1 && m.inSpread[h]) {
+        const c = keys.ceiling[h] as number;
+        if (c > eps) srcCeil.offer(h, c);
         if (tiers === 3) {
+          const above = Math.max(cu - hi0, mu - hi1);
+          if (above > 0) srcBand.offer(h, above);
           srcFull[0].offer(h, cu);
           srcFull[1].offer(h, mu);
         }
       }
       if (m.receivable[h]) {
-        dstEmpty[0].offer(h, -m.cpuPct(h));
-        dstEmpty[1].offer(h, -m.memPct(h));
-        const room = Math.min(
-          ((m.cpuLimit[h] ?? 0) - (m.cpuLoad[h] ?? 0)) / host.cpus,
-          ((m.memLimit[h] ?? 0) - (m.memLoad[h] ?? 0)) / host.memMiB,
-        );
-        dstRoom.offer(h, room);
+        dstEmpty[0].offer(h, -cu);
+        dstEmpty[1].offer(h, -mu);
+        dstRoom.offer(h, keys.room[h] as number);
       }
     }
     // Nothing to repair or relieve: below tier 3 no move can improve.
@@ -343,12 +381,15 @@ export class ObjectiveSearch {
         for (const t of m.affinityHosts(v)) if (!dests.has(t)) consider(v, t);
       }
     }
-    for (const s of sources) {
-      for (const v of m.hostVms[s] ?? []) {
-        if (this.cannot[v] || m.moved[v]) continue;
-        for (const t of destList) consider(v, t);
+    // Rule repair only (tier 1): a move repairs a rule only by moving a VM that breaks one, all considered
+    // above; the sources' other VMs cannot improve.
+    if (tiers > 1)
+      for (const s of sources) {
+        for (const v of m.hostVms[s] ?? []) {
+          if (this.cannot[v] || m.moved[v]) continue;
+          for (const t of destList) consider(v, t);
+        }
       }
-    }
     if (cands.length === 0) return false;
     cands.sort((a, b) => compareObjective(a.d, b.d) || a.memMiB - b.memMiB);
     let checks = 0;
