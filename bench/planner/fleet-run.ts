@@ -48,6 +48,19 @@ export interface FleetRow {
   reached: number;
   clusters: number;
   note: string | null;
+  /**
+   * drover only, per baseline: the GiB drover's plan copies up to the first step after which it ends as well
+   * as that baseline did at the same budget (no more hosts above a ceiling plus broken rules, and within the
+   * target if the baseline is), summed over the clusters; null where some cluster's plan never gets there.
+   */
+  gibToMatch?: Partial<Record<'proxlb' | 'watcher', number | null>>;
+}
+
+/** Where a plan stands after each of its steps (index 0: before any). */
+interface TracePoint {
+  problems: number;
+  reached: boolean;
+  gib: number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -109,11 +122,31 @@ function runOne(snap: Snapshot, policy: Policy, planner: PlannerName) {
   const ms = performance.now() - t0;
   const m = new ClusterModel(snap, policy, { nowMs: NOW });
   const before = stateOf(m);
-  const vmIndex = new Map(m.vms.map((v, i) => [v.id, i]));
-  for (const s of plan.steps) m.move(vmIndex.get(s.vm) ?? 0, m.hostIndex.get(s.to) ?? 0);
-  const after = stateOf(m);
   const t = policy.balance;
+  const within = () => {
+    const sp = m.spread();
+    return sp.cpuSpreadPct <= t.targetCpuSpreadPct && sp.memSpreadPct <= t.targetMemSpreadPct;
+  };
+  // The plan step by step: hosts above a ceiling plus broken rules, and the GiB copied so far.
+  const obj = new Objective(m);
+  const isHot = (h: number) => (m.inSpread[h] && obj.hostCeiling(h) > OBJECTIVE_EPS ? 1 : 0);
+  let problems = before.hot + before.violations;
+  let gib = 0;
+  const trace: TracePoint[] = [{ problems, reached: within(), gib }];
+  const vmIndex = new Map(m.vms.map((v, i) => [v.id, i]));
+  for (const s of plan.steps) {
+    const v = vmIndex.get(s.vm) ?? 0;
+    const from = m.vmHost[v] ?? 0;
+    const to = m.hostIndex.get(s.to) ?? 0;
+    problems += m.violationDelta(v, to) - isHot(from) - isHot(to);
+    m.move(v, to);
+    problems += isHot(from) + isHot(to);
+    gib += s.predicted.transferMiB / 1024;
+    trace.push({ problems, reached: within(), gib });
+  }
+  const after = stateOf(m);
   return {
+    trace,
     before,
     after,
     moves: plan.steps.length,
@@ -123,6 +156,23 @@ function runOne(snap: Snapshot, policy: Policy, planner: PlannerName) {
     reached: after.cpuSpreadPct <= t.targetCpuSpreadPct && after.memSpreadPct <= t.targetMemSpreadPct ? 1 : 0,
     note: plan.note ?? null,
   };
+}
+
+/**
+ * The GiB of drover's plans (one per cluster) up to the first step after which each ends as well as the
+ * baseline's plan of that cluster: no more problems (hosts above a ceiling plus broken rules), within the
+ * target where the baseline is. Null when some cluster's plan never ends as well.
+ */
+function gibToMatch(traces: readonly TracePoint[][], ends: readonly TracePoint[]): number | null {
+  let total = 0;
+  for (const [i, trace] of traces.entries()) {
+    const b = ends[i];
+    if (!b) return null;
+    const hit = trace.find((p) => p.problems <= b.problems && (p.reached || !b.reached));
+    if (!hit) return null;
+    total += hit.gib;
+  }
+  return total;
 }
 
 function sum(a: ClusterState, b: ClusterState, n: number): ClusterState {
@@ -185,6 +235,9 @@ function main(): void {
   }
   for (const budget of args.budgets) {
     const policy = withBudget(base, budget);
+    // drover's trace per cluster, and each baseline's outcome per cluster, for gibToMatch.
+    const traces: TracePoint[][] = [];
+    const ends: Record<'proxlb' | 'watcher', TracePoint[]> = { proxlb: [], watcher: [] };
     for (const planner of ['drover', 'proxlb', 'watcher'] as const) {
       const n = fleet.clusters.length;
       const row: FleetRow = {
@@ -204,6 +257,8 @@ function main(): void {
       };
       for (const snap of fleet.clusters) {
         const r = runOne(snap, policy, planner);
+        if (planner === 'drover') traces.push(r.trace);
+        else ends[planner].push(r.trace[r.trace.length - 1] as TracePoint);
         row.before = sum(row.before, r.before, n);
         row.after = sum(row.after, r.after, n);
         row.moves += r.moves;
@@ -214,6 +269,10 @@ function main(): void {
         if (n === 1) row.note = r.note;
       }
       row.ms = Math.round(row.ms);
+      if (planner !== 'drover') {
+        const d = out.rows.find((x) => x.budget === budget && x.planner === 'drover');
+        if (d) d.gibToMatch = { ...d.gibToMatch, [planner]: gibToMatch(traces, ends[planner]) };
+      }
       out.rows.push(row);
       process.stderr.write(
         `    ${fleet.name} budget ${budget ?? 'unlimited'} ${planner}: hot ${row.before.hot}->${row.after.hot}, ` +
