@@ -1,6 +1,7 @@
 // Runs a Plan on the simulator the way drover's executor does, without BullMQ: each step goes through the
 // real MigrationRunner and Watchdog, at most `limits` migrations at once per host (outbound, inbound) and in
-// the cluster, each capped at its share of the links (the executor's bandwidthShareMiBps). Everything runs on
+// the cluster, each capped at its share of the links (the executor's bandwidthShareMiBps) among the migrations
+// that send (one still in its set-up takes no share, as the executor's slot store counts). Everything runs on
 // the simulator's VirtualClock, so an hour of migrations takes a moment. The queue and Redis slot store are
 // what this leaves out; they change when a job starts, not how a migration goes.
 import { StepSkipped } from '../../src/domain/errors.js';
@@ -90,6 +91,21 @@ export async function executePlan(
     runningLimits.set(s.from, list);
   };
 
+  // Migrations past their set-up, by host they leave and host they enter: only these take a share of a link
+  // (as the executor's slot store counts them).
+  const sendingFrom = new Map<string, Set<string>>();
+  const sendingTo = new Map<string, Set<string>>();
+  const peers = (m: Map<string, Set<string>>, host: string, vm: string): number => {
+    const set = m.get(host);
+    return set === undefined ? 0 : set.size - (set.has(vm) ? 1 : 0);
+  };
+  const mark = (m: Map<string, Set<string>>, host: string, vm: string, on: boolean): void => {
+    const set = m.get(host) ?? new Set<string>();
+    if (on) set.add(vm);
+    else set.delete(vm);
+    m.set(host, set);
+  };
+
   const runStep = async (step: Step): Promise<void> => {
     let started: number | null = null;
     const job = {
@@ -101,12 +117,17 @@ export async function executePlan(
     };
     try {
       const report = await runner.run(job, {
-        // As the executor: every migration is held to its share of both links.
+        // As the executor: every migration is held to its share of both links, shared with the peers that
+        // send (one still setting up sends nothing).
         bandwidthShareMiBps: () =>
           bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
-            outbound: outbound.get(step.from) ?? 1,
-            inbound: inbound.get(step.to) ?? 1,
+            outbound: 1 + peers(sendingFrom, step.from, step.vm),
+            inbound: 1 + peers(sendingTo, step.to, step.vm),
           }),
+        onSending: () => {
+          mark(sendingFrom, step.from, step.vm, true);
+          mark(sendingTo, step.to, step.vm, true);
+        },
         onMigrateCall: (at) => {
           started = at;
         },
@@ -143,6 +164,8 @@ export async function executePlan(
       bump(step, 1);
       peak = Math.max(peak, running);
       const p: Promise<void> = runStep(step).finally(() => {
+        mark(sendingFrom, step.from, step.vm, false);
+        mark(sendingTo, step.to, step.vm, false);
         bump(step, -1);
         inFlight.delete(p);
         wake?.();

@@ -276,7 +276,13 @@ export class Executor {
     }
 
     const links = await this.links(step.from, step.to, data.policy.defaultBandwidthMiBps);
-    let share = bandwidthShareMiBps(links.from, links.to, got);
+    // The share counts this migration and its peers that send; it does not send before its set-up is over
+    // (an adopted one may well: its first poll says so).
+    let sending = false;
+    let share = bandwidthShareMiBps(links.from, links.to, await this.slots.renew(claim, sending));
+    const renewShare = async (): Promise<void> => {
+      share = bandwidthShareMiBps(links.from, links.to, await this.slots.renew(claim, sending));
+    };
     let abortRequested: AbortReason | null = null;
     let detached = false;
     // Kept for the next attempt when this one called migrate and is retried: the retry then looks for this
@@ -287,8 +293,7 @@ export class Executor {
     const heartbeat = setInterval(
       () => {
         void (async () => {
-          const counts = await this.slots.renew(claim);
-          share = bandwidthShareMiBps(links.from, links.to, counts);
+          await renewShare();
           if ((await redis.exists(this.key('abort', step.vm))) === 1) abortRequested = 'operator';
         })().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot renewal failed'));
       },
@@ -303,6 +308,10 @@ export class Executor {
       // too: the link figure is the most the operator lets migrations use, and nothing else enforces it (a
       // libvirt migration without a cap takes whatever the network gives, however many share the link).
       bandwidthShareMiBps: () => share,
+      onSending: () => {
+        sending = true;
+        renewShare().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot renewal failed'));
+      },
       beforeMigrate: async () => {
         await redis.hset(runKey, {
           jobId: job.id ?? '',

@@ -101,6 +101,11 @@ export interface RunHooks {
   abortRequested?: () => AbortReason | null;
   /** This migration's current share of the links (MiB/s), or null for no cap. */
   bandwidthShareMiBps?: () => number | null;
+  /**
+   * Once, when the job first shows data moving: its set-up (QEMU's per-migration start) is over and it now
+   * takes a share of its links. Before that it sends nothing, so the others' shares need not count it.
+   */
+  onSending?: () => void;
   /** Right before the migration call (the worker records that a migration is starting). */
   beforeMigrate?: () => Promise<void>;
   /** Clock time of the migration call and of each abort (benchmarks). */

@@ -31,6 +31,11 @@ export interface WatchEnd {
   stuckReason: string | null;
 }
 
+/** The job has moved data or moves it now: its set-up is over. */
+function movesData(job: MigrationJob): boolean {
+  return job.memProcessedMiB > 0 || job.diskProcessedMiB > 0 || job.transferMiBps > 0;
+}
+
 export class MigrationWatch {
   constructor(
     private readonly hv: WatchHypervisor,
@@ -72,6 +77,7 @@ export class MigrationWatch {
     let bandwidth = ctx.bandwidthMiBps;
     let endReason: string | null = null;
     let stuckEnd = false;
+    let sending = false;
     this.metrics?.migrationsRunning.inc();
     if (ctx.adopted) {
       for (const a of watchdog.catchUp(clock.now())) await this.carryOut(ctx, a, records);
@@ -106,6 +112,10 @@ export class MigrationWatch {
           inactivePolls = 0;
         }
         const answeredAtMs = clock.now();
+        if (!sending && stats !== null && stats.type === 'active' && movesData(stats)) {
+          sending = true;
+          hooks.onSending?.();
+        }
         const actions = watchdog.observe(
           error === undefined
             ? { atMs: now, job: stats, answeredAtMs }

@@ -2,6 +2,8 @@
 // destination and one cluster slot, taken together atomically (one Lua script) or not at all. Slots are
 // leases (sorted-set members scored by expiry): a worker that dies stops renewing and its slots lapse.
 // Every key shares the executor's hash-tagged prefix, so the script runs on one Redis Cluster slot.
+// The link share counts only the holders that send: a migration still in its set-up (QEMU starting the
+// destination, connecting) moves no data, so while it sets up its peers keep the link between them.
 import type { Redis } from 'ioredis';
 import type { ConcurrencyLimits } from './executor-options.js';
 
@@ -46,16 +48,33 @@ redis.call('PEXPIRE', KEYS[4], math.max(1, untilMs - now) * 4)
 return { 1, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]) }
 `;
 
-// KEYS: out, in, cluster, out-limits. ARGV: member, nowMs, leaseUntilMs. Re-adds lapsed members (the
-// migration runs).
+// KEYS: out, in, cluster, out-limits, sending. ARGV: member, nowMs, leaseUntilMs, sends ('1': this migration
+// moves data now). Re-adds lapsed members (the migration runs). Returns, for the source and the destination,
+// 1 + the other holders there that send: what the link share divides by.
 const RENEW = `
+local member = ARGV[1]
+local now = tonumber(ARGV[2])
+local untilMs = tonumber(ARGV[3])
+local ttl = math.max(1, untilMs - now) * 4
 for i = 1, 3 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', tonumber(ARGV[2]))
-  redis.call('ZADD', KEYS[i], tonumber(ARGV[3]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], math.max(1, tonumber(ARGV[3]) - tonumber(ARGV[2])) * 4)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], untilMs, member)
+  redis.call('PEXPIRE', KEYS[i], ttl)
 end
-redis.call('PEXPIRE', KEYS[4], math.max(1, tonumber(ARGV[3]) - tonumber(ARGV[2])) * 4)
-return { redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]) }
+redis.call('PEXPIRE', KEYS[4], ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[5], untilMs, member)
+  redis.call('PEXPIRE', KEYS[5], ttl)
+end
+local function sharers(key)
+  local n = 1
+  for _, h in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if h ~= member and redis.call('ZSCORE', KEYS[5], h) then n = n + 1 end
+  end
+  return n
+end
+return { sharers(KEYS[1]), sharers(KEYS[2]) }
 `;
 
 export interface SlotClaim {
@@ -86,7 +105,7 @@ export class SlotStore {
   /** `prefix` must be hash-tagged (e.g. `{drover}`); `leaseMs` is real time. */
   constructor(redis: Redis, prefix: string, leaseMs: number) {
     redis.defineCommand('droverSlotAcquire', { numberOfKeys: 4, lua: ACQUIRE });
-    redis.defineCommand('droverSlotRenew', { numberOfKeys: 4, lua: RENEW });
+    redis.defineCommand('droverSlotRenew', { numberOfKeys: 5, lua: RENEW });
     this.redis = redis as ScriptRedis;
     this.prefix = prefix;
     this.leaseMs = leaseMs;
@@ -99,6 +118,11 @@ export class SlotStore {
       `${this.prefix}:slots:cluster`,
       `${this.prefix}:slots:outlim:${claim.from}`,
     ];
+  }
+
+  /** Holders that move data (past their set-up), cluster-wide, scored by lease expiry. */
+  private sendingKey(): string {
+    return `${this.prefix}:slots:sending`;
   }
 
   /**
@@ -135,14 +159,20 @@ export class SlotStore {
     };
   }
 
-  /** Extends the lease; returns the current outbound and inbound counts (for the bandwidth share). */
-  async renew(claim: SlotClaim): Promise<SlotCounts> {
+  /**
+   * Extends the lease and records whether this migration sends (`sending`: its job moves data, its set-up is
+   * over). Returns what its link shares divide by, on the source and on the destination: itself and the other
+   * holders there that send (a holder still setting up takes no share).
+   */
+  async renew(claim: SlotClaim, sending: boolean): Promise<SlotCounts> {
     const now = Date.now();
     const [outbound, inbound] = await this.redis.droverSlotRenew(
       ...this.keys(claim),
+      this.sendingKey(),
       claim.vmId,
       now,
       now + this.leaseMs,
+      sending ? '1' : '0',
     );
     return { outbound: Number(outbound ?? 1), inbound: Number(inbound ?? 1) };
   }
@@ -155,6 +185,7 @@ export class SlotStore {
       .zrem(inbound, claim.vmId)
       .zrem(cluster, claim.vmId)
       .hdel(outLimits, claim.vmId)
+      .zrem(this.sendingKey(), claim.vmId)
       .exec();
   }
 
@@ -169,7 +200,10 @@ export class SlotStore {
   }
 }
 
-/** A host's link shared equally by its concurrent migrations; a migration gets the smaller of its two shares. */
+/**
+ * A host's link shared equally by the migrations that send over it (`counts`: this one and its sending peers,
+ * as SlotStore.renew returns them); a migration gets the smaller of its two shares.
+ */
 export function bandwidthShareMiBps(
   fromLinkMiBps: number | null,
   toLinkMiBps: number | null,

@@ -13,7 +13,7 @@ import { policy, step, testOptions } from './support/sim-cluster.js';
 
 const FACTOR = 20;
 
-function cluster(vms: SimVmSpec[]): SimHypervisor {
+function cluster(vms: SimVmSpec[], setupMs = 0): SimHypervisor {
   const host = (id: string) => ({
     id,
     cpus: 32,
@@ -23,7 +23,7 @@ function cluster(vms: SimVmSpec[]): SimHypervisor {
   });
   return new SimHypervisor(
     { seed: 3, hosts: [host('h1'), host('h2'), host('h3')], vms },
-    { clock: new ScaledClock(FACTOR) },
+    { clock: new ScaledClock(FACTOR), ...(setupMs > 0 ? { migrationCosts: { setupMs } } : {}) },
   );
 }
 
@@ -190,6 +190,32 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
       return bw.length === 2 && bw.every((b) => b === 500) ? bw : null;
     });
     expect(caps).toEqual([500, 500]);
+    const done = await settled(ex, ['s1', 's2']);
+    expect(
+      done.map((d) => d.result?.status),
+      JSON.stringify(done),
+    ).toEqual(['completed', 'completed']);
+  });
+
+  it('a migration still in its set-up takes no share: the link is halved only once both send', async () => {
+    // 20 s of set-up each (1 s real): QEMU moves nothing meanwhile.
+    const hv = cluster([vm('s1', 4096), vm('s2', 4096)], 20_000);
+    const ex = executor(hv, { slotLeaseMs: 600 });
+    // Predicted with the set-up and the shared link (20 s + 4 GiB at 500 MiB/s), as the planner would.
+    const predicted = { converges: true, durationS: 29, downtimeMs: 50, transferMiB: 4200 };
+    await ex.enqueuePlan(
+      plan('p', [step('s1', { predicted }), step('s2', { to: 'h3', predicted })]),
+      policy(),
+    );
+    ex.startWorkers();
+    const bothAt = async (cap: number): Promise<boolean> => {
+      const live = (await ex.list()).filter((s) => s.state === 'active' && s.progress !== null);
+      return live.length === 2 && live.every((s) => s.progress?.bandwidthMiBps === cap);
+    };
+    // Both started, neither sends yet: each keeps the whole of h1's 1000 MiB/s...
+    await until('both migrations setting up with the whole link', () => bothAt(1000));
+    // ...and once they send, each gets half.
+    await until('both migrations capped to a half', () => bothAt(500));
     const done = await settled(ex, ['s1', 's2']);
     expect(
       done.map((d) => d.result?.status),

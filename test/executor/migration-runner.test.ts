@@ -161,6 +161,29 @@ describe('MigrationRunner on the simulator', () => {
     expect(await overBudget(metrics2)).toEqual([{ labels: { kind: 'live' }, value: 0 }]);
   });
 
+  it('says once when the migration starts to send, after its set-up, not while it sets up', async () => {
+    // 3 s of set-up (QEMU starting the destination): the job moves nothing, and takes no share of the link.
+    const { hv, clock } = simCluster([], { setupMs: 3000 });
+    const runner = new MigrationRunner({ hypervisor: hv, options: testOptions({ pollIntervalMs: 500 }) });
+    let calledAt: number | null = null;
+    const sending: number[] = [];
+    const report = await clock.runUntil(
+      runner.run(job(step(VMS.idle)), {
+        onMigrateCall: (at) => {
+          calledAt = at;
+        },
+        onSending: () => sending.push(clock.now()),
+      }),
+    );
+    expect(report.outcome).toBe('completed');
+    expect(calledAt).not.toBeNull();
+    expect(sending).toHaveLength(1);
+    const after = (sending[0] as number) - (calledAt as unknown as number);
+    // At the first poll after the set-up ends (polls every 500 ms from the call).
+    expect(after).toBeGreaterThanOrEqual(3000);
+    expect(after).toBeLessThanOrEqual(3500);
+  });
+
   it('a deadline between polls aborts at its moment, not at the next poll (a timer on the clock)', async () => {
     const { hv, clock } = simCluster();
     // Polls every 5 s; the deadline falls 2.3 s after a poll.

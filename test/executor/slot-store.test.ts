@@ -1,6 +1,6 @@
-// Concurrency slots on a real Redis: the configured limits, and a step's own outbound limit
-// (Step.concurrency), which binds both ways (it starts only when few enough leave its source, and nothing
-// starts from that source that would make more while it runs).
+// Concurrency slots on a real Redis: the configured limits, a step's own outbound limit (Step.concurrency),
+// which binds both ways (it starts only when few enough leave its source, and nothing starts from that source
+// that would make more while it runs), and the link share, which counts only the holders that send.
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SlotStore } from '../../src/executor/slot-store.js';
@@ -59,6 +59,25 @@ describe('SlotStore', () => {
     expect((await slots.acquire(claim('v2'), limits, false, 2)).ok).toBe(true);
     expect((await slots.acquire(claim('v3'), limits, false, 4)).ok).toBe(false);
     expect(await slots.holders('out', 'a')).toHaveLength(2);
+  });
+
+  it('the link share counts only holders that send: one still in its set-up takes no share', async () => {
+    for (const v of ['v1', 'v2', 'v3']) expect((await slots.acquire(claim(v), limits)).ok).toBe(true);
+    // Nobody sends yet: each would have the whole link.
+    expect(await slots.renew(claim('v1'), false)).toEqual({ outbound: 1, inbound: 1 });
+    // v1 and v2 send; v3 is still setting up: it counts both of them, they count each other only.
+    expect(await slots.renew(claim('v1'), true)).toEqual({ outbound: 1, inbound: 1 });
+    expect(await slots.renew(claim('v2'), true)).toEqual({ outbound: 2, inbound: 2 });
+    expect(await slots.renew(claim('v1'), true)).toEqual({ outbound: 2, inbound: 2 });
+    expect(await slots.renew(claim('v3'), false)).toEqual({ outbound: 3, inbound: 3 });
+    // Once v3 sends, all three share; a sender on other hosts counts on neither link.
+    expect((await slots.acquire(claim('far', 'c', 'd'), limits)).ok).toBe(true);
+    await slots.renew(claim('far', 'c', 'd'), true);
+    expect(await slots.renew(claim('v3'), true)).toEqual({ outbound: 3, inbound: 3 });
+    expect(await slots.renew(claim('v1'), true)).toEqual({ outbound: 3, inbound: 3 });
+    // A released migration no longer counts.
+    await slots.release(claim('v2'));
+    expect(await slots.renew(claim('v1'), true)).toEqual({ outbound: 2, inbound: 2 });
   });
 
   it('adoption (force) takes the slot whatever the limits', async () => {

@@ -37,7 +37,7 @@ export const VMS = {
 
 export function simCluster(
   extraVms: SimVmSpec[] = [],
-  opts: { switchoverMs?: number } = {},
+  opts: { switchoverMs?: number; setupMs?: number } = {},
 ): { hv: SimHypervisor; clock: VirtualClock } {
   const clock = new VirtualClock();
   const host = (id: string, cpuModel = 'Cascadelake-Server') => ({
@@ -74,9 +74,13 @@ export function simCluster(
         ...extraVms,
       ],
     },
-    opts.switchoverMs !== undefined
-      ? { clock, migrationCosts: { switchoverMs: opts.switchoverMs } }
-      : { clock },
+    {
+      clock,
+      migrationCosts: {
+        ...(opts.switchoverMs !== undefined ? { switchoverMs: opts.switchoverMs } : {}),
+        ...(opts.setupMs !== undefined ? { setupMs: opts.setupMs } : {}),
+      },
+    },
   );
   return { hv, clock };
 }
