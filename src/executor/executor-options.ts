@@ -103,8 +103,8 @@ export const ExecutorOptionsSchema = z.strictObject({
   /** A slot held by a worker that stopped renewing it expires after this long (ms, real time). */
   slotLeaseMs: positiveInt().default(15_000),
   /** BullMQ lock: a crashed worker's job is adopted after about lockDuration + stalledInterval. */
-  lockDurationMs: positiveInt().default(5_000),
-  stalledIntervalMs: positiveInt().default(2_000),
+  lockDurationMs: positiveInt().default(3_000),
+  stalledIntervalMs: positiveInt().default(1_000),
   maxStalledCount: positiveInt().default(10),
   /** job.updateProgress at most this often (ms, real time). */
   progressIntervalMs: positiveInt().default(1_000),
