@@ -13,12 +13,14 @@ import type {
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { CallTimeout, callWithTimeout } from './call-timeout.js';
 import type { ExecutorOptions } from './executor-options.js';
-import type {
-  MigrationJobData,
-  MigrationReport,
-  RunOutcome,
-  WatchContext,
-  WatchdogRecord,
+import {
+  END_SETTLE_MS,
+  END_SETTLE_POLL_MS,
+  type MigrationJobData,
+  type MigrationReport,
+  type RunOutcome,
+  type WatchContext,
+  type WatchdogRecord,
 } from './migration-step.js';
 import { applyRecoveryAction, gatherEvidence, type VmEvidence } from './recovery.js';
 
@@ -132,8 +134,8 @@ export class MigrationFinisher {
         settled.result === 'completed' ? 'completed' : abortReason !== null ? 'aborted' : settled.result;
       reason = settled.result === 'completed' ? 'completed' : (settled.error ?? settled.result);
     } else {
-      // No handle (adopted) or it never settled: the hosts say how it ended.
-      const presences = await this.call('locateVm', this.hv.locateVm(step.vm)).catch(() => null);
+      // No handle (adopted) or it never settled: the hosts say how it ended, once they have settled.
+      const presences = await this.settledPresences(step.vm, step.from);
       const runningOn = (presences ?? []).filter((p) => p.state === 'running').map((p) => p.hostId);
       if (runningOn.length === 1 && runningOn[0] === step.to) {
         outcome = 'completed';
@@ -150,6 +152,25 @@ export class MigrationFinisher {
     if (outcome === 'aborted' && abortReason !== null)
       reason = `aborted: ${abortReason}${settled?.error ? ` (${settled.error})` : ''}`;
     return { outcome, reason };
+  }
+
+  /**
+   * Where the VM is once the migration's end has settled: running on its source (the migration did not
+   * go), or running on one host with no other copy left (libvirt's last phases resume the destination and
+   * then let the source go; a job that is over on the source can be read while both are still paused).
+   * Looks again for up to END_SETTLE_MS, then answers with what it last saw (null: the hosts did not answer).
+   */
+  private async settledPresences(vmId: string, from: string): Promise<VmPresence[] | null> {
+    const clock = this.hv.clock;
+    const deadline = clock.now() + END_SETTLE_MS;
+    for (;;) {
+      const presences = await this.call('locateVm', this.hv.locateVm(vmId)).catch(() => null);
+      const running = (presences ?? []).filter((p) => p.state === 'running');
+      const settled =
+        presences !== null && running.length === 1 && (running[0]?.hostId === from || presences.length === 1);
+      if (settled || clock.now() >= deadline) return presences;
+      await clock.sleep(END_SETTLE_POLL_MS);
+    }
   }
 
   /** After a completion: the VM runs on the destination only, is defined there and not on the source. */

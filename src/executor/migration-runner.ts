@@ -10,6 +10,7 @@ import type {
   MigrationOutcome,
   MigrationRequest,
   VmInfo,
+  VmPresence,
 } from '../hypervisor/hypervisor.js';
 import type { DroverMetrics } from '../metrics/metrics.js';
 import { BlockDestination } from './block-destination.js';
@@ -17,6 +18,8 @@ import { CallTimeout, callWithTimeout } from './call-timeout.js';
 import type { ExecutorOptions } from './executor-options.js';
 import { MigrationFinisher } from './migration-finisher.js';
 import {
+  END_SETTLE_MS,
+  END_SETTLE_POLL_MS,
   MigrationStartError,
   diskGiB,
   isTransient,
@@ -53,6 +56,20 @@ interface WatchStart {
   startedAtMs: number;
   bandwidthMiBps?: number | null;
   hooks?: RunHooks;
+}
+
+/**
+ * A migration at its end, seen from the hosts: the source holds the VM paused (switched over, not yet let
+ * go), or the destination holds it paused (not resumed yet) while the source no longer runs it. A post-copy
+ * that failed is no end that settles by itself (it waits for `drover recover`), and a source that runs the
+ * VM is no end at all.
+ */
+function migrationEnding(presences: readonly VmPresence[], from: string, to: string): boolean {
+  if (presences.some((p) => p.postCopy === 'failed')) return false;
+  const source = presences.find((p) => p.hostId === from);
+  const dest = presences.find((p) => p.hostId === to);
+  if (source?.state === 'running') return false;
+  return source?.state === 'paused' || dest?.state === 'paused';
 }
 
 export interface MigrationRunnerDeps {
@@ -154,35 +171,54 @@ export class MigrationRunner {
   async run(job: MigrationJobData, hooks: RunHooks = {}): Promise<MigrationReport> {
     const { step } = job;
     const log = this.log.child({ module: 'executor', planId: job.planId, vm: step.vm });
-    const presences = await this.call('locateVm', this.hv.locateVm(step.vm));
-    let srcJob: MigrationJob | null = null;
-    if (presences.some((p) => p.hostId === step.from)) {
-      try {
-        srcJob = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
-      } catch (err) {
-        // The source's monitor does not answer. An earlier attempt may have started a migration that is
-        // running behind it: watch it (as stuck) rather than start anything. Otherwise retry later.
-        if (!(err instanceof CallTimeout) || !hooks.resumed) throw err;
-        log.warn({ err: errorMessage(err) }, 'source does not answer; watching the earlier attempt blind');
-        const vm = await this.vmInfo(step.from, step.vm).catch(() => null);
-        const memMiB = vm?.memMiB ?? Math.max(1, step.predicted.transferMiB);
-        const schedule = this.scheduleFor(job, memMiB, diskGiB(vm));
-        const startedAtMs = hooks.startedAtMs ?? this.hv.clock.now();
-        return this.watchAndFinish(
-          this.watchContext(
-            job,
-            { memMiB },
-            schedule,
-            { handle: null, adopted: true, startedAtMs, hooks },
-            log,
-          ),
-        );
+    // A resumed job may find the earlier attempt's migration at its very end (the source paused or gone, the
+    // destination taking over): every answer that races that end is a fact about where the VM is, so look
+    // again until it settles, for a bounded time, before deciding what this step still has to do.
+    const settleUntil = this.hv.clock.now() + END_SETTLE_MS;
+    let presences: VmPresence[];
+    let srcJob: MigrationJob | null;
+    for (;;) {
+      presences = await this.call('locateVm', this.hv.locateVm(step.vm));
+      srcJob = null;
+      if (presences.some((p) => p.hostId === step.from)) {
+        try {
+          srcJob = await this.call('jobStats', this.hv.jobStats(step.from, step.vm));
+        } catch (err) {
+          // Gone from the source between the two answers: the VM moved (a migration just ended). Look again.
+          if (errorCode(err) === 'no_domain' && this.hv.clock.now() < settleUntil) continue;
+          // The source's monitor does not answer. An earlier attempt may have started a migration that is
+          // running behind it: watch it (as stuck) rather than start anything. Otherwise retry later.
+          if (!(err instanceof CallTimeout) || !hooks.resumed) throw err;
+          log.warn({ err: errorMessage(err) }, 'source does not answer; watching the earlier attempt blind');
+          const vm = await this.vmInfo(step.from, step.vm).catch(() => null);
+          const memMiB = vm?.memMiB ?? Math.max(1, step.predicted.transferMiB);
+          const schedule = this.scheduleFor(job, memMiB, diskGiB(vm));
+          const startedAtMs = hooks.startedAtMs ?? this.hv.clock.now();
+          return this.watchAndFinish(
+            this.watchContext(
+              job,
+              { memMiB },
+              schedule,
+              { handle: null, adopted: true, startedAtMs, hooks },
+              log,
+            ),
+          );
+        }
       }
+      const ending =
+        hooks.resumed === true &&
+        step.kind !== 'offline' &&
+        srcJob?.type !== 'active' &&
+        migrationEnding(presences, step.from, step.to);
+      if (!ending || this.hv.clock.now() >= settleUntil) break;
+      log.info({ presences }, "the earlier attempt's migration is ending: waiting for it to settle");
+      await this.hv.clock.sleep(END_SETTLE_POLL_MS);
     }
 
     // 1. A migration of this VM already in flight from the source: adopt it, never start a second one.
     if (srcJob !== null && srcJob.type === 'active') {
-      const vm = await this.vmInfo(step.from, step.vm);
+      // Its figures are a nicety: without them (the source busy with the migration) the job's own serve.
+      const vm = await this.vmInfo(step.from, step.vm).catch(() => null);
       const schedule = this.scheduleFor(job, vm?.memMiB ?? srcJob.memTotalMiB, diskGiB(vm));
       const startedAtMs = this.hv.clock.now() - srcJob.elapsedMs;
       log.info({ elapsedMs: srcJob.elapsedMs }, 'adopting a migration already in flight');

@@ -138,6 +138,14 @@ export class MigrationStartError extends DroverError {
   }
 }
 
+/**
+ * How long the executor waits for a migration's end to settle on the hosts, and how often it looks (ms).
+ * libvirt's last phases (the destination resuming the guest, then the source letting it go) take seconds on a
+ * loaded host, and what is read in between (the job over, the VM paused on both ends) is no outcome yet.
+ */
+export const END_SETTLE_MS = 30_000;
+export const END_SETTLE_POLL_MS = 500;
+
 const TRANSIENT_CODES = new Set([
   'host_unreachable',
   'call_timeout',

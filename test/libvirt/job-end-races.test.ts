@@ -4,6 +4,7 @@
 // its own figures.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { callWithTimeout } from '../../src/executor/call-timeout.js';
+import { MigrationRunner } from '../../src/executor/migration-runner.js';
 import type { MigrationRequest } from '../../src/hypervisor/hypervisor.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import {
@@ -13,12 +14,14 @@ import {
   readDomain,
 } from '../../src/libvirt/remote-protocol.js';
 import { XdrWriter } from '../../src/libvirt/xdr.js';
+import { job, step, testOptions } from '../executor/support/sim-cluster.js';
 import { jobParams, ScriptedDaemon, uuidString, type ScriptedCall } from './scripted-daemon.js';
 
 const VM = '6f1c2a9e-0000-4000-8000-00000000000a';
 const OTHER = '6f1c2a9e-0000-4000-8000-00000000000b';
 const MiB = 1024 * 1024;
 const VIR_JOB_UNBOUNDED = 2;
+const VIR_JOB_COMPLETED = 3;
 
 const request: MigrationRequest = {
   vmId: VM,
@@ -283,5 +286,98 @@ describe('LibvirtHypervisor: a monitor that does not answer', () => {
         [OTHER, 'running', false],
       ].sort(),
     );
+  });
+});
+
+// A worker that resumes the job of one that died mid-migration (a SIGKILLed `drover serve`) meets the earlier
+// attempt's migration wherever it is: every answer read at its end says where the VM is, and a migration that
+// completed is recorded completed.
+describe('MigrationRunner resuming an earlier attempt, over scripted daemons', () => {
+  let src: ScriptedDaemon;
+  let dst: ScriptedDaemon;
+  let hv: LibvirtHypervisor;
+  const resumedJob = job(
+    step(VM, { predicted: { converges: true, durationS: 5, downtimeMs: 50, transferMiB: 64 } }),
+  );
+
+  beforeEach(async () => {
+    src = await new ScriptedDaemon().start();
+    dst = await new ScriptedDaemon().start();
+    hv = new LibvirtHypervisor(
+      [
+        { id: 'h1', uri: src.uri },
+        { id: 'h2', uri: dst.uri },
+      ],
+      { callTimeoutMs: 5_000, keepaliveIntervalMs: 0 },
+    );
+  });
+
+  afterEach(async () => {
+    await hv.close();
+    await src.stop();
+    await dst.stop();
+  });
+
+  const runner = () => new MigrationRunner({ hypervisor: hv, options: testOptions({ pollIntervalMs: 100 }) });
+
+  /** libvirt's source between the switch-over and letting the guest go: paused, its job completed. */
+  function switchedOver(): void {
+    const d = src.domains.get(VM);
+    if (d) Object.assign(d, { state: DomainState.PAUSED, job: { type: VIR_JOB_COMPLETED, params: [] } });
+    dst.addDomain({ name: 'vm-a', uuid: VM, state: DomainState.PAUSED, persistent: false });
+  }
+
+  /** The destination resumes the guest and keeps it; the source lets it go. */
+  function settle(): void {
+    src.domains.delete(VM);
+    const d = dst.domains.get(VM);
+    if (d) Object.assign(d, { state: DomainState.RUNNING, persistent: true, completed: completedFigures });
+  }
+
+  it('the source located the VM, then answers "no domain" to its job (the migration just ended): completed', async () => {
+    src.addDomain({ name: 'vm-a', uuid: VM });
+    src.on(Procedure.DOMAIN_GET_JOB_STATS, () => {
+      src.off(Procedure.DOMAIN_GET_JOB_STATS);
+      dst.addDomain({ name: 'vm-a', uuid: VM, completed: completedFigures });
+      src.domains.delete(VM);
+      return false; // the daemon's own answer: no domain
+    });
+    const report = await runner().run(resumedJob, { resumed: true });
+    expect(report.outcome, report.reason).toBe('completed');
+    expect(report.adopted).toBe(true);
+    expect(report.problems).toEqual([]);
+    expect(report.downtimeMs).toBe(31);
+  });
+
+  it('paused on both ends, the job over on the source (the destination not resumed yet): waits, completed', async () => {
+    src.addDomain({ name: 'vm-a', uuid: VM });
+    switchedOver();
+    setTimeout(settle, 1_500);
+    const report = await runner().run(resumedJob, { resumed: true });
+    expect(report.outcome, report.reason).toBe('completed');
+    expect(report.adopted).toBe(true);
+    expect(report.problems).toEqual([]);
+    expect(await hv.locateVm(VM)).toEqual([{ hostId: 'h2', state: 'running', persistent: true }]);
+  });
+
+  it('an adopted migration whose job ends while both ends are paused: completed once the destination runs it', async () => {
+    src.addDomain({
+      name: 'vm-a',
+      uuid: VM,
+      job: { type: VIR_JOB_UNBOUNDED, params: jobParams({ memory_total: 64 * MiB, time_elapsed: 2_000 }) },
+    });
+    dst.addDomain({ name: 'vm-a', uuid: VM, state: DomainState.PAUSED, persistent: false });
+    let polls = 0;
+    src.on(Procedure.DOMAIN_GET_JOB_STATS, () => {
+      if (++polls === 3) {
+        switchedOver();
+        setTimeout(settle, 1_500);
+      }
+      return false;
+    });
+    const report = await runner().run(resumedJob, { resumed: true });
+    expect(report.outcome, report.reason).toBe('completed');
+    expect(report.adopted).toBe(true);
+    expect(report.problems).toEqual([]);
   });
 });

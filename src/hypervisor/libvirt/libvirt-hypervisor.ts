@@ -834,10 +834,18 @@ export class LibvirtHypervisor implements Hypervisor {
             if (isNoDomain(err)) return null;
             throw err;
           }
-          const [state, persistent] = await Promise.all([
-            client.domainState(dom),
-            client.listAllDomains(ListDomainsFlags.PERSISTENT),
-          ]);
+          let state: Awaited<ReturnType<LibvirtClient['domainState']>>;
+          let persistent: DomainRef[];
+          try {
+            [state, persistent] = await Promise.all([
+              client.domainState(dom),
+              client.listAllDomains(ListDomainsFlags.PERSISTENT),
+            ]);
+          } catch (err) {
+            // Gone between the lookup and its state: the end of a migration away (the source let it go).
+            if (isNoDomain(err)) return null;
+            throw err;
+          }
           const postCopy = postCopyOf(state.state, state.reason);
           return {
             hostId,
