@@ -13,7 +13,7 @@ import type { SimHypervisor } from '../../src/hypervisor/sim/index.js';
 import { startPrivateRedis, type PrivateRedis } from '../../src/service/private-redis.js';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../security/service-harness.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
-import { addRow, checkInvariant, writeTable } from './fault-table.js';
+import { addRow, checkInvariant, writeTable, type FaultRow } from './fault-table.js';
 
 const SOURCE = 'h1';
 const PINNED = '00000000-0000-4000-8000-000000000004';
@@ -132,7 +132,7 @@ async function startDrain(
       const vms = view.hosts.reduce((n, x) => n + x.vms, 0);
       return view.leader && view.hosts.length === 3 && vms === ALL_VMS.length ? true : undefined;
     },
-    20_000,
+    60_000,
   );
   const created = await api(h, 'POST', `/v1/hosts/${SOURCE}/drain`, body);
   expect(created.status, JSON.stringify(created.json)).toBe(201);
@@ -150,7 +150,7 @@ async function migrationRunning(run: CaseRun): Promise<string> {
       }
       return undefined;
     },
-    20_000,
+    60_000,
   );
 }
 
@@ -186,7 +186,7 @@ async function finish(run: CaseRun, fault: string, started: number, extra: strin
   const onSource = (await Promise.all(ALL_VMS.map((vm) => run.sim.locateVm(vm)))).filter((w) =>
     w.some((p) => p.hostId === SOURCE && p.state !== 'shutoff'),
   ).length;
-  addRow({
+  record(fault, {
     suite: 'sim',
     fault,
     outcome: `plan ${view.status}; ${moved} steps, ${view.plan.skipped.length} skipped, ${onSource} left on ${SOURCE}${restarts.length > 0 ? `; ${restarts.length} VM started twice` : ''}`,
@@ -199,9 +199,33 @@ async function finish(run: CaseRun, fault: string, started: number, extra: strin
   return view;
 }
 
+/**
+ * The cases run concurrently (each has its own service, key prefix and simulator; they spend their time waiting
+ * on simulated migrations), so their rows are kept here and added to the table in the order the cases are
+ * declared, not the order they finish in.
+ */
+const FAULTS = {
+  pin: 'drain, one VM pinned by a rule (planning)',
+  pinPartial: 'partial drain, one VM pinned by a rule',
+  noConverge: 'drain, one VM cannot converge (execution)',
+  monitor: 'source QEMU monitor unresponsive 5 s mid-migration',
+  sourceDown: 'source host unreachable 3 s mid-migration',
+  destHang: 'destination host hung 4 s mid-migration',
+  link: 'link of h1 at 1% for 4 s mid-migration',
+  redis: 'Redis restarted (AOF) mid-plan',
+} as const;
+const finished = new Map<string, FaultRow>();
+function record(fault: string, row: FaultRow): void {
+  finished.set(fault, row);
+}
+
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  for (const name of Object.values(FAULTS)) {
+    const row = finished.get(name);
+    if (row) addRow(row);
+  }
   const rows = writeTable('sim');
   expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
 }, 60_000);
@@ -215,15 +239,17 @@ function withRun(prefix: string, run: CaseRun): void {
   });
 }
 
-describe('faults on the simulator (whole service, drain of h1)', () => {
-  it('a drain where one VM is pinned by a rule: refused as a whole, the plan says why, nothing moves', async () => {
+describe.concurrent('faults on the simulator (whole service, drain of h1)', () => {
+  it('a drain where one VM is pinned by a rule: refused as a whole, the plan says why, nothing moves', async ({
+    expect,
+  }) => {
     // A drain is all-or-nothing unless asked for a partial one: a planning-time blocker keeps every VM where
     // it is and the plan names the blocker.
     const started = Date.now();
     const prefix = uniquePrefix('fault-pin');
     const run = await startDrain(redisUrl(), prefix, PIN_POLICY);
     withRun(prefix, run);
-    const view = await finish(run, 'drain, one VM pinned by a rule (planning)', started);
+    const view = await finish(run, FAULTS.pin, started);
     const skipped = view.plan.skipped.find((s) => s.vm === PINNED);
     expect(skipped?.why).toMatch(/pin/);
     expect(view.plan.steps).toEqual([]);
@@ -233,12 +259,14 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
       ]);
   }, 120_000);
 
-  it('a partial drain where one VM is pinned: the rest move, the pinned VM stays running, the plan says why', async () => {
+  it('a partial drain where one VM is pinned: the rest move, the pinned VM stays running, the plan says why', async ({
+    expect,
+  }) => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-pin-partial');
     const run = await startDrain(redisUrl(), prefix, PIN_POLICY, { partial: true });
     withRun(prefix, run);
-    const view = await finish(run, 'partial drain, one VM pinned by a rule', started);
+    const view = await finish(run, FAULTS.pinPartial, started);
     expect(view.plan.skipped.find((s) => s.vm === PINNED)?.why).toMatch(/pin/);
     expect(view.plan.note).toMatch(/partial drain/);
     expect(view.plan.steps.length).toBeGreaterThan(0);
@@ -253,7 +281,9 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
       expect((await run.sim.locateVm(s.vm)).find((p) => p.state === 'running')?.hostId).toBe(s.to);
   }, 120_000);
 
-  it('a drain where one VM cannot converge when it runs: the rest move, it stays running, the report says why', async () => {
+  it('a drain where one VM cannot converge when it runs: the rest move, it stays running, the report says why', async ({
+    expect,
+  }) => {
     const started = Date.now();
     const prefix = uniquePrefix('fault-noconv');
     const run = await startDrain(redisUrl(), prefix);
@@ -261,7 +291,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     // Right after planning, the VM starts dirtying its memory far faster than the 300 MiB/s link.
     const stuck = ALL_VMS[1] ?? '';
     run.sim.faults.dirtySpike(stuck, { dirtyMiBps: 3_000, durationMs: 600_000 });
-    const view = await finish(run, 'drain, one VM cannot converge (execution)', started);
+    const view = await finish(run, FAULTS.noConverge, started);
     const migration = (await api(run.h, 'GET', `/v1/migrations/${stuck}`)).json as { state?: string };
     const events = JSON.stringify(
       ((await api(run.h, 'GET', `/v1/plans/${run.planId}`)).json as { events: unknown }).events,
@@ -282,7 +312,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     const release = run.sim.faults.hangProgress(vm);
     await new Promise((r) => setTimeout(r, 5_000));
     release();
-    await finish(run, 'source QEMU monitor unresponsive 5 s mid-migration', started);
+    await finish(run, FAULTS.monitor, started);
   }, 120_000);
 
   it('the source host becomes unreachable mid-migration, then comes back', async () => {
@@ -294,7 +324,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     run.sim.faults.hostDown(SOURCE, { mode: 'error' });
     await new Promise((r) => setTimeout(r, 3_000));
     run.sim.faults.hostUp(SOURCE);
-    await finish(run, 'source host unreachable 3 s mid-migration', started);
+    await finish(run, FAULTS.sourceDown, started);
   }, 120_000);
 
   it('the destination host hangs mid-migration, then comes back', async () => {
@@ -308,7 +338,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     run.sim.faults.hostDown(dest, { mode: 'hang' });
     await new Promise((r) => setTimeout(r, 4_000));
     run.sim.faults.hostUp(dest);
-    await finish(run, 'destination host hung 4 s mid-migration', started);
+    await finish(run, FAULTS.destHang, started);
   }, 120_000);
 
   it('the migration link drops to 1% mid-migration, then recovers', async () => {
@@ -320,10 +350,12 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     run.sim.faults.slowLink(SOURCE, 0.01);
     await new Promise((r) => setTimeout(r, 4_000));
     run.sim.faults.slowLink(SOURCE, 1);
-    await finish(run, 'link of h1 at 1% for 4 s mid-migration', started);
+    await finish(run, FAULTS.link, started);
   }, 120_000);
 
-  it('Redis restarts (AOF on) mid-plan: the plan and its jobs survive and nothing migrates twice', async () => {
+  it('Redis restarts (AOF on) mid-plan: the plan and its jobs survive and nothing migrates twice', async ({
+    expect,
+  }) => {
     const started = Date.now();
     const dir = await mkdtemp(join(tmpdir(), 'drover-fault-redis-'));
     let redis: PrivateRedis = await startPrivateRedis({ appendOnly: true, dir });
@@ -339,7 +371,7 @@ describe('faults on the simulator (whole service, drain of h1)', () => {
     await redis.stop();
     await new Promise((r) => setTimeout(r, 2_000));
     redis = await startPrivateRedis({ appendOnly: true, dir, port: redis.port });
-    const view = await finish(run, 'Redis restarted (AOF) mid-plan', started);
+    const view = await finish(run, FAULTS.redis, started);
     // The plan is the one stored before the restart, with the same steps, and every step's VM is where it
     // was meant to go.
     expect(view.plan.steps).toEqual(before.plan.steps);
