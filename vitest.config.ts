@@ -1,4 +1,10 @@
 import { defineConfig } from 'vitest/config';
+import SlowFirstSequencer from './test/support/slow-first-sequencer.js';
+
+// unit + cluster run two files at a time: most of their time is spent waiting (on spawned `drover` processes,
+// simulated migrations, Redis failovers), not computing, so a second file fills the wait. vitest's default
+// (one fewer than the CPUs) would be a single file at a time on a 2-core machine.
+const UNIT_WORKERS = 2;
 
 // Three projects: `unit` (everything that needs at most Redis), `cluster` (the Redis-heavy tests again on a
 // Redis Cluster) and `lab` (tests against real libvirt daemons and QEMU guests from test/lab/lab.sh, brought up
@@ -6,6 +12,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
+    sequence: { sequencer: SlowFirstSequencer },
     // scripts/test.sh runs unit + cluster and lab as two processes, each with its own report (joined afterwards).
     reporters: ['default', ['json', { outputFile: process.env.DROVER_TEST_RESULTS ?? '.test-results.json' }]],
     projects: [
@@ -16,6 +23,9 @@ export default defineConfig({
           include: ['test/**/*.test.ts', 'policies/**/*.test.ts'],
           exclude: ['test/lab/**', '**/node_modules/**'],
           globalSetup: ['test/support/global-redis.ts'],
+          maxWorkers: UNIT_WORKERS,
+          // The fault suite on the simulator runs its eight cases at once (test/faults/faults-sim.test.ts).
+          maxConcurrency: 8,
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },
@@ -39,6 +49,7 @@ export default defineConfig({
             'test/api/api.test.ts',
           ],
           globalSetup: ['test/support/global-cluster.ts'],
+          maxWorkers: UNIT_WORKERS,
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },
