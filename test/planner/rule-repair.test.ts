@@ -118,6 +118,56 @@ describe('rule repair in balance', () => {
   });
 });
 
+describe('rule repair in more than two moves', () => {
+  // h1 and h2 hold 56 of their 57.6 usable GiB: the HA pair sharing h0 needs 8 GiB, so two of their 4 GiB VMs
+  // must leave first. h3 and h4 (and h0) have room for one 4 GiB VM each, not for an 8 GiB one, and none of
+  // their VMs may move (excluded, or too large to park anywhere): no one move makes room.
+  const snap = cluster(
+    [{ id: 'h0' }, { id: 'h1' }, { id: 'h2' }, { id: 'h3' }, { id: 'h4' }],
+    [
+      { id: 'db-1', host: 'h0', memGiB: 8, labels: ha('db') },
+      { id: 'db-2', host: 'h0', memGiB: 8, labels: ha('db') },
+      { id: 'f0a', host: 'h0', memGiB: 32 },
+      { id: 'f0b', host: 'h0', memGiB: 4 },
+      ...[1, 2].flatMap((h) => [
+        { id: `f${h}a`, host: `h${h}`, memGiB: 32 },
+        { id: `f${h}b`, host: `h${h}`, memGiB: 16 },
+        { id: `c${h}a`, host: `h${h}`, memGiB: 4 },
+        { id: `c${h}b`, host: `h${h}`, memGiB: 4 },
+      ]),
+      ...[3, 4].flatMap((h) => [
+        { id: `f${h}a`, host: `h${h}`, memGiB: 32 },
+        { id: `f${h}b`, host: `h${h}`, memGiB: 16 },
+        { id: `f${h}c`, host: `h${h}`, memGiB: 4, labels: { 'drover/exclude': 'true' } },
+      ]),
+    ],
+  );
+
+  it('parks two VMs, then repairs: the repair runs after both', () => {
+    const p = planRebalance(snap, DEFAULT, { now: NOW });
+    expect(p.steps).toHaveLength(3);
+    const [a, b, repair] = p.steps;
+    expect(a?.from).toBe(b?.from);
+    expect([a?.vm, b?.vm].sort()).toEqual([`c${a?.from.slice(1)}a`, `c${a?.from.slice(1)}b`]);
+    for (const park of [a, b]) expect(park?.why).toMatch(/^makes room on h[12] to repair a rule of db-[12]/);
+    expect(repair?.vm).toMatch(/^db-[12]$/);
+    expect(repair?.from).toBe('h0');
+    expect(repair?.to).toBe(a?.from);
+    expect(repair?.why).toMatch(/^repairs a rule: anti-affinity group .* shares h0/);
+    expect(repair?.after).toEqual([a?.vm, b?.vm]);
+    expect(violations(snap, DEFAULT, p)).toEqual({ before: 1, after: 0 });
+  });
+
+  it('never starts the sequence without the budget for all of it', () => {
+    const p = planRebalance(
+      snap,
+      { ...DEFAULT, limits: { ...DEFAULT.limits, maxMovesPerRun: 2 } },
+      { now: NOW },
+    );
+    expect(p.steps).toEqual([]);
+  });
+});
+
 describe('rule repair in drains', () => {
   it('repairs the rules of the VMs it moves and says so', () => {
     // The HA pair shares h0, which is drained: they leave to different hosts.

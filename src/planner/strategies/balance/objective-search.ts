@@ -21,6 +21,8 @@ const BATCH_MOVES = 8;
 const REPAIR_TARGETS = 16;
 const REPAIR_PARKING = 32;
 const REPAIR_RESIDENTS = 4;
+/** VMs parked at most for one repair, when no single one makes room (a repair of up to this many + 1 moves). */
+const REPAIR_MAX_PARKED = 3;
 /** Feasible candidates of equal value compared for bytes to copy. */
 const TIE_CHECKS = 8;
 
@@ -162,7 +164,7 @@ export class ObjectiveSearch {
     return this.violators.some((v) => !this.noRepair[v] && !this.cannot[v]);
   }
 
-  /** A repair in two moves for the first violator that has one (see repairWithRoom). */
+  /** A repair in two or more moves for the first violator that has one (see repairWithRoom). */
   private twoStep(): boolean {
     if (this.steps.length + 2 > this.maxMoves) return false;
     for (const v of this.violators) {
@@ -176,7 +178,8 @@ export class ObjectiveSearch {
   /**
    * VM v breaks a rule, and the hosts where it would not lack room for it: park one VM of such a host (the
    * smallest that makes room) on another host, then move v there. The parked VM must be free to move, break
-   * no rule where it lands and converge; of the pairs found the one that copies the fewest bytes wins.
+   * no rule where it lands and converge; of the pairs found the one that copies the fewest bytes wins. Where
+   * no one VM makes room, several are parked first (parkSeveral).
    */
   private repairWithRoom(v: number): boolean {
     const m = this.m;
@@ -238,18 +241,69 @@ export class ObjectiveSearch {
         break;
       }
     }
-    if (!best) return false;
-    const { w, u, t } = best;
+    const parks: [number, number][] = best
+      ? [[best.w, best.u]]
+      : this.parkSeveral(v, targets.hosts, parking.hosts);
+    if (parks.length === 0) return false;
+    const t = best ? best.t : (m.vmHost[parks[0]?.[0] ?? 0] ?? 0);
     const rule = m.violationOf(v) ?? 'broken placement';
     const name = (x: number) => m.vms[x]?.name ?? m.vms[x]?.id ?? '';
     const host = (h: number) => m.hosts[h]?.id ?? '';
-    this.push(w, u, `makes room on ${host(t)} to repair a rule of ${name(v)} (${rule}); ${host(u)} has room`);
-    this.push(v, t, `repairs a rule: ${rule}; ${host(t)} keeps it once ${name(w)} has moved to ${host(u)}`);
-    // The executor starts the repair only once the parking move has completed.
+    for (const [w, u] of parks)
+      this.push(
+        w,
+        u,
+        `makes room on ${host(t)} to repair a rule of ${name(v)} (${rule}); ${host(u)} has room`,
+      );
+    const gone = parks.map(([w, u]) => `${name(w)} has moved to ${host(u)}`).join(', ');
+    this.push(v, t, `repairs a rule: ${rule}; ${host(t)} keeps it once ${gone}`);
+    // The executor starts the repair only once the parking moves have completed.
     const repair = this.steps[this.steps.length - 1];
-    const parked = m.vms[w]?.id;
-    if (repair && parked !== undefined) repair.after = [parked];
+    if (repair) repair.after = parks.map(([w]) => m.vms[w]?.id ?? '');
     return true;
+  }
+
+  /**
+   * Where no one VM of a target host makes room for v: park several (largest first, up to REPAIR_MAX_PARKED,
+   * each where it breaks no rule and converges) until v fits, on the target that needs the fewest moves (then
+   * the fewest bytes). Returns the parking moves, or none. The model is left as it was.
+   */
+  private parkSeveral(v: number, targets: readonly number[], parking: readonly number[]): [number, number][] {
+    const m = this.m;
+    const budget = Math.min(REPAIR_MAX_PARKED, this.maxMoves - this.steps.length - 1);
+    let best: { parks: [number, number][]; bytes: number } | null = null;
+    for (const t of targets) {
+      const residents = (m.hostVms[t] ?? [])
+        .filter((w) => w !== v && !m.moved[w])
+        .sort((a, b) => (m.vmMem[b] ?? 0) - (m.vmMem[a] ?? 0));
+      const parks: [number, number][] = [];
+      let bytes = 0;
+      for (const w of residents) {
+        if (parks.length >= budget || m.fits(v, t)) break;
+        if (!this.movable(w)) continue;
+        const u = this.parkingFor(w, t, parking);
+        if (u < 0) continue;
+        bytes += m.forecast(w, u).prediction.transferMiB;
+        m.move(w, u);
+        parks.push([w, u]);
+      }
+      const ok =
+        parks.length > 1 &&
+        m.fits(v, t) &&
+        m.placementProblem(v, t) === null &&
+        m.violationDelta(v, t) < 0 &&
+        m.forecast(v, t).prediction.converges;
+      if (ok) bytes += m.forecast(v, t).prediction.transferMiB;
+      for (let i = parks.length - 1; i >= 0; i -= 1) m.unmove(parks[i]?.[0] ?? 0);
+      if (!ok) continue;
+      if (
+        !best ||
+        parks.length < best.parks.length ||
+        (parks.length === best.parks.length && bytes < best.bytes)
+      )
+        best = { parks, bytes };
+    }
+    return best?.parks ?? [];
   }
 
   /** Where VM w (on host t) may be parked: a host with room where it breaks no rule and converges. */
