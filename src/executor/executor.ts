@@ -24,6 +24,7 @@ import {
 import { SlotStore, bandwidthShareMiBps, type SlotClaim } from './slot-store.js';
 import type { AbortReason } from './watchdog.js';
 import type { PredictiveForecast } from './watchdog-schedule.js';
+import { WorkerSupervisor } from './worker-supervisor.js';
 
 /** What a finished job returns (BullMQ returnvalue). */
 export type MigrationJobResult =
@@ -76,6 +77,17 @@ export function jobIdFor(vmId: string): string {
 
 const LIVE_STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'] as const;
 
+/** A step's result kept for its job's next run (`<prefix>:outcome:<vm>`), in case the queue did not take it. */
+interface StoredOutcome {
+  planId: string;
+  to: string;
+  result: MigrationJobResult;
+}
+const OUTCOME_KEPT_MS = 3_600_000;
+/** A write after a migration ended is retried this long while Redis is unreachable, this often (real time). */
+const STORE_RETRY_MS = 120_000;
+const STORE_RETRY_EVERY_MS = 500;
+
 export class Executor {
   readonly queue: Queue<MigrationJobData, MigrationJobResult>;
   readonly slots: SlotStore;
@@ -83,8 +95,14 @@ export class Executor {
   private readonly options: ExecutorOptions;
   private readonly log: Logger;
   private readonly runner: MigrationRunner;
-  private readonly workers: Worker<MigrationJobData, MigrationJobResult>[] = [];
+  private supervisor: WorkerSupervisor<MigrationJobData, MigrationJobResult> | null = null;
   private readonly detach = new AbortController();
+  /**
+   * The steps this process is running, by VM. A job whose BullMQ lock lapsed while Redis was unreachable is
+   * queued again by the stalled check and may come back to this process while the first run still watches
+   * its migration: it then waits for that run's outcome instead of watching (and recording) it a second time.
+   */
+  private readonly inFlight = new Map<string, Promise<MigrationJobResult>>();
 
   constructor(deps: ExecutorDeps) {
     this.deps = deps;
@@ -150,31 +168,51 @@ export class Executor {
     return result;
   }
 
-  /** Starts `count` workers in this process (each runs up to workerConcurrency jobs). */
+  /**
+   * Starts `count` workers in this process (each runs up to workerConcurrency jobs), kept taking jobs by a
+   * supervisor: a worker that stops, or stops fetching after a Redis outage, is replaced.
+   */
   startWorkers(count = 1): void {
-    for (let i = 0; i < count; i++) {
-      const worker = new Worker<MigrationJobData, MigrationJobResult>(
-        this.options.queueName,
-        (job, token) => this.process(job, token),
-        {
-          connection: this.deps.redis,
-          prefix: this.options.prefix,
-          concurrency: this.options.workerConcurrency,
-          lockDuration: this.options.lockDurationMs,
-          stalledInterval: this.options.stalledIntervalMs,
-          maxStalledCount: this.options.maxStalledCount,
-        },
-      );
-      worker.on('error', (err) => this.log.error({ err: errorMessage(err) }, 'worker error'));
-      this.workers.push(worker);
-    }
+    const o = this.options;
+    this.supervisor ??= new WorkerSupervisor({
+      create: () => this.makeWorker(),
+      readyJobs: async () => {
+        const counts = await this.queue.getJobCounts('wait', 'prioritized');
+        return (counts.wait ?? 0) + (counts.prioritized ?? 0);
+      },
+      running: () => this.inFlight.size,
+      concurrency: o.workerConcurrency,
+      checkEveryMs: Math.max(1_000, o.stalledIntervalMs),
+      // A fetching worker with room takes a ready job within its block timeout (5 s) and a lock period.
+      stuckAfterMs: Math.max(20_000, 3 * o.lockDurationMs),
+      closeTimeoutMs: Math.max(5_000, o.lockDurationMs),
+      log: this.log,
+    });
+    this.supervisor.start(count);
+  }
+
+  private makeWorker(): Worker<MigrationJobData, MigrationJobResult> {
+    const worker = new Worker<MigrationJobData, MigrationJobResult>(
+      this.options.queueName,
+      (job, token) => this.process(job, token),
+      {
+        connection: this.deps.redis,
+        prefix: this.options.prefix,
+        concurrency: this.options.workerConcurrency,
+        lockDuration: this.options.lockDurationMs,
+        stalledInterval: this.options.stalledIntervalMs,
+        maxStalledCount: this.options.maxStalledCount,
+      },
+    );
+    worker.on('error', (err) => this.log.error({ err: errorMessage(err) }, 'worker error'));
+    return worker;
   }
 
   /** Stops the workers. Running migrations keep running: they are adopted by the next worker. */
   async close(): Promise<void> {
     this.detach.abort();
-    await Promise.all(this.workers.map((w) => w.close()));
-    this.workers.length = 0;
+    await this.supervisor?.close();
+    this.supervisor = null;
     await this.queue.close();
   }
 
@@ -234,8 +272,40 @@ export class Executor {
     return out;
   }
 
-  /** The worker's processor: slots, run record, the runner, history, clean-up. */
+  /**
+   * The worker's processor: one run per VM at a time in this process. A job that comes back while the run it
+   * lost its lock in is still going gets that run's result (its own lock is the valid one, so the result is
+   * stored through it); when that run ended without a result (its lock was gone when it tried to hand the job
+   * back, or it failed), the job runs again, looking at the real state first like any retry.
+   */
   private async process(
+    job: Job<MigrationJobData, MigrationJobResult>,
+    token: string | undefined,
+  ): Promise<MigrationJobResult> {
+    const vmId = job.data.step.vm;
+    const earlier = this.inFlight.get(vmId);
+    if (earlier) {
+      this.log.warn(
+        { planId: job.data.planId, vm: vmId, jobId: job.id },
+        'job came back while this process still runs its step: waiting for that run',
+      );
+      const outcome = await earlier.then(
+        (result) => ({ result }),
+        () => null,
+      );
+      if (outcome) return outcome.result;
+    }
+    const run = this.runStep(job, token);
+    this.inFlight.set(vmId, run);
+    try {
+      return await run;
+    } finally {
+      if (this.inFlight.get(vmId) === run) this.inFlight.delete(vmId);
+    }
+  }
+
+  /** One run of a step: slots, run record, the runner, history, clean-up. */
+  private async runStep(
     job: Job<MigrationJobData, MigrationJobResult>,
     token: string | undefined,
   ): Promise<MigrationJobResult> {
@@ -245,6 +315,16 @@ export class Executor {
     const redis = this.deps.redis;
     const runKey = this.key('run', step.vm);
     const log = this.log.child({ planId: data.planId, vm: step.vm, jobId: job.id });
+    // This step already ended in an earlier run whose result the queue did not take (its lock had lapsed):
+    // that result, not a second look that would find the VM moved and call the step skipped.
+    const earlier = await redis.get(this.key('outcome', step.vm));
+    if (earlier !== null) {
+      const stored = JSON.parse(earlier) as StoredOutcome;
+      if (stored.planId === data.planId && stored.to === step.to) {
+        log.info({ status: stored.result.status }, 'the step ended in an earlier run: its outcome');
+        return stored.result;
+      }
+    }
     const runRecord = await redis.hgetall(runKey);
     const resumed = Object.keys(runRecord).length > 0;
     const earlierStartMs = runRecord.startedAtMs !== undefined ? Number(runRecord.startedAtMs) : NaN;
@@ -345,9 +425,9 @@ export class Executor {
     try {
       const report = await this.runner.run(data, hooks);
       ended = true;
-      await this.recordHistory(data, report).catch((err: unknown) => {
-        log.error({ err: errorMessage(err) }, 'could not record the migration history');
-      });
+      // The migration ended in the hypervisor: its record must reach Redis even when Redis is away just now
+      // (a node restarting), or the VM's cooldown and history would forget a move that happened.
+      await this.whenStored(log, 'the migration history', () => this.recordHistory(data, report));
       // A migration that failed (not aborted by the watchdog) with the VM confirmed back on its source is
       // worth another attempt, after the back-off, with fresh pre-checks.
       if (
@@ -357,7 +437,13 @@ export class Executor {
       ) {
         throw new MigrationStartError(`migration failed: ${report.reason}`, true);
       }
-      return { status: report.outcome, report };
+      const result: MigrationJobResult = { status: report.outcome, report };
+      // Kept for the job's next run, should the queue not take this result (the job's lock lapsed meanwhile).
+      const outcome: StoredOutcome = { planId: data.planId, to: step.to, result };
+      await this.whenStored(log, 'the step outcome', () =>
+        redis.set(this.key('outcome', step.vm), JSON.stringify(outcome), 'PX', OUTCOME_KEPT_MS),
+      );
+      return result;
     } catch (err) {
       const code = errorCode(err);
       if (code === 'step_skipped') {
@@ -384,9 +470,32 @@ export class Executor {
       clearInterval(heartbeat);
       if (!detached) {
         const keys = keepRunRecord ? [this.key('abort', step.vm)] : [runKey, this.key('abort', step.vm)];
-        await Promise.all([this.slots.release(claim), redis.del(...keys)]).catch((err: unknown) =>
-          log.warn({ err: errorMessage(err) }, 'clean-up failed'),
-        );
+        await this.slots
+          .release(claim)
+          .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot release failed (it lapses)'));
+        // A run record left behind would make the VM's next step look like an adoption.
+        await this.whenStored(log, 'the run record clean-up', () => redis.del(...keys));
+      }
+    }
+  }
+
+  /**
+   * Runs a Redis write until it succeeds, retrying while Redis is unreachable (a node restarting, a failover)
+   * for up to STORE_RETRY_MS; then, or when the executor closes, logs the loss as an error.
+   */
+  private async whenStored(log: Logger, what: string, write: () => Promise<unknown>): Promise<void> {
+    const deadline = Date.now() + STORE_RETRY_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await write();
+        if (attempt > 1) log.info({ what, attempt }, 'stored once Redis answered again');
+        return;
+      } catch (err) {
+        if (Date.now() >= deadline || this.detach.signal.aborted) {
+          log.error({ what, err: errorMessage(err) }, 'could not store in Redis');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, STORE_RETRY_EVERY_MS));
       }
     }
   }

@@ -2,6 +2,7 @@
 // and the invariant read from its latest snapshot (the simulated cluster lives inside the process, so the
 // snapshot, built from every host's own VM list, is the outside view of where each VM runs).
 import type { ClusterSpec } from '../../src/hypervisor/sim/cluster-spec.js';
+import { until } from './serve-process.js';
 
 /** kvm-01 carries six 1 GiB VMs on a 250 MiB/s link (about 4 s a move); three empty hosts take them. */
 export function drainSpec(): ClusterSpec {
@@ -82,4 +83,56 @@ export function placementViolations(snapshot: SnapshotView, vmIds: readonly stri
     if (hosts.length !== 1) out.push(`${id}: running on ${hosts.length} hosts (${hosts.join(', ')})`);
   }
   return out;
+}
+
+const FINAL_PLAN_STATES = ['completed', 'failed', 'cancelled', 'expired'];
+
+/** Waits (up to `timeoutMs`) for the plan to reach a final state and returns that state. */
+export async function planFinalState(
+  api: ReturnType<typeof apiClient>,
+  planId: string,
+  timeoutMs: number,
+  context: () => string,
+): Promise<string> {
+  return until(
+    'the plan reached a final state',
+    async () => {
+      const res = await api('GET', `/v1/plans/${planId}`).catch(() => null);
+      const s = String(((res?.body.record ?? res?.body) as { status?: string } | undefined)?.status);
+      return FINAL_PLAN_STATES.includes(s) ? s : null;
+    },
+    timeoutMs,
+    context,
+    300,
+  );
+}
+
+/**
+ * The planned VMs that did not migrate exactly once by drover's per-VM counter, each as a line saying how
+ * often it did (empty when every one moved once).
+ */
+export async function notMigratedOnce(port: number, planned: readonly string[]): Promise<string[]> {
+  const perVm = await migrationsPerVm(port);
+  return planned
+    .filter((vm) => (perVm.get(vm) ?? 0) !== 1)
+    .map((vm) => `${vm}: migrated ${perVm.get(vm) ?? 0} times`);
+}
+
+/** The first snapshot taken after `afterMs` (the process's view of where each VM runs now). */
+export async function snapshotAfter(
+  api: ReturnType<typeof apiClient>,
+  afterMs: number,
+  context: () => string,
+): Promise<SnapshotView> {
+  return until(
+    'a snapshot taken after the plan',
+    async () => {
+      const res = await api('GET', '/v1/snapshots/latest');
+      const snap = res.body as unknown as SnapshotView;
+      return res.status === 200 && Date.parse(snap.takenAt) > afterMs ? snap : null;
+    },
+    30_000,
+    context,
+    200,
+  );
 }
