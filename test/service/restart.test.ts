@@ -6,12 +6,14 @@
 // finds the host in maintenance, the plan pending, the quarantine and the pause in force, the VMs where they
 // were (the simulator's placement is kept in Redis), the quarantined VM left out of a new rebalance, and at the
 // end the drained VMs in cooldown; the drain finishes without a completed migration run twice, and every VM
-// runs on exactly one host. The quarantine is written as the executor writes a stall abort (a failure to
-// converge is not staged through the process here). Hold time after a restart is not checked: the service
-// does not apply balance.holdTimeS yet.
+// runs on exactly one host. After the last restart the balance strategy's hold time, counted from the rebalance
+// executed before the first restart, still stops the scheduled rebalance (an operator's dry run says it
+// overrides that hold). The quarantine is written as the executor writes a stall abort (a failure to converge
+// is not staged through the process here).
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SystemClock } from '../../src/clock/clocks.js';
 import type { MigrationRecord } from '../../src/domain/history.js';
@@ -77,6 +79,8 @@ const s = {
   rebalanced: new Map<string, string>(),
   drainId: '',
   quarantined: vmId(2),
+  /** When the rebalance that starts the balance hold time was approved (epoch ms). */
+  rebalanceApprovedAtMs: 0,
   current: null as ServeProcess | null,
   startedAt: Date.now(),
 };
@@ -303,6 +307,7 @@ describe('drover serve restarted on its state directory', () => {
     expect(run.steps.length).toBeGreaterThan(0);
     expect(run.steps.map((st) => st.to)).not.toContain(DRAINED);
     s.pendingId = pending.id;
+    s.rebalanceApprovedAtMs = Date.now();
     expect((await api('POST', `/v1/plans/${run.id}/approve`)).status).toBe(200);
     await until(
       'the rebalance completed',
@@ -439,6 +444,10 @@ describe('drover serve restarted on its state directory', () => {
       join(fixture.dir, 'policy.yaml'),
       'limits: { perHostConcurrency: 1, maxMovesPerRun: 20 }\nvms: { cooldownS: 3600 }\nhosts: { cpuCeilingPct: 10 }\n',
     );
+    // ... and with the scheduled rebalance on, every 2 s (it waits while automation is paused).
+    const config = parse(await readFile(configPath, 'utf8')) as { schedules: Record<string, unknown> };
+    config.schedules.rebalance = { enabled: true, cron: '*/2 * * * * *' };
+    await writeFile(configPath, stringify(config));
     const since = Date.now();
     await start('fourth');
     expect(running(orphan)).toBe(false);
@@ -472,6 +481,31 @@ describe('drover serve restarted on its state directory', () => {
       expect(why.get(vm) ?? 'not skipped', `${vm}: ${JSON.stringify(dry)}`).toMatch(/^in cooldown/);
     for (const [vm, reason] of why) if (/cooldown/.test(reason)) expect(migrated.has(vm), vm).toBe(true);
     for (const vm of migrated) expect(dry.steps.map((st) => st.vm)).not.toContain(vm);
+    // The balance hold time (the strategy's default, 900 s) runs from the rebalance executed before the first
+    // restart: the operator's dry run plans anyway and says so, and the scheduled rebalance is held.
+    expect(dry.hold, JSON.stringify(dry)).toMatchObject({ overriddenBy: 'api:ops', holdTimeS: 900 });
+    expect(Date.parse(dry.hold!.lastExecutedAt)).toBeGreaterThanOrEqual(s.rebalanceApprovedAtMs);
+    expect(Date.parse(dry.hold!.until)).toBeGreaterThan(Date.now());
+    // The schedule waits for a pending plan: the one pending since the first process is cancelled first.
+    expect((await api('POST', `/v1/plans/${s.pendingId}/cancel`)).status).toBe(200);
+    expect((await api('POST', '/v1/automation', { paused: false })).status).toBe(200);
+    const resumedAt = Date.now();
+    const held = await until(
+      'a scheduled rebalance after the resume',
+      () =>
+        s.current!.logs.find(
+          (l) =>
+            l.msg === 'schedule run' &&
+            l.schedule === 'rebalance' &&
+            Number(l.time) > resumedAt &&
+            l.status !== 'automation paused',
+        ),
+      30_000,
+      ctx,
+      200,
+    );
+    expect(held, JSON.stringify(held)).toMatchObject({ outcome: 'ok', planId: null, steps: 0 });
+    expect(String(held.status)).toMatch(/^holding: the last balance plan was executed at /);
     const last = s.current!;
     last.child.kill('SIGTERM');
     expect(await last.exit).toBe(0);
