@@ -22,7 +22,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts', 'policies/**/*.test.ts'],
           exclude: ['test/lab/**', '**/node_modules/**'],
-          globalSetup: ['test/support/global-redis.ts'],
+          // global-build: the `drover` command tests start, compiled once (DROVER_TEST_BIN).
+          globalSetup: ['test/support/global-redis.ts', 'test/support/global-build.ts'],
           maxWorkers: UNIT_WORKERS,
           // The fault suite on the simulator runs its eight cases at once (test/faults/faults-sim.test.ts).
           maxConcurrency: 8,

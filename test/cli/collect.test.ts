@@ -7,14 +7,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { parseSnapshot } from '../../src/domain/snapshot.js';
-
-const root = join(import.meta.dirname, '../..');
+import { DROVER_BIN } from '../support/serve-process.js';
 
 function drover(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [join(root, 'bin/drover.js'), ...args],
+      [DROVER_BIN, ...args],
       { env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 },
       (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),

@@ -7,9 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { ADMIN_TOKEN, smallCluster, writeFixture, type Fixture } from '../service/service-fixture.js';
 import { cleanPrefix, connectRedis, serviceEnv, uniquePrefix } from '../support/redis.js';
-import { killAndWait, spawnServe, until, type ServeProcess } from '../support/serve-process.js';
+import { DROVER_BIN, killAndWait, spawnServe, until, type ServeProcess } from '../support/serve-process.js';
 
-const root = join(import.meta.dirname, '../..');
 /** The header `drover plan` prints over its moves. */
 const PLAN_HEADER = /^VM\s+FROM\s+TO\s+KIND\s+DURATION\s+DOWNTIME\s+TRANSFER\s+WHY$/m;
 
@@ -21,7 +20,7 @@ function drover(args: string[]): Promise<{ code: number; stdout: string; stderr:
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [join(root, 'bin/drover.js'), ...args, '--url', url, '--token', ADMIN_TOKEN],
+      [DROVER_BIN, ...args, '--url', url, '--token', ADMIN_TOKEN],
       { env: { ...process.env, NO_COLOR: '1' }, timeout: 240_000 },
       (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),

@@ -9,6 +9,7 @@ import { EXIT } from '../../src/cli/exit-codes.js';
 import { startService, type RunningService } from '../../src/service/main.js';
 import { ADMIN_TOKEN, smallCluster, writeFixture, type Fixture } from '../service/service-fixture.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const root = join(import.meta.dirname, '../..');
 const imbalanced = join(root, 'test/planner/fixtures/imbalanced.json');
@@ -25,7 +26,7 @@ function drover(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [join(root, 'bin/drover.js'), ...args],
+      [DROVER_BIN, ...args],
       { env: { ...process.env, NO_COLOR: '1' }, timeout: 240_000 },
       (err, stdout, stderr) => {
         const code = err && typeof err.code === 'number' ? err.code : err ? 1 : 0;

@@ -9,8 +9,8 @@ import { startService, type RunningService } from '../../src/service/main.js';
 import { freePort } from '../../src/service/private-redis.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 import { ADMIN_TOKEN, READ_TOKEN, writeFixture, type Fixture } from '../service/service-fixture.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
-const root = join(import.meta.dirname, '../..');
 let fixture: Fixture;
 let svc: RunningService;
 
@@ -24,7 +24,7 @@ function drover(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [join(root, 'bin/drover.js'), ...args],
+      [DROVER_BIN, ...args],
       { env: { ...process.env, NO_COLOR: '1', ...env }, timeout: 240_000 },
       (err, stdout, stderr) => {
         const code = err && typeof err.code === 'number' ? err.code : err ? 1 : 0;

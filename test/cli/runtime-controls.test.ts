@@ -2,7 +2,6 @@
 // `drover quarantine list|lift` and `drover audit` as child processes against a simulator-backed drover on the
 // run's Redis, checking output, exit codes, what the API and /metrics then say, and the audit trail.
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { SystemClock } from '../../src/clock/clocks.js';
@@ -11,8 +10,8 @@ import { AuditLog, type AuditEntry } from '../../src/service/audit-log.js';
 import { startService, type RunningService } from '../../src/service/main.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 import { ADMIN_TOKEN, READ_TOKEN, writeFixture, type Fixture } from '../service/service-fixture.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
-const root = join(import.meta.dirname, '../..');
 let fixture: Fixture;
 let svc: RunningService;
 const redis = connectRedis();
@@ -27,7 +26,7 @@ function drover(args: string[], token = ADMIN_TOKEN): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [join(root, 'bin/drover.js'), ...args, '--url', svc.apiUrl!, '--token', token],
+      [DROVER_BIN, ...args, '--url', svc.apiUrl!, '--token', token],
       { env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 },
       (err, stdout, stderr) => {
         const code = err && typeof err.code === 'number' ? err.code : err ? 1 : 0;

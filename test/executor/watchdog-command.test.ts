@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { formatScheduleTable, scheduleReport } from '../../src/cli/commands/watchdog.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const run = promisify(execFile);
 
@@ -30,9 +31,7 @@ describe('drover watchdog schedule', () => {
 
   it('prints JSON only with --json, and exits 3 on bad input', async () => {
     const { stdout } = await run(process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
+      DROVER_BIN,
       'watchdog',
       'schedule',
       '--profile',
@@ -45,9 +44,7 @@ describe('drover watchdog schedule', () => {
     expect(parsed.schedule.deadlineMs).toBe(150_000 * 3); // 2048 MiB = 2.15 GB -> 3
     expect(parsed.schedule.stallWindowMs).toBe(150_000);
     const bad = await run(process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
+      DROVER_BIN,
       'watchdog',
       'schedule',
       '--profile',

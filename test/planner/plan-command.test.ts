@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parsePlan } from '../../src/domain/plan.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const run = promisify(execFile);
 const root = new URL('../../', import.meta.url).pathname;
@@ -13,7 +14,7 @@ const fixture = join(root, 'test/planner/fixtures');
 
 async function drover(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    const { stdout, stderr } = await run(process.execPath, [DROVER_BIN, ...args], {
       cwd: root,
       env: { ...process.env, NO_COLOR: '1' },
     });

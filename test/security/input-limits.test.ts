@@ -27,8 +27,8 @@ import { createHypervisor } from '../../src/service/main.js';
 import { FILE_LIMITS, FileTooLarge, readLimited } from '../../src/service/read-limited.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 import { ADMIN_TOKEN, routesOf, startHarness, type Harness } from './service-harness.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
-const REPO = join(import.meta.dirname, '../..');
 const TOKEN = 'limits-admin-token-0123456789';
 let dir: string;
 
@@ -195,7 +195,7 @@ describe('files drover reads', () => {
     const run = await new Promise<{ code: number; stdout: string }>((resolve) => {
       execFile(
         process.execPath,
-        [join(REPO, 'bin/drover.js'), 'plan', '--snapshot', big, '--json'],
+        [DROVER_BIN, 'plan', '--snapshot', big, '--json'],
         { env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 },
         (err, stdout) =>
           resolve({ code: err && typeof err.code === 'number' ? err.code : err ? 1 : 0, stdout }),

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { ConfigError, loadConfig } from '../../src/service/config.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 let dir = '';
 beforeAll(async () => {
@@ -192,7 +193,7 @@ api: { tokens: [{ name: ops, role: admin, value: "0123456789abcdef0123" }] }
     const serve = await new Promise<{ code: number; stderr: string }>((done) => {
       execFile(
         process.execPath,
-        [join(import.meta.dirname, '../../bin/drover.js'), 'serve', '--config', path],
+        [DROVER_BIN, 'serve', '--config', path],
         { timeout: 120_000 },
         (err, _stdout, stderr) => done({ code: typeof err?.code === 'number' ? err.code : 0, stderr }),
       );

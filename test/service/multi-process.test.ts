@@ -9,9 +9,9 @@ import type { Redis } from 'ioredis';
 import { freePort } from '../../src/service/private-redis.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 import { ADMIN_TOKEN, smallCluster, writeFixture, type Fixture } from './service-fixture.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const LEASE_MS = 2000;
-const root = join(import.meta.dirname, '../..');
 
 interface Proc {
   name: string;
@@ -42,7 +42,7 @@ async function start(name: string): Promise<Proc> {
   };
   const file = join(fixture.dir, `${name}.yaml`);
   await writeFile(file, stringify(config));
-  const child = spawn(process.execPath, [join(root, 'bin/drover.js'), 'serve', '--config', file], {
+  const child = spawn(process.execPath, [DROVER_BIN, 'serve', '--config', file], {
     env: { ...process.env, REDIS_URL: redisUrl() },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

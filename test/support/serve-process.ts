@@ -6,6 +6,12 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '../..');
 
+/**
+ * The `drover` command tests start: the installed-package copy the unit project's global setup builds
+ * (test/support/global-build.ts), else bin/drover.js of the checkout.
+ */
+export const DROVER_BIN = process.env.DROVER_TEST_BIN ?? join(root, 'bin/drover.js');
+
 export interface ServeProcess {
   readonly name: string;
   readonly child: ChildProcess;
@@ -20,7 +26,7 @@ export interface ServeProcess {
 }
 
 export function spawnServe(name: string, args: string[], env: NodeJS.ProcessEnv = process.env): ServeProcess {
-  const child = spawn(process.execPath, [join(root, 'bin/drover.js'), 'serve', ...args], {
+  const child = spawn(process.execPath, [DROVER_BIN, 'serve', ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
