@@ -264,22 +264,24 @@ export class MigrationRunner {
     const startedAtMs = this.hv.clock.now();
     hooks.onMigrateCall?.(startedAtMs);
     log.info({ request }, 'starting migration');
+    // The watchdog starts with the call: its deadline holds while the call waits for the job to show.
+    const early = this.watchContext(
+      job,
+      vm,
+      schedule,
+      { handle: null, adopted: false, startedAtMs, bandwidthMiBps: bandwidth, hooks },
+      log,
+    );
+    const calling = this.call('migrate', this.hv.migrate(request), this.options.migrateCallTimeoutMs);
+    const earlyRecords = step.kind === 'offline' ? [] : await this.watcher.beforeHandle(early, calling);
     let handle: MigrationHandle;
     try {
-      handle = await this.call('migrate', this.hv.migrate(request), this.options.migrateCallTimeoutMs);
+      handle = await calling;
     } catch (err) {
       return this.afterFailedStart(job, schedule, vm, err, startedAtMs, hooks, log);
     }
     if (step.kind === 'offline') return this.finishOffline(job, schedule, vm, handle, startedAtMs, log);
-    const report = await this.watchAndFinish(
-      this.watchContext(
-        job,
-        vm,
-        schedule,
-        { handle, adopted: false, startedAtMs, bandwidthMiBps: bandwidth, hooks },
-        log,
-      ),
-    );
+    const report = await this.watchAndFinish({ ...early, handle, earlyRecords });
     // A block migration that did not go, with the VM back on its source only: the disks made for it go too.
     if (blockPrepared && report.outcome !== 'completed' && report.problems.length === 0)
       await new BlockDestination(this.hv, {

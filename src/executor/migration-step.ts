@@ -177,6 +177,8 @@ export interface WatchContext {
   bandwidthMiBps: number | null;
   hooks: RunHooks;
   log: Logger;
+  /** What the watchdog already did while the migrate call was still waiting for the job to show. */
+  earlyRecords?: WatchdogRecord[];
 }
 
 /** Local disks of a VM (GiB): what a block migration copies. */

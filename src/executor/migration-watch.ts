@@ -55,7 +55,7 @@ export class MigrationWatch {
     const { job, watchdog, hooks, log } = ctx;
     const { step } = job;
     const clock = this.hv.clock;
-    const records: WatchdogRecord[] = [];
+    const records: WatchdogRecord[] = [...(ctx.earlyRecords ?? [])];
     let settled: MigrationOutcome | null = null;
     let wake = new AbortController();
     const wakeUp = (): void => wake.abort();
@@ -73,7 +73,7 @@ export class MigrationWatch {
     let operatorAbortSent = false;
     let inactivePolls = 0;
     let stuckCounted = false;
-    let firstAbortAtMs: number | null = null;
+    let firstAbortAtMs: number | null = records.find((r) => r.action.kind === 'abort')?.atMs ?? null;
     let bandwidth = ctx.bandwidthMiBps;
     let endReason: string | null = null;
     let stuckEnd = false;
@@ -185,6 +185,36 @@ export class MigrationWatch {
       }
     }
     return { settled, records, stuckReason: stuckEnd ? endReason : null };
+  }
+
+  /**
+   * While the migrate call waits for its job to show on the source (seconds on a busy host), the deadline
+   * holds: a timer on the clock fires at it and the abort goes out then, not once the call has answered.
+   * Returns what was carried out.
+   */
+  async beforeHandle(ctx: WatchContext, calling: Promise<unknown>): Promise<WatchdogRecord[]> {
+    const records: WatchdogRecord[] = [];
+    const clock = this.hv.clock;
+    const answered = calling.then(
+      () => true,
+      () => true,
+    );
+    for (;;) {
+      const dueAtMs = ctx.watchdog.nextDueAtMs();
+      if (dueAtMs === null) break;
+      const cancel = new AbortController();
+      const fired = clock.sleep(Math.max(0, dueAtMs - clock.now()), cancel.signal).then(
+        () => false,
+        () => false,
+      );
+      const done = await Promise.race([answered, fired]);
+      cancel.abort();
+      if (done) break;
+      const actions = ctx.watchdog.tick(clock.now());
+      for (const action of actions) await this.carryOut(ctx, action, records);
+      if (actions.length === 0) break;
+    }
+    return records;
   }
 
   /**

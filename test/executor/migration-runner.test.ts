@@ -241,6 +241,42 @@ describe('MigrationRunner on the simulator', () => {
     expect(abort?.atMs).toBe(startedAt + 12_300);
   });
 
+  it('a deadline that passes while the migrate call still waits for its job to show aborts at its moment', async () => {
+    const { hv, clock } = simCluster();
+    // The migration runs at once, but the call answers 5 s later (a busy host shows the job late).
+    const slowStart = new Proxy(hv, {
+      get(target, prop) {
+        if (prop === 'migrate')
+          return async (request: Parameters<Hypervisor['migrate']>[0]) => {
+            const handle = await target.migrate(request);
+            await target.clock.sleep(5_000);
+            return handle;
+          };
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const runner = new MigrationRunner({
+      hypervisor: slowStart,
+      options: testOptions({ pollIntervalMs: 500 }),
+    });
+    let startedAt = Number.NaN;
+    const aborts: { at: number; due: number }[] = [];
+    const report = await clock.runUntil(
+      runner.run(
+        { ...job(step(VMS.hot, { predicted: slow })), forecast: { deadlineS: 3.2, stallWindowS: 1000 } },
+        {
+          onMigrateCall: (at) => (startedAt = at),
+          onAbortIssued: (at, _reason, due) => aborts.push({ at: at - startedAt, due: due - startedAt }),
+        },
+      ),
+    );
+    expect(report.outcome).toBe('aborted');
+    expect(report.abortReason).toBe('deadline');
+    expect(aborts).toEqual([{ at: 3_200, due: 3_200 }]);
+    expect(await hv.locateVm(VMS.hot)).toEqual([{ hostId: 'h1', state: 'running', persistent: true }]);
+  });
+
   it('nova: follows the timetable and aborts at the completion timeout (800 s x data_gb)', async () => {
     const { hv, clock } = simCluster();
     const runner = new MigrationRunner({ hypervisor: hv, options: testOptions() });
