@@ -266,4 +266,43 @@ describe('rule repair in drains', () => {
     expect(p.steps[0]?.after).toBeUndefined();
     expect(violations(snap, policy, p)).toEqual({ before: 0, after: 0 });
   });
+
+  it('moves several resident VMs away when no one of them makes room', () => {
+    // As above, but lic-db needs 24 GiB and h1 has 9.6 free: both 8 GiB VMs must leave first ('big' fits
+    // nowhere else); the drain step runs after both.
+    const policy = parsePolicy({
+      rules: [
+        {
+          name: 'licensed-only',
+          conditions: { all: [{ fact: 'vm.labels.app', operator: 'equal', value: 'lic-db' }] },
+          event: { type: 'avoidHosts', params: { labels: { licensed: 'no' } } },
+        },
+      ],
+    });
+    const snap = cluster(
+      [
+        { id: 'h0', state: 'maintenance', labels: { licensed: 'yes' } },
+        { id: 'h1', labels: { licensed: 'yes' } },
+        { id: 'h2', labels: { licensed: 'no' } },
+      ],
+      [
+        { id: 'lic-db', host: 'h0', memGiB: 24, labels: { app: 'lic-db' } },
+        { id: 'big', host: 'h1', memGiB: 32 },
+        { id: 's1', host: 'h1', memGiB: 8 },
+        { id: 's2', host: 'h1', memGiB: 8 },
+        { id: 'other', host: 'h2', memGiB: 30 },
+      ],
+    );
+    const p = planDrain(snap, policy, undefined, { now: NOW });
+    expect(p.skipped).toEqual([]);
+    const parks = p.steps.slice(0, 2);
+    expect(parks.map((s) => [s.vm, s.from, s.to]).sort()).toEqual([
+      ['s1', 'h1', 'h2'],
+      ['s2', 'h1', 'h2'],
+    ]);
+    for (const s of parks) expect(s.why).toMatch(/^makes room on h1 for lic-db/);
+    expect(p.steps.slice(2).map((s) => [s.vm, s.from, s.to])).toEqual([['lic-db', 'h0', 'h1']]);
+    expect([...(p.steps[2]?.after ?? [])].sort()).toEqual(['s1', 's2']);
+    expect(violations(snap, policy, p)).toEqual({ before: 0, after: 0 });
+  });
 });

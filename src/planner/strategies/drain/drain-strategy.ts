@@ -109,25 +109,27 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
       bestPref = pref;
       bestHead = head;
     }
-    let roomFor: string | null = null;
+    let roomFor: string[] = [];
     if (best < 0) {
-      // No host with room lets the unit in: where only room is missing, move a resident VM away first.
+      // No host with room lets the unit in: where only room is missing, move resident VMs away first.
       const room = makeRoom(m, unit);
       if (room) {
         const names = unit.map((v) => m.vms[v]?.name ?? m.vms[v]?.id ?? '').join(', ');
-        const step = makeStep(
-          m,
-          room.w,
-          room.u,
-          `makes room on ${m.hosts[room.t]?.id ?? ''} for ${names} (no host with room lets ${names} in: ` +
-            `${problem}); ${m.hosts[room.u]?.id ?? ''} has room`,
-        );
-        steps.push(step);
-        roomSteps.add(step);
-        byLevel.push(levels.map((k) => m.forecast(room.w, room.u, k).prediction));
-        m.move(room.w, room.u);
+        for (const [w, u] of room.parks) {
+          const step = makeStep(
+            m,
+            w,
+            u,
+            `makes room on ${m.hosts[room.t]?.id ?? ''} for ${names} (no host with room lets ${names} in: ` +
+              `${problem}); ${m.hosts[u]?.id ?? ''} has room`,
+          );
+          steps.push(step);
+          roomSteps.add(step);
+          byLevel.push(levels.map((k) => m.forecast(w, u, k).prediction));
+          m.move(w, u);
+        }
         best = room.t;
-        roomFor = m.vms[room.w]?.id ?? null;
+        roomFor = room.parks.map(([w]) => m.vms[w]?.id ?? '');
       }
     }
     if (best < 0) {
@@ -146,7 +148,7 @@ function planDrainSteps(ctx: StrategyContext, args: DrainArgs): StrategyResult {
         (broken !== null ? `; repairs a rule: ${broken}` : '');
       const step = makeStep(m, v, best, why);
       // The executor starts it only once the room-making step has completed.
-      if (roomFor !== null) step.after = [roomFor];
+      if (roomFor.length > 0) step.after = roomFor;
       steps.push(step);
       byLevel.push(levels.map((k) => m.forecast(v, best, k).prediction));
       m.move(v, best);
@@ -215,15 +217,33 @@ function scheduleSteps(
 const ROOM_PARKING = 32;
 const ROOM_RESIDENTS = 4;
 
+/** VMs parked at most to make room for one drain unit, when no single one does. */
+const ROOM_MAX_PARKED = 3;
+
 /**
  * The drain unit finds no host: the hosts that lack only room for it are tried with one of their VMs (the
  * smallest that makes room) parked on another host first, where that VM breaks no rule and converges. The
- * smallest such VM wins. Null when none does.
+ * smallest such VM wins. Where no one VM makes room, several (largest first, up to ROOM_MAX_PARKED) are
+ * parked, on the host that needs the fewest. Null when nothing does.
  */
-function makeRoom(m: ClusterModel, unit: readonly number[]): { w: number; u: number; t: number } | null {
-  const cpu = unit.reduce((s, v) => s + (m.vmCpu[v] ?? 0), 0);
-  const mem = unit.reduce((s, v) => s + (m.vmMem[v] ?? 0), 0);
-  const vcpus = unit.reduce((s, v) => s + (m.vms[v]?.vcpus ?? 0), 0);
+function makeRoom(m: ClusterModel, unit: readonly number[]): { parks: [number, number][]; t: number } | null {
+  const one = makeRoomOne(m, unit);
+  if (one) return { parks: [[one.w, one.u]], t: one.t };
+  return makeRoomSeveral(m, unit);
+}
+
+/** Where resident w of host t may be parked for a drain (see makeRoom), or undefined. */
+function parkingFor(m: ClusterModel, w: number, t: number, parking: readonly number[]): number | undefined {
+  return parking.find(
+    (x) =>
+      x !== t &&
+      m.placementProblem(w, x) === null &&
+      m.violationDelta(w, x) <= 0 &&
+      m.forecast(w, x, 1).prediction.converges,
+  );
+}
+
+function parkingHosts(m: ClusterModel): number[] {
   const room = (h: number) => {
     const host = m.hosts[h];
     if (!host) return -Infinity;
@@ -236,6 +256,63 @@ function makeRoom(m: ClusterModel, unit: readonly number[]): { w: number; u: num
   for (let h = 0; h < m.hostCount; h += 1) if (m.receivable[h]) parking.push(h);
   parking.sort((a, b) => room(b) - room(a));
   parking.length = Math.min(parking.length, ROOM_PARKING);
+  return parking;
+}
+
+function unitFits(m: ClusterModel, unit: readonly number[], t: number): boolean {
+  const cpu = unit.reduce((s, v) => s + (m.vmCpu[v] ?? 0), 0);
+  const mem = unit.reduce((s, v) => s + (m.vmMem[v] ?? 0), 0);
+  const vcpus = unit.reduce((s, v) => s + (m.vms[v]?.vcpus ?? 0), 0);
+  return (
+    (m.cpuLoad[t] ?? 0) + cpu <= (m.cpuLimit[t] ?? 0) + 1e-9 &&
+    (m.memLoad[t] ?? 0) + mem <= (m.memLimit[t] ?? 0) + 1e-9 &&
+    (m.vcpuAlloc[t] ?? 0) + vcpus <= (m.vcpuCap[t] ?? 0) + 1e-9
+  );
+}
+
+function unitAllowed(m: ClusterModel, unit: readonly number[], t: number): boolean {
+  return unit.every(
+    (v) =>
+      m.placementProblem(v, t, unit) === null &&
+      m.violationDelta(v, t) <= 0 &&
+      m.forecast(v, t, 1).prediction.converges,
+  );
+}
+
+function makeRoomSeveral(
+  m: ClusterModel,
+  unit: readonly number[],
+): { parks: [number, number][]; t: number } | null {
+  const parking = parkingHosts(m);
+  let best: { parks: [number, number][]; t: number } | null = null;
+  for (let t = 0; t < m.hostCount; t += 1) {
+    if (!m.receivable[t] || unitFits(m, unit, t)) continue;
+    const residents = (m.hostVms[t] ?? [])
+      .filter((w) => !unit.includes(w) && !m.moved[w])
+      .sort((a, b) => (m.vmMem[b] ?? 0) - (m.vmMem[a] ?? 0));
+    const parks: [number, number][] = [];
+    const limit = Math.min(ROOM_MAX_PARKED, best ? best.parks.length - 1 : ROOM_MAX_PARKED);
+    for (const w of residents) {
+      if (parks.length >= limit || unitFits(m, unit, t)) break;
+      if (m.immovable(w, 'drain') !== null || !m.forecast(w, t, 1).prediction.converges) continue;
+      const u = parkingFor(m, w, t, parking);
+      if (u === undefined) continue;
+      m.move(w, u);
+      parks.push([w, u]);
+    }
+    const ok = parks.length > 1 && unitFits(m, unit, t) && unitAllowed(m, unit, t);
+    for (let i = parks.length - 1; i >= 0; i -= 1) m.unmove(parks[i]?.[0] ?? 0);
+    if (ok) best = { parks, t };
+  }
+  return best;
+}
+
+/** makeRoom with one parked VM. */
+function makeRoomOne(m: ClusterModel, unit: readonly number[]): { w: number; u: number; t: number } | null {
+  const cpu = unit.reduce((s, v) => s + (m.vmCpu[v] ?? 0), 0);
+  const mem = unit.reduce((s, v) => s + (m.vmMem[v] ?? 0), 0);
+  const vcpus = unit.reduce((s, v) => s + (m.vms[v]?.vcpus ?? 0), 0);
+  const parking = parkingHosts(m);
   let best: { w: number; u: number; t: number } | null = null;
   for (let t = 0; t < m.hostCount; t += 1) {
     if (!m.receivable[t]) continue;
@@ -260,21 +337,10 @@ function makeRoom(m: ClusterModel, unit: readonly number[]): { w: number; u: num
     for (const w of residents) {
       if (best && (m.vmMem[w] ?? 0) >= (m.vmMem[best.w] ?? 0)) break;
       if (m.immovable(w, 'drain') !== null || !m.forecast(w, t, 1).prediction.converges) continue;
-      const u = parking.find(
-        (x) =>
-          x !== t &&
-          m.placementProblem(w, x) === null &&
-          m.violationDelta(w, x) <= 0 &&
-          m.forecast(w, x, 1).prediction.converges,
-      );
+      const u = parkingFor(m, w, t, parking);
       if (u === undefined) continue;
       m.move(w, u);
-      const ok = unit.every(
-        (v) =>
-          m.placementProblem(v, t, unit) === null &&
-          m.violationDelta(v, t) <= 0 &&
-          m.forecast(v, t, 1).prediction.converges,
-      );
+      const ok = unitAllowed(m, unit, t);
       m.unmove(w);
       if (ok) {
         best = { w, u, t };
