@@ -8,25 +8,20 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Plan, Step } from '../../src/domain/plan.js';
+import type { Step } from '../../src/domain/plan.js';
 import { BlockDestination, poolNameFor } from '../../src/executor/block-destination.js';
-import { Executor, type MigrationStatus } from '../../src/executor/executor.js';
+import { Executor } from '../../src/executor/executor.js';
 import { parseExecutionPolicy, parseExecutorOptions } from '../../src/executor/executor-options.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-import { isNoStoragePool } from '../../src/libvirt/errors.js';
-import type { LibvirtClient } from '../../src/libvirt/libvirt-client.js';
-import { StoragePoolState } from '../../src/libvirt/remote-protocol.js';
 import {
-  defineGuest,
-  guestName,
   heartbeatAdvances,
   labClient,
   labExec,
   labHostConfigs,
-  removeGuest,
   waitFor,
   type LabGuest,
 } from './lab-client.js';
+import { LabGuests, jobFinished, labPlan, labStep, removeStorageUnder } from './lab-jobs.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';
@@ -35,64 +30,18 @@ const LINK_MIBPS = 50;
 const MiB = 1024 * 1024;
 const IMAGES = '/var/lib/libvirt/images';
 
-function step(vm: string): Step {
-  return {
-    vm,
-    from: A,
-    to: B,
+const step = (vm: string): Step =>
+  labStep(vm, {
     kind: 'block',
-    why: 'lab test',
     predicted: { converges: true, durationS: 10, downtimeMs: 50, transferMiB: 128 },
-    downtimeBudgetMs: 500,
-  };
-}
-
-function plan(id: string, steps: Step[]): Plan {
-  return {
-    id,
-    reason: 'drain',
-    createdAt: new Date().toISOString(),
-    steps,
-    skipped: [],
-    before: { cpuSpreadPct: 0, memSpreadPct: 0 },
-    after: { cpuSpreadPct: 0, memSpreadPct: 0 },
-  };
-}
-
-/** Removes every pool whose target is under `dir` on that host (and the directory). */
-async function removePoolsUnder(hostId: string, dir: string): Promise<void> {
-  let client: LibvirtClient;
-  try {
-    client = await labClient(hostId);
-  } catch {
-    return;
-  }
-  try {
-    for (const pool of await client.listAllStoragePools()) {
-      const xml = await client.storagePoolXml(pool).catch(() => '');
-      if (!xml.includes(`<path>${dir}`)) continue;
-      const info = await client.storagePoolInfo(pool);
-      if (info.state === StoragePoolState.RUNNING)
-        await client.storagePoolDestroy(pool).catch(() => undefined);
-      await client.storagePoolUndefine(pool).catch((err: unknown) => {
-        if (!isNoStoragePool(err)) throw err;
-      });
-    }
-  } finally {
-    await client.close();
-  }
-  await labExec(hostId, [
-    'sh',
-    '-c',
-    `umount ${dir}/* 2>/dev/null; umount ${dir} 2>/dev/null; rm -rf ${dir}`,
-  ]);
-}
+  });
+const plan = (id: string, steps: Step[]) => labPlan(id, steps);
 
 describe('Block migration on the libvirt lab', () => {
   let hv: LibvirtHypervisor;
   let redis: Redis;
   let prefix: string;
-  const guests: string[] = [];
+  const guests = new LabGuests('block');
   const executors: Executor[] = [];
   const dirs: string[] = [];
 
@@ -108,8 +57,8 @@ describe('Block migration on the libvirt lab', () => {
   });
   afterEach(async () => {
     await Promise.all(executors.splice(0).map((e) => e.close()));
-    for (const name of guests.splice(0)) await removeGuest(name);
-    for (const dir of dirs.splice(0)) for (const h of [A, B]) await removePoolsUnder(h, dir);
+    await guests.removeAll();
+    for (const dir of dirs.splice(0)) for (const h of [A, B]) await removeStorageUnder(h, dir);
     await cleanPrefix(redis, prefix);
     redis.disconnect();
   });
@@ -130,16 +79,8 @@ describe('Block migration on the libvirt lab', () => {
     for (const argv of commands) await labExec(A, argv);
   }
 
-  async function guestWithDisk(diskPath: string): Promise<LabGuest> {
-    const g = await defineGuest({
-      name: guestName('block'),
-      host: A,
-      memMiB: 64,
-      disks: [{ path: diskPath }],
-    });
-    guests.push(g.name);
-    await heartbeatAdvances(A, g.name);
-    return g;
+  function guestWithDisk(diskPath: string): Promise<LabGuest> {
+    return guests.boot({ disks: [{ path: diskPath }] }, 5_000);
   }
 
   function executor(): Executor {
@@ -148,17 +89,7 @@ describe('Block migration on the libvirt lab', () => {
     return ex;
   }
 
-  async function finished(ex: Executor, vmId: string, timeoutMs = 150_000): Promise<MigrationStatus> {
-    return waitFor(
-      `the job of ${vmId} to finish`,
-      async () => {
-        const s = (await ex.list()).find((x) => x.vmId === vmId);
-        return s && (s.state === 'completed' || s.state === 'failed') ? s : undefined;
-      },
-      timeoutMs,
-      250,
-    );
-  }
+  const finished = (ex: Executor, vmId: string) => jobFinished(ex, vmId, 150_000);
 
   /** Reads guest-visible data of an image on a host and checks it holds `pattern` over [offset, offset+len). */
   async function expectPattern(hostId: string, path: string, pattern: number, offset: string, len: string) {
@@ -305,15 +236,7 @@ describe('Block migration on the libvirt lab', () => {
     const disk = `${dir}/disk.qcow2`;
     await onSource(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '64M']);
     // 200 MiB of written RAM over a 10 MiB/s link: about 20 s of migration to abort in.
-    const g = await defineGuest({
-      name: guestName('block'),
-      host: A,
-      memMiB: 256,
-      fillMiB: 200,
-      disks: [{ path: disk }],
-    });
-    guests.push(g.name);
-    await heartbeatAdvances(A, g.name);
+    const g = await guests.boot({ memMiB: 256, fillMiB: 200, disks: [{ path: disk }] }, 5_000);
     const slow = new LibvirtHypervisor(labHostConfigs(10), { callTimeoutMs: 15_000 });
     try {
       const ex = new Executor({ redis, hypervisor: slow, options: parseExecutorOptions({ prefix }) });
@@ -329,7 +252,7 @@ describe('Block migration on the libvirt lab', () => {
       expect(await hv.lookupVolume(B, disk)).toMatchObject({ format: 'qcow2', capacityBytes: 64 * MiB });
       await new Promise((r) => setTimeout(r, 1_000));
       expect(await ex.abortVm(g.id)).toBe('abort-requested');
-      const done = await finished(ex, g.id, 90_000);
+      const done = await jobFinished(ex, g.id, 90_000);
       expect(done.result?.status, JSON.stringify(done.result)).toBe('aborted');
       expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'running', persistent: true }]);
       await heartbeatAdvances(A, g.name);
@@ -353,7 +276,7 @@ describe('Block migration on the libvirt lab', () => {
     const ex = executor();
     await ex.enqueuePlan(plan('block-full-room', [step(g.id)]), parseExecutionPolicy({}));
     ex.startWorkers();
-    const done = await finished(ex, g.id, 90_000);
+    const done = await jobFinished(ex, g.id, 90_000);
     expect(done.result?.status, JSON.stringify(done.result)).toBe('skipped');
     const reason = done.result && 'reason' in done.result ? done.result.reason : '';
     expect(reason).toMatch(

@@ -2,8 +2,8 @@
 // executor on the lab's libvirt daemons), and `drover drain lab1 --yes` asks it to empty lab1 and follows the
 // plan to its end. Afterwards every guest runs on another host (exactly one, defined there only, heartbeat
 // advancing) and lab1 is in maintenance. A row goes to the fault table (bench/results/faults.json).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +11,6 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Snapshot } from '../../src/domain/snapshot.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-import { freePort } from '../../src/service/private-redis.js';
 import {
   defineGuest,
   guestName,
@@ -26,8 +25,9 @@ import {
   waitFor,
   type LabGuest,
 } from './lab-client.js';
+import { startServe, type ServeProcess } from './lab-serve.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
-import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const run = promisify(execFile);
 const DRAINED = 'lab1';
@@ -35,37 +35,19 @@ const GUESTS = 3;
 const LINK_MIBPS = 40;
 const TOKEN = 'drain-admin-token-0123456789abcd';
 
-// As `drover lab-demo`: the CPU and memory ceilings are lifted (the lab hosts share this machine's memory);
-// dirty rates are not measured here (an assumed 2 MiB/s instead).
-const POLICY = `version: 1
-hosts: { cpuCeilingPct: 100, memCeilingPct: 100, memReserveMiB: 0 }
-limits: { perHostConcurrency: 2, perClusterConcurrency: 4 }
-migration: { assumeDirtyMiBpsWhenUnknown: 2 }
-`;
-
 let dir: string;
 let prefix: string;
 let redis: Redis;
 let hv: LibvirtHypervisor;
-let serve: ChildProcess | null = null;
-let url = '';
+let serve: ServeProcess | null = null;
 let addedHost = false;
 const guests: LabGuest[] = [];
 
-async function api<T>(path: string): Promise<T> {
-  const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
-  const body = (await res.json()) as T;
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
-function serveLog(): string {
-  try {
-    return readFileSync(join(dir, 'serve.log'), 'utf8').split('\n').slice(-40).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
+const api = <T>(path: string): Promise<T> => {
+  if (!serve) throw new Error('drover serve is not running');
+  return serve.api<T>('GET', path);
+};
+const serveLog = () => serve?.logTail() ?? '(no log)';
 
 beforeAll(async () => {
   // The lab's global setup brings up two hosts; this file needs a third.
@@ -80,58 +62,27 @@ beforeAll(async () => {
   prefix = uniquePrefix('lab-drain');
   redis = connectRedis();
   hv = new LibvirtHypervisor(labHostConfigs(LINK_MIBPS), { callTimeoutMs: 15_000 });
+  // The daemon starts while the guests boot (it samples them as they appear).
+  const starting = startServe({
+    dir,
+    name: 'drain-lab',
+    redisPrefix: prefix,
+    token: TOKEN,
+    linkMiBps: LINK_MIBPS,
+    config: { executor: { pollIntervalMs: 500, progressIntervalMs: 500, slotRetryMs: 500 } },
+  });
+  // kept as soon as it runs, so that afterAll stops it whatever fails meanwhile
+  starting.then((p) => (serve = p)).catch(() => undefined);
   for (let i = 0; i < GUESTS; i++) {
     const g = await defineGuest({ name: guestName('drain'), host: DRAINED, memMiB: 32, mb: 1, rate: 64 });
     guests.push(g);
   }
   for (const g of guests) await heartbeatAdvances(DRAINED, g.name, 20_000);
-
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  writeFileSync(join(dir, 'policy.yaml'), POLICY);
-  const config = join(dir, 'drover.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      instance: 'drain-lab',
-      hypervisor: {
-        kind: 'libvirt',
-        hosts: labHostConfigs(LINK_MIBPS),
-        options: { callTimeoutMs: 15_000, reconnectMinMs: 100, reconnectMaxMs: 1_000 },
-      },
-      redis: { prefix },
-      policy: { file: join(dir, 'policy.yaml'), watch: false },
-      schedules: { rebalance: { enabled: false }, plans: { intervalS: 1 }, reconcile: { intervalS: 5 } },
-      automation: { level: 'partial' },
-      api: { port, tokens: [{ name: 'drain', role: 'admin', value: TOKEN }] },
-      metrics: { processMetrics: false },
-      log: { level: 'info' },
-      collector: { intervalS: 2, dirtyRate: { enabled: false }, smoothing: { cpuTauS: 2 } },
-      executor: { pollIntervalMs: 500, progressIntervalMs: 500, slotRetryMs: 500 },
-    }),
-  );
-  const fd = openSync(join(dir, 'serve.log'), 'a');
-  serve = spawn(process.execPath, [join(REPO_ROOT, 'bin/drover.js'), 'serve', '--config', config], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, REDIS_URL: redisUrl() },
-    stdio: ['ignore', fd, fd],
-  });
-  closeSync(fd);
-  await waitFor(
-    'drover serve to answer',
-    async () => ((await fetch(`${url}/healthz`)).ok ? true : undefined),
-    60_000,
-    250,
-  );
+  serve = await starting;
 }, 240_000);
 
 afterAll(async () => {
-  if (serve && serve.exitCode === null && serve.signalCode === null) {
-    const exited = new Promise((r) => serve?.once('exit', r));
-    serve.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-    if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGKILL');
-  }
+  await serve?.stop();
   for (const g of guests) await removeGuest(g.name).catch(() => undefined);
   await hv.close();
   await cleanPrefix(redis, prefix);
@@ -165,7 +116,17 @@ describe('drain of a lab host through drover serve and drover drain', () => {
 
     const drain = await run(
       process.execPath,
-      [join(REPO_ROOT, 'bin/drover.js'), 'drain', DRAINED, '--yes', '--json', '--url', url, '--token', TOKEN],
+      [
+        join(REPO_ROOT, 'bin/drover.js'),
+        'drain',
+        DRAINED,
+        '--yes',
+        '--json',
+        '--url',
+        serve?.url ?? '',
+        '--token',
+        TOKEN,
+      ],
       { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1' }, timeout: 240_000, maxBuffer: 8 << 20 },
     ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
       throw new Error(`drover drain exited ${err.code}: ${err.stdout}\n${err.stderr}\n${serveLog()}`);

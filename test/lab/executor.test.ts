@@ -1,30 +1,17 @@
 // The executor against the real libvirt lab: a migration through BullMQ completes; a guest that cannot
-// converge is aborted by the watchdog within its budget and keeps running on the source; a worker killed
-// with SIGKILL mid-migration is adopted by another with no second migration; a source QEMU frozen with
-// SIGSTOP is marked stuck without holding up other migrations, and the migration recovers after SIGCONT.
-import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// converge is aborted by the watchdog within its budget and keeps running on the source; a source QEMU frozen
+// with SIGSTOP is marked stuck without holding up other migrations, and the migration recovers after SIGCONT.
+// (A worker killed with SIGKILL mid-migration, adopted by another: faults-lab.test.ts.)
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Plan, Step } from '../../src/domain/plan.js';
-import { Executor, type MigrationStatus } from '../../src/executor/executor.js';
+import type { Step } from '../../src/domain/plan.js';
+import { Executor } from '../../src/executor/executor.js';
 import { parseExecutionPolicy, parseExecutorOptions } from '../../src/executor/executor-options.js';
 import { HistoryStore } from '../../src/executor/history-store.js';
-import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-import {
-  defineGuest,
-  guestName,
-  heartbeatAdvances,
-  labDir,
-  labHostConfigs,
-  removeGuest,
-  waitFor,
-  type LabGuest,
-} from './lab-client.js';
-import { startWorkerProcess } from '../executor/support/spawn-worker.js';
-import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { heartbeatAdvances, labHostConfigs, waitFor } from './lab-client.js';
+import { LabGuests, jobFinished, labPlan, labStep, qemuPid, reportOf } from './lab-jobs.js';
+import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
 const A = 'lab1';
 const B = 'lab2';
@@ -32,53 +19,26 @@ const B = 'lab2';
 const LINK_MIBPS = 10;
 
 function step(vm: string, from: string, to: string, durationS: number, budgetMs = 300): Step {
-  return {
-    vm,
+  return labStep(vm, {
     from,
     to,
-    kind: 'live',
-    why: 'lab test',
     predicted: { converges: true, durationS, downtimeMs: 50, transferMiB: 64 },
     downtimeBudgetMs: budgetMs,
-  };
+  });
 }
 
-function plan(id: string, steps: Step[]): Plan {
-  return {
-    id,
-    reason: 'rebalance',
-    createdAt: new Date().toISOString(),
-    steps,
-    skipped: [],
-    before: { cpuSpreadPct: 0, memSpreadPct: 0 },
-    after: { cpuSpreadPct: 0, memSpreadPct: 0 },
-  };
-}
-
-/** The QEMU process of a lab guest (its pid file lives in the host's overlay). */
-function qemuPid(hostId: string, name: string): number {
-  const pid = Number(
-    readFileSync(join(labDir(), 'hosts', hostId, 'ovl/run/upper/libvirt/qemu', `${name}.pid`), 'utf8').trim(),
-  );
-  const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  if (!cmdline.includes(name)) throw new Error(`pid ${pid} is not the QEMU of ${name}`);
-  return pid;
-}
+const plan = (id: string, steps: Step[]) => labPlan(id, steps, 'rebalance');
 
 // Each test gets 180 s: TCG guests on a shared 2-core machine are slow.
 describe('Executor on the libvirt lab', () => {
   let hv: LibvirtHypervisor;
   let redis: Redis;
   let prefix: string;
-  const guests: string[] = [];
+  const guests = new LabGuests('exec');
   const executors: Executor[] = [];
-  const children: ChildProcess[] = [];
-  const events: HypervisorEvent[] = [];
 
-  beforeAll(async () => {
+  beforeAll(() => {
     hv = new LibvirtHypervisor(labHostConfigs(LINK_MIBPS), { callTimeoutMs: 15_000 });
-    hv.subscribe((e) => events.push(e));
-    await hv.eventsReady();
   });
   afterAll(async () => {
     await hv.close();
@@ -86,12 +46,10 @@ describe('Executor on the libvirt lab', () => {
   beforeEach(() => {
     redis = connectRedis();
     prefix = uniquePrefix('lab-executor');
-    events.length = 0;
   });
   afterEach(async () => {
-    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await Promise.all(executors.splice(0).map((e) => e.close()));
-    for (const name of guests.splice(0)) await removeGuest(name);
+    await guests.removeAll();
     await cleanPrefix(redis, prefix);
     redis.disconnect();
   });
@@ -107,30 +65,11 @@ describe('Executor on the libvirt lab', () => {
     return ex;
   }
 
-  async function guest(spec: {
-    host?: string;
-    mb?: number;
-    rate?: number;
-    memMiB?: number;
-    fillMiB?: number;
-  }): Promise<LabGuest> {
-    const g = await defineGuest({ name: guestName('exec'), host: spec.host ?? A, memMiB: 64, ...spec });
-    guests.push(g.name);
-    await heartbeatAdvances(spec.host ?? A, g.name);
-    return g;
+  function guest(spec: { host?: string; mb?: number; rate?: number; memMiB?: number; fillMiB?: number }) {
+    return guests.boot(spec, 5_000);
   }
 
-  async function finished(ex: Executor, vmId: string, timeoutMs = 120_000): Promise<MigrationStatus> {
-    return waitFor(
-      `the job of ${vmId} to finish`,
-      async () => {
-        const s = (await ex.list()).find((x) => x.vmId === vmId);
-        return s && (s.state === 'completed' || s.state === 'failed') ? s : undefined;
-      },
-      timeoutMs,
-      250,
-    );
-  }
+  const finished = (ex: Executor, vmId: string, timeoutMs = 120_000) => jobFinished(ex, vmId, timeoutMs);
 
   it('runs a migration through BullMQ to completion and records it', async () => {
     const g = await guest({});
@@ -163,7 +102,7 @@ describe('Executor on the libvirt lab', () => {
     ex.startWorkers();
     const done = await finished(ex, g.id);
     const elapsedS = (Date.now() - t0) / 1000;
-    const report = done.result && 'report' in done.result ? done.result.report : null;
+    const report = reportOf(done);
     expect(done.result?.status, JSON.stringify(done)).toBe('aborted');
     expect(['stalled', 'deadline']).toContain(report?.abortReason);
     expect(report?.maxDowntimeMs).toBeLessThanOrEqual(20);
@@ -171,56 +110,6 @@ describe('Executor on the libvirt lab', () => {
     expect(report?.problems).toEqual([]);
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'running', persistent: true }]);
     await heartbeatAdvances(A, g.name);
-  }, 180_000);
-
-  it('adopts the migration of a worker killed with SIGKILL, without a second migration', async () => {
-    // 200 MiB of written RAM at 10 MiB/s: about 20 s of migration.
-    const g = await guest({ memMiB: 256, fillMiB: 200 });
-    const child = await startWorkerProcess(redisUrl(), prefix, LINK_MIBPS, (c) => children.push(c));
-    const enqueuer = executor();
-    await enqueuer.enqueuePlan(plan('lab-3', [step(g.id, A, B, 25)]), parseExecutionPolicy({}));
-    await waitFor(
-      'the migration to run',
-      async () => ((await hv.jobStats(A, g.id)).type === 'active' ? true : undefined),
-      60_000,
-      200,
-    );
-    await new Promise((r) => setTimeout(r, 2_000));
-    const killedAt = Date.now();
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    expect((await hv.jobStats(A, g.id)).type).toBe('active'); // libvirt keeps migrating without the client
-
-    let migrateCalls = 0;
-    const adopter = new Executor({
-      redis,
-      hypervisor: hv,
-      options: parseExecutorOptions({ prefix }),
-      onMigrateCall: () => migrateCalls++,
-    });
-    executors.push(adopter);
-    adopter.startWorkers();
-    const adoptedAt = await waitFor(
-      'the adopting worker to report progress',
-      async () => {
-        const s = (await adopter.list()).find((x) => x.vmId === g.id);
-        return s?.progress?.adopted ? Date.now() : undefined;
-      },
-      60_000,
-      100,
-    );
-    expect(adoptedAt - killedAt).toBeLessThan(15_000);
-    const done = await finished(adopter, g.id);
-    const report = done.result && 'report' in done.result ? done.result.report : null;
-    expect(done.result?.status, JSON.stringify(done)).toBe('completed');
-    expect(report?.adopted).toBe(true);
-    expect(migrateCalls).toBe(0);
-    const startsOnB = events.filter(
-      (e) => e.kind === 'lifecycle' && e.vmId === g.id && e.hostId === B && e.event === 'started',
-    );
-    expect(startsOnB.length).toBeLessThanOrEqual(1);
-    expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'running', persistent: true }]);
-    await heartbeatAdvances(B, g.name);
   }, 180_000);
 
   it('marks a migration from a SIGSTOPped QEMU stuck without blocking another, and recovers on SIGCONT', async () => {
@@ -269,7 +158,7 @@ describe('Executor on the libvirt lab', () => {
       250,
     );
     const done = await finished(ex, frozen.id);
-    const report = done.result && 'report' in done.result ? done.result.report : null;
+    const report = reportOf(done);
     expect(report?.watchdog.map((w) => w.action.kind)).toEqual(expect.arrayContaining(['stuck', 'unstuck']));
     expect(['completed', 'aborted']).toContain(done.result?.status);
     const where = await hv.locateVm(frozen.id);

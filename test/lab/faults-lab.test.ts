@@ -1,31 +1,27 @@
 // Fault suite on the real libvirt lab: an executor worker process SIGKILLed before, during and right after a
-// migration (another executor adopts); the source libvirtd killed mid-migration and restarted; the link
+// migration (another executor adopts it, watching the one still running, never migrates twice, and records it
+// completed); the source libvirtd killed mid-migration and restarted; the link
 // between the lab hosts cut mid-migration and restored; the source QEMU frozen with SIGSTOP mid-migration.
 // Every case ends with the invariant on every host (running on exactly one, defined on exactly one) and the
 // guest's heartbeat advancing where it runs. Rows go to the fault table (bench/results/faults.json).
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Plan, Step } from '../../src/domain/plan.js';
 import { Executor, type MigrationStatus } from '../../src/executor/executor.js';
 import { parseExecutionPolicy, parseExecutorOptions } from '../../src/executor/executor-options.js';
+import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import {
   cutLink,
-  defineGuest,
-  guestName,
   heartbeatAdvances,
   killDaemon,
-  labDir,
   labHostConfigs,
-  removeGuest,
   restoreLink,
   startDaemon,
   waitFor,
   type LabGuest,
 } from './lab-client.js';
+import { LabGuests, jobFinished, labPlan, labStep, qemuPid, reportOf } from './lab-jobs.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { startWorkerProcess } from '../executor/support/spawn-worker.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
@@ -34,50 +30,33 @@ const A = 'lab1';
 const B = 'lab2';
 const LINK_MIBPS = 10;
 
-function plan(id: string, vm: string): Plan {
-  const step: Step = {
-    vm,
-    from: A,
-    to: B,
-    kind: 'live',
-    why: 'fault suite',
-    predicted: { converges: true, durationS: 8, downtimeMs: 50, transferMiB: 64 },
-    downtimeBudgetMs: 300,
-  };
-  return {
-    id,
-    reason: 'drain',
-    createdAt: new Date().toISOString(),
-    steps: [step],
-    skipped: [],
-    before: { cpuSpreadPct: 0, memSpreadPct: 0 },
-    after: { cpuSpreadPct: 0, memSpreadPct: 0 },
-  };
-}
-
-function qemuPid(hostId: string, name: string): number {
-  const pid = Number(
-    readFileSync(join(labDir(), 'hosts', hostId, 'ovl/run/upper/libvirt/qemu', `${name}.pid`), 'utf8').trim(),
-  );
-  if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(name))
-    throw new Error(`pid ${pid} is not ${name}`);
-  return pid;
-}
+const plan = (id: string, vm: string) =>
+  labPlan(id, [
+    labStep(vm, {
+      why: 'fault suite',
+      predicted: { converges: true, durationS: 8, downtimeMs: 50, transferMiB: 64 },
+      downtimeBudgetMs: 300,
+    }),
+  ]);
 
 let hv: LibvirtHypervisor;
 let redis: Redis;
 const prefixes: string[] = [];
-const guests: string[] = [];
+const guests = new LabGuests('fault');
 const executors: Executor[] = [];
 const children: ChildProcess[] = [];
+/** libvirt's own events: an incoming migration starts the domain on the destination. */
+const events: HypervisorEvent[] = [];
 
-beforeAll(() => {
+beforeAll(async () => {
   hv = new LibvirtHypervisor(labHostConfigs(LINK_MIBPS), {
     callTimeoutMs: 15_000,
     reconnectMinMs: 100,
     reconnectMaxMs: 1_000,
   });
+  hv.subscribe((e) => events.push(e));
   redis = connectRedis();
+  await hv.eventsReady();
 });
 
 afterEach(async () => {
@@ -85,7 +64,7 @@ afterEach(async () => {
   await Promise.all(executors.splice(0).map((e) => e.close()));
   await restoreLink(B).catch(() => undefined);
   await startDaemon(A).catch(() => undefined);
-  for (const name of guests.splice(0)) await removeGuest(name).catch(() => undefined);
+  await guests.removeAll();
 });
 
 afterAll(async () => {
@@ -96,20 +75,10 @@ afterAll(async () => {
   expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
 }, 120_000);
 
-async function guest(): Promise<LabGuest> {
-  // 64 MiB guest with 40 MiB written: about 5 s of migration on the 10 MiB/s link.
-  const g = await defineGuest({
-    name: guestName('fault'),
-    host: A,
-    memMiB: 64,
-    fillMiB: 40,
-    mb: 4,
-    rate: 256,
-  });
-  guests.push(g.name);
-  await heartbeatAdvances(A, g.name, 20_000);
-  return g;
-}
+/** A 64 MiB guest with 40 MiB written: about 5 s of migration on the 10 MiB/s link. */
+const guest = () => guests.boot({ fillMiB: 40, mb: 4, rate: 256 });
+/** A 192 MiB guest with 150 MiB written: about 15 s, so that another worker adopts it while it runs. */
+const longGuest = () => guests.boot({ memMiB: 192, fillMiB: 150, mb: 4, rate: 256 });
 
 function executor(prefix: string, onMigrate?: () => void): Executor {
   const ex = new Executor({
@@ -127,17 +96,7 @@ function executor(prefix: string, onMigrate?: () => void): Executor {
   return ex;
 }
 
-async function finished(ex: Executor, vmId: string, timeoutMs = 90_000): Promise<MigrationStatus> {
-  return waitFor(
-    `the job of ${vmId} to finish`,
-    async () => {
-      const s = (await ex.list()).find((x) => x.vmId === vmId);
-      return s && (s.state === 'completed' || s.state === 'failed') ? s : undefined;
-    },
-    timeoutMs,
-    250,
-  );
-}
+const finished = (ex: Executor, vmId: string) => jobFinished(ex, vmId, 90_000);
 
 const migrating = (g: LabGuest) =>
   waitFor(
@@ -190,7 +149,7 @@ describe('fault suite on the libvirt lab', () => {
       const started = Date.now();
       const prefix = uniquePrefix('fault-kill');
       prefixes.push(prefix);
-      const g = await guest();
+      const g = await (when === 'during' ? longGuest() : guest());
       const child = await workerProcess(prefix);
       const enqueuer = executor(prefix);
       await enqueuer.enqueuePlan(plan(`kill-${when}`, g.id), parseExecutionPolicy({}));
@@ -219,13 +178,28 @@ describe('fault suite on the libvirt lab', () => {
         );
       }
       await sigkill(child);
+      const killedAt = Date.now();
+      // libvirt keeps migrating without the client that started it
+      if (when === 'during') expect((await hv.jobStats(A, g.id)).type).toBe('active');
       let migrateCalls = 0;
       const adopter = executor(prefix, () => migrateCalls++);
       adopter.startWorkers();
-      const status = await finished(adopter, g.id);
-      // A migration that had begun (or ended) is adopted, never started again.
+      let adoptedRunningAt: number | null = null;
+      const status = await jobFinished(adopter, g.id, 120_000, (s) => {
+        if (s.progress?.adopted && adoptedRunningAt === null) adoptedRunningAt = Date.now();
+      });
+      const report = reportOf(status);
+      // A migration that had begun (or ended) is adopted, never started again, and recorded completed.
       if (when !== 'before' || migratingAtKill) expect(migrateCalls).toBe(0);
       else expect(migrateCalls).toBeLessThanOrEqual(1);
+      expect(status.result?.status, JSON.stringify(status)).toBe('completed');
+      if (when !== 'before') expect(report?.adopted).toBe(true);
+      // The one still running at the kill is watched by the adopter (its progress says adopted) soon after.
+      if (when === 'during') expect((adoptedRunningAt ?? Infinity) - killedAt).toBeLessThan(15_000);
+      const startsOnB = events.filter(
+        (e) => e.kind === 'lifecycle' && e.vmId === g.id && e.hostId === B && e.event === 'started',
+      );
+      expect(startsOnB.length).toBeLessThanOrEqual(1);
       await conclude(
         `worker SIGKILLed ${when} the migration`,
         g,

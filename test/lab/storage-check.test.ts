@@ -7,24 +7,12 @@
 // After each: the guest runs and is defined on exactly one host, its heartbeat advancing.
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { MigrationKind, Plan, Step } from '../../src/domain/plan.js';
+import type { MigrationKind } from '../../src/domain/plan.js';
 import { Executor, type MigrationStatus } from '../../src/executor/executor.js';
 import { parseExecutionPolicy, parseExecutorOptions } from '../../src/executor/executor-options.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-import { isNoStoragePool } from '../../src/libvirt/errors.js';
-import type { LibvirtClient } from '../../src/libvirt/libvirt-client.js';
-import { StoragePoolState } from '../../src/libvirt/remote-protocol.js';
-import {
-  defineGuest,
-  guestName,
-  heartbeatAdvances,
-  labClient,
-  labExec,
-  labHostConfigs,
-  removeGuest,
-  waitFor,
-  type LabGuest,
-} from './lab-client.js';
+import { heartbeatAdvances, labExec, labHostConfigs, type LabGuest } from './lab-client.js';
+import { LabGuests, jobFinished, labPlan, labStep, removeStorageUnder } from './lab-jobs.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 
@@ -41,57 +29,13 @@ function hypervisor(shared: string[]): LibvirtHypervisor {
   );
 }
 
-function plan(id: string, vm: string, kind: MigrationKind): Plan {
-  const step: Step = {
-    vm,
-    from: A,
-    to: B,
-    kind,
-    why: 'lab test',
-    predicted: { converges: true, durationS: 10, downtimeMs: 50, transferMiB: 64 },
-    downtimeBudgetMs: 500,
-  };
-  return {
-    id,
-    reason: 'drain',
-    createdAt: new Date().toISOString(),
-    steps: [step],
-    skipped: [],
-    before: { cpuSpreadPct: 0, memSpreadPct: 0 },
-    after: { cpuSpreadPct: 0, memSpreadPct: 0 },
-  };
-}
-
-/** Removes every pool whose target is `dir` on that host, and the directory. */
-async function removeLocation(hostId: string, dir: string): Promise<void> {
-  let client: LibvirtClient;
-  try {
-    client = await labClient(hostId);
-  } catch {
-    return;
-  }
-  try {
-    for (const pool of await client.listAllStoragePools()) {
-      const xml = await client.storagePoolXml(pool).catch(() => '');
-      if (!xml.includes(`<path>${dir}</path>`)) continue;
-      const info = await client.storagePoolInfo(pool);
-      if (info.state === StoragePoolState.RUNNING)
-        await client.storagePoolDestroy(pool).catch(() => undefined);
-      await client.storagePoolUndefine(pool).catch((err: unknown) => {
-        if (!isNoStoragePool(err)) throw err;
-      });
-    }
-  } finally {
-    await client.close();
-  }
-  await labExec(hostId, ['rm', '-rf', dir]);
-}
+const plan = (id: string, vm: string, kind: MigrationKind) => labPlan(id, [labStep(vm, { kind })]);
 
 describe('Storage checked before migrating, on the libvirt lab', () => {
   const hvs: LibvirtHypervisor[] = [];
   let redis: Redis;
   const prefixes: string[] = [];
-  const guests: string[] = [];
+  const guests = new LabGuests('stor');
   const executors: Executor[] = [];
   const dirs: string[] = [];
   /** Lists nothing shared / the shared directory / wrongly the host-local images directory. */
@@ -115,8 +59,8 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
   });
   afterEach(async () => {
     await Promise.all(executors.splice(0).map((e) => e.close()));
-    for (const name of guests.splice(0)) await removeGuest(name);
-    for (const dir of dirs.splice(0)) for (const h of [A, B]) await removeLocation(h, dir);
+    await guests.removeAll();
+    for (const dir of dirs.splice(0)) for (const h of [A, B]) await removeStorageUnder(h, dir);
     for (const p of prefixes.splice(0)) await cleanPrefix(redis, p);
     redis.disconnect();
   });
@@ -132,11 +76,8 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
     return { dir, disk };
   }
 
-  async function guestWithDisk(disk: string): Promise<LabGuest> {
-    const g = await defineGuest({ name: guestName('stor'), host: A, memMiB: 32, disks: [{ path: disk }] });
-    guests.push(g.name);
-    await heartbeatAdvances(A, g.name);
-    return g;
+  function guestWithDisk(disk: string): Promise<LabGuest> {
+    return guests.boot({ memMiB: 32, disks: [{ path: disk }] }, 5_000);
   }
 
   async function migrateWith(
@@ -152,15 +93,7 @@ describe('Storage checked before migrating, on the libvirt lab', () => {
     executors.push(ex);
     await ex.enqueuePlan(plan(`storage-${kind}-${g.name}`, g.id, kind), parseExecutionPolicy({}));
     ex.startWorkers();
-    return waitFor(
-      `the job of ${g.name} to finish`,
-      async () => {
-        const s = (await ex.list()).find((x) => x.vmId === g.id);
-        return s && (s.state === 'completed' || s.state === 'failed') ? s : undefined;
-      },
-      150_000,
-      250,
-    );
+    return jobFinished(ex, g.id, 150_000);
   }
 
   /** A fault-table row for the test's guest, whose invariant must hold. */
