@@ -3,15 +3,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
-import {
-  defineGuest,
-  guestName,
-  heartbeatAdvances,
-  libvirtHypervisor,
-  removeGuest,
-  waitFor,
-  type LabGuest,
-} from './lab-client.js';
+import { heartbeatAdvances, libvirtHypervisor, waitFor, type LabGuest } from './lab-client.js';
+import { LabGuests } from './lab-jobs.js';
 
 const A = 'lab1';
 const B = 'lab2';
@@ -19,7 +12,7 @@ const B = 'lab2';
 describe('LibvirtHypervisor migrations on the lab', () => {
   let hv: LibvirtHypervisor;
   const events: HypervisorEvent[] = [];
-  const guests: string[] = [];
+  const guests = new LabGuests('mig');
 
   beforeAll(async () => {
     hv = libvirtHypervisor();
@@ -28,18 +21,15 @@ describe('LibvirtHypervisor migrations on the lab', () => {
   });
 
   afterEach(async () => {
-    for (const name of guests.splice(0)) await removeGuest(name);
+    await guests.removeAll();
   });
 
   afterAll(async () => {
     await hv.close();
   });
 
-  async function guest(spec: { mb?: number; rate?: number; memMiB?: number }): Promise<LabGuest> {
-    const g = await defineGuest({ name: guestName('mig'), host: A, memMiB: spec.memMiB ?? 64, ...spec });
-    guests.push(g.name);
-    await heartbeatAdvances(A, g.name);
-    return g;
+  function guest(spec: { mb?: number; rate?: number; memMiB?: number }): Promise<LabGuest> {
+    return guests.boot(spec, 5_000);
   }
 
   /** Waits until the migration has run at least `iterations` pre-copy rounds beyond the first. */
@@ -148,8 +138,7 @@ describe('LibvirtHypervisor migrations on the lab', () => {
   });
 
   it('moves a shut-off guest offline: defined on the destination only', async () => {
-    const g = await defineGuest({ name: guestName('offline'), host: A, memMiB: 64, start: false });
-    guests.push(g.name);
+    const g = await guests.boot({ start: false });
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: A, state: 'shutoff', persistent: true }]);
     // A shut-off domain has no job (libvirt itself refuses the question; drover answers `none`).
     expect((await hv.jobStats(A, g.id)).type).toBe('none');

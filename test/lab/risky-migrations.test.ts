@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Plan, Step } from '../../src/domain/plan.js';
+import type { Step } from '../../src/domain/plan.js';
 import { Executor, type MigrationStatus } from '../../src/executor/executor.js';
 import { parseExecutionPolicy, parseExecutorOptions } from '../../src/executor/executor-options.js';
 import type { MigrationReport } from '../../src/executor/migration-runner.js';
@@ -24,17 +24,15 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import {
   REPO_ROOT,
   cutLink,
-  defineGuest,
-  guestName,
   heartbeat,
   heartbeatAdvances,
   labHostConfigs,
-  removeGuest,
   restoreLink,
   waitFor,
   type GuestSpec,
   type LabGuest,
 } from './lab-client.js';
+import { LabGuests, jobFinished, labPlan, labStep } from './lab-jobs.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
 
@@ -50,7 +48,7 @@ let hv: LibvirtHypervisor;
 let redis: Redis;
 let ex: Executor;
 const prefix = uniquePrefix('lab-risky-mig');
-const guests: string[] = [];
+const guests = new LabGuests('riskmig');
 /** A daemon config naming the lab hosts, for `drover recover --config`. */
 let configDir: string;
 let config: string;
@@ -86,7 +84,7 @@ afterAll(async () => {
   await restoreLink(B).catch(() => undefined);
   rmSync(configDir, { recursive: true, force: true });
   await ex.close();
-  for (const name of guests) await removeGuest(name).catch(() => undefined);
+  await guests.removeAll();
   await cleanPrefix(redis, prefix);
   redis.disconnect();
   await hv.close();
@@ -94,55 +92,20 @@ afterAll(async () => {
   expect(rows.reduce((n, r) => n + r.violations, 0)).toBe(0);
 }, 120_000);
 
-async function guest(spec: Omit<GuestSpec, 'name' | 'host'>): Promise<LabGuest> {
-  const g = await defineGuest({ name: guestName('riskmig'), host: A, memMiB: 64, ...spec });
-  guests.push(g.name);
-  await heartbeatAdvances(A, g.name, 20_000);
-  return g;
-}
+const guest = (spec: Omit<GuestSpec, 'name' | 'host'>): Promise<LabGuest> => guests.boot(spec);
 
-function plan(id: string, steps: Step[]): Plan {
-  return {
-    id: `${id}-${Date.now()}`,
-    reason: 'drain',
-    createdAt: new Date().toISOString(),
-    steps,
-    skipped: [],
-    before: { cpuSpreadPct: 0, memSpreadPct: 0 },
-    after: { cpuSpreadPct: 0, memSpreadPct: 0 },
-  };
-}
+const plan = (id: string, steps: Step[]) => labPlan(`${id}-${Date.now()}`, steps);
 
 function step(vm: string, durationS: number, extra: Partial<Step> = {}): Step {
-  return {
-    vm,
-    from: A,
-    to: B,
-    kind: 'live',
-    why: 'lab test',
+  return labStep(vm, {
     predicted: { converges: true, durationS, downtimeMs: 100, transferMiB: 64 },
-    downtimeBudgetMs: 500,
     ...extra,
-  };
+  });
 }
 
 /** Waits for the VM's job to end; `onPoll` sees every status on the way. */
-async function finished(
-  vmId: string,
-  timeoutMs: number,
-  onPoll: (s: MigrationStatus) => void = () => undefined,
-): Promise<MigrationStatus> {
-  return waitFor(
-    `the job of ${vmId} to finish`,
-    async () => {
-      const s = (await ex.list()).find((x) => x.vmId === vmId);
-      if (s) onPoll(s);
-      return s && (s.state === 'completed' || s.state === 'failed') ? s : undefined;
-    },
-    timeoutMs,
-    200,
-  );
-}
+const finished = (vmId: string, timeoutMs: number, onPoll?: (s: MigrationStatus) => void) =>
+  jobFinished(ex, vmId, timeoutMs, onPoll);
 
 function reportOf(s: MigrationStatus): MigrationReport {
   const result = s.result as { status: string; report?: MigrationReport } | null;
