@@ -103,6 +103,18 @@ export class HistoryStore {
     return { vmId, ...q };
   }
 
+  /**
+   * An operator's quarantine: the VM is left alone for `forS` seconds from now (its failure count kept).
+   * Stored as a failure's quarantine is, so it is listed and lifted the same way.
+   */
+  async hold(vmId: string, forS: number): Promise<QuarantineRecord> {
+    const until = new Date(this.clock.now() + forS * 1000).toISOString();
+    const qKey = this.quarantineKey(vmId);
+    await this.redis.multi().hset(qKey, 'until', until).sadd(this.indexKey, vmId).exec();
+    const q = await this.quarantine(vmId);
+    return { vmId, ...q };
+  }
+
   async quarantine(vmId: string): Promise<QuarantineState> {
     const h = await this.redis.hgetall(this.quarantineKey(vmId));
     return { failures: Number(h.failures ?? 0), until: h.until ?? null };

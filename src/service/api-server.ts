@@ -31,6 +31,7 @@ import {
   CreatePlanBodySchema,
   DrainBodySchema,
   NoteBodySchema,
+  QuarantineBodySchema,
   type CreatedPlan,
   type Operations,
 } from './operations.js';
@@ -439,6 +440,7 @@ function detailOf(body: unknown): string | null {
   const parts: string[] = [];
   for (const key of ['reason', 'host', 'dryRun', 'partial', 'cancelDrain', 'paused'] as const)
     if (typeof b[key] === 'string' || typeof b[key] === 'boolean') parts.push(`${key}=${String(b[key])}`);
+  if (typeof b.forS === 'number') parts.push(`forS=${b.forS}`);
   if (typeof b.note === 'string' && b.note !== '') parts.push(`note: ${b.note.slice(0, 500)}`);
   return parts.length > 0 ? parts.join(' ') : null;
 }
@@ -765,6 +767,18 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       summary: 'VMs the planner and the executor leave alone for now',
       responses: { 200: ok('the quarantined VMs', API_SCHEMAS.QuarantineList) },
       handler: async () => ({ quarantines: await ops.listQuarantines() }),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/quarantines/:vm',
+      role: 'admin',
+      action: 'quarantine.add',
+      summary: 'quarantine a VM by hand for forS seconds (VM id or name)',
+      params: VmParam,
+      body: QuarantineBodySchema,
+      responses: { 200: ok('the quarantine, in force', API_SCHEMAS.Quarantine) },
+      handler: async ({ params, body }, request) =>
+        ops.addQuarantine(params.vm, body.forS, callerOf(request)),
     }),
     route({
       method: 'POST',

@@ -555,6 +555,17 @@ export class DroverService implements Operations {
     return { vm: vmId, vmName: found?.name ?? null, failures: lifted.failures, until: lifted.until };
   }
 
+  /** Quarantines a known VM (by id or name) for `forS` seconds; 404 for a VM the latest snapshot lacks. */
+  async addQuarantine(vm: string, forS: number, by: string): Promise<QuarantineView> {
+    const history = this.requireHistory();
+    const snapshot = await this.latestSnapshot();
+    const found = snapshot?.vms.find((v) => v.id === vm) ?? snapshot?.vms.find((v) => v.name === vm);
+    if (!found) throw notFound(`${vm} is not a known VM`);
+    const q = await history.hold(found.id, forS);
+    this.deps.log?.info({ module: 'service', vm: found.id, by, until: q.until }, 'quarantine added');
+    return { vm: found.id, vmName: found.name, failures: q.failures, until: q.until };
+  }
+
   private requireHistory(): HistoryStore {
     if (!this.deps.history)
       throw new DroverError('invalid_input', 'this drover keeps no migration history, so no quarantines');

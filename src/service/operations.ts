@@ -159,6 +159,13 @@ export const AutomationBodySchema = z.strictObject({
 /** POST /v1/plans/:id/approve|cancel, /v1/migrations/:vm/abort, /v1/quarantines/:vm/lift */
 export const NoteBodySchema = z.strictObject({ note: z.string().max(500).optional() });
 
+/** POST /v1/quarantines/:vm: leave a VM alone for `forS` seconds (at most 30 days). */
+export const QUARANTINE_MAX_S = 30 * 24 * 3600;
+export const QuarantineBodySchema = z.strictObject({
+  forS: z.number().int().positive().max(QUARANTINE_MAX_S),
+  reason: z.string().max(500).optional(),
+});
+
 export const CreatedPlanSchema = z.strictObject({
   /** Null for a dry run. */
   record: PlanRecordSchema.nullable(),
@@ -192,6 +199,7 @@ export interface Operations {
   setPaused(paused: boolean, by: string, note?: string): Promise<AutomationView>;
   listQuarantines(): Promise<QuarantineView[]>;
   liftQuarantine(vm: string, by: string): Promise<QuarantineView>;
+  addQuarantine(vm: string, forS: number, by: string): Promise<QuarantineView>;
   /** Appends to the audit trail (the API calls it for every change it was asked for). */
   audit(entry: AuditEntry): Promise<void>;
   listAudit(limit: number): Promise<AuditEntry[]>;

@@ -296,6 +296,7 @@ describe('the OpenAPI document (GET /v1/openapi.json)', () => {
     await call('POST', '/v1/automation', { body: { paused: true, note: 'openapi' } });
     await call('POST', '/v1/automation', { body: { paused: false } });
     await call('POST', '/v1/quarantines/no-such-vm/lift', { body: {} });
+    await call('POST', '/v1/quarantines/no-such-vm', { body: { forS: 60 } });
     await call('POST', '/v1/hosts/kvm-03/drain', { body: { dryRun: true } });
     const pending = await call('POST', '/v1/plans', { body: { reason: 'rebalance' } });
     const id = (pending.json as { record?: { plan: { id: string } } }).record?.plan.id;

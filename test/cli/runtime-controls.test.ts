@@ -214,6 +214,50 @@ describe('drover quarantine', () => {
   }, 120_000);
 });
 
+describe('drover quarantine add', () => {
+  it('quarantines a VM by hand: listed with its until, lifted by lift; a bad forS is refused', async () => {
+    const vm3 = '00000000-0000-4000-8000-000000000003';
+    const bad = await api('POST', '/v1/quarantines/vm-3', { forS: -5 });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body.error)).toContain('forS');
+    expect((await api('GET', '/v1/quarantines')).body.quarantines).toEqual([]);
+    const unknown = await api('POST', '/v1/quarantines/no-such-vm', { forS: 60 });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toMatchObject({ code: 'not_found' });
+
+    const before = Date.now();
+    const add = await drover([
+      'quarantine',
+      'add',
+      'vm-3',
+      '--for',
+      '2h',
+      '--reason',
+      'change window',
+      '--json',
+    ]);
+    expect(add.code, add.stderr).toBe(EXIT.ok);
+    const added = JSON.parse(add.stdout) as { vm: string; vmName: string; until: string };
+    expect(added).toMatchObject({ vm: vm3, vmName: 'vm-3' });
+    const untilMs = Date.parse(added.until) - before;
+    expect(untilMs).toBeGreaterThanOrEqual(7200_000);
+    expect(untilMs).toBeLessThan(7200_000 + 60_000);
+    expect((await api('GET', '/v1/quarantines')).body.quarantines).toEqual([
+      { vm: vm3, vmName: 'vm-3', failures: 0, until: added.until },
+    ]);
+    expect((await drover(['quarantine', 'add', 'vm-3', '--for', 'soon'])).code).toBe(EXIT.badInput);
+
+    const lift = await drover(['quarantine', 'lift', 'vm-3']);
+    expect(lift.code).toBe(EXIT.ok);
+    expect((await api('GET', '/v1/quarantines')).body.quarantines).toEqual([]);
+    const entries = (await audit()).map(
+      (e) => `${e.action} ${e.target ?? '-'} ${e.outcome} ${e.detail ?? ''}`,
+    );
+    expect(entries).toContainEqual(expect.stringMatching(/^quarantine\.add vm-3 ok .*forS=7200/));
+    expect(entries).toContainEqual(expect.stringMatching(/^quarantine\.add vm-3 invalid_input/));
+  }, 120_000);
+});
+
 describe('drover audit', () => {
   it('has every change asked of the API, with who, what, on what, when and how it ended', async () => {
     const entries = await audit();

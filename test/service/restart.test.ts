@@ -8,8 +8,8 @@
 // end the drained VMs in cooldown; the drain finishes without a completed migration run twice, and every VM
 // runs on exactly one host. After the last restart the balance strategy's hold time, counted from the rebalance
 // executed before the first restart, still stops the scheduled rebalance (an operator's dry run says it
-// overrides that hold). The quarantine is written as the executor writes a stall abort (a failure to converge
-// is not staged through the process here).
+// overrides that hold). The quarantine is an operator's, asked of the API (POST /v1/quarantines/:vm), and is
+// stored as the executor stores a failure to converge.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -323,35 +323,10 @@ describe('drover serve restarted on its state directory', () => {
       s.rebalanced.set(step.vm, step.to);
     }
 
-    // vm-2 failed to converge (as the executor records a stall abort): quarantined for an hour.
-    await withRedis(async (redis) => {
-      const store = new HistoryStore(
-        redis,
-        PREFIX,
-        { maxRecords: 50, quarantineBaseS: 3600, quarantineMaxS: 7200 },
-        new SystemClock(),
-      );
-      const q = await store.record(
-        {
-          vmId: s.quarantined,
-          from: 'kvm-01',
-          to: 'kvm-03',
-          kind: 'live',
-          endedAt: new Date().toISOString(),
-          result: 'aborted',
-          predictedDurationS: 2,
-          measuredDurationS: 30,
-          downtimeMs: null,
-          iterations: 40,
-          transferMiB: 9000,
-          memMiB: 1024,
-          dirtyMiBps: 900,
-          bandwidthMiBps: 1000,
-        },
-        true,
-      );
-      expect(q.failures).toBe(1);
-    });
+    // An operator quarantines vm-2 for an hour, through the API as `drover quarantine add` does.
+    const q = await api('POST', `/v1/quarantines/${s.quarantined}`, { forS: 3600, reason: 'change window' });
+    expect(q.status).toBe(200);
+    expect(q.body).toMatchObject({ vm: s.quarantined, failures: 0 });
     // The drain starts on an operator's approval, paused or not.
     expect((await api('POST', `/v1/plans/${s.drainId}/approve`)).status).toBe(200);
   }, 240_000);

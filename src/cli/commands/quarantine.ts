@@ -1,15 +1,17 @@
-// `drover quarantine list` / `drover quarantine lift VM`: VMs that failed to converge are left alone for a
-// while (doubling with each failure); an operator can see them and lift one at once.
+// `drover quarantine list|add|lift`: VMs that failed to converge are left alone for a while (doubling with
+// each failure); an operator can see them, quarantine one by hand (`add VM --for 2h`) and lift one at once.
 import type { Command } from 'commander';
 import type { QuarantineView } from '../../service/operations.js';
-import { connect, runCli, withConnection, type ConnectionFlags } from '../api-client.js';
+import { CliError, connect, runCli, withConnection, type ConnectionFlags } from '../api-client.js';
 import { EXIT } from '../exit-codes.js';
 import { printJson, table } from '../output.js';
 
 export function registerQuarantineCommand(program: Command): void {
   const quarantine = program
     .command('quarantine')
-    .description('VMs drover leaves alone after they failed to converge: list, lift');
+    .description(
+      'VMs drover leaves alone after they failed to converge or an operator said so: list, add, lift',
+    );
   withConnection(quarantine.command('list').description('the VMs quarantined now')).action(
     (flags: ConnectionFlags) =>
       runCli(flags.json, async () => {
@@ -29,6 +31,29 @@ export function registerQuarantineCommand(program: Command): void {
   );
   withConnection(
     quarantine
+      .command('add')
+      .description('quarantine a VM by hand: drover leaves it where it is for a while')
+      .argument('<vm>', 'VM id or name')
+      .requiredOption(
+        '--for <duration>',
+        'how long: a whole number of seconds, minutes, hours or days (90s, 30m, 2h, 1d)',
+      )
+      .option('--reason <text>', 'why, kept in the audit trail'),
+  ).action((vm: string, flags: ConnectionFlags & { for: string; reason?: string }) =>
+    runCli(flags.json, async () => {
+      const forS = durationSeconds(flags.for);
+      const client = await connect(flags);
+      const added = await client.post<QuarantineView>(`/v1/quarantines/${encodeURIComponent(vm)}`, {
+        forS,
+        ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
+      });
+      if (flags.json) printJson(added);
+      else process.stdout.write(`quarantined ${added.vmName ?? added.vm} until ${added.until ?? '-'}\n`);
+      return EXIT.ok;
+    }),
+  );
+  withConnection(
+    quarantine
       .command('lift')
       .description("lift a VM's quarantine now (and forget its failures)")
       .argument('<vm>', 'VM id or name'),
@@ -44,4 +69,19 @@ export function registerQuarantineCommand(program: Command): void {
       return EXIT.ok;
     }),
   );
+}
+
+const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** `90s`, `30m`, `2h`, `1d` (or bare seconds) in seconds; the daemon bounds it. */
+export function durationSeconds(text: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!m)
+    throw new CliError(
+      EXIT.badInput,
+      'invalid_input',
+      `--for: expected e.g. 90s, 30m, 2h or 1d, got ${JSON.stringify(text)}`,
+      'for',
+    );
+  return Number(m[1]) * UNIT_S[m[2] || 's']!;
 }
