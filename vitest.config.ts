@@ -60,7 +60,11 @@ export default defineConfig({
         test: {
           name: 'lab',
           include: ['test/lab/**/*.test.ts'],
-          globalSetup: ['test/support/global-redis.ts', 'test/lab/global-lab.ts'],
+          globalSetup: [
+            'test/support/global-redis.ts',
+            'test/support/global-build.ts',
+            'test/lab/global-lab.ts',
+          ],
           fileParallelism: false,
           testTimeout: 90_000,
           hookTimeout: 180_000,

@@ -9,17 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { parsePlan } from '../../src/domain/plan.js';
 import { parseSnapshot, type Snapshot } from '../../src/domain/snapshot.js';
-import {
-  REPO_ROOT,
-  defineGuest,
-  guestName,
-  labHostConfigs,
-  removeGuest,
-  waitFor,
-  type LabGuest,
-} from './lab-client.js';
+import { defineGuest, guestName, labHostConfigs, removeGuest, waitFor, type LabGuest } from './lab-client.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
-const DROVER = join(REPO_ROOT, 'bin/drover.js');
+const DROVER = DROVER_BIN;
 const HOST = 'lab1';
 // Every lab host reports the whole (shared) machine's load as its own: ceilings lifted, as in `drover lab-demo`.
 const POLICY = `version: 1

@@ -28,6 +28,7 @@ import {
 import { startServe, type ServeProcess } from './lab-serve.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const run = promisify(execFile);
 const DRAINED = 'lab1';
@@ -116,17 +117,7 @@ describe('drain of a lab host through drover serve and drover drain', () => {
 
     const drain = await run(
       process.execPath,
-      [
-        join(REPO_ROOT, 'bin/drover.js'),
-        'drain',
-        DRAINED,
-        '--yes',
-        '--json',
-        '--url',
-        serve?.url ?? '',
-        '--token',
-        TOKEN,
-      ],
+      [DROVER_BIN, 'drain', DRAINED, '--yes', '--json', '--url', serve?.url ?? '', '--token', TOKEN],
       { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1' }, timeout: 240_000, maxBuffer: 8 << 20 },
     ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
       throw new Error(`drover drain exited ${err.code}: ${err.stdout}\n${err.stderr}\n${serveLog()}`);

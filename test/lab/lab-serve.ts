@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { freePort } from '../../src/service/private-redis.js';
 import { REPO_ROOT, labHostConfigs, waitFor } from './lab-client.js';
 import { redisUrl } from '../support/redis.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 /**
  * The policy of `drover lab-demo`: every lab host is this one machine, so the CPU and memory ceilings are
@@ -82,7 +83,7 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
   writeFileSync(file, JSON.stringify(serveConfig(options, port, policyFile), null, 2));
   const logPath = join(options.dir, `${options.name}.log`);
   const fd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/drover.js'), 'serve', '--config', file], {
+  const child = spawn(process.execPath, [DROVER_BIN, 'serve', '--config', file], {
     cwd: REPO_ROOT,
     env: { ...process.env, REDIS_URL: redisUrl() },
     stdio: ['ignore', fd, fd],
@@ -127,12 +128,19 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
       await exit;
     },
   };
-  await waitFor(
-    `${options.name} to serve its API`,
-    async () => ((await fetch(`${url}/healthz`)).ok ? true : undefined),
-    60_000,
-    250,
-  ).catch((err: unknown) => {
+  // A process still starting is not a failure: on a busy machine (guests booting beside it) start-up has
+  // taken 25 s and more. The wait ends at once if the process exits, and is capped at 180 s.
+  await Promise.race([
+    waitFor(
+      `${options.name} to serve its API`,
+      async () => ((await fetch(`${url}/healthz`)).ok ? true : undefined),
+      180_000,
+      250,
+    ),
+    exit.then(() => {
+      throw new Error(`${options.name} exited while starting`);
+    }),
+  ]).catch((err: unknown) => {
     child.kill('SIGKILL');
     throw new Error(`${String(err)}\n--- ${options.name} log ---\n${logTail()}`);
   });

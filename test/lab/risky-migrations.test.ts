@@ -35,6 +35,7 @@ import {
 import { LabGuests, jobFinished, labPlan, labStep } from './lab-jobs.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const run = promisify(execFile);
 
@@ -258,7 +259,7 @@ describe('risky migrations on a capped lab link', () => {
     // The operator's path: `drover recover VM --apply 1` resumes the migration now that the link is back.
     const recover = await run(
       process.execPath,
-      [join(REPO_ROOT, 'bin/drover.js'), 'recover', g.id, '--config', config, '--apply', '1', '--json'],
+      [DROVER_BIN, 'recover', g.id, '--config', config, '--apply', '1', '--json'],
       { cwd: REPO_ROOT, env: { ...process.env, REDIS_URL: redisUrl() }, timeout: 180_000 },
     ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
       throw new Error(`drover recover exited ${err.code}: ${err.stdout}\n${err.stderr}`);

@@ -30,6 +30,7 @@ import {
 } from './lab-client.js';
 import { addRow, checkInvariant, writeTable } from '../faults/fault-table.js';
 import { cleanPrefix, connectRedis, redisUrl, uniquePrefix } from '../support/redis.js';
+import { DROVER_BIN } from '../support/serve-process.js';
 
 const run = promisify(execFile);
 const A = 'lab1';
@@ -247,11 +248,10 @@ describe('Risky paths on the libvirt lab', () => {
           },
         }),
       );
-      const out = await run(
-        process.execPath,
-        [join(REPO_ROOT, 'bin/drover.js'), 'doctor', '--config', config, '--json'],
-        { cwd: REPO_ROOT, env: { ...process.env, REDIS_URL: redisUrl() } },
-      ).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
+      const out = await run(process.execPath, [DROVER_BIN, 'doctor', '--config', config, '--json'], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, REDIS_URL: redisUrl() },
+      }).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
       return JSON.parse(out.stdout) as {
         ok: boolean;
         checks: { name: string; status: string; detail: string }[];

@@ -1,9 +1,9 @@
-// vitest global setup (project `unit`): drover laid out as an installed package in a temporary directory —
+// vitest global setup (projects `unit` and `lab`): drover laid out as an installed package in a temporary directory —
 // bin/drover.js, package.json and dist/ compiled from src/ by the TypeScript compiler, with data/, policies/
 // and node_modules/ linked — so that tests that start `drover` as a process run the real entry point on
 // plain Node, as an installed drover does, instead of compiling the sources through tsx in every process
-// (a second or more of CPU each, tens of processes per run). DROVER_TEST_BIN names it; without it (other
-// projects, or a lone file run with another config) tests run bin/drover.js of the checkout.
+// (a second or more of CPU each, tens of processes per run). DROVER_TEST_BIN names it; without it (the
+// cluster project, or a lone file run with another config) tests run bin/drover.js of the checkout.
 import {
   copyFileSync,
   mkdirSync,
