@@ -194,26 +194,7 @@ export class MigrationWatch {
    */
   async beforeHandle(ctx: WatchContext, calling: Promise<unknown>): Promise<WatchdogRecord[]> {
     const records: WatchdogRecord[] = [];
-    const clock = this.hv.clock;
-    const answered = calling.then(
-      () => true,
-      () => true,
-    );
-    for (;;) {
-      const dueAtMs = ctx.watchdog.nextDueAtMs();
-      if (dueAtMs === null) break;
-      const cancel = new AbortController();
-      const fired = clock.sleep(Math.max(0, dueAtMs - clock.now()), cancel.signal).then(
-        () => false,
-        () => false,
-      );
-      const done = await Promise.race([answered, fired]);
-      cancel.abort();
-      if (done) break;
-      const actions = ctx.watchdog.tick(clock.now());
-      for (const action of actions) await this.carryOut(ctx, action, records);
-      if (actions.length === 0) break;
-    }
+    await this.carryOutWhileWaiting(ctx, calling, records);
     return records;
   }
 
@@ -227,17 +208,32 @@ export class MigrationWatch {
     records: WatchdogRecord[],
     onAbort: (atMs: number) => void,
   ): Promise<MigrationJob> {
-    const { watchdog } = ctx;
     const { step } = ctx.job;
-    const clock = this.hv.clock;
     const poll = this.call('jobStats', this.hv.jobStats(step.from, step.vm));
-    const answered = poll.then(
+    await this.carryOutWhileWaiting(ctx, poll, records, onAbort);
+    return poll;
+  }
+
+  /**
+   * Until `pending` settles, a timer on the clock fires at each of the watchdog's due moments and what
+   * falls due is carried out then. Ends when `pending` settles, when nothing is due any more, or when a
+   * due moment brings no action (a stall needs a new answer to decide: the caller waits for it).
+   */
+  private async carryOutWhileWaiting(
+    ctx: WatchContext,
+    pending: Promise<unknown>,
+    records: WatchdogRecord[],
+    onAbort?: (atMs: number) => void,
+  ): Promise<void> {
+    const { watchdog } = ctx;
+    const clock = this.hv.clock;
+    const answered = pending.then(
       () => true,
       () => true,
     );
     for (;;) {
       const dueAtMs = watchdog.nextDueAtMs();
-      if (dueAtMs === null) break;
+      if (dueAtMs === null) return;
       const cancel = new AbortController();
       const fired = clock.sleep(Math.max(0, dueAtMs - clock.now()), cancel.signal).then(
         () => false,
@@ -245,16 +241,14 @@ export class MigrationWatch {
       );
       const done = await Promise.race([answered, fired]);
       cancel.abort();
-      if (done) break;
+      if (done) return;
       const actions = watchdog.tick(clock.now());
       for (const action of actions) {
-        if (action.kind === 'abort') onAbort(clock.now());
+        if (action.kind === 'abort') onAbort?.(clock.now());
         await this.carryOut(ctx, action, records);
       }
-      // Nothing fell due after all (a stall needs a new answer to decide): wait for the answer.
-      if (actions.length === 0) break;
+      if (actions.length === 0) return;
     }
-    return poll;
   }
 
   private async carryOut(
