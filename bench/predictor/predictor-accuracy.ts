@@ -349,7 +349,12 @@ function historyRecord(
     maxDowntimeMs: number;
     budgetMs?: number;
   },
-  predicted: { durationS: number; correction: number; downtimeMs: number } | null,
+  predicted: {
+    durationS: number;
+    correction: number;
+    downtimeMs: number;
+    lastRoundMs: number | undefined;
+  } | null,
 ): MigrationRecord {
   return {
     vmId,
@@ -364,6 +369,7 @@ function historyRecord(
     downtimeMs: run.result === 'completed' ? (run.stats?.downtimeMs ?? null) : null,
     ...(inputs.budgetMs !== undefined ? { downtimeBudgetMs: inputs.budgetMs } : {}),
     ...(predicted ? { predictedDowntimeMs: predicted.downtimeMs } : {}),
+    ...(predicted?.lastRoundMs !== undefined ? { predictedLastRoundMs: predicted.lastRoundMs } : {}),
     maxDowntimeMs: inputs.maxDowntimeMs,
     iterations: run.passes,
     transferMiB: run.processedMiB,
@@ -511,7 +517,9 @@ export async function main(): Promise<void> {
           const downtimeMs = run.result === 'completed' ? (run.stats?.downtimeMs ?? null) : null;
           // Only calibration guests teach the model; an evaluation guest stays unseen for all its cells.
           if (skipped === null && history !== undefined) {
-            calibration.observe(observation(run, cap, calibration, Math.max(0, p.downtimeMs - overheadMs)));
+            calibration.observe(
+              observation(run, cap, calibration, p.lastRoundMs ?? Math.max(0, p.downtimeMs - overheadMs)),
+            );
             history.records.push(
               historyRecord(
                 g.id,
@@ -524,7 +532,12 @@ export async function main(): Promise<void> {
                   maxDowntimeMs,
                   budgetMs: dt,
                 },
-                { durationS: p.durationS, correction: f.correction, downtimeMs: p.downtimeMs },
+                {
+                  durationS: p.durationS,
+                  correction: f.correction,
+                  downtimeMs: p.downtimeMs,
+                  lastRoundMs: p.lastRoundMs,
+                },
               ),
             );
           }

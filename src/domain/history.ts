@@ -25,6 +25,8 @@ export interface MigrationRecord {
   /** The VM's downtime budget, the downtime predicted, and the max downtime last set (ms). */
   downtimeBudgetMs?: number;
   predictedDowntimeMs?: number;
+  /** The last round the model put in that prediction, at the link share (ms): what the switch-over learns from. */
+  predictedLastRoundMs?: number;
   maxDowntimeMs?: number;
   iterations: number;
   transferMiB: number;

@@ -33,6 +33,12 @@ export const PredictionSchema = z.strictObject({
    * watchdog lets QEMU's last round take at most the budget less this.
    */
   switchoverMs: nonNegativeNumber().optional(),
+  /**
+   * The last round the model sends while the guest is paused, at the planned link share (ms; at most the
+   * max downtime QEMU gets). downtimeMs is the expected downtime: the learnt switch-over plus the part of
+   * this round that the pair's history shows really counts.
+   */
+  lastRoundMs: nonNegativeNumber().optional(),
 });
 
 export const StepSchema = z.strictObject({

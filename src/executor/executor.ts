@@ -551,6 +551,9 @@ export class Executor {
       downtimeMs: report.downtimeMs,
       downtimeBudgetMs: report.downtimeBudgetMs,
       predictedDowntimeMs: data.step.predicted.downtimeMs,
+      ...(data.step.predicted.lastRoundMs !== undefined
+        ? { predictedLastRoundMs: data.step.predicted.lastRoundMs }
+        : {}),
       maxDowntimeMs: report.maxDowntimeMs,
       iterations: report.iterations,
       transferMiB: Math.round(report.transferMiB * 10) / 10,

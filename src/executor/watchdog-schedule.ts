@@ -270,7 +270,7 @@ export function watchdogSchedule(rawInput: WatchdogScheduleInput): WatchdogSched
         forecast !== null
           ? forecast.stallWindowS * 1000
           : Math.max(tuning.minStallWindowS * 1000, (tuning.stallRounds * predictedMs) / 10);
-      const lastRoundMs = Math.max(0, prediction.downtimeMs - switchoverMs);
+      const lastRoundMs = prediction.lastRoundMs ?? Math.max(0, prediction.downtimeMs - switchoverMs);
       const initial = Math.ceil(capped(Math.max(tuning.minInitialDowntimeMs, lastRoundMs * 1.2), budget));
       const top = budget ?? Math.max(initial, 500);
       const stallSteps: number[] = [];

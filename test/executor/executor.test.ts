@@ -271,7 +271,17 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
       hv.clock,
     );
     const ex = executor(hv, {}, history);
-    await ex.enqueuePlan(plan('p', [step('slow'), step('hot')]), policy());
+    const slowStep = step('slow', {
+      predicted: {
+        converges: true,
+        durationS: 5,
+        downtimeMs: 50,
+        transferMiB: 4200,
+        switchoverMs: 20,
+        lastRoundMs: 120,
+      },
+    });
+    await ex.enqueuePlan(plan('p', [slowStep, step('hot')]), policy());
     ex.startWorkers();
     const progress = await until('progress of slow', async () => {
       const s = (await ex.list()).find((x) => x.vmId === 'slow');
@@ -285,7 +295,15 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
     expect(done.find((d) => d.vmId === 'hot')?.result?.status, JSON.stringify(done)).toBe('aborted');
     const slowHistory = await history.get('slow');
     expect(slowHistory.records).toHaveLength(1);
-    expect(slowHistory.records[0]).toMatchObject({ result: 'completed', from: 'h1', to: 'h2', memMiB: 8192 });
+    // The record keeps what the switch-over learns from: the measured downtime beside the modelled last round.
+    expect(slowHistory.records[0]).toMatchObject({
+      result: 'completed',
+      from: 'h1',
+      to: 'h2',
+      memMiB: 8192,
+      predictedDowntimeMs: 50,
+      predictedLastRoundMs: 120,
+    });
     expect(slowHistory.records[0]?.downtimeMs).not.toBeNull();
     expect(slowHistory.quarantinedUntil).toBeNull();
     const hot = await history.get('hot');

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { parsePolicy } from '../../src/domain/policy.js';
 import { parseSnapshot, type Vm } from '../../src/domain/snapshot.js';
 import type { MigrationRecord, VmHistory } from '../../src/domain/history.js';
-import { planDrain, predictVmMigration, SwitchoverBook } from '../../src/planner/index.js';
+import { fitDowntime, planDrain, predictVmMigration, SwitchoverBook } from '../../src/planner/index.js';
 import { watchdogSchedule } from '../../src/executor/watchdog-schedule.js';
 
 const NOW = Date.UTC(2026, 11, 3, 12, 0, 0);
@@ -70,6 +70,79 @@ describe('SwitchoverBook', () => {
     expect(book.cost('v1', 'e', 'f')).toEqual({ ms: 300, source: 'vm', samples: 5 });
     expect(book.cost('v3', 'c', 'd')).toEqual({ ms: 300, source: 'pair', samples: 1 });
     expect(book.cost('new', 'e', 'f')).toEqual({ ms: 20, source: 'policy', samples: 0 });
+  });
+});
+
+describe('splitting downtime into the fixed cost and the last round', () => {
+  // A pair where the last round is sent four times faster than the share the model assumes (QEMU lifts its
+  // bandwidth cap while paused), over a fixed cost of 30-50 ms.
+  const fixed = [40, 30, 50, 35, 45, 38];
+  const rounds = [0, 400, 100, 800, 200, 600];
+  const split = rounds.map((x, i) =>
+    rec({
+      vmId: i < 3 ? 'v1' : 'v2',
+      downtimeMs: (fixed[i] ?? 0) + x / 4,
+      predictedLastRoundMs: x,
+      endedAt: new Date(NOW - 3_600_000 + i * 1000).toISOString(),
+    }),
+  );
+  const book = new SwitchoverBook([hist('v1', split.slice(0, 3)), hist('v2', split.slice(3))], 20);
+
+  it('learns the share of the modelled last round that shows, and the fixed costs left', () => {
+    const fit = fitDowntime(
+      split.map((r) => ({ lastRoundMs: r.predictedLastRoundMs ?? 0, downtimeMs: r.downtimeMs ?? 0 })),
+    );
+    expect(fit?.factor).toBeGreaterThan(0.2);
+    expect(fit?.factor).toBeLessThan(0.3);
+    for (const r of fit?.residualsMs ?? []) {
+      expect(r).toBeGreaterThan(15);
+      expect(r).toBeLessThan(65);
+    }
+    // Too few samples, or no spread in the last round: nothing to split by.
+    expect(fitDowntime([{ lastRoundMs: 0, downtimeMs: 40 }])).toBeNull();
+    expect(fitDowntime([0, 0, 0, 0].map(() => ({ lastRoundMs: 100, downtimeMs: 90 })))?.factor).toBe(1);
+  });
+
+  it('plans the budget against the highest fixed cost and predicts with the typical one', () => {
+    const pair = book.cost('new', 'a', 'b');
+    expect(pair.source).toBe('pair');
+    expect(pair.samples).toBe(6);
+    // Unsplit, the pair's p90 of raw downtimes would be 235 ms (35 + 800/4): most of it is last round.
+    expect(pair.ms).toBeGreaterThanOrEqual(45);
+    expect(pair.ms).toBeLessThan(70);
+    expect(pair.typicalMs).toBeGreaterThan(25);
+    expect(pair.typicalMs).toBeLessThan(pair.ms + 1);
+    expect(book.cost('v1', 'b', 'a').source).toBe('vm-pair');
+    const f = predictVmMigration(vm, { bandwidthMiBps: 200, concurrency: 1 }, policy, {
+      kind: 'live',
+      downtimeBudgetMs: 300,
+      switchover: pair,
+    });
+    const p = f.prediction;
+    expect(p.converges).toBe(true);
+    expect(p.lastRoundMs).toBeGreaterThan(0);
+    expect(p.lastRoundMs).toBeLessThanOrEqual(300 - pair.ms + 0.1);
+    expect(p.downtimeMs).toBeCloseTo(
+      (pair.typicalMs ?? 0) + (pair.lastRoundFactor ?? 1) * (p.lastRoundMs ?? 0),
+      0,
+    );
+    expect(p.downtimeMs).toBeLessThan(pair.ms + (p.lastRoundMs ?? 0));
+  });
+
+  it('never expects a pause longer than the max downtime allows, even for a VM that does not converge', () => {
+    const f = predictVmMigration(
+      { ...vm, dirtyMiBps: 500 },
+      { bandwidthMiBps: 100, concurrency: 1 },
+      policy,
+      {
+        kind: 'live',
+        downtimeBudgetMs: 300,
+        switchover: { ms: 60, source: 'pair', samples: 6 },
+      },
+    );
+    expect(f.prediction.converges).toBe(false);
+    expect(f.prediction.lastRoundMs).toBe(240);
+    expect(f.prediction.downtimeMs).toBe(300);
   });
 });
 

@@ -18,15 +18,18 @@ export {
   round0MiB,
   STREAM_MAX_MIBPS,
   ZERO_PAGE_SCAN_MIBPS,
+  expectedDowntimeMs,
   type LinkShare,
   type PredictiveWatchdogPlan,
   type PredictOptions,
   type VmForecast,
 } from './predict-vm.js';
 export {
+  fitDowntime,
   SwitchoverBook,
   switchoverSample,
   switchoverWho,
+  type DowntimeFit,
   type SwitchoverCost,
   type SwitchoverSource,
 } from './switchover.js';

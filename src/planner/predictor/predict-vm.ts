@@ -231,7 +231,17 @@ export function predictVmMigration(
     transferMiB: round(out.transferMiB, 0),
   };
   if (out.technique !== 'precopy') prediction.technique = out.technique;
-  if (out.technique !== 'post-copy') prediction.switchoverMs = round(switchover.ms, 1);
+  if (out.technique !== 'post-copy') {
+    // QEMU pauses the guest only once the rest fits in the max downtime, which is at most the budget less
+    // the switch-over: a migration predicted not to converge in time still cannot pause longer than that.
+    const lastRoundMs = Math.max(
+      0,
+      Math.min(out.downtimeMs - switchover.ms, opts.downtimeBudgetMs - switchover.ms),
+    );
+    prediction.switchoverMs = round(switchover.ms, 1);
+    prediction.lastRoundMs = round(lastRoundMs, 1);
+    prediction.downtimeMs = round(expectedDowntimeMs(switchover, lastRoundMs), 1);
+  }
   if (correction !== 1) prediction.correction = round(correction, 3);
   prediction.dirtyMiBps = round(dirty, 1);
   if (dirtyFactor !== 1) prediction.dirtyFactor = round(dirtyFactor, 3);
@@ -255,6 +265,15 @@ export function predictVmMigration(
     forecast.reason = reason;
   }
   return forecast;
+}
+
+/**
+ * The downtime to expect: the learnt switch-over plus the modelled last round, both as the pair's history
+ * splits them (SwitchoverCost.typicalMs and lastRoundFactor) when it does; else the planned cost plus the
+ * whole last round at the link share, an upper bound.
+ */
+export function expectedDowntimeMs(switchover: SwitchoverCost, lastRoundMs: number): number {
+  return (switchover.typicalMs ?? switchover.ms) + (switchover.lastRoundFactor ?? 1) * lastRoundMs;
 }
 
 function round(n: number, digits: number): number {
