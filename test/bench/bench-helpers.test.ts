@@ -1,9 +1,11 @@
-// The pure pieces of the benches: the predictor bench's link calibration, the SVG scatter plot, and the
-// report's statistics and table reading.
+// The pure pieces of the benches: the predictor bench's link calibration, the SVG scatter plot, the report's
+// statistics and table reading, and the dirty rates the drain bench's bound is computed with.
 import { describe, expect, it } from 'vitest';
+import { meanDirtyMiBps } from '../../bench/drain/guest-dirty-rate.js';
 import { LinkCalibration, type ObservedMigration } from '../../bench/predictor/link-calibration.js';
 import { scatterSvg } from '../../bench/predictor/scatter-svg.js';
 import { markdownTable, percentile, tablesOf } from '../../bench/report.js';
+import { constantVm, host, setup } from '../hypervisor/sim-helpers.js';
 
 const observed = (o: Partial<ObservedMigration>): ObservedMigration => ({
   capMiBps: 100,
@@ -113,5 +115,38 @@ describe('report helpers', () => {
         ],
       },
     ]);
+  });
+});
+
+describe("the drain bound's dirty rates", () => {
+  it('reads what a guest writes where a 5-s reading tops out at memory / 5 s', async () => {
+    const jvm = {
+      id: 'jvm',
+      name: 'jvm',
+      host: 'a',
+      vcpus: 1,
+      memMiB: 2048,
+      workload: {
+        kind: 'bursty' as const,
+        cpuPct: 40,
+        dirtyMiBps: 800,
+        burstCpuPct: 95,
+        burstDirtyMiBps: 1400,
+        periodS: 30,
+        burstS: 3,
+        phaseS: 0,
+        wwsMiB: 6144,
+      },
+    };
+    const { clock, sim } = setup([host('a')], [jvm, constantVm('web', 'a', 4096, 50, 1024)]);
+    await sim.startDirtyRate('a', 'jvm', 5);
+    await clock.advance(5000);
+    const fiveS = (await sim.sampleVms('a')).find((v) => v.vmId === 'jvm')?.dirtyRate.dirtyMiBps;
+    expect(fiveS).toBeCloseTo(2048 / 5, 6);
+    const mean = await meanDirtyMiBps(sim, clock, 'a');
+    // 800 MiB/s, 1400 for 3 s of every 30: about 860 on average, whichever seconds the readings fall on.
+    expect(mean.get('jvm')).toBeGreaterThan(800 - 1e-6);
+    expect(mean.get('jvm')).toBeLessThan(1400);
+    expect(mean.get('web')).toBeCloseTo(50, 6);
   });
 });
