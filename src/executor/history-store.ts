@@ -23,6 +23,24 @@ export interface QuarantineRecord extends QuarantineState {
   vmId: string;
 }
 
+/** An operator's hold: the quarantine in force after it, and the end it asked for. */
+export interface HeldQuarantine extends QuarantineRecord {
+  until: string;
+  requestedUntil: string;
+  /** True when the VM's quarantine already ended later than asked: that one was kept, unshortened. */
+  keptLonger: boolean;
+}
+
+// KEYS: the VM's quarantine hash, the quarantined index. ARGV: the asked-for until (ISO 8601 UTC, which
+// orders as text), the VM id. Sets until unless the stored one is later; returns the until in force.
+const EXTEND_UNTIL = `
+local cur = redis.call('HGET', KEYS[1], 'until')
+redis.call('SADD', KEYS[2], ARGV[2])
+if cur and cur > ARGV[1] then return cur end
+redis.call('HSET', KEYS[1], 'until', ARGV[1])
+return ARGV[1]
+`;
+
 export class HistoryStore {
   private readonly redis: Redis;
   private readonly prefix: string;
@@ -50,7 +68,8 @@ export class HistoryStore {
 
   /**
    * Appends a record. `failedToConverge` (an abort for a stall or a deadline) extends the quarantine:
-   * base x 2^(failures - 1), at most max. A completed migration clears it. Returns the quarantine state.
+   * base x 2^(failures - 1) from now, at most max, unless a quarantine in force (an operator's) ends later.
+   * A completed migration clears it. Returns the quarantine state.
    */
   async record(rec: MigrationRecord, failedToConverge: boolean): Promise<QuarantineState> {
     const key = this.recordsKey(rec.vmId);
@@ -66,8 +85,7 @@ export class HistoryStore {
       this.options.quarantineMaxS,
       this.options.quarantineBaseS * 2 ** Math.max(0, failures - 1),
     );
-    const until = new Date(this.clock.now() + backoffS * 1000).toISOString();
-    await this.redis.multi().hset(qKey, 'until', until).sadd(this.indexKey, rec.vmId).exec();
+    const { until } = await this.extendUntil(rec.vmId, backoffS);
     return { failures, until };
   }
 
@@ -104,15 +122,34 @@ export class HistoryStore {
   }
 
   /**
-   * An operator's quarantine: the VM is left alone for `forS` seconds from now (its failure count kept).
-   * Stored as a failure's quarantine is, so it is listed and lifted the same way.
+   * An operator's quarantine: the VM is left alone for at least `forS` seconds from now (its failure count
+   * kept). A quarantine already in force that ends later is kept as it is (`keptLonger`); `requestedUntil`
+   * is the end asked for. Stored as a failure's quarantine is, so it is listed and lifted the same way.
    */
-  async hold(vmId: string, forS: number): Promise<QuarantineRecord> {
-    const until = new Date(this.clock.now() + forS * 1000).toISOString();
-    const qKey = this.quarantineKey(vmId);
-    await this.redis.multi().hset(qKey, 'until', until).sadd(this.indexKey, vmId).exec();
+  async hold(vmId: string, forS: number): Promise<HeldQuarantine> {
+    const { until, requestedUntil, keptLonger } = await this.extendUntil(vmId, forS);
     const q = await this.quarantine(vmId);
-    return { vmId, ...q };
+    return { vmId, failures: q.failures, until, requestedUntil, keptLonger };
+  }
+
+  /**
+   * Quarantines a VM until `forS` seconds from now unless its quarantine already ends later, in one step
+   * (a back-off and an operator's hold racing each other never shorten one another).
+   */
+  private async extendUntil(
+    vmId: string,
+    forS: number,
+  ): Promise<{ until: string; requestedUntil: string; keptLonger: boolean }> {
+    const requestedUntil = new Date(this.clock.now() + forS * 1000).toISOString();
+    const until = (await this.redis.eval(
+      EXTEND_UNTIL,
+      2,
+      this.quarantineKey(vmId),
+      this.indexKey,
+      requestedUntil,
+      vmId,
+    )) as string;
+    return { until, requestedUntil, keptLonger: until !== requestedUntil };
   }
 
   async quarantine(vmId: string): Promise<QuarantineState> {

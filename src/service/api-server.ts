@@ -773,10 +773,12 @@ function routeTable(options: ApiServerOptions): RouteSpec[] {
       url: '/v1/quarantines/:vm',
       role: 'admin',
       action: 'quarantine.add',
-      summary: 'quarantine a VM by hand for forS seconds (VM id or name)',
+      summary: 'quarantine a VM by hand for at least forS seconds (VM id or name); a longer one is kept',
       params: VmParam,
       body: QuarantineBodySchema,
-      responses: { 200: ok('the quarantine, in force', API_SCHEMAS.Quarantine) },
+      responses: {
+        200: ok('the quarantine in force, and whether a longer one was kept', API_SCHEMAS.QuarantineAdded),
+      },
       handler: async ({ params, body }, request) =>
         ops.addQuarantine(params.vm, body.forS, callerOf(request)),
     }),

@@ -32,6 +32,7 @@ import type {
   HostView,
   MigrationView,
   Operations,
+  QuarantineAdded,
   QuarantineView,
   ReadyView,
 } from './operations.js';
@@ -555,15 +556,28 @@ export class DroverService implements Operations {
     return { vm: vmId, vmName: found?.name ?? null, failures: lifted.failures, until: lifted.until };
   }
 
-  /** Quarantines a known VM (by id or name) for `forS` seconds; 404 for a VM the latest snapshot lacks. */
-  async addQuarantine(vm: string, forS: number, by: string): Promise<QuarantineView> {
+  /**
+   * Quarantines a known VM (by id or name) for at least `forS` seconds, never shortening a quarantine in
+   * force; 404 for a VM the latest snapshot lacks.
+   */
+  async addQuarantine(vm: string, forS: number, by: string): Promise<QuarantineAdded> {
     const history = this.requireHistory();
     const snapshot = await this.latestSnapshot();
     const found = snapshot?.vms.find((v) => v.id === vm) ?? snapshot?.vms.find((v) => v.name === vm);
     if (!found) throw notFound(`${vm} is not a known VM`);
     const q = await history.hold(found.id, forS);
-    this.deps.log?.info({ module: 'service', vm: found.id, by, until: q.until }, 'quarantine added');
-    return { vm: found.id, vmName: found.name, failures: q.failures, until: q.until };
+    this.deps.log?.info(
+      { module: 'service', vm: found.id, by, until: q.until, keptLonger: q.keptLonger },
+      'quarantine added',
+    );
+    return {
+      vm: found.id,
+      vmName: found.name,
+      failures: q.failures,
+      until: q.until,
+      requestedUntil: q.requestedUntil,
+      keptLonger: q.keptLonger,
+    };
   }
 
   private requireHistory(): HistoryStore {

@@ -14,6 +14,7 @@ import {
   HealthViewSchema,
   HostViewSchema,
   MigrationViewSchema,
+  QuarantineAddedSchema,
   QuarantineViewSchema,
   ReadyViewSchema,
 } from './operations.js';
@@ -56,6 +57,7 @@ export const API_SCHEMAS = {
   MigrationList: z.strictObject({ migrations: z.array(MigrationViewSchema) }),
   Automation: AutomationViewSchema,
   Quarantine: QuarantineViewSchema,
+  QuarantineAdded: QuarantineAddedSchema,
   QuarantineList: z.strictObject({ quarantines: z.array(QuarantineViewSchema) }),
   AuditEntry: AuditEntrySchema,
   AuditList: z.strictObject({ entries: z.array(AuditEntrySchema), maxEntries: z.number() }),

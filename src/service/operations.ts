@@ -75,6 +75,19 @@ export const QuarantineViewSchema = z.strictObject({
 });
 export type QuarantineView = z.output<typeof QuarantineViewSchema>;
 
+/** POST /v1/quarantines/:vm: the quarantine in force after an operator's add. */
+export const QuarantineAddedSchema = QuarantineViewSchema.extend({
+  until: z.string(),
+  /** The end the add asked for (now + forS). */
+  requestedUntil: z.string(),
+  /**
+   * True when the VM was already quarantined past `requestedUntil`: that longer quarantine is kept and
+   * `until` is its end. An add never shortens a quarantine.
+   */
+  keptLonger: z.boolean(),
+});
+export type QuarantineAdded = z.output<typeof QuarantineAddedSchema>;
+
 export const ClusterViewSchema = z.strictObject({
   /** The process that answered. */
   instance: z.string(),
@@ -199,7 +212,7 @@ export interface Operations {
   setPaused(paused: boolean, by: string, note?: string): Promise<AutomationView>;
   listQuarantines(): Promise<QuarantineView[]>;
   liftQuarantine(vm: string, by: string): Promise<QuarantineView>;
-  addQuarantine(vm: string, forS: number, by: string): Promise<QuarantineView>;
+  addQuarantine(vm: string, forS: number, by: string): Promise<QuarantineAdded>;
   /** Appends to the audit trail (the API calls it for every change it was asked for). */
   audit(entry: AuditEntry): Promise<void>;
   listAudit(limit: number): Promise<AuditEntry[]>;

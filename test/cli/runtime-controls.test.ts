@@ -1,10 +1,11 @@
 // The runtime controls as an operator uses them: `drover pause|resume`, `drover plans|approve|cancel`,
-// `drover quarantine list|lift` and `drover audit` as child processes against a simulator-backed drover on the
+// `drover quarantine list|add|lift` and `drover audit` as child processes against a simulator-backed drover on the
 // run's Redis, checking output, exit codes, what the API and /metrics then say, and the audit trail.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { SystemClock } from '../../src/clock/clocks.js';
+import type { MigrationRecord } from '../../src/domain/history.js';
 import { HistoryStore } from '../../src/executor/history-store.js';
 import { AuditLog, type AuditEntry } from '../../src/service/audit-log.js';
 import { startService, type RunningService } from '../../src/service/main.js';
@@ -48,6 +49,26 @@ async function api(method: 'GET' | 'POST', path: string, body: unknown = {}, tok
 async function pausedMetric(): Promise<string | undefined> {
   const text = await (await fetch(`${svc.apiUrl}/metrics`)).text();
   return /^drover_automation_paused (\S+)$/m.exec(text)?.[1];
+}
+
+/** A stall abort as the executor records it: a failure to converge. */
+function abortedRecord(vmId: string): MigrationRecord {
+  return {
+    vmId,
+    from: 'kvm-01',
+    to: 'kvm-02',
+    kind: 'live',
+    endedAt: new Date().toISOString(),
+    result: 'aborted',
+    predictedDurationS: 2,
+    measuredDurationS: 30,
+    downtimeMs: null,
+    iterations: 40,
+    transferMiB: 9000,
+    memMiB: 1024,
+    dirtyMiBps: 900,
+    bandwidthMiBps: 1000,
+  };
 }
 
 async function audit(): Promise<AuditEntry[]> {
@@ -182,25 +203,7 @@ describe('drover quarantine', () => {
       new SystemClock(),
     );
     const vm2 = '00000000-0000-4000-8000-000000000002';
-    await history.record(
-      {
-        vmId: vm2,
-        from: 'kvm-01',
-        to: 'kvm-02',
-        kind: 'live',
-        endedAt: new Date().toISOString(),
-        result: 'aborted',
-        predictedDurationS: 2,
-        measuredDurationS: 30,
-        downtimeMs: null,
-        iterations: 40,
-        transferMiB: 9000,
-        memMiB: 1024,
-        dirtyMiBps: 900,
-        bandwidthMiBps: 1000,
-      },
-      true,
-    );
+    await history.record(abortedRecord(vm2), true);
     const list = await drover(['quarantine', 'list']);
     expect(list.code).toBe(EXIT.ok);
     expect(list.stdout).toMatch(new RegExp(`^vm-2\\s+${vm2}\\s+1\\s+\\S+$`, 'm'));
@@ -221,7 +224,7 @@ describe('drover quarantine', () => {
 });
 
 describe('drover quarantine add', () => {
-  it('quarantines a VM by hand: listed with its until, lifted by lift; a bad forS is refused', async () => {
+  it('quarantines a VM by hand: listed with its until, never shortened by a later add, lifted by lift; a bad forS is refused', async () => {
     const vm3 = '00000000-0000-4000-8000-000000000003';
     const bad = await api('POST', '/v1/quarantines/vm-3', { forS: -5 });
     expect(bad.status).toBe(400);
@@ -244,7 +247,7 @@ describe('drover quarantine add', () => {
     ]);
     expect(add.code, add.stderr).toBe(EXIT.ok);
     const added = JSON.parse(add.stdout) as { vm: string; vmName: string; until: string };
-    expect(added).toMatchObject({ vm: vm3, vmName: 'vm-3' });
+    expect(added).toMatchObject({ vm: vm3, vmName: 'vm-3', keptLonger: false });
     const untilMs = Date.parse(added.until) - before;
     expect(untilMs).toBeGreaterThanOrEqual(7200_000);
     expect(untilMs).toBeLessThan(7200_000 + 60_000);
@@ -252,6 +255,35 @@ describe('drover quarantine add', () => {
       { vm: vm3, vmName: 'vm-3', failures: 0, until: added.until },
     ]);
     expect((await drover(['quarantine', 'add', 'vm-3', '--for', 'soon'])).code).toBe(EXIT.badInput);
+
+    // A shorter add keeps the longer quarantine in force, and says so; a longer one extends it.
+    const shorter = await drover(['quarantine', 'add', 'vm-3', '--for', '30m']);
+    expect(shorter.code, shorter.stderr).toBe(EXIT.ok);
+    expect(shorter.stdout).toMatch(
+      new RegExp(
+        `^vm-3 stays quarantined until ${added.until}: its quarantine in force ends later than the 30m asked \\(\\S+\\), so it was kept$`,
+        'm',
+      ),
+    );
+    const shorterApi = await api('POST', '/v1/quarantines/vm-3', { forS: 60 });
+    expect(shorterApi.status).toBe(200);
+    expect(shorterApi.body).toMatchObject({ until: added.until, keptLonger: true });
+    expect(Date.parse(shorterApi.body.requestedUntil as string)).toBeLessThan(Date.parse(added.until));
+    expect((await api('GET', '/v1/quarantines')).body.quarantines).toEqual([
+      { vm: vm3, vmName: 'vm-3', failures: 0, until: added.until },
+    ]);
+    const longer = await api('POST', '/v1/quarantines/vm-3', { forS: 3 * 3600 });
+    expect(longer.body).toMatchObject({ keptLonger: false });
+    expect(longer.body.until).toBe(longer.body.requestedUntil);
+    expect(Date.parse(longer.body.until as string)).toBeGreaterThan(Date.parse(added.until));
+    // A failure to converge recorded meanwhile counts, but its shorter back-off (1 h) leaves the 3 h in force.
+    const history = new HistoryStore(
+      redis,
+      fixture.prefix,
+      { maxRecords: 50, quarantineBaseS: 3600, quarantineMaxS: 7200 },
+      new SystemClock(),
+    );
+    expect(await history.record(abortedRecord(vm3), true)).toEqual({ failures: 1, until: longer.body.until });
 
     const lift = await drover(['quarantine', 'lift', 'vm-3']);
     expect(lift.code).toBe(EXIT.ok);

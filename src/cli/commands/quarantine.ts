@@ -1,7 +1,7 @@
 // `drover quarantine list|add|lift`: VMs that failed to converge are left alone for a while (doubling with
 // each failure); an operator can see them, quarantine one by hand (`add VM --for 2h`) and lift one at once.
 import type { Command } from 'commander';
-import type { QuarantineView } from '../../service/operations.js';
+import type { QuarantineAdded, QuarantineView } from '../../service/operations.js';
 import { CliError, connect, runCli, withConnection, type ConnectionFlags } from '../api-client.js';
 import { EXIT } from '../exit-codes.js';
 import { printJson, table } from '../output.js';
@@ -43,12 +43,18 @@ export function registerQuarantineCommand(program: Command): void {
     runCli(flags.json, async () => {
       const forS = durationSeconds(flags.for);
       const client = await connect(flags);
-      const added = await client.post<QuarantineView>(`/v1/quarantines/${encodeURIComponent(vm)}`, {
+      const added = await client.post<QuarantineAdded>(`/v1/quarantines/${encodeURIComponent(vm)}`, {
         forS,
         ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
       });
+      const name = added.vmName ?? added.vm;
       if (flags.json) printJson(added);
-      else process.stdout.write(`quarantined ${added.vmName ?? added.vm} until ${added.until ?? '-'}\n`);
+      else if (added.keptLonger)
+        process.stdout.write(
+          `${name} stays quarantined until ${added.until}: ` +
+            `its quarantine in force ends later than the ${flags.for} asked (${added.requestedUntil}), so it was kept\n`,
+        );
+      else process.stdout.write(`quarantined ${name} until ${added.until}\n`);
       return EXIT.ok;
     }),
   );
