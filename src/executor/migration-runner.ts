@@ -190,18 +190,12 @@ export class MigrationRunner {
           // running behind it: watch it (as stuck) rather than start anything. Otherwise retry later.
           if (!(err instanceof CallTimeout) || !hooks.resumed) throw err;
           log.warn({ err: errorMessage(err) }, 'source does not answer; watching the earlier attempt blind');
-          const vm = await this.vmInfo(step.from, step.vm).catch(() => null);
-          const memMiB = vm?.memMiB ?? Math.max(1, step.predicted.transferMiB);
-          const schedule = this.scheduleFor(job, memMiB, diskGiB(vm));
-          const startedAtMs = hooks.startedAtMs ?? this.hv.clock.now();
-          return this.watchAndFinish(
-            this.watchContext(
-              job,
-              { memMiB },
-              schedule,
-              { handle: null, adopted: true, startedAtMs, hooks },
-              log,
-            ),
+          return this.watchAdopted(
+            job,
+            Math.max(1, step.predicted.transferMiB),
+            () => hooks.startedAtMs ?? this.hv.clock.now(),
+            hooks,
+            log,
           );
         }
       }
@@ -217,21 +211,9 @@ export class MigrationRunner {
 
     // 1. A migration of this VM already in flight from the source: adopt it, never start a second one.
     if (srcJob !== null && srcJob.type === 'active') {
-      // Its figures are a nicety: without them (the source busy with the migration) the job's own serve.
-      const vm = await this.vmInfo(step.from, step.vm).catch(() => null);
-      const schedule = this.scheduleFor(job, vm?.memMiB ?? srcJob.memTotalMiB, diskGiB(vm));
-      const startedAtMs = this.hv.clock.now() - srcJob.elapsedMs;
-      log.info({ elapsedMs: srcJob.elapsedMs }, 'adopting a migration already in flight');
-      const memMiB = vm?.memMiB ?? srcJob.memTotalMiB;
-      return this.watchAndFinish(
-        this.watchContext(
-          job,
-          { memMiB },
-          schedule,
-          { handle: null, adopted: true, startedAtMs, hooks },
-          log,
-        ),
-      );
+      const { elapsedMs, memTotalMiB } = srcJob;
+      log.info({ elapsedMs }, 'adopting a migration already in flight');
+      return this.watchAdopted(job, memTotalMiB, () => this.hv.clock.now() - elapsedMs, hooks, log);
     }
 
     // 2. Already on the destination: an earlier attempt finished it (or the world moved it there).
@@ -289,6 +271,32 @@ export class MigrationRunner {
         logger: this.log,
       }).releaseDisks(step.to, blockPrepared);
     return report;
+  }
+
+  /**
+   * Watches a migration of the step's VM that this run did not start (adopted). The VM's figures from the
+   * source are a nicety: without them (the source busy with the migration, or not answering) `fallbackMemMiB`
+   * serves. `startedAtMs` is read once they are in.
+   */
+  private async watchAdopted(
+    job: MigrationJobData,
+    fallbackMemMiB: number,
+    startedAtMs: () => number,
+    hooks: RunHooks,
+    log: Logger,
+  ): Promise<MigrationReport> {
+    const vm = await this.vmInfo(job.step.from, job.step.vm).catch(() => null);
+    const memMiB = vm?.memMiB ?? fallbackMemMiB;
+    const schedule = this.scheduleFor(job, memMiB, diskGiB(vm));
+    return this.watchAndFinish(
+      this.watchContext(
+        job,
+        { memMiB },
+        schedule,
+        { handle: null, adopted: true, startedAtMs: startedAtMs(), hooks },
+        log,
+      ),
+    );
   }
 
   /** The migrate call failed or timed out: it may still have started; look before deciding. */
