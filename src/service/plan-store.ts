@@ -88,6 +88,21 @@ export function planExpired(plan: Plan, nowMs: number, maxAgeS: number): boolean
   return nowMs - basis > maxAgeS * 1000;
 }
 
+/** The plans still able to move VMs. */
+const OPEN_PLAN_STATUSES: readonly PlanStatus[] = ['pending', 'approved', 'running'];
+
+// Lua shared by the scripts below: whether the drain plan `id` (a drain key's value, '' = none), stored at
+// `planKey`, is still open (one of OPEN_PLAN_STATUSES).
+const DRAIN_OPEN = `
+local function drainOpen(id, planKey)
+  if id == '' then return false end
+  local text = redis.call('GET', planKey)
+  if not text then return false end
+  local status = cjson.decode(text).status
+  return ${OPEN_PLAN_STATUSES.map((status) => `status == '${status}'`).join(' or ')}
+end
+`;
+
 // One drain per host: `<prefix>:drain:<host>` holds the id of the host's latest drain plan. A new drain is
 // stored only when that plan is final (or gone); otherwise the script answers with the running one. The
 // caller reads the drain key first and names the plan key it saw (KEYS[5]); if the drain key changed
@@ -96,22 +111,14 @@ export function planExpired(plan: Plan, nowMs: number, maxAgeS: number): boolean
 // KEYS: plan key, index key, lease key (or the index key), drain key (or the index key), the current drain's
 // plan key (or the index key). ARGV: record JSON, createdAt ms, plan id, keep, fence value ('' = unfenced),
 // '1' for a drain, the drain key's value the caller saw ('' = none).
-const SAVE = `
+const SAVE = `${DRAIN_OPEN}
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then
   return redis.error_reply('NOT_LEADER')
 end
 if ARGV[6] == '1' then
   local current = redis.call('GET', KEYS[4]) or ''
   if current ~= ARGV[7] then return {'RETRY'} end
-  if current ~= '' then
-    local text = redis.call('GET', KEYS[5])
-    if text then
-      local status = cjson.decode(text).status
-      if status == 'pending' or status == 'approved' or status == 'running' then
-        return {'DRAINING', current}
-      end
-    end
-  end
+  if drainOpen(current, KEYS[5]) then return {'DRAINING', current} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('EXISTS')
@@ -129,24 +136,13 @@ return out
 
 // Activates a host unless a drain of it is under way. KEYS: drain key, the current drain's plan key (or the
 // drain key), host-state hash. ARGV: host id, the drain key's value the caller saw ('' = none).
-const ACTIVATE = `
+const ACTIVATE = `${DRAIN_OPEN}
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[2] then return {'RETRY'} end
-if current ~= '' then
-  local text = redis.call('GET', KEYS[2])
-  if text then
-    local status = cjson.decode(text).status
-    if status == 'pending' or status == 'approved' or status == 'running' then
-      return {'DRAINING', current}
-    end
-  end
-end
+if drainOpen(current, KEYS[2]) then return {'DRAINING', current} end
 redis.call('HDEL', KEYS[3], ARGV[1])
 return {'OK'}
 `;
-
-/** The plans still able to move VMs. */
-const OPEN_PLAN_STATUSES: readonly PlanStatus[] = ['pending', 'approved', 'running'];
 
 /** A drain asked for a host that another, still open, drain plan is emptying. */
 export class DrainUnderWay extends DroverError {
