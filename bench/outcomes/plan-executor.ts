@@ -11,6 +11,7 @@ import { parseExecutorOptions } from '../../src/executor/executor-options.js';
 import { MigrationRunner, type MigrationReport } from '../../src/executor/migration-runner.js';
 import type { PredictiveForecast } from '../../src/executor/watchdog-schedule.js';
 import { bandwidthShareMiBps } from '../../src/executor/slot-store.js';
+import { HELD_MIBPS, handOverAtMs, takesOverAhead } from '../../src/executor/hand-over.js';
 import type { SimHypervisor, VirtualClock } from '../../src/hypervisor/sim/index.js';
 
 export interface ConcurrencyLimits {
@@ -71,15 +72,43 @@ export async function executePlan(
   // ways, as in the executor's slot store).
   const runningLimits = new Map<string, number[]>();
   const ownLimit = (s: Step): number => Math.min(opts.limits.perHostOutbound, s.concurrency ?? Infinity);
-  const fits = (s: Step): boolean => {
-    const out = outbound.get(s.from) ?? 0;
-    const others = runningLimits.get(s.from) ?? [];
+  // `gone`: a running step whose slots the step may take over (see handing over below).
+  const fits = (s: Step, gone?: Step): boolean => {
+    const out = (outbound.get(s.from) ?? 0) - (gone?.from === s.from ? 1 : 0);
+    const others = [...(runningLimits.get(s.from) ?? [])];
+    if (gone?.from === s.from) others.splice(others.indexOf(ownLimit(gone)), 1);
     return (
-      running < opts.limits.cluster &&
+      running - (gone ? 1 : 0) < opts.limits.cluster &&
       out < ownLimit(s) &&
       others.every((l) => out + 1 <= l) &&
-      (inbound.get(s.to) ?? 0) < opts.limits.perHostInbound
+      (inbound.get(s.to) ?? 0) - (gone?.to === s.to ? 1 : 0) < opts.limits.perHostInbound
     );
+  };
+  // Handing over ahead, as the executor's slot store: a migration predicted to end within a set-up's time
+  // lets the next step take its slots now, so that step's set-up overlaps its end; the newcomer is held to
+  // a trickle (and counts for no one's share) until the one it follows has ended.
+  const leaders = new Map<string, { step: Step; readyAtMs: number; follower: string | null }>();
+  const heldBy = new Map<string, string>();
+  const setupS = opts.policy.setupS;
+  const lead = (step: Step, setupFromMs: number): void => {
+    const at = handOverAtMs(step, setupFromMs, setupS);
+    if (at !== null) leaders.set(step.vm, { step, readyAtMs: at, follower: null });
+  };
+  const linkOf = (s: Step): number | null => {
+    const known = [links.get(s.from) ?? null, links.get(s.to) ?? null].filter((l) => l !== null);
+    return known.length === 0 ? null : Math.min(...known);
+  };
+  const leaderFor = (s: Step): { step: Step; follower: string | null } | undefined => {
+    if (!takesOverAhead(s, linkOf(s))) return undefined;
+    for (const l of leaders.values())
+      if (l.follower === null && l.readyAtMs <= clock.now() && fits(s, l.step)) return l;
+    return undefined;
+  };
+  const listeners = new Map<string, Set<() => void>>();
+  const runningOn = new Map<string, Step>();
+  const notify = (hosts: readonly string[]): void => {
+    for (const [vm, st] of runningOn)
+      if (hosts.includes(st.from) || hosts.includes(st.to)) for (const l of listeners.get(vm) ?? []) l();
   };
   const bump = (s: Step, by: number): void => {
     outbound.set(s.from, (outbound.get(s.from) ?? 0) + by);
@@ -97,7 +126,10 @@ export async function executePlan(
   const sendingTo = new Map<string, Set<string>>();
   const peers = (m: Map<string, Set<string>>, host: string, vm: string): number => {
     const set = m.get(host);
-    return set === undefined ? 0 : set.size - (set.has(vm) ? 1 : 0);
+    if (set === undefined) return 0;
+    let n = 0;
+    for (const o of set) if (o !== vm && !heldBy.has(o)) n += 1;
+    return n;
   };
   const mark = (m: Map<string, Set<string>>, host: string, vm: string, on: boolean): void => {
     const set = m.get(host) ?? new Set<string>();
@@ -120,16 +152,30 @@ export async function executePlan(
         // As the executor: every migration is held to its share of both links, shared with the peers that
         // send (one still setting up sends nothing).
         bandwidthShareMiBps: () =>
-          bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
-            outbound: 1 + peers(sendingFrom, step.from, step.vm),
-            inbound: 1 + peers(sendingTo, step.to, step.vm),
-          }),
+          heldBy.has(step.vm)
+            ? HELD_MIBPS
+            : bandwidthShareMiBps(links.get(step.from) ?? null, links.get(step.to) ?? null, {
+                outbound: 1 + peers(sendingFrom, step.from, step.vm),
+                inbound: 1 + peers(sendingTo, step.to, step.vm),
+              }),
         onSending: () => {
           mark(sendingFrom, step.from, step.vm, true);
           mark(sendingTo, step.to, step.vm, true);
+          notify([step.from, step.to]);
+        },
+        heldBack: () => heldBy.has(step.vm),
+        onShareChange: (listener) => {
+          const set = listeners.get(step.vm) ?? new Set<() => void>();
+          set.add(listener);
+          listeners.set(step.vm, set);
+          return () => set.delete(listener);
         },
         onMigrateCall: (at) => {
           started = at;
+          if (!heldBy.has(step.vm)) {
+            lead(step, at);
+            wake?.();
+          }
         },
       });
       results.push({
@@ -156,26 +202,53 @@ export async function executePlan(
     // Start every pending step that fits now, in plan order (a later step may overtake a blocked one).
     for (let i = 0; i < pending.length;) {
       const step = pending[i] as Step;
-      if (!fits(step)) {
+      const leader = fits(step) ? undefined : leaderFor(step);
+      if (!fits(step) && !leader) {
         i += 1;
         continue;
       }
       pending.splice(i, 1);
+      if (leader) {
+        leader.follower = step.vm;
+        heldBy.set(step.vm, leader.step.vm);
+      }
+      runningOn.set(step.vm, step);
       bump(step, 1);
       peak = Math.max(peak, running);
       const p: Promise<void> = runStep(step).finally(() => {
         mark(sendingFrom, step.from, step.vm, false);
         mark(sendingTo, step.to, step.vm, false);
+        runningOn.delete(step.vm);
+        heldBy.delete(step.vm);
+        const l = leaders.get(step.vm);
+        leaders.delete(step.vm);
+        if (l && l.follower !== null) {
+          // The follower's set-up is over: it leads from now (as if its set-up had just ended).
+          heldBy.delete(l.follower);
+          const f = runningOn.get(l.follower);
+          if (f) lead(f, clock.now() - setupS * 1000);
+        }
         bump(step, -1);
+        notify([step.from, step.to]);
         inFlight.delete(p);
         wake?.();
       });
       inFlight.add(p);
     }
     if (inFlight.size === 0) break; // nothing can start (limits of 0); leave the rest
+    // Also look again when a running migration may hand its slots over.
+    const readyAt = Math.min(
+      ...[...leaders.values()]
+        .filter((l) => l.follower === null && l.readyAtMs > clock.now())
+        .map((l) => l.readyAtMs),
+    );
+    const timer = new AbortController();
     await new Promise<void>((resolve) => {
       wake = resolve;
+      if (Number.isFinite(readyAt))
+        clock.sleep(readyAt - clock.now(), timer.signal).then(resolve, () => undefined);
     });
+    timer.abort();
     wake = null;
   }
   return {

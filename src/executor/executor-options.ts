@@ -33,6 +33,11 @@ export const ExecutionPolicySchema = z.strictObject({
   defaultDowntimeBudgetMs: positiveNumber().default(300),
   /** Link bandwidth assumed for hosts that report none (MiB/s). */
   defaultBandwidthMiBps: positiveNumber().default(1150),
+  /**
+   * A migration's set-up before data flows (s), as the planner assumes it (policy migration.setupS): a
+   * migration predicted to end within it hands its slots over to the next step (hand-over.ts); 0: never.
+   */
+  setupS: z.number().min(0).default(1),
   limits: ConcurrencyLimitsSchema.prefault({}),
   predictive: PredictiveTuningSchema.prefault({}),
   nova: NovaTuningSchema.prefault({}),
@@ -55,6 +60,7 @@ export function executionPolicyFromPolicy(policy: Policy): ExecutionPolicy {
     blockCopy: policy.migration.blockCopy,
     defaultDowntimeBudgetMs: policy.vms.defaultDowntimeBudgetMs,
     defaultBandwidthMiBps: policy.migration.defaultBandwidthMiBps,
+    setupS: policy.migration.setupS,
     limits: {
       perHostOutbound: policy.limits.perHostConcurrency,
       perHostInbound: policy.limits.perHostConcurrency,

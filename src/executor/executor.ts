@@ -21,7 +21,8 @@ import {
   type RunHooks,
   type RunnerHypervisor,
 } from './migration-runner.js';
-import { SlotStore, bandwidthShareMiBps, type SlotClaim } from './slot-store.js';
+import { SlotStore, bandwidthShareMiBps, type SlotClaim, type SlotRenewal } from './slot-store.js';
+import { HELD_MIBPS, handOverAtMs, takesOverAhead } from './hand-over.js';
 import type { AbortReason } from './watchdog.js';
 import type { PredictiveForecast } from './watchdog-schedule.js';
 import { WorkerSupervisor } from './worker-supervisor.js';
@@ -87,6 +88,8 @@ const OUTCOME_KEPT_MS = 3_600_000;
 /** A write after a migration ended is retried this long while Redis is unreachable, this often (real time). */
 const STORE_RETRY_MS = 120_000;
 const STORE_RETRY_EVERY_MS = 500;
+/** How often a held migration asks whether the one it follows has gone (real ms). */
+const HELD_RENEW_MS = 100;
 
 export class Executor {
   readonly queue: Queue<MigrationJobData, MigrationJobResult>;
@@ -347,21 +350,58 @@ export class Executor {
         return { status: 'skipped', reason: gate.skip };
       }
     }
-    // Slots: a resumed job may be adopting a running migration, which holds its link whatever the count.
-    const got = await this.slots.acquire(claim, data.policy.limits, resumed, step.concurrency);
+    const links = await this.links(step.from, step.to, data.policy.defaultBandwidthMiBps);
+    // Slots: a resumed job may be adopting a running migration, which holds its link whatever the count. A
+    // step whose guest writes little may take over the slots of a migration about to end (hand-over.ts).
+    const got = await this.slots.acquire(
+      claim,
+      data.policy.limits,
+      resumed,
+      step.concurrency,
+      !resumed && takesOverAhead(step, Math.min(links.from, links.to)),
+    );
     if (!got.ok) {
       if (!token) throw new Error('no lock token: cannot wait for a slot');
       await job.moveToDelayed(Date.now() + this.options.slotRetryMs, token);
       throw new DelayedError();
     }
 
-    const links = await this.links(step.from, step.to, data.policy.defaultBandwidthMiBps);
     // The share counts this migration and its peers that send; it does not send before its set-up is over
-    // (an adopted one may well: its first poll says so).
+    // (an adopted one may well: its first poll says so). A held one sends a trickle until the migration it
+    // follows has gone; meanwhile it renews often, so that it takes the link as soon as that one has ended.
+    const clock = this.deps.hypervisor.clock;
+    const setupS = data.policy.setupS;
     let sending = false;
-    let share = bandwidthShareMiBps(links.from, links.to, await this.slots.renew(claim, sending));
+    let held = got.held;
+    let ready = false;
+    const readyTimer = new AbortController();
+    const shareListeners = new Set<() => void>();
+    const shareOf = (r: SlotRenewal): number | null =>
+      r.held ? HELD_MIBPS : bandwidthShareMiBps(links.from, links.to, r);
+    /** Marks this migration ready to hand its slots over at `atMs` (hypervisor clock), if ever. */
+    const readyAt = (atMs: number | null): void => {
+      if (atMs === null) return;
+      clock.sleep(Math.max(0, atMs - clock.now()), readyTimer.signal).then(
+        () => {
+          ready = true;
+          renewShare().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot renewal failed'));
+        },
+        () => undefined, // the step ended first
+      );
+    };
+    const first = await this.slots.renew(claim, sending);
+    held = first.held;
+    let share = shareOf(first);
     const renewShare = async (): Promise<void> => {
-      share = bandwidthShareMiBps(links.from, links.to, await this.slots.renew(claim, sending));
+      const r = await this.slots.renew(claim, sending, ready);
+      const before = share;
+      share = shareOf(r);
+      if (held && !r.held) {
+        // Let go: its set-up is long over; it may hand over one set-up before its predicted end from now.
+        readyAt(handOverAtMs(step, clock.now() - setupS * 1000, setupS));
+      }
+      held = r.held;
+      if (share !== before) for (const l of shareListeners) l();
     };
     let abortRequested: AbortReason | null = null;
     let detached = false;
@@ -379,6 +419,10 @@ export class Executor {
       },
       Math.max(200, Math.min(1_000, this.options.slotLeaseMs / 3)),
     );
+    const heldRenewal = setInterval(() => {
+      if (held)
+        renewShare().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot renewal failed'));
+    }, HELD_RENEW_MS);
     const hooks: RunHooks = {
       signal: this.detach.signal,
       resumed,
@@ -392,6 +436,11 @@ export class Executor {
         sending = true;
         renewShare().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'slot renewal failed'));
       },
+      onShareChange: (listener) => {
+        shareListeners.add(listener);
+        return () => shareListeners.delete(listener);
+      },
+      heldBack: () => held,
       beforeMigrate: async () => {
         await redis.hset(runKey, {
           jobId: job.id ?? '',
@@ -412,9 +461,11 @@ export class Executor {
         });
       },
       ...(this.deps.isHostActive ? { isHostActive: this.deps.isHostActive } : {}),
-      ...(this.deps.onMigrateCall
-        ? { onMigrateCall: (at: number) => this.deps.onMigrateCall?.(step.vm, at) }
-        : {}),
+      onMigrateCall: (at: number) => {
+        // Not while held: it hands over only once let go (renewShare).
+        if (!held) readyAt(handOverAtMs(step, at, setupS));
+        this.deps.onMigrateCall?.(step.vm, at);
+      },
       ...(this.deps.onAbortIssued
         ? {
             onAbortIssued: (at: number, r: AbortReason, due: number) =>
@@ -468,6 +519,8 @@ export class Executor {
       throw new UnrecoverableError(`${code ?? 'error'}: ${errorMessage(err)}`);
     } finally {
       clearInterval(heartbeat);
+      clearInterval(heldRenewal);
+      readyTimer.abort();
       if (!detached) {
         const keys = keepRunRecord ? [this.key('abort', step.vm)] : [runKey, this.key('abort', step.vm)];
         await this.slots

@@ -106,6 +106,18 @@ export interface RunHooks {
    * takes a share of its links. Before that it sends nothing, so the others' shares need not count it.
    */
   onSending?: () => void;
+  /**
+   * Subscribes to changes of this migration's link share (a peer ended, started sending, or stopped holding
+   * it back): the watch then applies the new share at once instead of at its next poll. Returns the
+   * unsubscribe.
+   */
+  onShareChange?: (listener: () => void) => () => void;
+  /**
+   * True while the executor holds this migration back to a trickle: it took over the slots of one predicted
+   * to end within a set-up's time, and waits for that one to end. The time it spends held after its set-up
+   * does not count against its deadline or stall window.
+   */
+  heldBack?: () => boolean;
   /** Right before the migration call (the worker records that a migration is starting). */
   beforeMigrate?: () => Promise<void>;
   /** Clock time of the migration call and of each abort (benchmarks). */

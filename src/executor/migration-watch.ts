@@ -66,10 +66,15 @@ export class MigrationWatch {
       },
       () => undefined,
     );
-    const unsubscribe = this.hv.subscribe((event) => {
+    const unsubscribeHv = this.hv.subscribe((event) => {
       if (event.vmId !== step.vm) return;
       if (event.kind === 'job-completed' || event.kind === 'lifecycle') wakeUp();
     });
+    const unsubscribeShare = hooks.onShareChange?.(wakeUp);
+    const unsubscribe = (): void => {
+      unsubscribeHv();
+      unsubscribeShare?.();
+    };
     let operatorAbortSent = false;
     let inactivePolls = 0;
     let stuckCounted = false;
@@ -78,6 +83,7 @@ export class MigrationWatch {
     let endReason: string | null = null;
     let stuckEnd = false;
     let sending = false;
+    let heldSinceMs: number | null = null;
     this.metrics?.migrationsRunning.inc();
     if (ctx.adopted) {
       for (const a of watchdog.catchUp(clock.now())) await this.carryOut(ctx, a, records);
@@ -86,6 +92,12 @@ export class MigrationWatch {
       for (;;) {
         if (hooks.signal?.aborted) throw new RunnerDetached();
         if (settled !== null) break;
+        // Held back past its set-up: that time is the executor's, not the migration's.
+        if (heldSinceMs !== null) {
+          const t = clock.now();
+          watchdog.postpone(t - heldSinceMs);
+          heldSinceMs = t;
+        }
         // Decisions due by time (deadline, a stall window run out) act before the next poll's round trip.
         for (const action of watchdog.tick(clock.now())) {
           if (action.kind === 'abort' && firstAbortAtMs === null) firstAbortAtMs = clock.now();
@@ -116,6 +128,8 @@ export class MigrationWatch {
           sending = true;
           hooks.onSending?.();
         }
+        if (sending && (hooks.heldBack?.() ?? false)) heldSinceMs ??= now;
+        else heldSinceMs = null;
         const actions = watchdog.observe(
           error === undefined
             ? { atMs: now, job: stats, answeredAtMs }

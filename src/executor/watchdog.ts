@@ -188,6 +188,16 @@ export class Watchdog {
     return due;
   }
 
+  /**
+   * The executor held this migration back for `ms` (it set up beside one still ending and sent nothing): its
+   * deadline, timed steps and stall window count from later by that much, as if it had started then.
+   */
+  postpone(ms: number): void {
+    if (!(ms > 0)) return;
+    this.s.startedAtMs += ms;
+    this.s.lastProgressAtMs += ms;
+  }
+
   /** Feeds one poll result; returns what to do now (possibly nothing). */
   observe(sample: WatchdogSample): WatchdogAction[] {
     const now = sample.atMs;

@@ -7,6 +7,7 @@ import { SimHypervisor, type SimVmSpec } from '../../src/hypervisor/sim/index.js
 import type { HypervisorEvent } from '../../src/hypervisor/hypervisor.js';
 import type { Plan, Step } from '../../src/domain/plan.js';
 import { Executor, jobIdFor, type MigrationStatus } from '../../src/executor/executor.js';
+import { HELD_MIBPS } from '../../src/executor/hand-over.js';
 import { HistoryStore } from '../../src/executor/history-store.js';
 import { cleanPrefix, connectRedis, uniquePrefix } from '../support/redis.js';
 import { policy, step, testOptions } from './support/sim-cluster.js';
@@ -221,6 +222,62 @@ describe('Executor (BullMQ on Redis, simulator at x20)', () => {
       done.map((d) => d.result?.status),
       JSON.stringify(done),
     ).toEqual(['completed', 'completed']);
+  });
+
+  it('a step that runs alone hands its slots over ahead: the next sets up beside its end, held to a trickle', async () => {
+    // 20 s of set-up each (1 s real). s1 runs alone and lasts longer than predicted (53 s against 30); s2, an
+    // idle guest also limited to 1 at once, takes s1's slots one set-up before s1's predicted end, sets up,
+    // then waits held (1 MiB/s, counted in no one's share) until s1 has ended, and then takes the link.
+    const hv = cluster([vm('s1', 32768), vm('s2', 2048)], 20_000);
+    const ex = executor(hv, { slotLeaseMs: 600 });
+    const predicted = (durationS: number) => ({
+      converges: true,
+      durationS,
+      downtimeMs: 50,
+      transferMiB: 1000,
+      dirtyMiBps: 2,
+    });
+    await ex.enqueuePlan(
+      plan('p', [
+        step('s1', { concurrency: 1, predicted: predicted(30) }),
+        step('s2', { to: 'h3', concurrency: 1, predicted: predicted(25) }),
+      ]),
+      policy({ setupS: 20 }),
+    );
+    ex.startWorkers();
+    const s1Caps = new Set<number>();
+    let heldBeside = false;
+    await until(
+      's1 to end',
+      async () => {
+        const all = await ex.list();
+        const s1 = all.find((s) => s.vmId === 's1');
+        const s2 = all.find((s) => s.vmId === 's2');
+        if (s1?.state === 'active' && s1.progress?.bandwidthMiBps != null)
+          s1Caps.add(s1.progress.bandwidthMiBps);
+        if (s1?.state === 'active' && s2?.state === 'active' && s2.progress?.bandwidthMiBps === HELD_MIBPS)
+          heldBeside = true;
+        return s1?.state === 'completed' || s1?.state === 'failed';
+      },
+      60_000,
+    );
+    expect(heldBeside).toBe(true);
+    // s1 kept the whole link: s2, held, never counted in its share.
+    expect([...s1Caps]).toEqual([1000]);
+    const done = await settled(ex, ['s1', 's2']);
+    expect(
+      done.map((d) => d.result?.status),
+      JSON.stringify(done),
+    ).toEqual(['completed', 'completed']);
+    // s2 started (its set-up) before s1 ended, and once let go sent its 2 GiB at the whole link (2 s and its
+    // switch-over; held at 1 MiB/s it would take half an hour).
+    const report = (vmId: string) => {
+      const r = done.find((d) => d.vmId === vmId)?.result;
+      return r && 'report' in r ? r.report : null;
+    };
+    const [r1, r2] = [report('s1'), report('s2')];
+    expect(r2?.startedAtMs).toBeLessThan(r1?.endedAtMs ?? 0);
+    expect((r2?.endedAtMs ?? Infinity) - (r1?.endedAtMs ?? 0)).toBeLessThan(10_000);
   });
 
   it('retries transient failures with back-off and does not retry permanent ones', async () => {

@@ -118,6 +118,23 @@ describe('Watchdog', () => {
     expect(wd.nextDueAtMs()).toBeNull();
   });
 
+  it('time the executor held the migration back does not count: postpone moves the deadline', () => {
+    const wd = new Watchdog(
+      watchdogSchedule({
+        profile: 'predictive',
+        memMiB: 1024,
+        prediction,
+        forecast: { deadlineS: 5, stallWindowS: 10 },
+      }),
+      0,
+    );
+    wd.observe({ atMs: 1000, job: stats(900, 0) });
+    wd.postpone(3000);
+    expect(wd.nextDueAtMs()).toBe(8000);
+    expect(wd.tick(5000)).toEqual([]);
+    expect(wd.tick(8000)).toEqual([{ kind: 'abort', reason: 'deadline', repeat: false }]);
+  });
+
   it('escalates a stall along the predictive ladder, never above the budget, then aborts', () => {
     const schedule = watchdogSchedule({
       profile: 'predictive',

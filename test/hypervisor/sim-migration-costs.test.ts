@@ -1,5 +1,6 @@
 // What a real migration costs beyond its bytes: never-written (zero) pages are scanned, not sent; set-up
-// before data flows; one stream's own throughput limit; and a link left to the others while a migration sets up.
+// before data flows; one stream's own throughput limit; and a link left to the others while a migration sets up
+// or is capped below its equal share.
 import { describe, expect, it } from 'vitest';
 import { QEMU_MIGRATION_COSTS, type MigrationCosts } from '../../src/hypervisor/sim/index.js';
 import { constantVm, host, setup } from './sim-helpers.js';
@@ -105,6 +106,31 @@ describe('simulator migration costs', () => {
     );
     await clock.runUntil(Promise.all(handles.map((h) => h.done)));
     expect((clock.now() - start) / 1000).toBeCloseTo(1 + 6, 2);
+  });
+
+  it('a migration capped below its equal share leaves the rest of the link to the others', async () => {
+    const { clock, sim } = setup(
+      [host('a', 1000), host('b', 1000)],
+      [constantVm('v1', 'a', 4000, 0, 0), constantVm('v2', 'a', 4000, 0, 0)],
+    );
+    const h1 = await sim.migrate({ vmId: 'v1', from: 'a', to: 'b', kind: 'live', maxDowntimeMs: 300 });
+    const h2 = await sim.migrate({
+      vmId: 'v2',
+      from: 'a',
+      to: 'b',
+      kind: 'live',
+      maxDowntimeMs: 300,
+      bandwidthMiBps: 10,
+    });
+    await clock.advance(1000); // v2 takes its 10 MiB/s, v1 the other 990
+    expect((await sim.jobStats('a', 'v1')).memProcessedMiB).toBeCloseTo(990, 0);
+    expect((await sim.jobStats('a', 'v2')).memProcessedMiB).toBeCloseTo(10, 0);
+    // Its cap lifted, v2 takes half: v1 is brought up to then at its old rate, then both send at 500.
+    await sim.setMaxBandwidth('a', 'v2', 1000);
+    await clock.advance(1000);
+    expect((await sim.jobStats('a', 'v1')).memProcessedMiB).toBeCloseTo(1490, 0);
+    expect((await sim.jobStats('a', 'v2')).memProcessedMiB).toBeCloseTo(510, 0);
+    await clock.runUntil(Promise.all([h1.done, h2.done]));
   });
 
   it('the QEMU cost preset is documented numbers, not zero', () => {

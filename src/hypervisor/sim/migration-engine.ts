@@ -1,8 +1,9 @@
 // The simulator's migration engine: advances each migration in flight (its pre-copy model) on the clock, shares
-// every host's link between the migrations that send over it (a migration still setting up takes no share),
-// draws bandwidth noise per period, and wakes each migration at its next boundary. What a migration does to the
-// cluster (a round ended, the guest throttled, the switch-over, the completion) goes out through a narrow port;
-// the engine knows no domains, lifecycle events or storage.
+// every host's link max-min fairly between the migrations that send over it (a migration still setting up takes
+// no share, one capped below an equal share takes only its cap), draws bandwidth noise per period, and wakes
+// each migration at its next boundary. What a migration does to the cluster (a round ended, the guest
+// throttled, the switch-over, the completion) goes out through a narrow port; the engine knows no domains,
+// lifecycle events or storage.
 import type { Clock } from '../../domain/clock.js';
 import type { GuestDirtying, PrecopyHappening } from './precopy.js';
 import type { SimHost, SimMigration, SimVm } from './sim-model.js';
@@ -73,17 +74,31 @@ export class MigrationEngine {
     };
   }
 
-  /** The migration's rate now: its share of both hosts' links, its cap, and the noise. */
+  /**
+   * The migration's rate now: its share of both hosts' links, its cap, and the noise. A link is shared max-min
+   * fairly among the migrations that send over it: one held below an equal share (by its cap or its stream's
+   * own limit) takes only what it can use and leaves the rest to the others, as TCP streams do.
+   */
   bandwidthOf(m: SimMigration): number {
+    const ceiling = (o: SimMigration): number => Math.min(o.capMiBps ?? Infinity, o.model.streamMaxMiBps);
     // A migration still setting up sends nothing and leaves the link to the others.
-    const senders = (h: SimHost): number => {
-      let n = m.model.phase === 'setup' ? 1 : 0;
-      for (const o of h.migrations) if (o.model.phase !== 'setup') n++;
-      return n;
+    const share = (h: SimHost): number => {
+      const ceilings: number[] = [];
+      for (const o of h.migrations) if (o !== m && o.model.phase !== 'setup') ceilings.push(ceiling(o));
+      ceilings.push(ceiling(m));
+      ceilings.sort((a, b) => a - b);
+      let left = h.bandwidthMiBps * h.linkFactor;
+      let n = ceilings.length;
+      for (const c of ceilings) {
+        if (c * n > left) break;
+        left -= c;
+        n -= 1;
+      }
+      return n > 0 ? left / n : Infinity;
     };
-    const share = (h: SimHost): number => (h.bandwidthMiBps * h.linkFactor) / Math.max(1, senders(h));
-    let bw = Math.min(share(m.src), share(m.dst));
-    if (m.capMiBps !== null) bw = Math.min(bw, m.capMiBps);
+    let bw = Math.min(share(m.src), share(m.dst), ceiling(m));
+    if (!Number.isFinite(bw))
+      bw = Math.min(m.src.bandwidthMiBps * m.src.linkFactor, m.dst.bandwidthMiBps * m.dst.linkFactor);
     return bw * m.noiseFactor;
   }
 

@@ -394,8 +394,10 @@ export class SimHypervisor implements Hypervisor {
       throw err('operation_invalid', `VM ${vmId} on ${hostId} is the migration's destination`);
     this.engine.settle(m, this.clock.now());
     if (m.ended) return;
-    m.capMiBps = mibps;
-    this.engine.schedule(m);
+    // The peers' rates change too: what this one no longer takes (or now takes) of the links is theirs.
+    this.engine.changeShares([m.src, m.dst], () => {
+      m.capMiBps = mibps;
+    });
   }
 
   async startPostCopy(hostId: string, vmId: string): Promise<void> {
