@@ -58,12 +58,13 @@ export class LinkCalibration {
   }
 
   /**
-   * Bandwidth a migration gets under `capMiBps`: the median rate seen under that cap; without any, the cap
-   * limited by the fastest rate seen under any higher cap (the host could not send faster); else the cap.
+   * Bandwidth a migration gets under `capMiBps`: the median rate seen under that cap (it may be above the
+   * cap: QEMU keeps its cap loosely); without any, the cap limited by the fastest rate seen under any
+   * higher cap (the host could not send faster); else the cap.
    */
   bandwidthMiBps(capMiBps: number): number {
     const same = this.rates((o) => o.capMiBps === capMiBps);
-    if (same.length > 0) return Math.min(capMiBps, median(same));
+    if (same.length > 0) return median(same);
     const higher = this.rates((o) => o.capMiBps > capMiBps);
     if (higher.length > 0) return Math.min(capMiBps, Math.max(...higher));
     return capMiBps;

@@ -28,7 +28,7 @@ describe('LinkCalibration', () => {
     expect(c.switchoverOverheadMs()).toBe(20);
   });
 
-  it('learns the rate per cap, never above the cap, and falls back to faster caps', () => {
+  it('learns the rate per cap, and falls back to faster caps', () => {
     const c = new LinkCalibration({ setupS: 1, switchoverOverheadMs: 20 });
     c.observe(observed({ capMiBps: 100, throughputMiBps: 30 }));
     c.observe(observed({ capMiBps: 100, throughputMiBps: 40 }));
@@ -41,6 +41,9 @@ describe('LinkCalibration', () => {
     // tiny transfers say nothing about the link
     c.observe(observed({ capMiBps: 20, throughputMiBps: 1, processedMiB: 2 }));
     expect(c.bandwidthMiBps(20)).toBe(20);
+    // QEMU keeps its cap loosely: what the link carried under a cap is the rate, also above the cap
+    c.observe(observed({ capMiBps: 25, throughputMiBps: 26.5 }));
+    expect(c.bandwidthMiBps(25)).toBe(26.5);
   });
 
   it('setup is the wall time not spent sending; overhead is downtime beyond the modelled stop', () => {
