@@ -14,7 +14,7 @@ import type { MigrationRecord, VmHistory } from '../../src/domain/history.js';
 import type { Vm } from '../../src/domain/snapshot.js';
 import type { MigrationJob } from '../../src/hypervisor/hypervisor.js';
 import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-import { predictVmMigration, SwitchoverBook } from '../../src/planner/predictor/index.js';
+import { plannedDirtyMiBps, predictVmMigration, SwitchoverBook } from '../../src/planner/predictor/index.js';
 import {
   defineGuest,
   guestName,
@@ -94,6 +94,8 @@ const QUICK_GUESTS: GuestPlan[] = [
 const DIRTY_WINDOW_S = 2;
 /** ...and how many probes it takes of each guest before predicting (its peak is what the model uses). */
 const DIRTY_PROBES = 3;
+/** The default policy, for what the planner would plan a guest with (migration.plannedDirtyRate). */
+const DEFAULT_POLICY = parsePolicy({});
 /** The planner's default safety margin on the predicted duration (policy migration.durationMarginPct). */
 const PLANNER_MARGIN_PCT = 10;
 /** A guest's first migration only calibrates (round-0 size, link rate); it is given this long. */
@@ -147,7 +149,11 @@ export interface CellResult {
   memMiB: number;
   capMiBps: number;
   downtimeBudgetMs: number;
+  /** This migration's wall time less its sending time (what the set-up calibration takes from it). */
+  fixedCostS: number | null;
+  /** The collector's typical rate (the mean of its probes) and its peak; the model plans with the typical. */
   measuredDirtyMiBps: number | null;
+  measuredDirtyPeakMiBps: number | null;
   /** What QEMU reported the guest dirtying during this migration (peak after round 0), for analysis. */
   migratingDirtyMiBps: number | null;
   round0MiB: number;
@@ -302,6 +308,7 @@ function observation(
     capMiBps,
     completed,
     wallS: run.wallS,
+    passes: run.passes,
     round0MiB: run.round0MiB,
     processedMiB: run.processedMiB,
     transferS: sendingS(run, run.throughputMiBps ?? calibration.bandwidthMiBps(capMiBps)),
@@ -486,7 +493,7 @@ export async function main(): Promise<void> {
               cal,
               {
                 memMiB: round0MiB,
-                plannedDirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+                plannedDirtyMiBps: plannedDirtyMiBps(vm, DEFAULT_POLICY),
                 dirtyFactor: 1,
                 bandwidthMiBps: calibration.bandwidthMiBps(cap0),
                 maxDowntimeMs: 300,
@@ -588,7 +595,12 @@ export async function main(): Promise<void> {
             memMiB: plan.memMiB,
             capMiBps: cap,
             downtimeBudgetMs: dt,
-            measuredDirtyMiBps: vm.dirtyPeakMiBps ?? vm.dirtyMiBps,
+            fixedCostS:
+              run.result === 'completed'
+                ? round(calibration.fixedCostS(observation(run, cap, calibration, null)), 2)
+                : null,
+            measuredDirtyMiBps: vm.dirtyMiBps ?? null,
+            measuredDirtyPeakMiBps: vm.dirtyPeakMiBps ?? null,
             migratingDirtyMiBps: run.migratingDirtyMiBps,
             round0MiB: round(round0MiB, 1),
             correction: f.correction,
@@ -661,7 +673,8 @@ export async function main(): Promise<void> {
     header: [
       'role',
       'dirty set',
-      'dirty measured',
+      'dirty typical',
+      'dirty peak',
       'dirty planned',
       'dirty migrating',
       'RAM MiB',
@@ -680,6 +693,7 @@ export async function main(): Promise<void> {
       x.role === 'calibration' ? 'cal' : 'eval',
       x.guest.includes('bursty') ? `${x.dirtySetMiBps} (bursty)` : x.dirtySetMiBps,
       x.measuredDirtyMiBps,
+      x.measuredDirtyPeakMiBps,
       x.plannedDirtyMiBps,
       x.migratingDirtyMiBps,
       x.memMiB,
@@ -831,7 +845,7 @@ export async function main(): Promise<void> {
     notes: [
       `Real live migrations between two libvirt hosts of the lab (TCG guests), each aborted after ${grid.deadlineS} s.`,
       `Calibration guests (${guestsOf('calibration')}) are migrated first: each one's first migration measures its round 0, and every migration of theirs feeds the link calibration (bandwidth under a cap, set-up), the switch-over book and their own history.`,
-      `Evaluation guests (${guestsOf('evaluation')}) were never migrated before and teach nothing: they are predicted from the calibration guests' link calibration and switch-over (the pair's p90, src/planner/predictor/switchover.ts), no history of their own (correction 1), their RAM times the median round-0 cost per MiB of RAM the calibration guests showed at that cap (the lab guests have no balloon driver to report memory in use), and the collector's dirty-rate probe of them (window ${DIRTY_WINDOW_S} s, peak of ${DIRTY_PROBES}). The bursty guest writes like a JVM's young generation: heavy phases over a large region with quiet phases between (test/lab/guest/guest.c burst=/gap=).`,
+      `Evaluation guests (${guestsOf('evaluation')}) were never migrated before and teach nothing: they are predicted from the calibration guests' link calibration and switch-over (the pair's p90, src/planner/predictor/switchover.ts), no history of their own (correction 1), their RAM times the median round-0 cost per MiB of RAM the calibration guests showed at that cap (the lab guests have no balloon driver to report memory in use), and the collector's dirty-rate probe of them (window ${DIRTY_WINDOW_S} s, ${DIRTY_PROBES} probes; the model plans with their mean, the typical rate, as migration.plannedDirtyRate says by default). The bursty guest writes like a JVM's young generation: heavy phases over a large region with quiet phases between (test/lab/guest/guest.c burst=/gap=).`,
       `Caps ${grid.capsMiBps.join('/')} MiB/s x downtime budget ${grid.downtimesMs.join('/')} ms per guest. Each migration runs with max downtime = budget - the learnt switch-over (the most drover's watchdog sets); a cell whose budget is at most that cost is skipped as drover skips it (not run, not counted in precision/recall).`,
       "Goals: over budget over every started migration, downtime error over all guests; converge precision/recall and duration error over the evaluation guests only (the calibration guests are in the summary for comparison). The downtime error is over the migrations predicted to converge that did. The model is asked whether a migration finishes before the deadline it is aborted at (durationMarginPct 0); the planner plans only those predicted within the deadline less its default 10 % margin, and the summary's 'recall of what the planner plans' shows what that margin costs.",
       `Load average at start ${machine.loadAvg.join(' / ')}, at end ${loadAfter.join(' / ')} (2 CPUs shared with other work).`,

@@ -116,7 +116,7 @@ export function applyHostRound(
         (last === undefined || d.startedAt > last[0])
       ) {
         const rate = Math.max(0, d.dirtyMiBps);
-        h.dirty = ewmaStep(h.dirty, rate, d.startedAt, s.dirtyTauS * 1000);
+        h.dirty = ewmaStep(h.dirty, rate, d.startedAt, s.dirtyTauS * 1000, true);
         h.dirtyPoints = pushPoint(
           h.dirtyPoints,
           [d.startedAt, rate, h.dirty.value ?? rate],

@@ -2,19 +2,41 @@
 // Pure functions over plain serialisable data, so a host's history can be stored in Redis and picked up by
 // another collector process.
 
-/** EWMA whose weight follows the time between samples: alpha = 1 - exp(-dt / tau). */
+/**
+ * EWMA whose weight follows the time between samples: alpha = 1 - exp(-dt / tau). `n` counts the samples
+ * folded in when the series warms up (see ewmaStep's `warmUp`).
+ */
 export interface EwmaState {
   value: number | null;
   at: number | null;
+  n?: number;
 }
 
-export function ewmaStep(state: EwmaState, value: number, at: number, tauMs: number): EwmaState {
-  if (state.value === null || state.at === null) return { value, at };
+/**
+ * One EWMA step. With `warmUp`, the n-th sample weighs at least 1/n, so the first samples are averaged
+ * evenly until there are enough of them for the time constant to take over: for sparse samples (minutes
+ * apart against a half-hour tau) the plain EWMA would stay close to the first sample for hours.
+ */
+export function ewmaStep(
+  state: EwmaState,
+  value: number,
+  at: number,
+  tauMs: number,
+  warmUp = false,
+): EwmaState {
+  if (state.value === null || state.at === null) return warmUp ? { value, at, n: 1 } : { value, at };
   const dtMs = at - state.at;
   if (dtMs <= 0) return state;
-  const alpha = 1 - Math.exp(-dtMs / tauMs);
-  return { value: state.value + alpha * (value - state.value), at };
+  let alpha = 1 - Math.exp(-dtMs / tauMs);
+  if (!warmUp) return { value: state.value + alpha * (value - state.value), at };
+  // A state stored before warm-up existed has no count: it is treated as warm.
+  const n = (state.n ?? Number.POSITIVE_INFINITY) + 1;
+  alpha = Math.max(alpha, 1 / n);
+  return { value: state.value + alpha * (value - state.value), at, n: Math.min(n, WARM_COUNT) };
 }
+
+/** Past this many samples the warm-up weight (1/n) is below any alpha worth having; the count stops. */
+const WARM_COUNT = 1000;
 
 /** Nearest-rank percentile (p in 0..100) of the values; null for none. */
 export function percentile(values: readonly number[], p: number): number | null {

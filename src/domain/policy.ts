@@ -20,6 +20,7 @@ import {
 
 /** What a block migration copies: whole disks, or only their top image layer. */
 export const BLOCK_COPY_MODES = ['full', 'incremental'] as const;
+export const PLANNED_DIRTY_RATES = ['typical', 'peak'] as const;
 export type BlockCopyMode = (typeof BLOCK_COPY_MODES)[number];
 
 /** Facts a rule may name, besides `vm.labels.<key>` and `host.labels.<key>`. `host` is the VM's current host. */
@@ -311,6 +312,14 @@ const MigrationSchema = z
     durationMarginPct: nonNegativeNumber().max(90).default(10),
     /** Pre-copy rounds after which a migration is considered not converging. */
     maxIterations: positiveInt().default(30),
+    /**
+     * Which of the collector's dirty rates the model plans with. `typical`: the VM's mean rate (vm.dirtyMiBps,
+     * an even mean of its first readings, then an EWMA), what a pre-copy round seconds long sees of a guest
+     * that writes in bursts. `peak`: its high percentile (vm.dirtyPeakMiBps), for fleets whose guests' load
+     * swings within the hour; it turns away bursty guests that would converge. Either falls back to the other
+     * when missing.
+     */
+    plannedDirtyRate: oneOf(PLANNED_DIRTY_RATES).default('typical'),
     /** Dirty rate assumed when a running VM's was not measured; null: such VMs are not moved by rebalance. */
     assumeDirtyMiBpsWhenUnknown: nonNegativeNumber().nullable().default(null),
     /** Fixed costs the model adds: connection and setup, and device state at switch-over. */

@@ -11,6 +11,7 @@ const observed = (o: Partial<ObservedMigration>): ObservedMigration => ({
   capMiBps: 100,
   completed: true,
   wallS: 10,
+  passes: 2,
   round0MiB: null,
   processedMiB: 100,
   transferS: null,
@@ -63,6 +64,18 @@ describe('LinkCalibration', () => {
     // round 0 and a little more: the fixed cost is well known, 3 s
     c.observe(observed({ wallS: 5.2, round0MiB: 100, processedMiB: 110, throughputMiBps: 50 }));
     expect(c.setupS()).toBe(3);
+  });
+
+  it('prefers migrations with at most one pass after round 0: more passes read their syncs as set-up', () => {
+    const c = new LinkCalibration({ setupS: 1, switchoverOverheadMs: 20 });
+    // six passes sending little each: 4.2 s of wall time not explained by the 110 MiB at 50 MiB/s
+    c.observe(observed({ wallS: 6.4, passes: 6, round0MiB: 100, processedMiB: 110, throughputMiBps: 50 }));
+    expect(c.setupS()).toBeCloseTo(4.2, 9);
+    // round 0 and one pass: 3 s, and the many-pass one no longer counts
+    c.observe(observed({ wallS: 5.2, passes: 2, round0MiB: 100, processedMiB: 110, throughputMiBps: 50 }));
+    expect(c.setupS()).toBeCloseTo(3, 9);
+    c.observe(observed({ wallS: 7.2, passes: 7, round0MiB: 100, processedMiB: 110, throughputMiBps: 50 }));
+    expect(c.setupS()).toBeCloseTo(3, 9);
   });
 });
 

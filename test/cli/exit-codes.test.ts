@@ -52,7 +52,7 @@ describe('drover plan --snapshot (rebalance)', () => {
     const human = await drover(['plan', '--snapshot', imbalanced]);
     expect(human.stderr).toBe('');
     expect(human.stdout).toMatch(/^skipped \(1\):$/m);
-    expect(human.stdout).toMatch(/^jvm-1\s+dirty rate 900 MiB\/s cannot converge/m);
+    expect(human.stdout).toMatch(/^jvm-1\s+dirty rate 700 MiB\/s cannot converge/m);
     expect(human.code).toBe(EXIT.notConverged);
     const json = await drover(['plan', '--snapshot', imbalanced, '--json']);
     const plan = parsePlan(JSON.parse(json.stdout));

@@ -122,7 +122,7 @@ describe('applyHostRound', () => {
     expect(records[9]?.cpuPct).toBeCloseTo(95, 0);
   });
 
-  it('takes each finished dirty-rate measurement once: typical (EWMA) and peak (percentile)', () => {
+  it('takes each finished dirty-rate measurement once: typical (mean, then EWMA) and peak (percentile)', () => {
     const m = (startedAt: number, dirtyMiBps: number): DirtyRateReading => ({
       status: 'measured',
       dirtyMiBps,
@@ -143,7 +143,9 @@ describe('applyHostRound', () => {
     expect(records[0]?.vms[0]?.dirtyPeakMiBps).toBeNull();
     expect(records[1]?.vms[0]?.dirtyMiBps).toBe(100);
     expect(history.vms.a?.dirtyPoints.length).toBe(2);
-    const typical = 100 + (1 - Math.exp(-60 / 600)) * (10 - 100);
+    // Two readings a minute apart against a 10-minute tau: the typical rate is their even mean, not a value
+    // still close to the first reading (what the EWMA alone would give: 91.4).
+    const typical = 55;
     expect(records[3]?.vms[0]?.dirtyMiBps).toBeCloseTo(typical, 1);
     expect(records[3]?.vms[0]?.dirtyPeakMiBps).toBe(100);
     // While a new measurement runs the last values stay.

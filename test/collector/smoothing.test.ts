@@ -27,6 +27,26 @@ describe('ewmaStep', () => {
     expect(ewmaStep(state, 90, 4000, 1000)).toBe(state);
   });
 
+  it('with warm-up, averages the first samples evenly until the time constant weighs more', () => {
+    let s = ewmaStep({ value: null, at: null }, 10, 0, 1_800_000, true);
+    s = ewmaStep(s, 20, 300_000, 1_800_000, true);
+    s = ewmaStep(s, 60, 600_000, 1_800_000, true);
+    expect(s.value).toBeCloseTo(30, 9); // (10 + 20 + 60) / 3
+    expect(s.n).toBe(3);
+    // A step an hour later weighs 1 - e^-2 (0.86), more than 1/4: the time constant decides.
+    const late = ewmaStep(s, 130, 4_200_000, 1_800_000, true);
+    expect(late.value).toBeCloseTo(30 + (1 - Math.exp(-2)) * 100, 6);
+    // Many close samples: the weight settles at 1/n, the even mean.
+    let many = ewmaStep({ value: null, at: null }, 0, 0, 1_800_000, true);
+    for (let i = 1; i < 10; i += 1) many = ewmaStep(many, i % 2 === 0 ? 0 : 100, i * 1000, 1_800_000, true);
+    expect(many.value).toBeCloseTo(50, 0);
+  });
+
+  it('treats a stored state without a count as warm (plain EWMA)', () => {
+    const next = ewmaStep({ value: 0, at: 0 }, 100, 6_000, 60_000, true);
+    expect(next.value).toBeCloseTo(100 * (1 - Math.exp(-0.1)), 6);
+  });
+
   it('stays between the old value and the new one', () => {
     fc.assert(
       fc.property(

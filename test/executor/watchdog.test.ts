@@ -45,6 +45,16 @@ function run(
 
 const prediction = { converges: true, durationS: 40, downtimeMs: 100, transferMiB: 1100 };
 
+/** The predictive profile for a 1 GiB VM with the given deadline and stall window. */
+function predictiveSchedule(deadlineS: number, stallWindowS: number): WatchdogSchedule {
+  return watchdogSchedule({
+    profile: 'predictive',
+    memMiB: 1024,
+    prediction,
+    forecast: { deadlineS, stallWindowS },
+  });
+}
+
 describe('Watchdog', () => {
   it('does nothing while remaining data keeps falling', () => {
     const wd = new Watchdog(watchdogSchedule({ profile: 'predictive', memMiB: 1024, prediction }), 0);
@@ -53,12 +63,7 @@ describe('Watchdog', () => {
   });
 
   it('names the next due moment and acts on it by time alone: deadline, then a stall window run out', () => {
-    const schedule = watchdogSchedule({
-      profile: 'predictive',
-      memMiB: 1024,
-      prediction,
-      forecast: { deadlineS: 60, stallWindowS: 10 },
-    });
+    const schedule = predictiveSchedule(60, 10);
     const wd = new Watchdog(schedule, 0);
     // Nothing seen yet: only the deadline is due.
     expect(wd.nextDueAtMs()).toBe(60_000);
@@ -80,12 +85,7 @@ describe('Watchdog', () => {
   });
 
   it('says when an abort fell due: the deadline, or the later of the stall window and the rounds proving it', () => {
-    const schedule = watchdogSchedule({
-      profile: 'predictive',
-      memMiB: 1024,
-      prediction,
-      forecast: { deadlineS: 60, stallWindowS: 10 },
-    });
+    const schedule = predictiveSchedule(60, 10);
     const stall = new Watchdog({ ...schedule, stallSteps: [] }, 0);
     stall.observe({ atMs: 1000, job: stats(900, 0) });
     stall.observe({ atMs: 2000, job: stats(200, 1) });
@@ -103,15 +103,7 @@ describe('Watchdog', () => {
   });
 
   it('tick aborts at the deadline even while the monitor is silent, once', () => {
-    const wd = new Watchdog(
-      watchdogSchedule({
-        profile: 'predictive',
-        memMiB: 1024,
-        prediction,
-        forecast: { deadlineS: 5, stallWindowS: 10 },
-      }),
-      0,
-    );
+    const wd = new Watchdog(predictiveSchedule(5, 10), 0);
     wd.observe({ atMs: 1000, job: null, error: 'timeout' });
     expect(wd.tick(5000)).toEqual([{ kind: 'abort', reason: 'deadline', repeat: false }]);
     expect(wd.tick(6000)).toEqual([]);
@@ -119,15 +111,7 @@ describe('Watchdog', () => {
   });
 
   it('time the executor held the migration back does not count: postpone moves the deadline', () => {
-    const wd = new Watchdog(
-      watchdogSchedule({
-        profile: 'predictive',
-        memMiB: 1024,
-        prediction,
-        forecast: { deadlineS: 5, stallWindowS: 10 },
-      }),
-      0,
-    );
+    const wd = new Watchdog(predictiveSchedule(5, 10), 0);
     wd.observe({ atMs: 1000, job: stats(900, 0) });
     wd.postpone(3000);
     expect(wd.nextDueAtMs()).toBe(8000);

@@ -143,9 +143,27 @@ const vm = (over: Partial<Vm> = {}): Vm => ({
 describe('predictVmMigration', () => {
   const policy = parsePolicy({});
 
-  it('uses the peak dirty rate when there is one and names the numbers when it cannot converge', () => {
+  it('plans with the typical dirty rate by default, the peak when the policy says so, either when alone', () => {
+    const link = { bandwidthMiBps: 1150, concurrency: 2 };
+    const opts = { kind: 'live' as const, downtimeBudgetMs: 300 };
+    const bursty = vm({ dirtyMiBps: 300, dirtyPeakMiBps: 700 });
+    const typical = predictVmMigration(bursty, link, policy, opts);
+    expect(typical.prediction.dirtyMiBps).toBe(300);
+    expect(typical.prediction.converges).toBe(true);
+    const peakPolicy = parsePolicy({ migration: { plannedDirtyRate: 'peak' } });
+    expect(predictVmMigration(bursty, link, peakPolicy, opts).prediction.dirtyMiBps).toBe(700);
+    const onlyPeak = vm({ dirtyMiBps: null, dirtyPeakMiBps: 700 });
+    expect(predictVmMigration(onlyPeak, link, policy, opts).prediction.dirtyMiBps).toBe(700);
+    const onlyTypical = vm({ dirtyMiBps: 300, dirtyPeakMiBps: null });
+    expect(predictVmMigration(onlyTypical, link, peakPolicy, opts).prediction.dirtyMiBps).toBe(300);
+    expect(() => parsePolicy({ migration: { plannedDirtyRate: 'max' } })).toThrow(
+      /migration\.plannedDirtyRate/,
+    );
+  });
+
+  it('names the numbers when it cannot converge', () => {
     const f = predictVmMigration(
-      vm({ dirtyMiBps: 300, dirtyPeakMiBps: 700 }),
+      vm({ dirtyMiBps: 700, dirtyPeakMiBps: 700 }),
       { bandwidthMiBps: 1150, concurrency: 2 },
       policy,
       {

@@ -46,7 +46,7 @@ describe('rebalance scenarios', () => {
     expect(plan.skipped).toEqual([
       {
         vm: id(1),
-        why: 'dirty rate 900 MiB/s cannot converge at 575 MiB/s within 300 ms (1150 MiB/s link shared by 2 migrations)',
+        why: 'dirty rate 700 MiB/s cannot converge at 575 MiB/s within 300 ms (1150 MiB/s link shared by 2 migrations)',
       },
       { vm: id(2), why: 'excluded by rule infra' },
       { vm: id(3), why: 'pinned by rule pin' },

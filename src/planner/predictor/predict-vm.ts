@@ -49,11 +49,16 @@ export function precopyLimits(policy: Policy): PrecopyLimits {
 }
 
 /**
- * The dirty rate the model plans with: the peak when the collector measured one (to be safe), else the mean,
- * else what the policy says to assume; null when none of these is known.
+ * The dirty rate the model plans with: the one migration.plannedDirtyRate names (the typical rate by default,
+ * else the peak), the other when that one was not measured, else what the policy says to assume; null when
+ * none of these is known.
  */
 export function plannedDirtyMiBps(vm: Vm, policy: Policy): number | null {
-  return vm.dirtyPeakMiBps ?? vm.dirtyMiBps ?? policy.migration.assumeDirtyMiBpsWhenUnknown;
+  const measured =
+    policy.migration.plannedDirtyRate === 'peak'
+      ? (vm.dirtyPeakMiBps ?? vm.dirtyMiBps)
+      : (vm.dirtyMiBps ?? vm.dirtyPeakMiBps);
+  return measured ?? policy.migration.assumeDirtyMiBpsWhenUnknown;
 }
 
 /**
