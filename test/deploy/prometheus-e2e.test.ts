@@ -251,7 +251,17 @@ describe('Prometheus scraping drover', () => {
           );
         },
         30_000,
-      );
+      ).catch(async (err: Error) => {
+        // Say what drover and Prometheus saw, so a failure names its cause.
+        const migrations = await api<unknown>('GET', '/v1/migrations');
+        const stuck = (await (await fetch(svc.apiUrl! + '/metrics')).text())
+          .split('\n')
+          .filter((l) => l.startsWith('drover_migrations_stuck'));
+        const alerts = await (await fetch(`${promUrl}/api/v1/alerts`)).text();
+        throw new Error(
+          `${err.message}\nmigrations: ${JSON.stringify(migrations)}\n${stuck.join('\n')}\nalerts: ${alerts}`,
+        );
+      });
       expect(Number(fired.value)).toBeGreaterThanOrEqual(1);
     } finally {
       release();
