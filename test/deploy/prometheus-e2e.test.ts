@@ -225,8 +225,9 @@ describe('Prometheus scraping drover', () => {
 
   it('fires DroverMigrationStuck while a migration is stuck', async () => {
     const sim = svc.sim!;
-    // vm-7 is alone on kvm-02: drain kvm-02 over a slowed link so the migration lasts, then hang its monitor.
-    sim.faults.slowLink('kvm-02', 0.01);
+    // vm-7 is alone on kvm-02: drain kvm-02 over a link slowed to ~1 MiB/s so the migration lasts minutes (it
+    // cannot end before the alert fires, even on a loaded machine), then hang its monitor.
+    sim.faults.slowLink('kvm-02', 0.001);
     const { plan } = await api<{ plan: { steps: { vm: string }[] } }>('POST', '/v1/hosts/kvm-02/drain', {});
     const vm = plan.steps[0]!.vm;
     await until(
