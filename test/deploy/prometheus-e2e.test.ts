@@ -233,11 +233,13 @@ describe('Prometheus scraping drover', () => {
     await until(
       'migration running',
       async () => {
-        const { migrations } = await api<{ migrations: { vm: string; state: string }[] }>(
-          'GET',
-          '/v1/migrations',
-        );
-        return migrations.some((m) => m.vm === vm && m.state === 'running');
+        const { migrations } = await api<{
+          migrations: { vm: string; state: string; remainingMiB: number | null }[];
+        }>('GET', '/v1/migrations');
+        // Running and reporting progress: the migration is in flight in the hypervisor and watched. A step
+        // reads 'running' from when its job is taken, before its first job question; a monitor hung then
+        // fails the step (nothing started, nothing to call stuck).
+        return migrations.some((m) => m.vm === vm && m.state === 'running' && m.remainingMiB !== null);
       },
       15_000,
     );
