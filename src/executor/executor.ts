@@ -88,6 +88,8 @@ const OUTCOME_KEPT_MS = 3_600_000;
 /** A write after a migration ended is retried this long while Redis is unreachable, this often (real time). */
 const STORE_RETRY_MS = 120_000;
 const STORE_RETRY_EVERY_MS = 500;
+/** Logged when a held migration is let go (the one it followed has gone). */
+const LET_GO_MESSAGE = 'the migration it was held behind has gone: takes its share of the link';
 /** How often a held migration asks whether the one it follows has gone (real ms). */
 const HELD_RENEW_MS = 100;
 
@@ -389,7 +391,13 @@ export class Executor {
         () => undefined, // the step ended first
       );
     };
+    if (got.held)
+      log.info(
+        { heldMiBps: HELD_MIBPS },
+        'took over the slots of a migration about to end: sets up beside it, held until it has gone',
+      );
     const first = await this.slots.renew(claim, sending);
+    if (held && !first.held) log.info(LET_GO_MESSAGE);
     held = first.held;
     let share = shareOf(first);
     const renewShare = async (): Promise<void> => {
@@ -397,6 +405,7 @@ export class Executor {
       const before = share;
       share = shareOf(r);
       if (held && !r.held) {
+        log.info(LET_GO_MESSAGE);
         // Let go: its set-up is long over; it may hand over one set-up before its predicted end from now.
         readyAt(handOverAtMs(step, clock.now() - setupS * 1000, setupS));
       }

@@ -305,6 +305,51 @@ function provenHolder(hosts: HostEvidence[], hint: MigrationHint | null): string
   return null;
 }
 
+/** Attempts at resuming a broken post-copy migration, and the wait before the n-th retry (n x this, ms). */
+export const POSTCOPY_RESUME_ATTEMPTS = 3;
+export const POSTCOPY_RESUME_RETRY_MS = 3_000;
+
+export interface RetriedAction {
+  /** The error of the last attempt, null when it succeeded. */
+  error: string | null;
+  /** The errors of the attempts before it, oldest first. */
+  earlierErrors: string[];
+}
+
+/**
+ * Carries out `action` once; a post-copy resume that fails is tried again (up to POSTCOPY_RESUME_ATTEMPTS in
+ * all, waiting longer each time) while fresh evidence still offers that very resume. Right after the link
+ * comes back one end may still be settling its view of the broken stream and refuse the first resume; a
+ * resume never destroys either end, so trying it again is safe. Other actions are carried out once.
+ */
+export async function applyWithRetry(
+  action: RecoveryAction,
+  apply: (a: RecoveryAction) => Promise<void>,
+  regather: () => Promise<VmEvidence | null>,
+  sleep: (ms: number) => Promise<void>,
+): Promise<RetriedAction> {
+  const earlierErrors: string[] = [];
+  let current = action;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await apply(current);
+      return { error: null, earlierErrors };
+    } catch (err) {
+      const error = errorMessage(err);
+      if (current.kind !== 'postcopy-resume' || attempt >= POSTCOPY_RESUME_ATTEMPTS)
+        return { error, earlierErrors };
+      await sleep(POSTCOPY_RESUME_RETRY_MS * attempt);
+      const evidence = await regather().catch(() => null);
+      const same = evidence?.actions.find(
+        (a) => a.kind === 'postcopy-resume' && a.hostId === current.hostId && a.toHostId === current.toHostId,
+      );
+      if (same === undefined) return { error, earlierErrors };
+      earlierErrors.push(error);
+      current = same;
+    }
+  }
+}
+
 /** Carries out one action (every call under the timeout). */
 export async function applyRecoveryAction(
   hv: VmControl & Pick<MigrationControl, 'resumePostCopy'>,

@@ -1,10 +1,12 @@
 // `drover recover VM`: shows where the VM is, what its jobs say, the diagnosis, and the recovery actions.
 // `--apply N` carries out action N; an action the evidence does not prove safe also needs `--force`.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { errorMessage } from '../../domain/errors.js';
 import type { Hypervisor } from '../../hypervisor/hypervisor.js';
 import {
   applyRecoveryAction,
+  applyWithRetry,
   gatherEvidence,
   type MigrationHint,
   type VmEvidence,
@@ -91,7 +93,13 @@ export async function runRecover(
     return EXIT.badInput;
   }
   const chosen = options.apply ?? [];
-  const applied: { index: number; kind: string; hostId: string; error: string | null }[] = [];
+  const applied: {
+    index: number;
+    kind: string;
+    hostId: string;
+    error: string | null;
+    earlierErrors?: string[];
+  }[] = [];
   for (const index of chosen) {
     const action = evidence.actions[index - 1];
     if (!action) {
@@ -108,12 +116,19 @@ export async function runRecover(
   for (const index of chosen) {
     const action = evidence.actions[index - 1];
     if (!action) continue;
-    try {
-      await applyRecoveryAction(hypervisor, vmId, action, timeoutMs);
-      applied.push({ index, kind: action.kind, hostId: action.hostId, error: null });
-    } catch (err) {
-      applied.push({ index, kind: action.kind, hostId: action.hostId, error: errorMessage(err) });
-    }
+    const { error, earlierErrors } = await applyWithRetry(
+      action,
+      (a) => applyRecoveryAction(hypervisor, vmId, a, timeoutMs),
+      () => gatherEvidence(hypervisor, vmId, timeoutMs, hint),
+      (ms) => sleep(ms),
+    );
+    applied.push({
+      index,
+      kind: action.kind,
+      hostId: action.hostId,
+      error,
+      ...(earlierErrors.length > 0 ? { earlierErrors } : {}),
+    });
   }
   const after = applied.length > 0 ? await gatherEvidence(hypervisor, vmId, timeoutMs, hint) : null;
   if (options.json) {
@@ -121,6 +136,8 @@ export async function runRecover(
   } else {
     io.out(formatEvidence(evidence));
     for (const a of applied) {
+      for (const [i, e] of (a.earlierErrors ?? []).entries())
+        io.out(`applied ${a.index}: ${a.kind} on ${a.hostId}: attempt ${i + 1} failed: ${e}`);
       io.out(
         `applied ${a.index}: ${a.kind} on ${a.hostId}: ${a.error === null ? 'done' : `failed: ${a.error}`}`,
       );
