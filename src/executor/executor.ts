@@ -88,6 +88,8 @@ const OUTCOME_KEPT_MS = 3_600_000;
 /** A write after a migration ended is retried this long while Redis is unreachable, this often (real time). */
 const STORE_RETRY_MS = 120_000;
 const STORE_RETRY_EVERY_MS = 500;
+/** Logged when an attempt fails in a way worth another (its slots are released meanwhile). */
+const ATTEMPT_FAILED_MESSAGE = 'attempt failed: tried again after the back-off';
 /** Logged when a held migration is let go (the one it followed has gone). */
 const LET_GO_MESSAGE = 'the migration it was held behind has gone: takes its share of the link';
 /** How often a held migration asks whether the one it follows has gone (real ms). */
@@ -519,6 +521,11 @@ export class Executor {
         throw new DelayedError();
       }
       if (isTransient(err)) {
+        const attempt = job.attemptsMade + 1;
+        log.warn(
+          { err: errorMessage(err), attempt, attempts: this.options.attempts },
+          attempt < this.options.attempts ? ATTEMPT_FAILED_MESSAGE : 'last attempt failed',
+        );
         keepRunRecord =
           !ended &&
           job.attemptsMade + 1 < this.options.attempts &&
@@ -574,7 +581,10 @@ export class Executor {
       if (!dep || dep.data.planId !== data.planId) continue;
       const state = await dep.getState();
       if ((LIVE_STATES as readonly string[]).includes(state)) return { wait: true, skip: null };
-      const status = state === 'completed' ? dep.returnvalue?.status : 'failed';
+      // The job read above may predate its end (no result yet): once it has ended, read it again.
+      const ended = state === 'completed' ? await this.queue.getJob(jobIdFor(vmId)) : dep;
+      if (!ended) continue;
+      const status = state === 'completed' ? ended.returnvalue?.status : 'failed';
       if (status !== 'completed')
         return {
           wait: false,

@@ -107,8 +107,8 @@ describe('Executor: steps that run after others', () => {
     ];
     await ex.enqueuePlan(plan('p-room', steps), policy());
     const [incoming, mover] = await settled(['incoming', 'mover']);
-    expect(mover?.result?.status).toBe('completed');
-    expect(incoming?.result?.status).toBe('completed');
+    expect(mover?.result?.status, JSON.stringify(mover?.result)).toBe('completed');
+    expect(incoming?.result?.status, JSON.stringify(incoming?.result)).toBe('completed');
     // The dependent migration started after the room-making one had completed.
     expect(events.indexOf('done:mover')).toBeGreaterThan(-1);
     expect(events.indexOf('start:incoming')).toBeGreaterThan(events.indexOf('done:mover'));

@@ -49,6 +49,7 @@ migration: { assumeDirtyMiBpsWhenUnknown: 0.5 }
 `;
 const TOOK_OVER = 'took over the slots of a migration about to end';
 const LET_GO = 'the migration it was held behind has gone';
+const ATTEMPT_FAILED = 'attempt failed: tried again after the back-off';
 
 let dir: string;
 let prefix: string;
@@ -184,16 +185,20 @@ describe('drain of a lab host through drover serve and drover drain', () => {
     const lines = log.split('\n');
     const tookOver = lines.filter((l) => l.includes(TOOK_OVER)).map(vmOf);
     const letGo = lines.filter((l) => l.includes(LET_GO)).map(vmOf);
+    const retried = lines.filter((l) => l.includes(ATTEMPT_FAILED)).map(vmOf);
     expect(tookOver.length, serve?.logTail(80)).toBeGreaterThanOrEqual(1);
-    // Each held one was let go once the one it followed had gone (none stayed held to the end).
-    expect([...letGo].sort(), serve?.logTail(80)).toEqual([...tookOver].sort());
+    // Each held one was let go once the one it followed had gone, or its attempt ended before it started
+    // (logged, its slots released; a later attempt ran it): none stayed held.
+    for (const vm of tookOver)
+      expect(letGo.includes(vm) || retried.includes(vm), `${vm}\n${serve?.logTail(80)}`).toBe(true);
     expect(mostActive).toBeLessThanOrEqual(2);
     addRow({
       suite: 'lab-drain',
       fault: 'drain of lab1 (3 hosts) via drover serve + drover drain --yes',
       outcome:
         `plan completed; guests on ${where.join(', ')}; lab1 ${host.state}; ` +
-        `${tookOver.length} hand-over(s), libvirt saw up to ${mostActive} at once (~${(overlapSeenMs / 1000).toFixed(1)} s)`,
+        `${tookOver.length} hand-over(s) (${letGo.length} let go), libvirt saw up to ${mostActive} at once ` +
+        `(~${(overlapSeenMs / 1000).toFixed(1)} s)`,
       vmsChecked: ids.length,
       violations: violations.length,
       details: violations.map((v) => `  drain: ${v}`),
