@@ -88,10 +88,15 @@ const OUTCOME_KEPT_MS = 3_600_000;
 /** A write after a migration ended is retried this long while Redis is unreachable, this often (real time). */
 const STORE_RETRY_MS = 120_000;
 const STORE_RETRY_EVERY_MS = 500;
-/** Logged when an attempt fails in a way worth another (its slots are released meanwhile). */
-const ATTEMPT_FAILED_MESSAGE = 'attempt failed: tried again after the back-off';
-/** Logged when a held migration is let go (the one it followed has gone). */
-const LET_GO_MESSAGE = 'the migration it was held behind has gone: takes its share of the link';
+/** What the executor logs about slots handed over ahead and attempts tried again (tests look for these). */
+export const EXECUTOR_LOG = {
+  /** A step took the slots of a migration about to end (hand-over.ts). */
+  tookOver: 'took over the slots of a migration about to end: sets up beside it, held until it has gone',
+  /** A held migration is let go (the one it followed has gone). */
+  letGo: 'the migration it was held behind has gone: takes its share of the link',
+  /** An attempt failed in a way worth another (its slots are released meanwhile). */
+  attemptFailed: 'attempt failed: tried again after the back-off',
+} as const;
 /** How often a held migration asks whether the one it follows has gone (real ms). */
 const HELD_RENEW_MS = 100;
 
@@ -393,13 +398,9 @@ export class Executor {
         () => undefined, // the step ended first
       );
     };
-    if (got.held)
-      log.info(
-        { heldMiBps: HELD_MIBPS },
-        'took over the slots of a migration about to end: sets up beside it, held until it has gone',
-      );
+    if (got.held) log.info({ heldMiBps: HELD_MIBPS }, EXECUTOR_LOG.tookOver);
     const first = await this.slots.renew(claim, sending);
-    if (held && !first.held) log.info(LET_GO_MESSAGE);
+    if (held && !first.held) log.info(EXECUTOR_LOG.letGo);
     held = first.held;
     let share = shareOf(first);
     const renewShare = async (): Promise<void> => {
@@ -407,7 +408,7 @@ export class Executor {
       const before = share;
       share = shareOf(r);
       if (held && !r.held) {
-        log.info(LET_GO_MESSAGE);
+        log.info(EXECUTOR_LOG.letGo);
         // Let go: its set-up is long over; it may hand over one set-up before its predicted end from now.
         readyAt(handOverAtMs(step, clock.now() - setupS * 1000, setupS));
       }
@@ -524,12 +525,10 @@ export class Executor {
         const attempt = job.attemptsMade + 1;
         log.warn(
           { err: errorMessage(err), attempt, attempts: this.options.attempts },
-          attempt < this.options.attempts ? ATTEMPT_FAILED_MESSAGE : 'last attempt failed',
+          attempt < this.options.attempts ? EXECUTOR_LOG.attemptFailed : 'last attempt failed',
         );
         keepRunRecord =
-          !ended &&
-          job.attemptsMade + 1 < this.options.attempts &&
-          (await redis.exists(runKey).catch(() => 0)) === 1;
+          !ended && attempt < this.options.attempts && (await redis.exists(runKey).catch(() => 0)) === 1;
         throw err;
       }
       throw new UnrecoverableError(`${code ?? 'error'}: ${errorMessage(err)}`);
@@ -581,10 +580,13 @@ export class Executor {
       if (!dep || dep.data.planId !== data.planId) continue;
       const state = await dep.getState();
       if ((LIVE_STATES as readonly string[]).includes(state)) return { wait: true, skip: null };
-      // The job read above may predate its end (no result yet): once it has ended, read it again.
-      const ended = state === 'completed' ? await this.queue.getJob(jobIdFor(vmId)) : dep;
-      if (!ended) continue;
-      const status = state === 'completed' ? ended.returnvalue?.status : 'failed';
+      let status: string | undefined = 'failed';
+      if (state === 'completed') {
+        // The job read above may predate its end (no result yet): read it again for its result.
+        const ended = await this.queue.getJob(jobIdFor(vmId));
+        if (!ended) continue;
+        status = ended.returnvalue?.status;
+      }
       if (status !== 'completed')
         return {
           wait: false,

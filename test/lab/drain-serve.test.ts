@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Snapshot } from '../../src/domain/snapshot.js';
+import { EXECUTOR_LOG } from '../../src/executor/executor.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import {
   defineGuest,
@@ -47,9 +48,6 @@ hosts: { cpuCeilingPct: 100, memCeilingPct: 100, memReserveMiB: 0 }
 limits: { perHostConcurrency: 1, perClusterConcurrency: 4 }
 migration: { assumeDirtyMiBpsWhenUnknown: 0.5 }
 `;
-const TOOK_OVER = 'took over the slots of a migration about to end';
-const LET_GO = 'the migration it was held behind has gone';
-const ATTEMPT_FAILED = 'attempt failed: tried again after the back-off';
 
 let dir: string;
 let prefix: string;
@@ -183,9 +181,9 @@ describe('drain of a lab host through drover serve and drover drain', () => {
     const log = serve ? readFileSync(serve.logPath, 'utf8') : '';
     const vmOf = (line: string): string | undefined => /"vm":"([^"]+)"/.exec(line)?.[1];
     const lines = log.split('\n');
-    const tookOver = lines.filter((l) => l.includes(TOOK_OVER)).map(vmOf);
-    const letGo = lines.filter((l) => l.includes(LET_GO)).map(vmOf);
-    const retried = lines.filter((l) => l.includes(ATTEMPT_FAILED)).map(vmOf);
+    const tookOver = lines.filter((l) => l.includes(EXECUTOR_LOG.tookOver)).map(vmOf);
+    const letGo = lines.filter((l) => l.includes(EXECUTOR_LOG.letGo)).map(vmOf);
+    const retried = lines.filter((l) => l.includes(EXECUTOR_LOG.attemptFailed)).map(vmOf);
     expect(tookOver.length, serve?.logTail(80)).toBeGreaterThanOrEqual(1);
     // Each held one was let go once the one it followed had gone, or its attempt ended before it started
     // (logged, its slots released; a later attempt ran it): none stayed held.

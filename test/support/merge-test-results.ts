@@ -58,8 +58,9 @@ export function failureSummary(report: Report, maxLines = 6): string[] {
   const excerpt = (text: string | undefined): string =>
     (text ?? '')
       .split('\n')
-      .map((l) => (l.trim().length > 400 ? `${l.trim().slice(0, 400)} …` : l.trim()))
+      .map((l) => l.trim())
       .filter((l) => l !== '')
+      .map((l) => (l.length > 400 ? `${l.slice(0, 400)} …` : l))
       .slice(0, maxLines)
       .map((l) => `    ${l}`)
       .join('\n');
