@@ -160,7 +160,11 @@ export function diagnose(
           kind: 'postcopy-resume',
           hostId: source.hostId,
           toHostId: dest.hostId,
-          why: `resume the migration to ${dest.hostId} once the link between them works again`,
+          why: `resume the migration to ${dest.hostId} once the link between them works again${
+            dest.postCopy === 'active'
+              ? ` (${dest.hostId} has not yet seen the stream broke: the resume waits for it)`
+              : ''
+          }`,
           forcing: false,
         },
       ],
@@ -308,42 +312,101 @@ function provenHolder(hosts: HostEvidence[], hint: MigrationHint | null): string
 /** Attempts at resuming a broken post-copy migration, and the wait before the n-th retry (n x this, ms). */
 export const POSTCOPY_RESUME_ATTEMPTS = 3;
 export const POSTCOPY_RESUME_RETRY_MS = 3_000;
+/**
+ * How long a post-copy resume waits for its destination to report the migration failed, and how often it
+ * looks. The destination learns the stream broke only from its socket: when the source's close, or the reset
+ * answering its own page request, gets through. Sent while the link was down, those are retransmitted with
+ * TCP's back-off, whose longest gap is 120 s; libvirt refuses the resume until then.
+ */
+export const POSTCOPY_DESTINATION_WAIT_MS = 180_000;
+export const POSTCOPY_DESTINATION_POLL_MS = 2_000;
 
 export interface RetriedAction {
   /** The error of the last attempt, null when it succeeded. */
   error: string | null;
   /** The errors of the attempts before it, oldest first. */
   earlierErrors: string[];
+  /** For a post-copy resume: how long it waited for its destination to see the broken stream (ms). */
+  waitedForDestinationMs?: number;
+}
+
+export interface RetryIo {
+  apply: (a: RecoveryAction) => Promise<void>;
+  /** Fresh evidence (null when it could not be gathered). */
+  regather: () => Promise<VmEvidence | null>;
+  sleep: (ms: number) => Promise<void>;
+  /** Told once when a resume starts waiting for its destination. */
+  onWait?: (text: string) => void;
+}
+
+/** Whether the resume's destination still reports its post-copy migration running (it has not seen it break). */
+function destinationUnaware(evidence: VmEvidence | null, action: RecoveryAction): boolean {
+  return evidence?.hosts.find((h) => h.hostId === action.toHostId)?.postCopy === 'active';
+}
+
+/** The same post-copy resume in fresh evidence, if it still offers it. */
+function sameResume(evidence: VmEvidence | null, action: RecoveryAction): RecoveryAction | undefined {
+  return evidence?.actions.find(
+    (a) => a.kind === 'postcopy-resume' && a.hostId === action.hostId && a.toHostId === action.toHostId,
+  );
 }
 
 /**
- * Carries out `action` once; a post-copy resume that fails is tried again (up to POSTCOPY_RESUME_ATTEMPTS in
- * all, waiting longer each time) while fresh evidence still offers that very resume. Right after the link
- * comes back one end may still be settling its view of the broken stream and refuse the first resume; a
- * resume never destroys either end, so trying it again is safe. Other actions are carried out once.
+ * Carries out `action`, chosen from `evidence`. A post-copy resume first waits (up to
+ * POSTCOPY_DESTINATION_WAIT_MS) for its destination to report the migration failed; one that fails is tried
+ * again (up to POSTCOPY_RESUME_ATTEMPTS in all, waiting longer each time) while fresh evidence still offers
+ * that very resume: right after the link comes back an end may still be settling its view of the broken
+ * stream. A resume never destroys either end, so waiting and trying again are safe. Other actions are
+ * carried out once.
  */
 export async function applyWithRetry(
   action: RecoveryAction,
-  apply: (a: RecoveryAction) => Promise<void>,
-  regather: () => Promise<VmEvidence | null>,
-  sleep: (ms: number) => Promise<void>,
+  evidence: VmEvidence | null,
+  io: RetryIo,
 ): Promise<RetriedAction> {
+  if (action.kind !== 'postcopy-resume') {
+    const error = await io.apply(action).then(
+      () => null,
+      (err: unknown) => errorMessage(err),
+    );
+    return { error, earlierErrors: [] };
+  }
   const earlierErrors: string[] = [];
   let current = action;
+  let latest = evidence;
+  let waitedMs = 0;
+  const result = (error: string | null): RetriedAction => ({
+    error,
+    earlierErrors,
+    ...(waitedMs > 0 ? { waitedForDestinationMs: waitedMs } : {}),
+  });
   for (let attempt = 1; ; attempt += 1) {
+    if (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
+      io.onWait?.(
+        `${current.toHostId ?? '?'} still reports the post-copy migration running: waiting up to ${POSTCOPY_DESTINATION_WAIT_MS / 1000} s for it to see the stream broke`,
+      );
+      while (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
+        await io.sleep(POSTCOPY_DESTINATION_POLL_MS);
+        waitedMs += POSTCOPY_DESTINATION_POLL_MS;
+        latest = await io.regather().catch(() => null);
+        const same = sameResume(latest, current);
+        if (same === undefined)
+          return result(
+            `no longer offered while waiting for ${current.toHostId ?? '?'}: ${latest?.summary ?? 'no evidence'}`,
+          );
+        current = same;
+      }
+    }
     try {
-      await apply(current);
-      return { error: null, earlierErrors };
+      await io.apply(current);
+      return result(null);
     } catch (err) {
       const error = errorMessage(err);
-      if (current.kind !== 'postcopy-resume' || attempt >= POSTCOPY_RESUME_ATTEMPTS)
-        return { error, earlierErrors };
-      await sleep(POSTCOPY_RESUME_RETRY_MS * attempt);
-      const evidence = await regather().catch(() => null);
-      const same = evidence?.actions.find(
-        (a) => a.kind === 'postcopy-resume' && a.hostId === current.hostId && a.toHostId === current.toHostId,
-      );
-      if (same === undefined) return { error, earlierErrors };
+      if (attempt >= POSTCOPY_RESUME_ATTEMPTS) return result(error);
+      await io.sleep(POSTCOPY_RESUME_RETRY_MS * attempt);
+      latest = await io.regather().catch(() => null);
+      const same = sameResume(latest, current);
+      if (same === undefined) return result(error);
       earlierErrors.push(error);
       current = same;
     }

@@ -11,8 +11,13 @@ export type WatchdogAction =
   | { kind: 'auto-converge'; graceMs: number }
   | { kind: 'post-copy'; reason: 'stalled' | 'predicted' }
   | { kind: 'abort'; reason: AbortReason; repeat: boolean }
-  /** The post-copy migration sent nothing for this long: its stream is broken; pause it on both ends. */
-  | { kind: 'pause-post-copy'; stalledMs: number }
+  /**
+   * The post-copy migration sent nothing for this long (a link down): the guest waits on the destination for
+   * pages. Reported (stuck), never paused or aborted: TCP carries the stream on once the link is back.
+   */
+  | { kind: 'post-copy-stalled'; stalledMs: number }
+  /** A stalled post-copy sends again, after this long. */
+  | { kind: 'post-copy-moving'; stalledMs: number }
   | { kind: 'stuck'; reason: 'unresponsive'; silentMs: number }
   | { kind: 'unstuck'; silentMs: number };
 
@@ -34,7 +39,7 @@ export interface WatchdogOptions {
   abortRetryMs: number;
   /** A fall in remaining data counts as progress only when larger than this fraction of the best so far. */
   progressEpsilon: number;
-  /** In post-copy, no byte sent for this long means the migration stream broke. */
+  /** In post-copy, no byte sent for this long marks the migration stalled. */
   postCopyStallMs: number;
 }
 
@@ -84,8 +89,8 @@ export interface WatchdogState {
   postCopySentMiB: number;
   postCopyRemainingMiB: number;
   postCopySentAtMs: number | null;
-  /** The post-copy stream was found broken (and its pause asked for). */
-  postCopyBroken: boolean;
+  /** The post-copy stream sends nothing (reported stalled, not yet moving again). */
+  postCopyStalled: boolean;
 }
 
 export class Watchdog {
@@ -124,7 +129,7 @@ export class Watchdog {
       postCopySentMiB: 0,
       postCopyRemainingMiB: Number.POSITIVE_INFINITY,
       postCopySentAtMs: null,
-      postCopyBroken: false,
+      postCopyStalled: false,
     };
   }
 
@@ -240,8 +245,8 @@ export class Watchdog {
       s.iteration - s.lastProgressIteration >= this.schedule.stallMinIterations
     )
       s.stallRoundsAtMs = sample.answeredAtMs ?? now;
-    // In post-copy the guest already runs on the destination: nothing to escalate, never abort. Only a
-    // stream that sends nothing any more (a broken link: TCP alone would wait many minutes) is acted on.
+    // In post-copy the guest already runs on the destination: nothing to escalate, never abort. A stream that
+    // sends nothing any more is reported, and reported again when it moves.
     if (s.phase === 'post-copy')
       return stats.postCopy ? [...actions, ...this.checkPostCopy(now, stats)] : actions;
     // The planner predicted that only post-copy finishes this VM: switch once round 0 has sent the memory,
@@ -314,15 +319,18 @@ export class Watchdog {
     const remaining = job.memRemainingMiB + job.diskRemainingMiB;
     // Moving: more bytes sent, or less data left (either counter alone may stand still on some hypervisors).
     if (s.postCopySentAtMs === null || sent > s.postCopySentMiB || remaining < s.postCopyRemainingMiB) {
+      const stalledMs = s.postCopySentAtMs === null ? 0 : now - s.postCopySentAtMs;
       s.postCopySentMiB = sent;
       s.postCopyRemainingMiB = remaining;
       s.postCopySentAtMs = now;
-      return [];
+      if (!s.postCopyStalled) return [];
+      s.postCopyStalled = false;
+      return [{ kind: 'post-copy-moving', stalledMs }];
     }
     const stalledMs = now - s.postCopySentAtMs;
-    if (s.postCopyBroken || remaining === 0 || stalledMs < this.options.postCopyStallMs) return [];
-    s.postCopyBroken = true;
-    return [{ kind: 'pause-post-copy', stalledMs }];
+    if (s.postCopyStalled || remaining === 0 || stalledMs < this.options.postCopyStallMs) return [];
+    s.postCopyStalled = true;
+    return [{ kind: 'post-copy-stalled', stalledMs }];
   }
 
   private markProgress(now: number): void {

@@ -307,11 +307,6 @@ export interface MigrationControl extends MigrationJobs {
   setMaxBandwidth(hostId: string, vmId: string, mibps: number): Promise<void>;
   startPostCopy(hostId: string, vmId: string): Promise<void>;
   abortJob(hostId: string, vmId: string): Promise<void>;
-  /**
-   * Interrupts the VM's post-copy migration on that end (source or destination) so that it stops waiting on a
-   * broken stream and can be resumed. Only backends whose post-copy migrations can break implement it.
-   */
-  pausePostCopy?(hostId: string, vmId: string): Promise<void>;
   /** Resumes a failed post-copy migration from `from` to `to`; resolves once it has completed. */
   resumePostCopy?(request: PostCopyResumeRequest): Promise<void>;
 }

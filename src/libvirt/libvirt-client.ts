@@ -422,7 +422,7 @@ export class LibvirtClient {
     await this.voidCall(Procedure.DOMAIN_ABORT_JOB, domainArgs(d), options.timeoutMs);
   }
 
-  /** virDomainAbortJobFlags: with AbortJobFlags.POSTCOPY, pauses a post-copy migration on this end. */
+  /** virDomainAbortJobFlags: with AbortJobFlags.POSTCOPY, pauses an outgoing post-copy migration (source only). */
   async abortJobFlags(d: DomainRef, flags: number, options: { timeoutMs?: number } = {}): Promise<void> {
     await this.voidCall(Procedure.DOMAIN_ABORT_JOB_FLAGS, domainArgs(d).uint(flags), options.timeoutMs);
   }

@@ -194,7 +194,7 @@ export function createMetrics(options: MetricsOptions = {}): DroverMetrics {
     }),
     migrationsStuck: new Gauge({
       name: 'drover_migrations_stuck',
-      help: 'Migrations detected as stuck (unresponsive monitor, paused on both ends)',
+      help: 'Migrations detected as stuck (unresponsive monitor, paused on both ends, post-copy sending nothing)',
       registers,
     }),
     vmsOnTwoHosts: new Gauge({

@@ -39,3 +39,27 @@ describe('diagnose after a failed pre-copy migration', () => {
     }
   });
 });
+
+describe('diagnose a broken post-copy migration', () => {
+  const source = host('lab1', 'paused', { postCopy: 'failed' });
+
+  it('offers resuming it from its source, whether or not the destination has seen the stream broke', () => {
+    for (const destination of ['failed', 'active'] as const) {
+      const e = diagnose('vm', AT, [source, host('lab2', 'running', { postCopy: destination })], null);
+      expect(e.diagnosis).toBe('postcopy-failed');
+      expect(e.holder).toBeNull();
+      expect(e.actions).toEqual([
+        expect.objectContaining({
+          kind: 'postcopy-resume',
+          hostId: 'lab1',
+          toHostId: 'lab2',
+          forcing: false,
+        }),
+      ]);
+      // an operator reading the action learns why the resume may wait
+      expect(e.actions[0]?.why.includes('lab2 has not yet seen the stream broke')).toBe(
+        destination === 'active',
+      );
+    }
+  });
+});

@@ -235,16 +235,19 @@ describe('Watchdog', () => {
     expect(wd.requestAbort(1_000_001)).toEqual([]);
   });
 
-  it('pauses a post-copy that sends nothing any more (a broken stream), once, and never aborts it', () => {
+  it('reports a post-copy that sends nothing (stalled), then moving again, and never pauses or aborts it', () => {
     const schedule = watchdogSchedule({ profile: 'kubevirt', memMiB: 1000, allowPostCopy: true });
     const wd = new Watchdog(schedule, 0, { postCopyStallMs: 10_000 });
-    // In post-copy from the start; sends until 20 s, then the link is cut: nothing moves any more.
+    // In post-copy from the start; sends until 20 s, the link is down from then until 60 s, then it sends again.
     const sample = (t: number) => {
-      const moved = Math.min(t, 20_000) / 1000;
+      const moved = (Math.min(t, 20_000) + Math.max(0, t - 60_000)) / 1000;
       return stats(800 - moved, 2, { postCopy: true, memProcessedMiB: moved });
     };
     const actions = run(wd, 0, 300_000, 500, sample);
-    expect(actions).toEqual([{ atMs: 30_000, action: { kind: 'pause-post-copy', stalledMs: 10_000 } }]);
+    expect(actions).toEqual([
+      { atMs: 30_000, action: { kind: 'post-copy-stalled', stalledMs: 10_000 } },
+      { atMs: 60_500, action: { kind: 'post-copy-moving', stalledMs: 40_500 } },
+    ]);
     expect(wd.requestAbort(300_001)).toEqual([]);
   });
 

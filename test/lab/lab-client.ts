@@ -297,6 +297,7 @@ export async function labExec(hostId: string, argv: readonly string[]): Promise<
 
 export const cutLink = (hostId: string) => labCommand('link-down', hostId);
 export const restoreLink = (hostId: string) => labCommand('link-up', hostId);
+export const resetMigrationStreams = (hostId: string) => labCommand('reset-migration', hostId);
 export const stopDaemon = (hostId: string) => labCommand('daemon-stop', hostId);
 export const killDaemon = (hostId: string) => labCommand('daemon-kill', hostId);
 export const startDaemon = (hostId: string) => labCommand('daemon-start', hostId);

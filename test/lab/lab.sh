@@ -16,6 +16,7 @@
 #        lab.sh own-cpu on|off   each host reports only its own guests' CPU (default: the whole machine's)
 #        lab.sh daemon-stop HOST | daemon-start HOST | daemon-kill HOST | daemon-pause HOST | daemon-resume HOST
 #        lab.sh link-down HOST | link-up HOST
+#        lab.sh reset-migration HOST         reset the incoming migration streams on HOST (TCP RST both ways)
 #        lab.sh tls-on HOST CERT_DIR   restart HOST's daemon also listening for TLS on 16514 (inside its
 #                                      namespace) with CERT_DIR/{cacert,servercert,serverkey}.pem, and expose
 #                                      that port as the unix socket $LAB_DIR/hosts/HOST/tls-forward.sock
@@ -403,7 +404,9 @@ case "$action" in
   daemon-resume) known_host "$1"; pid=$(read_pid "$(host_dir "$1")/libvirtd.pid"); pid_runs "$pid" libvirtd && kill -CONT "$pid" ;;
   link-down) known_host "$1"; nsenter -t "$(read_pid "$LAB/switch/holder.pid")" -n ip link set "port-$1" down ;;
   link-up) known_host "$1"; nsenter -t "$(read_pid "$LAB/switch/holder.pid")" -n ip link set "port-$1" up ;;
+  # resets the incoming migration streams on HOST (QEMU listens on 49152-49215): both ends see them break now
+  reset-migration) known_host "$1"; nsenter -t "$(holder_of "$1")" -n ss -K state established '( sport >= :49152 and sport <= :49215 )' ;;
   tls-on) known_host "$1"; cmd_tls_on "$1" "$2" ;;
   tls-off) known_host "$1"; cmd_tls_off "$1" ;;
-  *) echo "usage: lab.sh up|down|status|hosts|uri H|remove H|daemon-stop H|daemon-kill H|daemon-start H|link-down H|link-up H|tls-on H DIR|tls-off H" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up|down|status|hosts|uri H|remove H|daemon-stop H|daemon-kill H|daemon-start H|link-down H|link-up H|reset-migration H|tls-on H DIR|tls-off H" >&2; exit 2 ;;
 esac

@@ -1,9 +1,10 @@
 // Risky migrations through drover's executor on real libvirt, on a link drover caps: auto-converge armed by
 // the policy on a guest that dirties faster than the link (the watchdog sees QEMU raise the throttle, and the
-// migration finishes); the watchdog's own switch to post-copy, then the link cut while in post-copy (drover
-// pauses the broken migration on both ends, reports the guest split, the reconciler raises its metric, and
-// `drover recover` resumes the migration once the link is back); two migrations of one drain sharing the
-// source's link (each held to its half).
+// migration finishes); the watchdog's own switch to post-copy, then the link cut for a while (reported
+// stalled, left alone, and the migration completes once the link is back), or the migration stream reset
+// (both ends report the post-copy failed, the reconciler reports the guest split and raises its metric, and
+// `drover recover` resumes the migration); two migrations of one drain sharing the source's link (each held
+// to its half).
 // After each: every guest runs and is defined on exactly one host, its heartbeat advancing. Rows go to the
 // fault table (bench/results/faults.json).
 import { execFile } from 'node:child_process';
@@ -27,6 +28,7 @@ import {
   heartbeat,
   heartbeatAdvances,
   labHostConfigs,
+  resetMigrationStreams,
   restoreLink,
   waitFor,
   type GuestSpec,
@@ -48,6 +50,8 @@ const MiB = 1024 * 1024;
 let hv: LibvirtHypervisor;
 let redis: Redis;
 let ex: Executor;
+/** The executor's metrics (drover_migrations_stuck). */
+let exMetrics: ReturnType<typeof createMetrics>;
 const prefix = uniquePrefix('lab-risky-mig');
 const guests = new LabGuests('riskmig');
 /** A daemon config naming the lab hosts, for `drover recover --config`. */
@@ -73,9 +77,11 @@ beforeAll(() => {
     reconnectMaxMs: 1_000,
   });
   redis = connectRedis();
+  exMetrics = createMetrics({ processMetrics: false });
   ex = new Executor({
     redis,
     hypervisor: hv,
+    metrics: exMetrics,
     options: parseExecutorOptions({ prefix, pollIntervalMs: 250, progressIntervalMs: 250 }),
   });
   ex.startWorkers(4);
@@ -174,8 +180,8 @@ describe('risky migrations on a capped lab link', () => {
     );
   }, 300_000);
 
-  it('post-copy by the watchdog, the link cut in post-copy: reported split, alerted, drover recover resumes it', async () => {
-    const started = Date.now();
+  /** Boots a guest that pre-copy cannot move over the capped link and has the watchdog switch it to post-copy. */
+  async function inPostCopy(): Promise<LabGuest> {
     // 50 MiB/s of writes over 64 MiB: pre-copy cannot finish at 8 MiB/s; post-copy then has ~64 MiB to pull.
     const g = await guest({ memMiB: 128, fillMiB: 48, mb: 64, rate: 12_800 });
     await ex.enqueuePlan(
@@ -192,86 +198,110 @@ describe('risky migrations on a capped lab link', () => {
       ]),
       parseExecutionPolicy({ allowPostCopy: true }),
     );
-    // The watchdog switches once round 0 is over (the planner predicted post-copy); cut the link right then.
+    // The watchdog switches once round 0 is over (the planner predicted post-copy); wait until the guest
+    // runs on the destination.
     await waitFor(
-      'the watchdog to switch the migration to post-copy',
-      async () => ((await hv.jobStats(A, g.id)).postCopy ? true : undefined),
+      'the guest to run on the destination in post-copy',
+      async () =>
+        (await hv.locateVm(g.id)).some(
+          (p) => p.hostId === B && p.state === 'running' && p.postCopy === 'active',
+        )
+          ? true
+          : undefined,
       180_000,
       100,
     );
+    return g;
+  }
+
+  const stuckGauge = async () =>
+    Number(/^drover_migrations_stuck (\S+)$/m.exec(await exMetrics.registry.metrics())?.[1] ?? 'NaN');
+
+  it('the link cut for a while in post-copy: reported stalled, never paused, and the migration completes once it is back', async () => {
+    const started = Date.now();
+    const g = await inPostCopy();
     await cutLink(B);
-    const metrics = createMetrics({ processMetrics: false });
-    const reconciler = new Reconciler({ hypervisor: hv, callTimeoutMs: 15_000, intervalMs: 60_000, metrics });
-    let evidence: VmEvidence | undefined;
     try {
-      // While the link is down: drover finds the stream dead, pauses the migration (the source keeps the
-      // rest of the guest's memory), and the reconciler reports a broken post-copy (the alert's metric), with
-      // resuming it as the repair, never destroying either side.
-      let seen = '';
-      evidence = await waitFor(
-        'the reconciler to report the broken post-copy',
-        async () => {
-          const report = await reconciler.runOnce();
-          seen = JSON.stringify({ report, at: await hv.locateVm(g.id) });
-          return report.onSeveralHosts.find((e) => e.vmId === g.id);
-        },
-        120_000,
-        1_000,
-      ).catch((err: unknown) => {
-        throw new Error(`${String(err)}; last seen: ${seen}`);
-      });
-      expect(evidence.diagnosis).toBe('postcopy-failed');
-      expect(evidence.actions.map((a) => [a.kind, a.hostId, a.toHostId, a.forcing])).toEqual([
-        ['postcopy-resume', A, B, false],
-      ]);
-      expect(await metrics.registry.getSingleMetricAsString('drover_vms_on_multiple_hosts')).toMatch(
-        /^drover_vms_on_multiple_hosts 1$/m,
+      // The watchdog reports the stall (the DroverMigrationStuck alert's gauge) and leaves the migration be.
+      await waitFor(
+        'the stalled post-copy to be counted stuck',
+        async () => ((await stuckGauge()) === 1 ? true : undefined),
+        60_000,
+        250,
       );
-      expect((await hv.locateVm(g.id)).find((p) => p.hostId === A)).toMatchObject({
-        state: 'paused',
-        postCopy: 'failed',
-      });
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect((await hv.locateVm(g.id)).map((p) => [p.hostId, p.postCopy]).sort()).toEqual([
+        [A, 'active'],
+        [B, 'active'],
+      ]);
     } finally {
       await restoreLink(B);
     }
-    // With the link back the destination sees the stream end too, and the job ends: failed, the guest split.
+    // TCP carries the stream on: the migration completes by itself.
+    const report = reportOf(await finished(g.id, 240_000));
+    expect(report.outcome, report.reason).toBe('completed');
+    const kinds = report.watchdog.map((r) => r.action.kind);
+    expect(kinds).toEqual(expect.arrayContaining(['post-copy', 'post-copy-stalled']));
+    expect(kinds.filter((k) => k === 'abort')).toEqual([]);
+    expect(await stuckGauge()).toBe(0);
+    expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'running', persistent: true }]);
+    const stalled = report.watchdog.find((r) => r.action.kind === 'post-copy-stalled');
+    await conclude(
+      'link cut while in post-copy (watchdog switched)',
+      [g],
+      started,
+      `stalled after ${(((stalled?.action as { stalledMs?: number } | undefined)?.stalledMs ?? 0) / 1000).toFixed(1)} s, counted stuck; completed once the link was back, ${report.durationS.toFixed(1)} s in all; on ${B}`,
+    );
+  }, 600_000);
+
+  it('the migration stream reset in post-copy: reported split, alerted, drover recover resumes it', async () => {
+    const started = Date.now();
+    const g = await inPostCopy();
+    // Both ends see the stream break now (a reset, as a firewall or a restarted switch would send).
+    await resetMigrationStreams(B);
     const report = reportOf(await finished(g.id, 180_000));
     expect(report.outcome, report.reason).toBe('failed');
-    expect(report.watchdog.map((r) => r.action.kind)).toEqual(
-      expect.arrayContaining(['post-copy', 'pause-post-copy']),
-    );
     expect(report.watchdog.filter((r) => r.action.kind === 'abort')).toEqual([]);
     expect(report.problems.join('\n')).toContain('post-copy failed');
     expect(report.evidence?.diagnosis).toBe('postcopy-failed');
-    // The destination learns the stream ended only when the source's close, sent while the link was down,
-    // is retransmitted, and TCP backs its retries off to tens of seconds: its state reason turns to
-    // post-copy-failed from a moment to over 30 s (seen once) after the job ends. Wait for both ends.
-    const bothFailed = async () => (await hv.locateVm(g.id)).map((p) => [p.hostId, p.postCopy]).sort();
-    await waitFor(
-      'both ends to report the post-copy failed',
-      async () => ((await bothFailed()).every(([, state]) => state === 'failed') ? true : undefined),
-      120_000,
-      250,
-    ).catch(() => undefined);
-    expect(await bothFailed()).toEqual([
-      [A, 'failed'],
-      [B, 'failed'],
+    // The reconciler reports the broken post-copy (the alert's metric) with resuming it as the repair, never
+    // destroying either side.
+    const metrics = createMetrics({ processMetrics: false });
+    const reconciler = new Reconciler({ hypervisor: hv, callTimeoutMs: 15_000, intervalMs: 60_000, metrics });
+    const evidence = (await reconciler.runOnce()).onSeveralHosts.find((e) => e.vmId === g.id);
+    expect(evidence?.diagnosis).toBe('postcopy-failed');
+    expect(evidence?.actions.map((a) => [a.kind, a.hostId, a.toHostId, a.forcing])).toEqual([
+      ['postcopy-resume', A, B, false],
     ]);
-    // The operator's path: `drover recover VM --apply 1` resumes the migration now that the link is back.
+    expect(await metrics.registry.getSingleMetricAsString('drover_vms_on_multiple_hosts')).toMatch(
+      /^drover_vms_on_multiple_hosts 1$/m,
+    );
+    const where = async () => JSON.stringify(await hv.locateVm(g.id));
+    // The operator's path: `drover recover VM --apply 1` resumes the migration.
     const recover = await run(
       process.execPath,
       [DROVER_BIN, 'recover', g.id, '--config', config, '--apply', '1', '--json'],
-      { cwd: REPO_ROOT, env: { ...process.env, REDIS_URL: redisUrl() }, timeout: 180_000 },
-    ).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
-      throw new Error(`drover recover exited ${err.code}: ${err.stdout}\n${err.stderr}`);
+      { cwd: REPO_ROOT, env: { ...process.env, REDIS_URL: redisUrl() }, timeout: 360_000 },
+    ).catch(async (err: { code?: number; stdout?: string; stderr?: string }) => {
+      throw new Error(
+        `drover recover exited ${err.code}: ${err.stdout}\n${err.stderr}\non the hosts: ${await where()}`,
+      );
     });
     const out = JSON.parse(recover.stdout) as {
       evidence: VmEvidence;
-      applied: { kind: string; error: string | null }[];
+      applied: { kind: string; error: string | null; waitedForDestinationMs?: number }[];
       after: VmEvidence | null;
     };
     expect(out.evidence.diagnosis).toBe('postcopy-failed');
-    expect(out.applied).toEqual([expect.objectContaining({ kind: 'postcopy-resume', error: null })]);
+    expect(out.applied, `${recover.stderr}\non the hosts: ${await where()}`).toEqual([
+      expect.objectContaining({ kind: 'postcopy-resume', error: null }),
+    ]);
+    // It waited exactly when the destination had not yet seen the stream break.
+    const destinationSaw = out.evidence.hosts.find((h) => h.hostId === B)?.postCopy;
+    const waitedMs = out.applied[0]?.waitedForDestinationMs;
+    expect(waitedMs !== undefined, `${B} reported post-copy ${destinationSaw}; waited ${waitedMs} ms`).toBe(
+      destinationSaw === 'active',
+    );
     expect(out.after?.diagnosis).toBe('ok');
     expect(out.after?.holder).toBe(B);
     expect((await reconciler.runOnce()).onSeveralHosts).toEqual([]);
@@ -281,12 +311,16 @@ describe('risky migrations on a capped lab link', () => {
     // Nothing left paused: the guest runs on the destination only, defined there only, heartbeat advancing.
     expect(await hv.locateVm(g.id)).toEqual([{ hostId: B, state: 'running', persistent: true }]);
     await conclude(
-      'link cut while in post-copy (watchdog switched), recovered',
+      'migration stream reset while in post-copy, recovered',
       [g],
       started,
-      `job failed, split ${A}/${B} reported; drover recover resumed it; on ${B}`,
+      `job failed, split ${A}/${B} reported; drover recover resumed it${
+        waitedMs === undefined
+          ? ''
+          : ` after waiting ${(waitedMs / 1000).toFixed(0)} s for ${B} to see the break`
+      }; on ${B}`,
     );
-  }, 420_000);
+  }, 600_000);
 
   it('two migrations of a drain share the capped source link: each gets its half', async () => {
     const started = Date.now();

@@ -99,11 +99,14 @@ export async function runRecover(
     hostId: string;
     error: string | null;
     earlierErrors?: string[];
+    waitedForDestinationMs?: number;
   }[] = [];
   for (const index of chosen) {
     const action = evidence.actions[index - 1];
     if (!action) {
-      io.err(`there is no action ${index} (the evidence offers ${evidence.actions.length})`);
+      io.err(
+        `there is no action ${index} (the evidence offers ${evidence.actions.length}; ${evidence.diagnosis}: ${evidence.summary})`,
+      );
       return EXIT_USAGE;
     }
     if (action.forcing && !options.force) {
@@ -116,18 +119,20 @@ export async function runRecover(
   for (const index of chosen) {
     const action = evidence.actions[index - 1];
     if (!action) continue;
-    const { error, earlierErrors } = await applyWithRetry(
-      action,
-      (a) => applyRecoveryAction(hypervisor, vmId, a, timeoutMs),
-      () => gatherEvidence(hypervisor, vmId, timeoutMs, hint),
-      (ms) => sleep(ms),
-    );
+    const { error, earlierErrors, waitedForDestinationMs } = await applyWithRetry(action, evidence, {
+      apply: (a) => applyRecoveryAction(hypervisor, vmId, a, timeoutMs),
+      regather: () => gatherEvidence(hypervisor, vmId, timeoutMs, hint),
+      sleep: (ms) => sleep(ms),
+      // progress on stderr: stdout stays the report (JSON with --json)
+      onWait: (text) => io.err(text),
+    });
     applied.push({
       index,
       kind: action.kind,
       hostId: action.hostId,
       error,
       ...(earlierErrors.length > 0 ? { earlierErrors } : {}),
+      ...(waitedForDestinationMs !== undefined ? { waitedForDestinationMs } : {}),
     });
   }
   const after = applied.length > 0 ? await gatherEvidence(hypervisor, vmId, timeoutMs, hint) : null;
@@ -136,6 +141,10 @@ export async function runRecover(
   } else {
     io.out(formatEvidence(evidence));
     for (const a of applied) {
+      if (a.waitedForDestinationMs !== undefined)
+        io.out(
+          `applied ${a.index}: waited ${a.waitedForDestinationMs / 1000} s for the destination to see the post-copy broke`,
+        );
       for (const [i, e] of (a.earlierErrors ?? []).entries())
         io.out(`applied ${a.index}: ${a.kind} on ${a.hostId}: attempt ${i + 1} failed: ${e}`);
       io.out(

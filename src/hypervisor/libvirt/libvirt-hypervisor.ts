@@ -16,7 +16,6 @@ import {
 } from '../../libvirt/errors.js';
 import { LibvirtClient, numberParam, uuidToString, type ParamRecord } from '../../libvirt/libvirt-client.js';
 import {
-  AbortJobFlags,
   CpuCompareResult,
   DirtyRateStatus,
   DomainPausedReason,
@@ -783,13 +782,6 @@ export class LibvirtHypervisor implements Hypervisor {
         true,
         true,
       );
-    });
-  }
-
-  async pausePostCopy(hostId: string, vmId: string): Promise<void> {
-    return this.guard('pausePostCopy', async () => {
-      const { client, dom } = await this.domain(hostId, vmId);
-      await client.abortJobFlags(dom, AbortJobFlags.POSTCOPY, { timeoutMs: this.options.callTimeoutMs });
     });
   }
 
