@@ -162,7 +162,7 @@ export function diagnose(
           toHostId: dest.hostId,
           why: `resume the migration to ${dest.hostId} once the link between them works again${
             dest.postCopy === 'active'
-              ? ` (${dest.hostId} has not yet seen the stream broke: the resume waits for it)`
+              ? ` (${dest.hostId} has not yet seen the stream break: the resume waits for it)`
               : ''
           }`,
           forcing: false,
@@ -335,7 +335,7 @@ export interface RetryIo {
   /** Fresh evidence (null when it could not be gathered). */
   regather: () => Promise<VmEvidence | null>;
   sleep: (ms: number) => Promise<void>;
-  /** Told once when a resume starts waiting for its destination. */
+  /** Told each time a resume starts waiting for its destination. */
   onWait?: (text: string) => void;
 }
 
@@ -383,17 +383,17 @@ export async function applyWithRetry(
   for (let attempt = 1; ; attempt += 1) {
     if (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
       io.onWait?.(
-        `${current.toHostId ?? '?'} still reports the post-copy migration running: waiting up to ${POSTCOPY_DESTINATION_WAIT_MS / 1000} s for it to see the stream broke`,
+        `${current.toHostId ?? '?'} still reports the post-copy migration running: waiting up to ${POSTCOPY_DESTINATION_WAIT_MS / 1000} s for it to see the stream break`,
       );
       while (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
         await io.sleep(POSTCOPY_DESTINATION_POLL_MS);
         waitedMs += POSTCOPY_DESTINATION_POLL_MS;
-        latest = await io.regather().catch(() => null);
+        const fresh = await io.regather().catch(() => null);
+        if (fresh === null) continue; // no evidence this time: keep waiting on what was seen last
+        latest = fresh;
         const same = sameResume(latest, current);
         if (same === undefined)
-          return result(
-            `no longer offered while waiting for ${current.toHostId ?? '?'}: ${latest?.summary ?? 'no evidence'}`,
-          );
+          return result(`no longer offered while waiting for ${current.toHostId ?? '?'}: ${latest.summary}`);
         current = same;
       }
     }

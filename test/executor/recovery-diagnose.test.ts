@@ -43,7 +43,7 @@ describe('diagnose after a failed pre-copy migration', () => {
 describe('diagnose a broken post-copy migration', () => {
   const source = host('lab1', 'paused', { postCopy: 'failed' });
 
-  it('offers resuming it from its source, whether or not the destination has seen the stream broke', () => {
+  it('offers resuming it from its source, whether or not the destination has seen the stream break', () => {
     for (const destination of ['failed', 'active'] as const) {
       const e = diagnose('vm', AT, [source, host('lab2', 'running', { postCopy: destination })], null);
       expect(e.diagnosis).toBe('postcopy-failed');
@@ -57,7 +57,7 @@ describe('diagnose a broken post-copy migration', () => {
         }),
       ]);
       // an operator reading the action learns why the resume may wait
-      expect(e.actions[0]?.why.includes('lab2 has not yet seen the stream broke')).toBe(
+      expect(e.actions[0]?.why.includes('lab2 has not yet seen the stream break')).toBe(
         destination === 'active',
       );
     }

@@ -1,5 +1,5 @@
 // `drover recover --apply` on a broken post-copy migration: the resume waits for its destination to see the
-// stream broke, and is tried again, waiting longer each time, while fresh evidence still offers that very
+// stream break, and is tried again, waiting longer each time, while fresh evidence still offers that very
 // resume; other actions run once.
 import { describe, expect, it } from 'vitest';
 import {
@@ -129,7 +129,7 @@ describe('applyWithRetry', () => {
     expect(r.error).toContain('(1)');
   });
 
-  it('waits for the destination to see the stream broke before resuming, and says so once', async () => {
+  it('waits for the destination to see the stream break before resuming, and says so once', async () => {
     const s = scripted(0, () => [RESUME], 3);
     const r = await applyWithRetry(RESUME, evidenceOffering([RESUME], 'active'), s.io());
     // the destination reported `active` at first and in the next three gatherings, then `failed`
@@ -170,5 +170,30 @@ describe('applyWithRetry', () => {
     expect(s.calls).toEqual([]);
     expect(s.waits).toEqual([POSTCOPY_DESTINATION_POLL_MS]);
     expect(r.error).toMatch(/^no longer offered while waiting for b: /);
+  });
+
+  it('keeps waiting through evidence that could not be gathered', async () => {
+    const waits: number[] = [];
+    const calls: RecoveryAction[] = [];
+    let gathered = 0;
+    const r = await applyWithRetry(RESUME, evidenceOffering([RESUME], 'active'), {
+      apply: (a) => {
+        calls.push(a);
+        return Promise.resolve();
+      },
+      regather: () => {
+        gathered += 1;
+        return gathered === 1
+          ? Promise.reject(new Error('b did not answer'))
+          : Promise.resolve(evidenceOffering([RESUME], 'failed'));
+      },
+      sleep: (ms) => {
+        waits.push(ms);
+        return Promise.resolve();
+      },
+    });
+    expect(waits).toEqual([POSTCOPY_DESTINATION_POLL_MS, POSTCOPY_DESTINATION_POLL_MS]);
+    expect(calls).toEqual([RESUME]);
+    expect(r.error).toBeNull();
   });
 });
