@@ -23,6 +23,14 @@ import type { WatchdogAction } from './watchdog.js';
 /** The hypervisor roles a watch uses: the job, its controls, and events to wake on. */
 export type WatchHypervisor = MigrationControl & HypervisorEvents;
 
+/** How each watchdog report moves drover_migrations_stuck (an unresponsive monitor, a stalled post-copy). */
+const STUCK_DELTA: Partial<Record<WatchdogAction['kind'], 1 | -1>> = {
+  stuck: 1,
+  unstuck: -1,
+  'post-copy-stalled': 1,
+  'post-copy-moving': -1,
+};
+
 /** How a watch ended: the handle's outcome when it settled, the watchdog's records, why it gave up (stuck). */
 export interface WatchEnd {
   settled: MigrationOutcome | null;
@@ -142,8 +150,11 @@ export class MigrationWatch {
           actions.push(...watchdog.requestAbort(now));
         }
         for (const action of actions) {
-          if (action.kind === 'stuck' || action.kind === 'post-copy-stalled') stuckCounted += 1;
-          if (action.kind === 'unstuck' || action.kind === 'post-copy-moving') stuckCounted -= 1;
+          const stuck = STUCK_DELTA[action.kind] ?? 0;
+          if (stuck !== 0) {
+            stuckCounted += stuck;
+            this.metrics?.migrationsStuck.inc(stuck);
+          }
           if (action.kind === 'abort' && firstAbortAtMs === null) firstAbortAtMs = now;
           await this.carryOut(ctx, action, records);
         }
@@ -294,14 +305,12 @@ export class MigrationWatch {
           // Counted stuck, left alone: pausing it would end the migration failed with the guest split, and
           // libvirt may then stop the destination's copy before it has seen the stream break (the guest's
           // newest memory with it; seen on the lab). Over TCP the stream carries on once the link is back.
-          this.metrics?.migrationsStuck.inc();
           log.error(
             { stalledMs: action.stalledMs, lastJob: ctx.watchdog.state.lastJob },
             'post-copy sends nothing: the guest waits on the destination for its memory until the stream moves again',
           );
           break;
         case 'post-copy-moving':
-          this.metrics?.migrationsStuck.dec();
           log.warn({ stalledMs: action.stalledMs }, 'post-copy sends again');
           break;
         case 'abort':
@@ -313,14 +322,12 @@ export class MigrationWatch {
           await this.call('abortJob', this.hv.abortJob(step.from, step.vm));
           break;
         case 'stuck':
-          this.metrics?.migrationsStuck.inc();
           log.error(
             { silentMs: action.silentMs, lastJob: ctx.watchdog.state.lastJob, host: step.from },
             'migration stuck: the source does not answer progress calls',
           );
           break;
         case 'unstuck':
-          this.metrics?.migrationsStuck.dec();
           log.warn({ silentMs: action.silentMs }, 'migration answers again');
           break;
       }

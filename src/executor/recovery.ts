@@ -380,23 +380,28 @@ export async function applyWithRetry(
     earlierErrors,
     ...(waitedMs > 0 ? { waitedForDestinationMs: waitedMs } : {}),
   });
-  for (let attempt = 1; ; attempt += 1) {
-    if (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
-      io.onWait?.(
-        `${current.toHostId ?? '?'} still reports the post-copy migration running: waiting up to ${POSTCOPY_DESTINATION_WAIT_MS / 1000} s for it to see the stream break`,
-      );
-      while (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
-        await io.sleep(POSTCOPY_DESTINATION_POLL_MS);
-        waitedMs += POSTCOPY_DESTINATION_POLL_MS;
-        const fresh = await io.regather().catch(() => null);
-        if (fresh === null) continue; // no evidence this time: keep waiting on what was seen last
-        latest = fresh;
-        const same = sameResume(latest, current);
-        if (same === undefined)
-          return result(`no longer offered while waiting for ${current.toHostId ?? '?'}: ${latest.summary}`);
-        current = same;
-      }
+  /** Waits while the destination has not seen the stream break; an error when the resume is no longer offered. */
+  const waitForDestination = async (): Promise<string | null> => {
+    if (!destinationUnaware(latest, current) || waitedMs >= POSTCOPY_DESTINATION_WAIT_MS) return null;
+    io.onWait?.(
+      `${current.toHostId ?? '?'} still reports the post-copy migration running: waiting up to ${POSTCOPY_DESTINATION_WAIT_MS / 1000} s for it to see the stream break`,
+    );
+    while (destinationUnaware(latest, current) && waitedMs < POSTCOPY_DESTINATION_WAIT_MS) {
+      await io.sleep(POSTCOPY_DESTINATION_POLL_MS);
+      waitedMs += POSTCOPY_DESTINATION_POLL_MS;
+      const fresh = await io.regather().catch(() => null);
+      if (fresh === null) continue; // no evidence this time: keep waiting on what was seen last
+      latest = fresh;
+      const same = sameResume(latest, current);
+      if (same === undefined)
+        return `no longer offered while waiting for ${current.toHostId ?? '?'}: ${latest.summary}`;
+      current = same;
     }
+    return null;
+  };
+  for (let attempt = 1; ; attempt += 1) {
+    const gone = await waitForDestination();
+    if (gone !== null) return result(gone);
     try {
       await io.apply(current);
       return result(null);

@@ -143,7 +143,7 @@ export async function runRecover(
     for (const a of applied) {
       if (a.waitedForDestinationMs !== undefined)
         io.out(
-          `applied ${a.index}: waited ${a.waitedForDestinationMs / 1000} s for the destination to see the post-copy broke`,
+          `applied ${a.index}: waited ${a.waitedForDestinationMs / 1000} s for the destination to see the post-copy break`,
         );
       for (const [i, e] of (a.earlierErrors ?? []).entries())
         io.out(`applied ${a.index}: ${a.kind} on ${a.hostId}: attempt ${i + 1} failed: ${e}`);
